@@ -1,0 +1,31 @@
+# Quickstart: `make demo` and `make test` each create .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: demo test bench install clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch is pinned first: the project's own range (<3) would otherwise let pip pick a CUDA build.
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(PY) -m domainaug demo --out demo_out
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	$(PIP) install -q -e ".[test,bench]"
+	$(PY) benchmarks/bench_core.py
+
+clean:
+	rm -rf demo_out .pytest_cache build *.egg-info

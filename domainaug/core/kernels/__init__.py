@@ -1,0 +1,2 @@
+"""Kernels: index/world math (grid), matrices (affine), control-point fields (elastic), map
+composition (fuse) and the one resampler (resample)."""

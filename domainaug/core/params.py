@@ -1,0 +1,127 @@
+"""Argument helpers shared by every transform: ranges, choices, axes, JSON-ready conversion."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import torch
+
+from ..errors import ParameterError
+
+__all__ = ["Uniform", "as_uniform", "check_choice", "check_positive_int", "as_size", "as_axes", "to_json"]
+
+
+@dataclass(frozen=True)
+class Uniform:
+    """A fixed value (``low == high``) or a uniform range ``[low, high]``."""
+
+    low: float
+    high: float
+
+    @property
+    def fixed(self) -> bool:
+        return self.low == self.high
+
+    def draw(self, generator: torch.Generator) -> float:
+        """One draw, in float64 on the CPU, so that params never depend on device or dtype."""
+        u = torch.rand((), generator=generator, dtype=torch.float64).item()
+        return self.low + (self.high - self.low) * u
+
+    def to_json(self) -> float | list[float]:
+        return self.low if self.fixed else [self.low, self.high]
+
+
+def as_uniform(name: str, value: Any, low: float | None = None, high: float | None = None) -> Uniform:
+    """A number is fixed; a ``(min, max)`` pair is a uniform range. Both ends must lie in ``[low, high]``."""
+    if isinstance(value, Uniform):
+        pair = (value.low, value.high)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        pair = (float(value), float(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        pair = (float(value[0]), float(value[1]))
+    else:
+        raise ParameterError(name, value, "a number or a (min, max) pair of numbers")
+    a, b = pair
+    if not (math.isfinite(a) and math.isfinite(b)):
+        raise ParameterError(name, value, "finite numbers")
+    if a > b:
+        raise ParameterError(name, value, "min <= max")
+    if low is not None and a < low:
+        raise ParameterError(name, value, f"min >= {low}")
+    if high is not None and b > high:
+        raise ParameterError(name, value, f"max <= {high}")
+    return Uniform(a, b)
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ParameterError(name, value, "one of " + ", ".join(repr(c) for c in choices))
+    return value
+
+
+def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ParameterError(name, value, f"an integer >= {minimum}")
+    return value
+
+
+def as_size(name: str, value: Any) -> tuple[int, ...]:
+    """A spatial size: one positive integer (same on every axis) or one per axis."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, (tuple, list)) or not value or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        raise ParameterError(name, value, "a positive integer or a tuple of positive integers (one per axis)")
+    return tuple(int(v) for v in value)
+
+
+def as_axes(name: str, value: Any) -> tuple[int, ...] | None:
+    """``None`` (every axis) or a tuple of axis indices (negative counts from the end)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, (tuple, list)) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                       for v in value):
+        raise ParameterError(name, value, "None, an axis index or a tuple of axis indices")
+    if len(set(value)) != len(value):
+        raise ParameterError(name, value, "distinct axes")
+    return tuple(int(v) for v in value)
+
+
+def resolve_axes(name: str, axes: Sequence[int] | None, ndim: int) -> list[int]:
+    """Axes made non-negative for a sample with ``ndim`` spatial dimensions."""
+    if axes is None:
+        return list(range(ndim))
+    out = []
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ParameterError(name, tuple(axes), f"axes in [-{ndim}, {ndim - 1}] for a {ndim}D sample")
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise ParameterError(name, tuple(axes), "distinct axes")
+    return out
+
+
+def per_axis(name: str, value: tuple[int, ...], ndim: int) -> tuple[int, ...]:
+    """Broadcast a one-element size to ``ndim`` axes, or check it has ``ndim`` entries."""
+    if len(value) == 1:
+        return value * ndim
+    if len(value) != ndim:
+        raise ParameterError(name, value, f"1 or {ndim} values for a {ndim}D sample")
+    return value
+
+
+def to_json(value: Any) -> Any:
+    """Make constructor arguments JSON-ready: tuples become lists, ranges become pairs."""
+    if isinstance(value, Uniform):
+        return value.to_json()
+    if isinstance(value, (tuple, list)):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    return value

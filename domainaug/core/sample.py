@@ -1,0 +1,273 @@
+"""The data model: ``Role``, ``Layer`` and ``Sample``."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import ParameterError, ShapeError, SpaceMismatchError
+from .kernels.fuse import PendingMap, Stage
+from .kernels.resample import INTENSITY_MODES, LABEL_MODES, LayerSpec, push_forward_points, resample_layers
+from .record import ParamRecord
+from .space import Space
+
+__all__ = ["Role", "Layer", "Sample", "DEFAULT_LABEL_INTERPOLATION"]
+
+#: Default interpolation of LABEL layers: one-hot-linear-argmax (smooth boundaries, no new labels).
+DEFAULT_LABEL_INTERPOLATION = "argmax"
+
+
+class Role(str, enum.Enum):
+    """What a layer holds; the role alone decides interpolation defaults and fill."""
+
+    INTENSITY = "intensity"
+    LABEL = "label"
+    VALID = "valid"
+
+
+@dataclass(frozen=True, eq=False)
+class Layer:
+    """``data`` ``(C, *spatial)`` with a role, a fill value for outside the field of view or nodata,
+    optional channel names (band names, contrasts), and an optional interpolation override
+    (INTENSITY: ``linear``/``cubic``/``nearest``; LABEL: ``argmax``/``nearest``)."""
+
+    data: torch.Tensor
+    role: Role = Role.INTENSITY
+    fill: float = 0.0
+    channels: tuple[str, ...] | None = None
+    interpolation: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, torch.Tensor):
+            raise ParameterError("data", type(self.data).__name__, "a torch.Tensor (C, *spatial)")
+        object.__setattr__(self, "role", Role(self.role))
+        if self.channels is not None:
+            object.__setattr__(self, "channels", tuple(str(c) for c in self.channels))
+            if len(self.channels) != self.data.shape[0]:
+                raise ShapeError(f"channels {list(self.channels)} name {len(self.channels)} channels; "
+                                 f"data has {self.data.shape[0]}")
+        dtype = self.data.dtype
+        if self.role is Role.LABEL and (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool):
+            raise ParameterError("label", str(dtype), "an integer dtype for a LABEL layer (categorical values)")
+        if self.role is Role.VALID and dtype != torch.bool:
+            raise ParameterError("valid", str(dtype), "torch.bool for a VALID layer")
+        if self.role is Role.INTENSITY and (dtype == torch.bool or dtype.is_complex):
+            raise ParameterError("image", str(dtype), "a real numeric dtype for an INTENSITY layer")
+        modes = {Role.INTENSITY: INTENSITY_MODES, Role.LABEL: LABEL_MODES, Role.VALID: {}}[self.role]
+        if self.interpolation is not None and self.interpolation not in modes:
+            raise ParameterError("interpolation", self.interpolation,
+                                 f"one of {sorted(modes)} for a {self.role.value} layer")
+
+    @property
+    def mode(self) -> str:
+        if self.role is Role.VALID:
+            return "valid"
+        if self.interpolation is not None:
+            return self.interpolation
+        return "linear" if self.role is Role.INTENSITY else DEFAULT_LABEL_INTERPOLATION
+
+    def spec(self) -> LayerSpec:
+        return LayerSpec(self.data, self.role.value, self.mode, float(self.fill))
+
+
+class Sample:
+    """A ``Space``, named layers on it, named point sets (world units, ``(N, ndim)`` float64) and
+    the ``history`` of ``ParamRecord``s that made it.
+
+    Spatial transforms inside a ``Compose`` leave a *pending* map instead of resampling: the layers
+    still hold the data on ``pending.source`` while ``space`` is already the output grid. Reading
+    ``layers`` resamples every layer once and clears it.
+    """
+
+    def __init__(self, space: Space, layers: Mapping[str, Layer], points: Mapping[str, Any] | None = None,
+                 history: Iterable[ParamRecord] | None = None, meta: Mapping[str, Any] | None = None,
+                 *, pending: PendingMap | None = None) -> None:
+        if not isinstance(space, Space):
+            raise ParameterError("space", type(space).__name__, "a domainaug.Space")
+        if pending is not None and pending.space != space:
+            raise SpaceMismatchError("pending map does not end on the sample's space")
+        grid = pending.source.shape if pending is not None else space.shape
+        valid_layers = []
+        for name, layer in layers.items():
+            if not isinstance(layer, Layer):
+                raise ParameterError(f"layers[{name!r}]", type(layer).__name__, "a domainaug.Layer")
+            if layer.data.dim() != len(grid) + 1 or tuple(layer.data.shape[1:]) != tuple(grid):
+                raise SpaceMismatchError(f"layer {name!r} has shape {tuple(layer.data.shape)}; the space "
+                                         f"needs (C, {', '.join(map(str, grid))})")
+            if layer.role is Role.VALID:
+                valid_layers.append(name)
+                if layer.data.shape[0] != 1:
+                    raise ShapeError(f"VALID layer {name!r} has {layer.data.shape[0]} channels; expected 1")
+        if len(valid_layers) > 1:
+            raise ParameterError("layers", valid_layers, "at most one VALID layer per sample")
+        devices = {layer.data.device for layer in layers.values()}
+        if len(devices) > 1:
+            raise ParameterError("layers", sorted(map(str, devices)), "every layer on one device")
+        self.space = space
+        self._layers = dict(layers)
+        if pending is not None and not pending.stages and pending.source == space:
+            pending = None  # an empty map: nothing to resample
+        self._pending = pending
+        self.points = {name: _as_points(name, p, space.ndim) for name, p in (points or {}).items()}
+        self.history: list[ParamRecord] = list(history or [])
+        self.meta: dict[str, Any] = dict(meta or {})
+
+    # --- construction --------------------------------------------------------------------------
+    @classmethod
+    def from_numpy(cls, image: Any, label: Any = None, valid: Any = None, affine: Any = None,
+                   spacing: Any = None, crs: str | None = None, channels: Sequence[str] | None = None,
+                   fill: float = 0.0, points: Mapping[str, Any] | None = None) -> "Sample":
+        """A sample from arrays. ``image`` is ``(C, *spatial)``; a bare ``(H, W)`` or ``(D, H, W)``
+        array gets C=1 (a 3D array is a volume unless ``affine``/``spacing`` say it is 2D).
+        ``label`` (integer, >= 0) and ``valid`` (bool) are ``(*spatial)`` or ``(1, *spatial)``.
+        Give ``affine`` (index of voxel centres -> world) or ``spacing``, not both."""
+        image_t = _as_tensor("image", image)
+        if affine is not None and spacing is not None:
+            raise ParameterError("spacing", spacing, "None when affine is given (the affine holds the spacing)")
+        ndim = None
+        if affine is not None:
+            ndim = np.asarray(affine).shape[0] - 1
+        elif spacing is not None and np.ndim(spacing) == 1:
+            ndim = len(spacing)
+        if image_t.dim() < 2 or image_t.dim() > 4:
+            raise ShapeError(f"image has {image_t.dim()} dimensions {tuple(image_t.shape)}; expected (H, W), "
+                             "(D, H, W), (C, H, W) or (C, D, H, W)")
+        if ndim is None:
+            ndim = 2 if image_t.dim() == 2 else 3
+        if ndim not in (2, 3):
+            raise ShapeError(f"affine/spacing describe a {ndim}D space; expected 2 or 3 spatial axes")
+        if image_t.dim() == ndim:
+            image_t = image_t[None]
+        if image_t.dim() != ndim + 1:
+            raise ShapeError(f"image shape {tuple(image_t.shape)} does not fit a {ndim}D space: "
+                             f"expected (C, {'D, ' if ndim == 3 else ''}H, W)")
+        shape = tuple(image_t.shape[1:])
+        space = Space(shape, affine, crs) if affine is not None else Space.from_spacing(
+            shape, 1.0 if spacing is None else spacing, crs=crs)
+        layers: dict[str, Layer] = {}
+        valid_t = None
+        if valid is not None:
+            valid_t = _spatial("valid", _as_tensor("valid", valid), shape)
+            valid_t = valid_t if valid_t.dtype == torch.bool else valid_t != 0
+        if image_t.dtype.is_floating_point:
+            bad = ~torch.isfinite(image_t)
+            if valid_t is not None:
+                bad &= valid_t
+            if bad.any():
+                raise ParameterError("image", f"{int(bad.sum())} NaN/Inf voxels", "finite values (mark nodata "
+                                     "with `valid` instead)")
+        layers["image"] = Layer(image_t, Role.INTENSITY, float(fill), tuple(channels) if channels else None)
+        if label is not None:
+            label_t = _spatial("label", _as_tensor("label", label), shape)
+            if label_t.dtype == torch.bool:
+                label_t = label_t.to(torch.uint8)
+            if label_t.dtype.is_floating_point:
+                raise ParameterError("label", str(label_t.dtype), "an integer array of label values")
+            if label_t.numel() and int(label_t.min()) < 0:
+                raise ParameterError("label", f"minimum {int(label_t.min())}", "label values >= 0")
+            layers["label"] = Layer(label_t, Role.LABEL, 0)
+        if valid_t is not None:
+            layers["valid"] = Layer(valid_t, Role.VALID)
+        return cls(space, layers, points=points)
+
+    # --- access --------------------------------------------------------------------------------
+    @property
+    def pending(self) -> PendingMap | None:
+        return self._pending
+
+    @property
+    def layers(self) -> dict[str, Layer]:
+        """The layers on ``space``; resamples once if a spatial map is pending."""
+        if self._pending is not None:
+            names = list(self._layers)
+            outs = resample_layers([self._layers[n].spec() for n in names], self._pending)
+            self._layers = {n: replace(self._layers[n], data=o) for n, o in zip(names, outs)}
+            self._pending = None
+        return self._layers
+
+    def layer_names(self, role: Role | None = None) -> list[str]:
+        """Names of the layers (of one role), without resampling anything."""
+        return [n for n, l in self._layers.items() if role is None or l.role is role]
+
+    def layer_info(self, name: str) -> Layer:
+        """The layer's role, fill and channels (its data may still be on the pending source grid)."""
+        return self._layers[name]
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.layers[name].data
+
+    @property
+    def valid_name(self) -> str | None:
+        names = self.layer_names(Role.VALID)
+        return names[0] if names else None
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self._layers.values())).data.device if self._layers else torch.device("cpu")
+
+    def materialize(self) -> "Sample":
+        """This sample with no pending map (resampling once if needed)."""
+        self.layers  # noqa: B018 - resolves the pending map in place
+        return self
+
+    # --- derived samples -----------------------------------------------------------------------
+    def replace(self, **changes: Any) -> "Sample":
+        """A new sample with some of ``space``, ``layers``, ``points``, ``history``, ``meta`` changed."""
+        fields = dict(space=self.space, layers=self.layers if "layers" not in changes else None,
+                      points=self.points, history=self.history, meta=self.meta)
+        fields.update(changes)
+        return Sample(**fields)
+
+    def with_layers(self, **layers: Layer) -> "Sample":
+        """A new sample with the given layers replaced or added."""
+        return self.replace(layers={**self.layers, **layers})
+
+    def lazy_warp(self, space: Space, stages: list[Stage]) -> "Sample":
+        """A new sample whose content is pulled back through ``stages`` onto ``space``, not yet
+        resampled; point sets are pushed forward now."""
+        pending = (self._pending or PendingMap(self.space, self.space, [])).then(space, stages)
+        points = {name: torch.from_numpy(push_forward_points(stages, p.cpu().numpy())).to(p)
+                  for name, p in self.points.items()}
+        return Sample(space, self._layers, points, self.history, self.meta, pending=pending)
+
+    def to(self, device: torch.device | str) -> "Sample":
+        layers = {n: replace(l, data=l.data.to(device)) for n, l in self._layers.items()}
+        return Sample(self.space, layers, self.points, self.history, self.meta, pending=self._pending)
+
+    def __repr__(self) -> str:
+        layers = ", ".join(f"{n}: {l.role.value} {tuple(l.data.shape)} {str(l.data.dtype).replace('torch.', '')}"
+                           for n, l in self._layers.items())
+        lazy = " (resampling pending)" if self._pending is not None else ""
+        return f"Sample({self.space.describe()}; {layers}; {len(self.history)} records{lazy})"
+
+
+def _as_tensor(name: str, value: Any) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    array = np.asarray(value)
+    if array.dtype == object or array.dtype.kind not in "biuf":
+        raise ParameterError(name, str(array.dtype), "a numeric or boolean array")
+    if array.dtype.kind == "u" and array.dtype.itemsize > 1:  # torch lacks full uint16/32/64 support
+        array = array.astype(np.int64 if array.dtype.itemsize >= 4 else np.int32)
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _spatial(name: str, t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    if tuple(t.shape) == shape:
+        return t[None]
+    if tuple(t.shape) == (1,) + shape:
+        return t
+    raise SpaceMismatchError(f"{name} has shape {tuple(t.shape)}; the image grid is {shape} "
+                             f"(expected {shape} or {(1,) + shape})")
+
+
+def _as_points(name: str, points: Any, ndim: int) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(points, dtype=np.float64) if not isinstance(points, torch.Tensor) else points)
+    t = t.to(torch.float64)
+    if t.dim() != 2 or t.shape[1] != ndim:
+        raise ShapeError(f"points {name!r} have shape {tuple(t.shape)}; expected (N, {ndim}) world coordinates")
+    return t

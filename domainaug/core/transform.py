@@ -1,0 +1,389 @@
+"""The transform contract: ``config`` / ``sample_params`` / ``apply``, records, replay, composites."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import torch
+import yaml
+
+from ..errors import ParameterError
+from .params import check_positive_int, to_json
+from .record import ParamRecord
+from .sample import Role, Sample
+from .space import Space
+from .kernels.fuse import Stage
+
+__all__ = ["Transform", "SpatialTransform", "IntensityTransform", "replay", "Compose", "OneOf", "SomeOf",
+           "RandomApply", "transform_from_dict"]
+
+SKIPPED = {"applied": False}
+
+
+class Transform(ABC):
+    """Base of every transform.
+
+    Subclasses implement ``sample_params`` (every random draw, returning JSON-ready data) and
+    ``apply`` (pure: same sample and params give the same output on any device). The constructor
+    stores each argument under its own name, so ``config()`` can rebuild the object. ``p`` is the
+    probability of applying; the draw is recorded (``{"applied": false}``), so a skip replays too.
+    """
+
+    registry: ClassVar[dict[str, type["Transform"]]] = {}
+    p: float = 1.0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not inspect.isabstract(cls):
+            Transform.registry[cls.__name__] = cls
+
+    # --- configuration -------------------------------------------------------------------------
+    def _set_p(self, p: float) -> None:
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+            raise ParameterError("p", p, "a probability in [0, 1]")
+        self.p = float(p)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments, JSON-ready, so that ``type(self)(**self.config())`` is equivalent."""
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        return {n: to_json(getattr(self, n)) for n in names}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"transform": type(self).__name__, "config": self.config()}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+    # --- the contract --------------------------------------------------------------------------
+    @abstractmethod
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        """Draw every random number this call needs. The only place randomness lives."""
+
+    @abstractmethod
+    def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        """Deterministic: same sample and params give the same output, on any device."""
+
+    def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        """Like ``apply``, but a spatial transform may leave its map pending (see ``Compose``).
+        The default needs the data, so it resamples anything pending first."""
+        return self.apply(sample.materialize(), params)
+
+    # --- driving -------------------------------------------------------------------------------
+    def draw(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        """``p`` first, then the transform's own parameters."""
+        if self.p < 1.0 and torch.rand((), generator=generator, dtype=torch.float64).item() >= self.p:
+            return dict(SKIPPED)
+        return self.sample_params(sample, generator)
+
+    def run(self, sample: Sample, params: dict[str, Any], *, lazy: bool = False) -> Sample:
+        """Apply recorded params (a skipped record passes the sample through)."""
+        if params.get("applied", True) is False:
+            return sample if lazy else sample.materialize().replace()
+        return self.lazy(sample, params) if lazy else self.apply(sample, params)
+
+    def _call(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
+        params = self.draw(sample, generator)
+        return self.run(sample, params, lazy=lazy), params
+
+    def __call__(self, sample: Sample, generator: torch.Generator | None = None) -> Sample:
+        """Draw, apply, and append ``ParamRecord(name, config, params)`` to the output's history."""
+        if generator is None:
+            generator = torch.Generator().manual_seed(int(np.random.SeedSequence().generate_state(1)[0]))
+        out, params = self._call(sample, generator, lazy=False)
+        out = out if out is not sample else sample.replace()
+        out.history = list(sample.history) + [ParamRecord(type(self).__name__, self.config(), params)]
+        return out
+
+    def record(self, params: dict[str, Any]) -> ParamRecord:
+        return ParamRecord(type(self).__name__, self.config(), params)
+
+
+class SpatialTransform(Transform):
+    """A warp or a regrid, expressed as a map: ``spatial_map(space, params) -> (out_space, stages)``.
+
+    ``stages`` pull output world positions back to input world positions (see
+    ``core.kernels.fuse``): affine matrices and smooth fields. A warp returns the input space
+    (content and points move); a regrid returns a new space with an identity pull-back (every kept
+    voxel keeps its world position). ``apply`` resamples once; inside a ``Compose`` consecutive maps
+    are fused and resampled once. ``fusable`` is False for ops whose ``sample_params`` read data.
+    """
+
+    fusable: bool = True
+
+    @abstractmethod
+    def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
+        """The output space and the pull-back stages (output world -> input world)."""
+
+    def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        if not self.fusable:
+            sample = sample.materialize()
+        space, stages = self.spatial_map(sample.space, params)
+        return sample.lazy_warp(space, stages)
+
+    def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        return self.lazy(sample, params).materialize()
+
+
+class IntensityTransform(Transform):
+    """A point-wise or local change of INTENSITY layers. Invalid (nodata) voxels keep their values.
+
+    Subclasses implement ``transform_layer(data, valid, params)`` on float data ``(C, *spatial)``
+    (float32, or float64 for float64 layers) with ``valid`` ``(1, *spatial)`` bool or ``None``.
+    The result is cast back to the layer's dtype (integers rounded and clipped to the dtype range).
+    ``layers`` names the layers to change (default: every INTENSITY layer).
+    """
+
+    layers: Sequence[str] | None = None
+
+    def _set_layers(self, layers: Sequence[str] | None) -> None:
+        if layers is not None and (isinstance(layers, str) or not all(isinstance(n, str) for n in layers)):
+            raise ParameterError("layers", layers, "None or a list of layer names")
+        self.layers = None if layers is None else list(layers)
+
+    def target_layers(self, sample: Sample) -> list[str]:
+        names = sample.layer_names(Role.INTENSITY) if self.layers is None else list(self.layers)
+        for n in names:
+            if n not in sample.layer_names():
+                raise ParameterError("layers", self.layers, f"names of layers in the sample ({sample.layer_names()})")
+            if sample.layer_info(n).role is not Role.INTENSITY:
+                raise ParameterError("layers", self.layers, f"INTENSITY layers; {n!r} is "
+                                     f"{sample.layer_info(n).role.value}")
+        return names
+
+    @abstractmethod
+    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                        sample: Sample) -> torch.Tensor:
+        """New values for one layer (float), computed from valid voxels where it matters."""
+
+    def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        layers = sample.layers
+        valid = layers[sample.valid_name].data if sample.valid_name else None
+        changed = {}
+        for name in self.target_layers(sample):
+            layer = layers[name]
+            work = layer.data.to(torch.float64 if layer.data.dtype == torch.float64 else torch.float32)
+            new = self.transform_layer(work, valid, params, sample)
+            if valid is not None:
+                new = torch.where(valid, new, work)
+            changed[name] = _replace_data(layer, _to_dtype(new, layer.data.dtype))
+        return sample.with_layers(**changed)
+
+
+def _replace_data(layer, data):
+    from dataclasses import replace
+    return replace(layer, data=data)
+
+
+def _to_dtype(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    if dtype.is_floating_point:
+        return value.to(dtype)
+    info = torch.iinfo(dtype)
+    return value.round().clamp(info.min, info.max).to(dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Replay and (de)serialisation.
+# ---------------------------------------------------------------------------------------------
+def _build(name: str, config: dict[str, Any]) -> Transform:
+    if name not in Transform.registry:
+        raise ParameterError("transform", name, f"a registered transform ({', '.join(sorted(Transform.registry))})")
+    return Transform.registry[name](**config)
+
+
+def transform_from_dict(d: dict[str, Any]) -> Transform:
+    """Inverse of ``Transform.to_dict``; nested composites included."""
+    if not isinstance(d, dict) or "transform" not in d:
+        raise ParameterError("pipeline", d, "a mapping with 'transform' and 'config'")
+    return _build(d["transform"], dict(d.get("config", {})))
+
+
+def replay(sample: Sample, records: Sequence[ParamRecord | dict[str, Any]]) -> Sample:
+    """Reproduce an output exactly from its records alone (they may have been through JSON)."""
+    out = sample
+    history = list(sample.history)
+    for record in records:
+        record = record if isinstance(record, ParamRecord) else ParamRecord.from_dict(record)
+        out = _build(record.transform, record.config).run(out, record.params)
+        history.append(record)
+    out = out if out is not sample else sample.replace()
+    out.history = history
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Composites.
+# ---------------------------------------------------------------------------------------------
+def _children(name: str, transforms: Sequence[Any]) -> list[Transform]:
+    out = []
+    for t in transforms:
+        if isinstance(t, dict):
+            t = transform_from_dict(t)
+        if not isinstance(t, Transform):
+            raise ParameterError(name, type(t).__name__, "a list of transforms (or their dicts)")
+        out.append(t)
+    return out
+
+
+class Compose(Transform):
+    """Apply transforms in order. Consecutive spatial transforms are fused into one coordinate map
+    and the layers are resampled once, when a non-spatial transform or the end needs the data.
+
+    Params: ``{"children": [params of each child]}``.
+    """
+
+    def __init__(self, transforms: Sequence[Transform], p: float = 1.0) -> None:
+        self.transforms = _children("transforms", transforms)
+        self._set_p(p)
+
+    def config(self) -> dict[str, Any]:
+        return {"transforms": [t.to_dict() for t in self.transforms], "p": self.p}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Transform:
+        return transform_from_dict(d)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> Transform:
+        return transform_from_dict(yaml.safe_load(text))
+
+    def __len__(self) -> int:
+        return len(self.transforms)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        # Children's draws may depend on the sample as the earlier children left it.
+        return self._draw_children(sample, generator)[1]
+
+    def _draw_children(self, sample: Sample, generator: torch.Generator) -> tuple[Sample, dict[str, Any]]:
+        out, children = sample, []
+        for t in self.transforms:
+            out, params = t._call(out, generator, lazy=True)
+            children.append(params)
+        return out, {"children": children}
+
+    def _call(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
+        if self.p < 1.0 and torch.rand((), generator=generator, dtype=torch.float64).item() >= self.p:
+            return self.run(sample, dict(SKIPPED), lazy=lazy), dict(SKIPPED)
+        out, params = self._draw_children(sample, generator)
+        return (out if lazy else out.materialize().replace()), params
+
+    def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        children = params["children"]
+        if len(children) != len(self.transforms):
+            raise ParameterError("params", f"{len(children)} children", f"{len(self.transforms)} (one per transform)")
+        out = sample
+        for t, p in zip(self.transforms, children):
+            out = t.run(out, p, lazy=True)
+        return out
+
+    def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        out = self.lazy(sample, params)
+        return out.materialize() if out is not sample else sample.replace()
+
+
+class OneOf(Transform):
+    """Apply one transform, chosen with the given weights (uniform by default).
+
+    Params: ``{"index": i, "params": params of that child}``.
+    """
+
+    def __init__(self, transforms: Sequence[Transform], weights: Sequence[float] | None = None,
+                 p: float = 1.0) -> None:
+        self.transforms = _children("transforms", transforms)
+        if not self.transforms:
+            raise ParameterError("transforms", [], "at least one transform")
+        if weights is not None:
+            if len(weights) != len(self.transforms) or any(w < 0 for w in weights) or sum(weights) <= 0:
+                raise ParameterError("weights", weights, f"{len(self.transforms)} non-negative numbers, not all 0")
+            weights = [float(w) for w in weights]
+        self.weights = weights
+        self._set_p(p)
+
+    def config(self) -> dict[str, Any]:
+        return {"transforms": [t.to_dict() for t in self.transforms], "weights": self.weights, "p": self.p}
+
+    def _choose(self, generator: torch.Generator) -> int:
+        w = torch.tensor(self.weights or [1.0] * len(self.transforms), dtype=torch.float64)
+        return int(torch.multinomial(w, 1, generator=generator).item())
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        i = self._choose(generator)
+        return {"index": i, "params": self.transforms[i].draw(sample, generator)}
+
+    def _call(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
+        if self.p < 1.0 and torch.rand((), generator=generator, dtype=torch.float64).item() >= self.p:
+            return self.run(sample, dict(SKIPPED), lazy=lazy), dict(SKIPPED)
+        i = self._choose(generator)
+        out, params = self.transforms[i]._call(sample, generator, lazy=lazy)
+        return out, {"index": i, "params": params}
+
+    def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        return self.transforms[params["index"]].run(sample, params["params"], lazy=True)
+
+    def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        return self.transforms[params["index"]].run(sample, params["params"])
+
+
+class SomeOf(Transform):
+    """Apply ``n`` distinct transforms (a number, or a ``(min, max)`` range of counts), in random
+    order unless ``keep_order``.
+
+    Params: ``{"order": [indices], "children": [params of each applied child]}``.
+    """
+
+    def __init__(self, transforms: Sequence[Transform], n: int | tuple[int, int] = 1, keep_order: bool = False,
+                 p: float = 1.0) -> None:
+        self.transforms = _children("transforms", transforms)
+        lo, hi = (n, n) if isinstance(n, int) else tuple(n)
+        check_positive_int("n", lo, 0), check_positive_int("n", hi, 0)
+        if lo > hi or hi > len(self.transforms):
+            raise ParameterError("n", n, f"counts with min <= max <= {len(self.transforms)}")
+        self.n = n if isinstance(n, int) else [lo, hi]
+        self.keep_order = bool(keep_order)
+        self._set_p(p)
+
+    def config(self) -> dict[str, Any]:
+        return {"transforms": [t.to_dict() for t in self.transforms], "n": self.n,
+                "keep_order": self.keep_order, "p": self.p}
+
+    def _order(self, generator: torch.Generator) -> list[int]:
+        lo, hi = (self.n, self.n) if isinstance(self.n, int) else self.n
+        k = lo + int(torch.randint(0, hi - lo + 1, (), generator=generator).item())
+        order = torch.randperm(len(self.transforms), generator=generator)[:k].tolist()
+        return sorted(order) if self.keep_order else order
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        return self._call(sample, generator, lazy=True)[1]
+
+    def _call(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
+        if self.p < 1.0 and torch.rand((), generator=generator, dtype=torch.float64).item() >= self.p:
+            return self.run(sample, dict(SKIPPED), lazy=lazy), dict(SKIPPED)
+        order, children, out = self._order(generator), [], sample
+        for i in order:
+            out, params = self.transforms[i]._call(out, generator, lazy=True)
+            children.append(params)
+        return (out if lazy else out.materialize().replace()), {"order": order, "children": children}
+
+    def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        out = sample
+        for i, p in zip(params["order"], params["children"]):
+            out = self.transforms[i].run(out, p, lazy=True)
+        return out
+
+    def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        out = self.lazy(sample, params)
+        return out.materialize() if out is not sample else sample.replace()
+
+
+class RandomApply(Compose):
+    """Apply a list of transforms, in order, with probability ``p`` (all or none)."""
+
+    def __init__(self, transforms: Sequence[Transform], p: float = 0.5) -> None:
+        super().__init__(transforms, p)

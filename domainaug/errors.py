@@ -1,0 +1,31 @@
+"""The errors domainaug raises. Each names the argument or layer, the value, and what was allowed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["DomainaugError", "ParameterError", "ShapeError", "SpaceMismatchError", "NoDataError"]
+
+
+class DomainaugError(ValueError):
+    """Base class: every domainaug error is also a ``ValueError``."""
+
+
+class ParameterError(DomainaugError):
+    """A constructor or function argument is out of its allowed range or of the wrong kind."""
+
+    def __init__(self, name: str, value: Any, expected: str) -> None:
+        self.name, self.value, self.expected = name, value, expected
+        super().__init__(f"{name}={value!r} is invalid: expected {expected}")
+
+
+class ShapeError(DomainaugError):
+    """An array has the wrong number of dimensions or the wrong shape."""
+
+
+class SpaceMismatchError(DomainaugError):
+    """Two grids (image and label, layer and space) that must agree do not."""
+
+
+class NoDataError(DomainaugError):
+    """A layer, file or region holds no valid pixel."""

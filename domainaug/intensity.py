@@ -1,0 +1,195 @@
+"""Intensity transforms. Statistics (min, max, mean, std) are per channel over valid voxels only,
+and invalid (nodata) voxels keep their values. Integer layers are rounded and clipped back to
+their dtype."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .core.params import as_uniform
+from .core.random import child_seed
+from .core.sample import Sample
+from .core.transform import IntensityTransform
+from .errors import NoDataError
+
+__all__ = ["Gamma", "BrightnessContrast", "GaussianNoise", "GaussianBlur", "SaltPepper", "channel_stats"]
+
+
+def channel_stats(data: torch.Tensor, valid: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """Per-channel min, max, mean and std over valid voxels, shaped ``(C, 1, ..., 1)``."""
+    flat = data.reshape(data.shape[0], -1)
+    if valid is None:
+        lo, hi = flat.amin(1), flat.amax(1)
+        mean, std = flat.mean(1), flat.std(1, unbiased=False)
+    else:
+        mask = valid.reshape(1, -1).expand_as(flat)
+        count = mask.sum(1)
+        if int(count[0]) == 0:
+            raise NoDataError("the sample's VALID layer marks no voxel valid; intensity statistics are undefined")
+        lo = torch.where(mask, flat, torch.full_like(flat, math.inf)).amin(1)
+        hi = torch.where(mask, flat, torch.full_like(flat, -math.inf)).amax(1)
+        zeroed = torch.where(mask, flat, torch.zeros_like(flat))
+        mean = zeroed.sum(1) / count
+        std = (torch.where(mask, flat - mean[:, None], torch.zeros_like(flat)) ** 2).sum(1).div(count).sqrt()
+    shape = (-1,) + (1,) * (data.dim() - 1)
+    return {"min": lo.view(shape), "max": hi.view(shape), "mean": mean.view(shape), "std": std.view(shape)}
+
+
+def _noise(seed: int, shape: Sequence[int], device: torch.device, dtype: torch.dtype, kind: str) -> torch.Tensor:
+    """Noise expanded from a recorded seed on the CPU, so that it does not depend on the device."""
+    g = torch.Generator().manual_seed(seed)
+    out = torch.randn(tuple(shape), generator=g) if kind == "normal" else torch.rand(tuple(shape), generator=g)
+    return out.to(device=device, dtype=dtype)
+
+
+class Gamma(IntensityTransform):
+    """``x -> min + (max - min) * ((x - min) / (max - min)) ** gamma`` per channel.
+
+    Args:
+        gamma: Exponent, > 0 (< 1 brightens, > 1 darkens). A number is fixed; ``(min, max)`` is
+            drawn uniformly.
+        layers: INTENSITY layers to change (default: all).
+        p: Probability of applying.
+    """
+
+    def __init__(self, gamma: float | tuple[float, float] = (0.7, 1.5), layers: Sequence[str] | None = None,
+                 p: float = 1.0) -> None:
+        self.gamma = as_uniform("gamma", gamma, low=1e-3)
+        self._set_layers(layers)
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        return {"gamma": self.gamma.draw(generator)}
+
+    def transform_layer(self, data, valid, params, sample):
+        s = channel_stats(data, valid)
+        span = (s["max"] - s["min"]).clamp(min=torch.finfo(data.dtype).tiny)
+        return s["min"] + span * ((data - s["min"]) / span).clamp(0, 1) ** params["gamma"]
+
+
+class BrightnessContrast(IntensityTransform):
+    """``x -> mean + contrast * (x - mean) + brightness * (max - min)`` per channel.
+
+    Args:
+        brightness: Additive shift as a fraction of the channel's intensity range.
+        contrast: Multiplicative factor about the channel mean, >= 0.
+        layers: INTENSITY layers to change (default: all).
+        p: Probability of applying.
+    """
+
+    def __init__(self, brightness: float | tuple[float, float] = (-0.1, 0.1),
+                 contrast: float | tuple[float, float] = (0.9, 1.1), layers: Sequence[str] | None = None,
+                 p: float = 1.0) -> None:
+        self.brightness = as_uniform("brightness", brightness)
+        self.contrast = as_uniform("contrast", contrast, low=0.0)
+        self._set_layers(layers)
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        return {"brightness": self.brightness.draw(generator), "contrast": self.contrast.draw(generator)}
+
+    def transform_layer(self, data, valid, params, sample):
+        s = channel_stats(data, valid)
+        return s["mean"] + params["contrast"] * (data - s["mean"]) + params["brightness"] * (s["max"] - s["min"])
+
+
+class GaussianNoise(IntensityTransform):
+    """Add zero-mean Gaussian noise.
+
+    Args:
+        std: Standard deviation; relative to each channel's std over valid voxels when
+            ``relative`` (default), else in intensity units.
+        relative: See ``std``.
+        layers: INTENSITY layers to change (default: all).
+        p: Probability of applying.
+    """
+
+    def __init__(self, std: float | tuple[float, float] = (0.0, 0.1), relative: bool = True,
+                 layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+        self.std = as_uniform("std", std, low=0.0)
+        self.relative = bool(relative)
+        self._set_layers(layers)
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        return {"std": self.std.draw(generator), "seed": child_seed(generator)}
+
+    def transform_layer(self, data, valid, params, sample):
+        scale = params["std"] * (channel_stats(data, valid)["std"] if self.relative else 1.0)
+        return data + scale * _noise(params["seed"], data.shape, data.device, data.dtype, "normal")
+
+
+class SaltPepper(IntensityTransform):
+    """Set a random fraction of voxels to the channel's max (salt) or min (pepper).
+
+    Args:
+        amount: Fraction of voxels changed, in [0, 1].
+        salt: Fraction of the changed voxels that become salt, in [0, 1].
+        layers: INTENSITY layers to change (default: all).
+        p: Probability of applying.
+    """
+
+    def __init__(self, amount: float | tuple[float, float] = (0.0, 0.01), salt: float = 0.5,
+                 layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+        self.amount = as_uniform("amount", amount, low=0.0, high=1.0)
+        self.salt = as_uniform("salt", salt, low=0.0, high=1.0).low
+        self._set_layers(layers)
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        return {"amount": self.amount.draw(generator), "seed": child_seed(generator)}
+
+    def transform_layer(self, data, valid, params, sample):
+        s = channel_stats(data, valid)
+        u = _noise(params["seed"], data.shape, data.device, torch.float64, "uniform")
+        salt = u < params["amount"] * self.salt
+        pepper = (u >= params["amount"] * self.salt) & (u < params["amount"])
+        return torch.where(salt, s["max"].expand_as(data), torch.where(pepper, s["min"].expand_as(data), data))
+
+
+class GaussianBlur(IntensityTransform):
+    """Gaussian smoothing with ``sigma`` in world units (mm, or CRS units), so anisotropic voxels get
+    per-axis sigmas in voxels. Only valid voxels contribute (normalised convolution), which also
+    handles the borders without padding artefacts.
+
+    Args:
+        sigma: Standard deviation in world units, >= 0. A number is fixed; ``(min, max)`` is drawn.
+        layers: INTENSITY layers to change (default: all).
+        p: Probability of applying.
+    """
+
+    def __init__(self, sigma: float | tuple[float, float] = (0.0, 1.0), layers: Sequence[str] | None = None,
+                 p: float = 1.0) -> None:
+        self.sigma = as_uniform("sigma", sigma, low=0.0)
+        self._set_layers(layers)
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        return {"sigma": self.sigma.draw(generator)}
+
+    def transform_layer(self, data, valid, params, sample):
+        sigmas = [params["sigma"] / float(s) for s in sample.space.spacing]
+        weight = torch.ones_like(data[:1]) if valid is None else valid.to(data.dtype)
+        num, den = data * weight, weight
+        for axis, sigma in enumerate(sigmas):
+            if sigma < 1e-3:
+                continue
+            num, den = _smooth(num, axis, sigma), _smooth(den, axis, sigma)
+        return num / den.clamp(min=1e-12)
+
+
+def _smooth(x: torch.Tensor, axis: int, sigma: float) -> torch.Tensor:
+    """1D Gaussian along spatial ``axis`` of ``(C, *spatial)`` with zero padding (truncated at 3 sigma)."""
+    radius = max(1, int(math.ceil(3 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    moved = x.movedim(axis + 1, -1)
+    shape = moved.shape
+    flat = moved.reshape(-1, 1, shape[-1])
+    out = F.conv1d(flat, kernel.view(1, 1, -1), padding=radius)
+    return out.reshape(shape).movedim(-1, axis + 1)

@@ -1,0 +1,317 @@
+"""Spatial transforms. Each is a *warp* (the space is kept; content and points move) or a *regrid*
+(the space changes; every kept voxel keeps its world position). Lengths are in world units (mm for
+scans, CRS units for rasters); angles in degrees; sizes of crops and pads in voxels."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .core.kernels.affine import about_center, axis_frame, homogeneous, n_rotations, n_shears, rotation_matrix, \
+    shear_matrix
+from .core.kernels.elastic import build_field, control_grid_shape, default_spacing
+from .core.kernels.fuse import Stage
+from .core.params import as_axes, as_size, as_uniform, check_choice, per_axis, resolve_axes
+from .core.sample import Role, Sample
+from .core.space import Space
+from .core.transform import SpatialTransform
+from .errors import ParameterError, ShapeError
+
+__all__ = ["Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad", "Resample"]
+
+
+def _translate(offset: Sequence[float]) -> np.ndarray:
+    return homogeneous(np.eye(len(offset)), np.asarray(offset, dtype=np.float64))
+
+
+class Affine(SpatialTransform):
+    """Rotate, scale, shear and translate about the grid centre, in world units (a warp).
+
+    Rotations, scales and shears act about the array axes as they lie in the world, so anisotropic
+    voxels stay rigid in mm.
+
+    Args:
+        degrees: Rotation about each array axis (1 angle in 2D, 3 in 3D). A number is fixed;
+            ``(min, max)`` is drawn uniformly, independently per angle.
+        scales: Zoom factor per axis, > 0 (> 1 enlarges the content). Same conventions.
+        shear: Shear factors for each pair of axes (1 in 2D, 3 in 3D). Same conventions.
+        translation: Shift per axis in world units (mm, or CRS units). Same conventions.
+        isotropic: Draw one scale for every axis.
+        p: Probability of applying.
+
+    Example:
+        >>> out = Affine(degrees=(-10, 10), scales=(0.9, 1.1))(sample, torch.Generator().manual_seed(0))
+    """
+
+    def __init__(self, degrees: float | tuple[float, float] = 0.0, scales: float | tuple[float, float] = 1.0,
+                 shear: float | tuple[float, float] = 0.0, translation: float | tuple[float, float] = 0.0,
+                 isotropic: bool = False, p: float = 1.0) -> None:
+        self.degrees = as_uniform("degrees", degrees, low=-360, high=360)
+        self.scales = as_uniform("scales", scales, low=1e-3)
+        self.shear = as_uniform("shear", shear, low=-10, high=10)
+        self.translation = as_uniform("translation", translation)
+        self.isotropic = bool(isotropic)
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        n = sample.space.ndim
+        degrees = [self.degrees.draw(generator) for _ in range(n_rotations(n))]
+        scales = [self.scales.draw(generator)] * n if self.isotropic else [self.scales.draw(generator)
+                                                                            for _ in range(n)]
+        shear = [self.shear.draw(generator) for _ in range(n_shears(n))]
+        translation = [self.translation.draw(generator) for _ in range(n)]
+        return {"degrees": degrees, "scales": scales, "shear": shear, "translation": translation}
+
+    @staticmethod
+    def forward(space: Space, params: dict[str, Any]) -> np.ndarray:
+        """The forward world -> world matrix of these params on this space."""
+        n = space.ndim
+        linear = rotation_matrix(params["degrees"]) @ shear_matrix(params["shear"], n) @ np.diag(params["scales"])
+        direction = space.direction
+        return about_center(axis_frame(linear, direction), space.center_world(),
+                            direction @ np.asarray(params["translation"], dtype=np.float64))
+
+    def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
+        _check_lengths(params, space.ndim, degrees=n_rotations(space.ndim), scales=space.ndim,
+                       shear=n_shears(space.ndim), translation=space.ndim)
+        return space, [np.linalg.inv(self.forward(space, params))]
+
+
+class Elastic(SpatialTransform):
+    """Smooth random deformation from coarse control points (a warp).
+
+    Displacements are drawn uniformly in ``[-max_displacement, max_displacement]`` (world units,
+    along each array axis) at control points ``spacing`` apart (world units) and interpolated with
+    a cubic B-spline, so the field is smooth and never larger than ``max_displacement``.
+
+    Args:
+        spacing: Control-point spacing in world units (mm, or CRS units), one number or one per
+            axis. Default: one fifth of the grid's longest world extent.
+        max_displacement: Largest displacement in world units, a number or a ``(min, max)`` range
+            drawn once per call. Default: ``spacing / 10`` (no folding).
+        p: Probability of applying.
+    """
+
+    def __init__(self, spacing: float | Sequence[float] | None = None,
+                 max_displacement: float | tuple[float, float] | None = None, p: float = 1.0) -> None:
+        if spacing is not None:
+            values = [spacing] if isinstance(spacing, (int, float)) else list(spacing)
+            if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0
+                                 for v in values):
+                raise ParameterError("spacing", spacing, "None or positive world lengths (one, or one per axis)")
+            spacing = float(values[0]) if isinstance(spacing, (int, float)) else [float(v) for v in values]
+        self.spacing = spacing
+        self.max_displacement = None if max_displacement is None else as_uniform(
+            "max_displacement", max_displacement, low=0.0)
+        self._set_p(p)
+
+    def _spacing(self, space: Space) -> np.ndarray:
+        if self.spacing is None:
+            return np.full(space.ndim, default_spacing(space))
+        values = np.atleast_1d(np.asarray(self.spacing, dtype=np.float64))
+        if values.size not in (1, space.ndim):
+            raise ParameterError("spacing", self.spacing, f"1 or {space.ndim} values for a {space.ndim}D sample")
+        return np.broadcast_to(values, (space.ndim,)).copy()
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        space = sample.space
+        spacing = self._spacing(space)
+        limit = (self.max_displacement.draw(generator) if self.max_displacement is not None
+                 else float(spacing.min()) / 10)
+        shape = (space.ndim,) + control_grid_shape(space, spacing)
+        u = torch.rand(shape, generator=generator, dtype=torch.float64)
+        return {"spacing": spacing.tolist(), "displacement": ((2 * u - 1) * limit).tolist()}
+
+    def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
+        spacing = np.asarray(params["spacing"], dtype=np.float64)
+        displacement = np.asarray(params["displacement"], dtype=np.float64)
+        expected = (space.ndim,) + control_grid_shape(space, spacing)
+        if displacement.shape != expected:
+            raise ParameterError("params['displacement']", f"shape {displacement.shape}",
+                                 f"shape {expected} for this space and spacing")
+        return space, [build_field(space, spacing, displacement)]
+
+
+class Flip(SpatialTransform):
+    """Mirror the content along array axes, about the grid centre (a warp; exact, no interpolation).
+
+    Args:
+        axes: Axes to flip (negative counts from the end); ``None`` flips every axis.
+        p: Probability of applying.
+    """
+
+    def __init__(self, axes: int | Sequence[int] | None = None, p: float = 1.0) -> None:
+        self.axes = as_axes("axes", axes)
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        return {"axes": resolve_axes("axes", self.axes, sample.space.ndim)}
+
+    def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
+        flip = np.eye(space.ndim + 1)
+        for a in resolve_axes("params['axes']", params["axes"], space.ndim):
+            flip[a, a], flip[a, -1] = -1.0, space.shape[a] - 1.0
+        mirror = space.affine @ flip @ space.inverse        # an involution: its own pull-back
+        return space, [mirror]
+
+
+class Rot90(SpatialTransform):
+    """Rotate the content by ``k`` quarter turns in the plane of two array axes, from the first
+    towards the second, about the grid centre. Exact (voxels are permuted, never interpolated).
+
+    On a square grid with equal spacing on both axes the space is kept (a warp). Otherwise the
+    output grid is the rotated one: the two axes swap their sizes and spacings, and the affine is
+    updated so that the rotated content keeps true world coordinates.
+
+    Args:
+        axes: The two axes of the rotation plane.
+        k: Quarter turns; ``None`` draws one of 0, 1, 2, 3; a list draws from its entries.
+        p: Probability of applying.
+    """
+
+    def __init__(self, axes: Sequence[int] = (-2, -1), k: int | Sequence[int] | None = None, p: float = 1.0) -> None:
+        axes = as_axes("axes", axes)
+        if axes is None or len(axes) != 2:
+            raise ParameterError("axes", axes, "two distinct axes")
+        self.axes = axes
+        if k is not None:
+            ks = [k] if isinstance(k, int) and not isinstance(k, bool) else list(k) if isinstance(k, (list, tuple)) else None
+            if not ks or not all(isinstance(v, int) and not isinstance(v, bool) for v in ks):
+                raise ParameterError("k", k, "None, an integer or a list of integers")
+        self.k = k
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        choices = [0, 1, 2, 3] if self.k is None else ([self.k] if isinstance(self.k, int) else list(self.k))
+        k = choices[int(torch.randint(0, len(choices), (), generator=generator).item())]
+        return {"k": int(k) % 4, "axes": resolve_axes("axes", self.axes, sample.space.ndim)}
+
+    def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
+        n = space.ndim
+        a, b = resolve_axes("params['axes']", params["axes"], n)
+        k = int(params["k"]) % 4
+        rot = np.eye(n)
+        for _ in range(k):                                   # one quarter turn: e_a -> e_b, e_b -> -e_a
+            quarter = np.eye(n)
+            quarter[a, a] = quarter[b, b] = 0.0
+            quarter[b, a], quarter[a, b] = 1.0, -1.0
+            rot = quarter @ rot
+        forward = about_center(axis_frame(rot, space.direction), space.center_world())
+        q_lin = rot.T                                        # output index -> source index (signed permutation)
+        out_shape = [space.shape[int(np.nonzero(q_lin[:, i])[0][0])] for i in range(n)]
+        q_off = [0.0 if q_lin[i].sum() > 0 else out_shape[int(np.nonzero(q_lin[i])[0][0])] - 1.0 for i in range(n)]
+        out_affine = forward @ space.affine @ homogeneous(q_lin, np.asarray(q_off))
+        same = tuple(out_shape) == space.shape and np.allclose(out_affine, space.affine, atol=1e-9)
+        out = space if same else space.with_grid(out_shape, out_affine)
+        return out, [np.linalg.inv(forward)]
+
+
+class Crop(SpatialTransform):
+    """Cut a ``size`` block out of the grid (a regrid: kept voxels keep their world position).
+
+    Args:
+        size: Output size in voxels, one number or one per axis; must fit in the input.
+        mode: ``"random"`` (uniform position), ``"center"`` or ``"label"`` (centred on a random
+            voxel where ``layer`` is non-zero, clamped to the grid; uniform if there is none).
+            ``"label"`` reads the data, so a pending spatial map is resampled first.
+        layer: The LABEL layer used by ``mode="label"``.
+        p: Probability of applying.
+    """
+
+    def __init__(self, size: int | Sequence[int], mode: str = "random", layer: str = "label", p: float = 1.0) -> None:
+        self.size = as_size("size", size)
+        self.mode = check_choice("mode", mode, ("random", "center", "label"))
+        self.layer = layer
+        self.fusable = mode != "label"
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        shape = np.array(sample.space.shape)
+        size = np.array(per_axis("size", self.size, sample.space.ndim))
+        if np.any(size > shape):
+            raise ShapeError(f"Crop size {tuple(size.tolist())} is larger than the grid {tuple(shape.tolist())}; "
+                             "put a Pad before the Crop")
+        room = shape - size
+        if self.mode == "center":
+            return {"start": (room // 2).tolist()}
+        if self.mode == "label":
+            if self.layer not in sample.layer_names() or sample.layer_info(self.layer).role is not Role.LABEL:
+                raise ParameterError("layer", self.layer, f"a LABEL layer of the sample ({sample.layer_names(Role.LABEL)})")
+            where = torch.nonzero(sample[self.layer][0] != 0)
+            if len(where):
+                pick = where[int(torch.randint(0, len(where), (), generator=generator).item())].cpu().numpy()
+                return {"start": np.clip(pick - size // 2, 0, room).astype(int).tolist()}
+        return {"start": [int(torch.randint(0, int(r) + 1, (), generator=generator).item()) for r in room]}
+
+    def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
+        size = per_axis("size", self.size, space.ndim)
+        start = params["start"]
+        return space.with_grid(size, space.affine @ _translate(start)), []
+
+
+class Pad(SpatialTransform):
+    """Grow the grid to at least ``size`` voxels per axis, evenly on both sides (a regrid); new
+    voxels get each layer's fill (and are invalid).
+
+    Args:
+        size: Minimum output size in voxels, one number or one per axis.
+        p: Probability of applying.
+    """
+
+    def __init__(self, size: int | Sequence[int], p: float = 1.0) -> None:
+        self.size = as_size("size", size)
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        return {}
+
+    def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
+        target = np.maximum(np.array(per_axis("size", self.size, space.ndim)), space.shape)
+        before = (target - np.array(space.shape)) // 2
+        return space.with_grid(target.tolist(), space.affine @ _translate(-before)), []
+
+
+class Resample(SpatialTransform):
+    """Resample to a new voxel size in world units, keeping the field of view (a regrid).
+
+    The output grid covers the same extent (outer voxel edges) along each axis, with
+    ``round(extent / spacing)`` voxels, and the same axis directions.
+
+    Args:
+        spacing: Output voxel size in world units, one number or one per axis.
+        p: Probability of applying.
+    """
+
+    def __init__(self, spacing: float | Sequence[float], p: float = 1.0) -> None:
+        values = [spacing] if isinstance(spacing, (int, float)) and not isinstance(spacing, bool) else spacing
+        if not isinstance(values, (list, tuple)) or not values or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
+            raise ParameterError("spacing", spacing, "positive world lengths (one, or one per axis)")
+        self.spacing = float(spacing) if isinstance(spacing, (int, float)) else [float(v) for v in values]
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        return {}
+
+    def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
+        n = space.ndim
+        new = np.broadcast_to(np.atleast_1d(np.asarray(self.spacing, dtype=np.float64)), (n,)) \
+            if np.size(self.spacing) in (1, n) else None
+        if new is None:
+            raise ParameterError("spacing", self.spacing, f"1 or {n} values for a {n}D sample")
+        extent = np.array(space.shape) * space.spacing
+        shape = np.maximum(1, np.round(extent / new)).astype(int)
+        linear = space.direction @ np.diag(new)
+        corner = space.index_to_world(np.full(n, -0.5))
+        affine = homogeneous(linear, corner + linear @ np.full(n, 0.5))
+        return space.with_grid(shape.tolist(), affine), []
+
+
+def _check_lengths(params: dict[str, Any], ndim: int, **expected: int) -> None:
+    for key, n in expected.items():
+        if len(params[key]) != n:
+            raise ParameterError(f"params[{key!r}]", params[key], f"{n} values for a {ndim}D sample")
+
+
