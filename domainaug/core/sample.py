@@ -160,6 +160,8 @@ class Sample:
             if bad.any():
                 raise ParameterError("image", f"{int(bad.sum())} NaN/Inf voxels", "finite values (mark nodata "
                                      "with `valid` instead)")
+        if valid_t is not None:  # canonical nodata: invalid voxels hold the fill value
+            image_t = torch.where(valid_t, image_t, torch.full_like(image_t, fill))
         layers["image"] = Layer(image_t, Role.INTENSITY, float(fill), tuple(channels) if channels else None)
         if label is not None:
             label_t = _spatial("label", _as_tensor("label", label), shape)

@@ -160,6 +160,10 @@ def _exact(specs: list[LayerSpec], pending: PendingMap, plan) -> list[torch.Tens
                          device=spec.data.device)
         out[(slice(None),) + tuple(slice(lo[i], hi[i]) for i in range(len(perm)))] = region
         results.append(out)
+    valid = next((r for r, s in zip(results, specs) if s.kind == "valid"), None)
+    if valid is not None:  # as in the interpolating paths: invalid voxels hold the fill
+        results = [torch.where(valid, r, torch.full_like(r, s.fill)) if s.kind == "intensity" else r
+                   for r, s in zip(results, specs)]
     return results
 
 

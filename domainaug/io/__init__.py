@@ -1,0 +1,153 @@
+"""Load and save samples, dispatching on the file extension. Format conventions (NIfTI voxel
+centres in (i, j, k) order and RAS+ mm; ITK's LPS; GeoTIFF pixel corners in (col, row) order) are
+converted here and only here: a loaded ``Space`` always maps array indices of centres to world.
+
+- ``.nii``, ``.nii.gz``: nibabel. ``.mha``, ``.mhd``, ``.nrrd``, ``.nhdr`` and DICOM folders:
+  SimpleITK. ``.tif``, ``.tiff``: rasterio.
+- ``load(path, label=None)`` gives layers ``"image"``, ``"label"`` (when given) and ``"valid"``
+  (when the file has nodata or a mask). An image and a label on different grids is an error,
+  never a silent resample.
+- ``save(sample, path, layer="image")`` writes one layer with the sample's space (affine, CRS) and
+  the metadata kept at load (on-disk dtype, NIfTI codes, nodata, band names). Writes are atomic: a
+  temporary file in the same folder is renamed when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..core.sample import Layer, Role, Sample
+from ..errors import DomainaugError, ParameterError, SpaceMismatchError
+
+__all__ = ["load", "save", "format_of", "atomic_path"]
+
+
+def format_of(path: str | os.PathLike) -> str:
+    p = Path(path)
+    name = p.name.lower()
+    if name.endswith(".nii") or name.endswith(".nii.gz"):
+        return "nifti"
+    if name.endswith((".tif", ".tiff")):
+        return "geotiff"
+    if name.endswith((".mha", ".mhd", ".nrrd", ".nhdr")) or p.is_dir():
+        return "itk"
+    raise ParameterError("path", str(path), "a .nii/.nii.gz, .mha/.mhd/.nrrd/.nhdr, .tif/.tiff file or a DICOM folder")
+
+
+def _reader(fmt: str) -> Callable[..., dict[str, Any]]:
+    if fmt == "nifti":
+        from . import nifti
+        return nifti.read
+    if fmt == "itk":
+        from . import itk
+        return itk.read
+    from . import geotiff
+    return geotiff.read
+
+
+def _writer(fmt: str) -> Callable[..., None]:
+    if fmt == "nifti":
+        from . import nifti
+        return nifti.write
+    if fmt == "itk":
+        from . import itk
+        return itk.write
+    from . import geotiff
+    return geotiff.write
+
+
+def _read(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ParameterError("path", str(path), "an existing file or folder")
+    if path.is_file() and path.stat().st_size == 0:
+        raise DomainaugError(f"{path}: the file is empty")
+    fmt = format_of(path)
+    try:
+        return _reader(fmt)(path)
+    except DomainaugError:
+        raise
+    except Exception as exc:  # corrupt or truncated files: name the file and the reader's reason
+        raise DomainaugError(f"{path}: cannot read it as {fmt}: {exc}") from exc
+
+
+def load(path: str | os.PathLike, label: str | os.PathLike | None = None, *, device: str | torch.device = "cpu") -> Sample:
+    """Load an image (and optionally a label map on the same grid) into a ``Sample``."""
+    image = _read(path)
+    space = image["space"]
+    layers = {"image": Layer(torch.from_numpy(image["data"]), Role.INTENSITY, image["fill"], image.get("channels"))}
+    meta = {"path": str(path), "format": image["format"], **image["meta"]}
+    if label is not None:
+        lab = _read(label)
+        if not lab["space"].same_grid(space, atol=1e-4):
+            raise SpaceMismatchError(f"label {label} is on another grid than image {path}: "
+                                     f"{lab['space'].describe()} vs {space.describe()}; resample one of them first")
+        layers["label"] = Layer(torch.from_numpy(_as_label(lab["data"], label)), Role.LABEL, 0)
+        meta["label_meta"] = {"path": str(label), "format": lab["format"], **lab["meta"]}
+    if image.get("valid") is not None:
+        layers["valid"] = Layer(torch.from_numpy(image["valid"]), Role.VALID)
+    sample = Sample(space, layers, meta=meta)
+    return sample.to(device) if str(device) != "cpu" else sample
+
+
+def _as_label(data: np.ndarray, path: Any) -> np.ndarray:
+    if data.dtype.kind == "f":
+        if not np.all(np.isfinite(data)) or not np.all(data == np.round(data)):
+            raise ParameterError("label", str(path), "a label file with integer values (found non-integer floats)")
+        data = data.astype(np.int64)
+    if data.dtype.kind not in "iub":
+        raise ParameterError("label", str(path), f"an integer label file (dtype {data.dtype})")
+    if data.size and data.min() < 0:
+        raise ParameterError("label", str(path), f"label values >= 0 (found {data.min()})")
+    if data.dtype == np.bool_ or (data.size and data.max() <= 255):
+        return data.astype(np.uint8)
+    return data.astype(np.int64)
+
+
+def save(sample: Sample, path: str | os.PathLike, layer: str = "image") -> Path:
+    """Write one layer of ``sample`` to ``path`` (format from the extension), atomically."""
+    path = Path(path)
+    fmt = format_of(path)
+    if layer not in sample.layer_names():
+        raise ParameterError("layer", layer, f"a layer of the sample ({sample.layer_names()})")
+    data_layer = sample.layers[layer]
+    meta = dict(sample.meta.get("label_meta", {}) if data_layer.role is Role.LABEL else sample.meta)
+    valid = sample.layers[sample.valid_name].data.cpu().numpy()[0] if sample.valid_name and \
+        data_layer.role is Role.INTENSITY else None
+    data = data_layer.data.detach().cpu().numpy()
+    if data_layer.role is Role.VALID:
+        data = data.astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        _writer(fmt)(tmp, data, sample.space, meta=meta, fill=data_layer.fill, valid=valid,
+                     channels=data_layer.channels)
+    return path
+
+
+class atomic_path:
+    """A temporary path beside ``path`` (same extension) that replaces ``path`` on success and is
+    removed on failure, so no half-written file is ever left under the final name."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        suffix = "".join(self.path.suffixes) or ""
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name.split('.')[0]}.", suffix=".tmp" + suffix,
+                                    dir=self.path.parent)
+        os.close(fd)
+        os.unlink(name)
+        self.tmp = Path(name)
+
+    def __enter__(self) -> Path:
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        elif self.tmp.exists():
+            self.tmp.unlink()

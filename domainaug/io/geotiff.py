@@ -1,0 +1,82 @@
+"""GeoTIFF through rasterio.
+
+A GeoTIFF geotransform maps pixel *corners* in (col, row) order to (x, y) in CRS units; domainaug
+maps array indices of pixel *centres* in (row, col) order. Nodata and internal masks become one
+VALID layer (GDAL's dataset mask) and the layer's fill; band descriptions become channel names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.transform import Affine as GeoTransform
+
+from ..core.space import Space
+from ..errors import NoDataError, ParameterError
+
+__all__ = ["read", "write", "to_space_affine", "to_geotransform"]
+
+
+def to_space_affine(t: GeoTransform) -> np.ndarray:
+    """rasterio geotransform (corner, (col, row)) -> domainaug affine (centre, (row, col))."""
+    return np.array([[t.b, t.a, t.c + 0.5 * t.a + 0.5 * t.b],
+                     [t.e, t.d, t.f + 0.5 * t.d + 0.5 * t.e],
+                     [0.0, 0.0, 1.0]])
+
+
+def to_geotransform(affine: np.ndarray) -> GeoTransform:
+    """Inverse of ``to_space_affine``."""
+    b, a, e, d = affine[0, 0], affine[0, 1], affine[1, 0], affine[1, 1]
+    return GeoTransform(a, b, affine[0, 2] - 0.5 * a - 0.5 * b, d, e, affine[1, 2] - 0.5 * d - 0.5 * e)
+
+
+def read(path: Path) -> dict[str, Any]:
+    with rasterio.open(path) as src:
+        data = src.read()
+        if src.crs is None:
+            raise ParameterError("crs", f"none in {path}", "a GeoTIFF with a coordinate reference system")
+        crs = src.crs.to_string()
+        has_mask = src.nodata is not None or any(
+            rasterio.enums.MaskFlags.all_valid not in flags for flags in src.mask_flag_enums)
+        valid = (src.dataset_mask() > 0)[None] if has_mask else None
+        names = [d if d else f"band{i + 1}" for i, d in enumerate(src.descriptions)]
+        meta = {"on_disk_dtype": src.dtypes[0], "nodata": src.nodata, "band_descriptions": list(src.descriptions)}
+        affine = to_space_affine(src.transform)
+    if valid is not None and not valid.any():
+        raise NoDataError(f"{path}: every pixel is nodata")
+    if data.dtype.kind == "u" and data.dtype.itemsize > 1:
+        data = data.astype(np.int64 if data.dtype.itemsize >= 4 else np.int32)
+    fill = float(meta["nodata"]) if meta["nodata"] is not None and np.isfinite(meta["nodata"]) else 0.0
+    if valid is not None:  # canonical nodata: invalid pixels hold the fill (NaN nodata -> finite fill)
+        data = np.where(valid, data, np.asarray(fill).astype(data.dtype))
+    return {"format": "geotiff", "data": np.ascontiguousarray(data), "space": Space(data.shape[1:], affine, crs),
+            "fill": fill, "valid": valid, "channels": tuple(names), "meta": meta}
+
+
+def write(path: Path, data: np.ndarray, space: Space, meta: dict[str, Any], fill: float, valid, channels) -> None:
+    if space.ndim != 2:
+        raise ValueError("GeoTIFF output needs a 2D space")
+    if space.crs is None:
+        raise ParameterError("crs", None, "a CRS on the sample's space to write a GeoTIFF")
+    disk = meta.get("on_disk_dtype")
+    dtype = np.dtype(disk) if disk else data.dtype
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        data = np.clip(np.round(data) if data.dtype.kind == "f" else data, info.min, info.max)
+    nodata = meta.get("nodata")
+    if valid is not None:
+        nodata = fill if nodata is None else nodata
+        data = np.where(valid[None], data, nodata)
+    count, height, width = data.shape
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": count, "dtype": dtype.name,
+               "crs": space.crs, "transform": to_geotransform(space.affine), "compress": "deflate"}
+    if nodata is not None:
+        profile["nodata"] = nodata
+    if height >= 256 and width >= 256:
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data.astype(dtype))
+        for i, name in enumerate(channels or ()):
+            dst.set_band_description(i + 1, name)

@@ -1,0 +1,175 @@
+"""Reusable contract checks, run over every registered transform.
+
+A module that adds a transform registers a :class:`Case` (how to build a random instance, an
+identity instance and some bad constructor calls); ``tests/test_contract.py`` fails for any
+registered transform without one. The checks assert properties, never seeded snapshots.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..core.record import ParamRecord
+from ..core.sample import Role, Sample
+from ..core.transform import SpatialTransform, Transform, replay
+from ..errors import ParameterError
+
+__all__ = ["Case", "CASES", "register_case", "make_volume", "make_raster", "check_same_seed", "check_replay_json",
+           "check_identity", "check_no_new_labels", "check_points_follow", "check_dtypes", "check_bad_arguments",
+           "assert_samples_equal"]
+
+
+@dataclass
+class Case:
+    """How the contract suite exercises one transform class."""
+
+    random: Callable[[Sample], Transform]                  # a strongly random instance for this sample
+    identity: Callable[[Sample], Transform] | None         # parameters that must change nothing
+    bad: list[tuple[str, Callable[[], Transform]]] = field(default_factory=list)  # (argument name, call)
+    moves_points: bool = True                               # spatial: points must follow the content
+
+
+CASES: dict[str, Case] = {}
+
+
+def register_case(name: str, case: Case) -> None:
+    CASES[name] = case
+
+
+# --- samples ---------------------------------------------------------------------------------
+def make_volume(shape=(14, 16, 12), spacing=(1.0, 1.5, 2.0), labels=(0, 3, 7), direction: np.ndarray | None = None,
+                with_valid: bool = False, dtype=np.float32, seed: int = 0) -> Sample:
+    """A small anisotropic volume: smooth image, blob labels, a point at a labelled voxel."""
+    rng = np.random.default_rng(seed)
+    idx = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1).astype(np.float64)
+    image = np.sin(idx @ rng.uniform(0.2, 0.6, len(shape))) * 100 + 200 + rng.normal(0, 5, shape)
+    label = np.zeros(shape, dtype=np.uint8)
+    center = np.array(shape) / 2
+    label[np.linalg.norm(idx - center + 2, axis=-1) < min(shape) / 4] = labels[1]
+    label[np.linalg.norm(idx - center - 2, axis=-1) < min(shape) / 5] = labels[2]
+    affine = np.eye(len(shape) + 1)
+    d = np.eye(len(shape)) if direction is None else direction
+    affine[:-1, :-1] = d @ np.diag(spacing)
+    affine[:-1, -1] = rng.uniform(-50, 50, len(shape))
+    valid = None
+    if with_valid:
+        valid = np.ones(shape, dtype=bool)
+        valid[(slice(0, 2),)] = False
+    image = image.astype(dtype) if np.dtype(dtype).kind == "f" else np.clip(np.round(image), 0, 255).astype(dtype)
+    point = affine[:-1, :-1] @ (center - 2) + affine[:-1, -1]
+    return Sample.from_numpy(image, label=label, valid=valid, affine=affine, fill=0.0,
+                             points={"p": point[None]})
+
+
+def make_raster(shape=(24, 20), bands=4, spacing=10.0, nodata_border=3, seed: int = 0) -> Sample:
+    """A small multispectral raster with a nodata border, a CRS and a class map."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    image = np.stack([1000 + 300 * np.sin(0.3 * yy + b) * np.cos(0.2 * xx - b) + rng.normal(0, 10, shape)
+                      for b in range(bands)]).astype(np.float32)
+    label = ((yy // 6 + xx // 5) % 3 + 1).astype(np.uint8)
+    valid = np.zeros(shape, dtype=bool)
+    valid[nodata_border:, :w - nodata_border] = True
+    affine = np.array([[0.0, spacing, 500000.0], [-spacing, 0.0, 4200000.0], [0, 0, 1]])
+    centre = np.array([h / 2, w / 2])
+    point = affine[:2, :2] @ centre + affine[:2, 2]
+    return Sample.from_numpy(image, label=label, valid=valid, affine=affine, crs="EPSG:32633", fill=-9999.0,
+                             channels=[f"B{i + 1}" for i in range(bands)], points={"p": point[None]})
+
+
+# --- checks ----------------------------------------------------------------------------------
+def assert_samples_equal(a: Sample, b: Sample, atol: float = 0.0) -> None:
+    assert a.space.same_grid(b.space, atol=1e-9), (a.space.describe(), b.space.describe())
+    assert a.layer_names() == b.layer_names()
+    for name in a.layer_names():
+        x, y = a[name], b[name]
+        assert x.dtype == y.dtype, (name, x.dtype, y.dtype)
+        if atol == 0 or not x.dtype.is_floating_point:
+            assert torch.equal(x, y), f"layer {name!r} differs"
+        else:
+            torch.testing.assert_close(x, y, atol=atol, rtol=0)
+    for name in a.points:
+        torch.testing.assert_close(a.points[name], b.points[name], atol=1e-9, rtol=0)
+
+
+def check_same_seed(t: Transform, sample: Sample) -> Sample:
+    a = t(sample, torch.Generator().manual_seed(7))
+    b = t(sample, torch.Generator().manual_seed(7))
+    assert_samples_equal(a, b)
+    assert json.dumps([r.to_dict() for r in a.history]) == json.dumps([r.to_dict() for r in b.history])
+    return a
+
+
+def check_replay_json(t: Transform, sample: Sample) -> None:
+    out = t(sample, torch.Generator().manual_seed(11))
+    logged = json.dumps([r.to_dict() for r in out.history])      # what a training run would log
+    records = [ParamRecord.from_dict(d) for d in json.loads(logged)]
+    again = replay(sample, records)
+    assert_samples_equal(out, again)
+    # apply is pure: global RNG state does not matter
+    torch.manual_seed(123), np.random.seed(5)
+    again2 = replay(sample, json.loads(logged))
+    assert_samples_equal(out, again2)
+
+
+def check_identity(t: Transform, sample: Sample) -> None:
+    out = t(sample, torch.Generator().manual_seed(3))
+    assert out.space.same_grid(sample.space, atol=1e-9)
+    for name in sample.layer_names():
+        x, y = sample[name], out[name]
+        assert x.dtype == y.dtype
+        if x.dtype.is_floating_point:
+            scale = float(x.abs().max()) or 1.0
+            torch.testing.assert_close(y, x, atol=1e-5 * scale, rtol=0)
+        else:
+            assert torch.equal(x, y), f"identity changed layer {name!r}"
+    for name in sample.points:
+        torch.testing.assert_close(out.points[name], sample.points[name], atol=1e-6, rtol=0)
+
+
+def check_no_new_labels(t: Transform, sample: Sample) -> None:
+    for seed in range(3):
+        out = t(sample, torch.Generator().manual_seed(seed))
+        for name in sample.layer_names(Role.LABEL):
+            before = set(sample[name].unique().tolist()) | {int(sample.layer_info(name).fill)}
+            assert set(out[name].unique().tolist()) <= before
+
+
+def check_dtypes(t: Transform, sample: Sample) -> None:
+    out = t(sample, torch.Generator().manual_seed(5))
+    for name in sample.layer_names():
+        assert out[name].dtype == sample[name].dtype, (name, out[name].dtype, sample[name].dtype)
+
+
+def check_points_follow(t: Transform, sample: Sample, tolerance_voxels: float = 1.0) -> None:
+    """A tiny labelled blob and a point at its centre: after the transform, the point is within
+    ``tolerance_voxels`` of the blob's centroid (world units scaled by the largest voxel size)."""
+    if not isinstance(t, SpatialTransform):
+        return
+    n = sample.space.ndim
+    shape = sample.space.shape
+    centre = np.array(shape) // 2
+    label = torch.zeros((1,) + shape, dtype=torch.uint8)
+    label[(0,) + tuple(slice(c - 1, c + 2) for c in centre)] = 1
+    from ..core.sample import Layer
+    probe = Sample(sample.space, {"label": Layer(label, Role.LABEL, 0, interpolation="nearest")},
+                   points={"p": torch.from_numpy(sample.space.index_to_world(centre)[None])})
+    out = t(probe, torch.Generator().manual_seed(2))
+    where = torch.nonzero(out["label"][0] == 1).double().numpy()
+    assert len(where), "the probe blob left the field of view"
+    centroid = out.space.index_to_world(where.mean(0))
+    err = np.linalg.norm(centroid - out.points["p"][0].numpy())
+    assert err <= tolerance_voxels * float(out.space.spacing.max()) * np.sqrt(n), err
+
+
+def check_bad_arguments(case: Case) -> None:
+    import pytest
+    for name, call in case.bad:
+        with pytest.raises(ParameterError, match=rf"^{name}="):
+            call()

@@ -1,0 +1,64 @@
+"""Contract cases for the core transforms."""
+
+from __future__ import annotations
+
+from .. import (Affine, BrightnessContrast, Compose, Crop, Elastic, Flip, Gamma, GaussianBlur, GaussianNoise, OneOf,
+                Pad, RandomApply, Resample, Rot90, SaltPepper, SomeOf)
+from . import Case, register_case
+
+register_case("Affine", Case(
+    random=lambda s: Affine(degrees=(-25, 25), scales=(0.85, 1.15), shear=(-0.1, 0.1), translation=(-3, 3)),
+    identity=lambda s: Affine(),
+    bad=[("scales", lambda: Affine(scales=(0, 1))), ("degrees", lambda: Affine(degrees=(10, -10))),
+         ("p", lambda: Affine(p=1.5))]))
+register_case("Elastic", Case(
+    random=lambda s: Elastic(max_displacement=float(s.space.spacing.max()) * 1.5),
+    identity=lambda s: Elastic(max_displacement=0.0),
+    bad=[("spacing", lambda: Elastic(spacing=-1)), ("max_displacement", lambda: Elastic(max_displacement=(-1, 2)))]))
+register_case("Flip", Case(
+    random=lambda s: Flip(axes=(0, -1)), identity=lambda s: Flip(axes=()),
+    bad=[("axes", lambda: Flip(axes="x")), ("axes", lambda: Flip(axes=(0, 0)))]))
+register_case("Rot90", Case(
+    random=lambda s: Rot90(axes=(0, 1)), identity=lambda s: Rot90(k=0),
+    bad=[("axes", lambda: Rot90(axes=(0,))), ("k", lambda: Rot90(k="one"))]))
+register_case("Crop", Case(
+    random=lambda s: Crop(tuple(max(1, d - 4) for d in s.space.shape)),
+    identity=lambda s: Crop(s.space.shape, mode="center"),
+    bad=[("size", lambda: Crop(0)), ("mode", lambda: Crop(4, mode="middle"))]))
+register_case("Pad", Case(
+    random=lambda s: Pad(tuple(d + 3 for d in s.space.shape)), identity=lambda s: Pad(1),
+    bad=[("size", lambda: Pad((4, -1)))]))
+register_case("Resample", Case(
+    random=lambda s: Resample(float(s.space.spacing.min()) * 1.3),
+    identity=lambda s: Resample(s.space.spacing.tolist()),
+    bad=[("spacing", lambda: Resample(0)), ("spacing", lambda: Resample([]))]))
+register_case("Gamma", Case(
+    random=lambda s: Gamma((0.5, 2.0)), identity=lambda s: Gamma(1.0),
+    bad=[("gamma", lambda: Gamma(0)), ("layers", lambda: Gamma(layers="image"))]))
+register_case("BrightnessContrast", Case(
+    random=lambda s: BrightnessContrast((-0.2, 0.2), (0.7, 1.3)), identity=lambda s: BrightnessContrast(0.0, 1.0),
+    bad=[("contrast", lambda: BrightnessContrast(contrast=-1))]))
+register_case("GaussianNoise", Case(
+    random=lambda s: GaussianNoise((0.05, 0.2)), identity=lambda s: GaussianNoise(0.0),
+    bad=[("std", lambda: GaussianNoise(-0.1))]))
+register_case("GaussianBlur", Case(
+    random=lambda s: GaussianBlur((0.5, 2.0)), identity=lambda s: GaussianBlur(0.0),
+    bad=[("sigma", lambda: GaussianBlur(-1))]))
+register_case("SaltPepper", Case(
+    random=lambda s: SaltPepper((0.01, 0.05)), identity=lambda s: SaltPepper(0.0),
+    bad=[("amount", lambda: SaltPepper(1.5))]))
+register_case("Compose", Case(
+    random=lambda s: Compose([Affine(degrees=(-10, 10)), Elastic(), Flip(axes=(0,), p=0.5), Gamma((0.8, 1.2))]),
+    identity=lambda s: Compose([Affine(), Flip(axes=())]),
+    bad=[("transforms", lambda: Compose([1]))], moves_points=True))
+register_case("OneOf", Case(
+    random=lambda s: OneOf([Affine(degrees=(-20, 20)), Elastic()]), identity=lambda s: OneOf([Affine()]),
+    bad=[("weights", lambda: OneOf([Affine()], weights=[-1])), ("transforms", lambda: OneOf([]))]))
+register_case("SomeOf", Case(
+    random=lambda s: SomeOf([Affine(degrees=(-20, 20)), Flip(axes=(0,)), Gamma()], n=(1, 3)),
+    identity=lambda s: SomeOf([Affine()], n=1),
+    bad=[("n", lambda: SomeOf([Affine()], n=3))]))
+register_case("RandomApply", Case(
+    random=lambda s: RandomApply([Affine(degrees=(-20, 20)), Gamma()], p=0.7),
+    identity=lambda s: RandomApply([Affine()], p=1.0),
+    bad=[("p", lambda: RandomApply([Affine()], p=-0.1))]))

@@ -1,0 +1,72 @@
+"""The contract, over every registered transform and both domains."""
+
+import numpy as np
+import pytest
+
+import domainaug as da
+import domainaug.testing.cases  # noqa: F401 - registers the core cases
+from domainaug.testing import (CASES, check_bad_arguments, check_dtypes, check_identity, check_no_new_labels,
+                               check_points_follow, check_replay_json, check_same_seed, make_raster, make_volume)
+
+NAMES = sorted(da.Transform.registry)
+SAMPLES = {
+    "volume": lambda: make_volume(),
+    "oblique-int16": lambda: make_volume(direction=np.array([[0, 0, -1], [1, 0, 0], [0, -1, 0]], float), dtype=np.int16),
+    "raster-nodata": lambda: make_raster(),
+}
+
+
+def test_every_registered_transform_has_a_case():
+    missing = [n for n in NAMES if n not in CASES]
+    assert not missing, f"transforms without a contract case: {missing}"
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+@pytest.mark.parametrize("name", NAMES)
+def test_same_seed_same_output(name, kind):
+    sample = SAMPLES[kind]()
+    check_same_seed(CASES[name].random(sample), sample)
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+@pytest.mark.parametrize("name", NAMES)
+def test_json_records_replay_bit_for_bit(name, kind):
+    sample = SAMPLES[kind]()
+    check_replay_json(CASES[name].random(sample), sample)
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+@pytest.mark.parametrize("name", NAMES)
+def test_identity_parameters_change_nothing(name, kind):
+    sample = SAMPLES[kind]()
+    check_identity(CASES[name].identity(sample), sample)
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+@pytest.mark.parametrize("name", NAMES)
+def test_no_new_labels_and_dtypes_kept(name, kind):
+    sample = SAMPLES[kind]()
+    t = CASES[name].random(sample)
+    check_no_new_labels(t, sample)
+    check_dtypes(t, sample)
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+@pytest.mark.parametrize("name", NAMES)
+def test_world_points_follow_content(name, kind):
+    sample = SAMPLES[kind]()
+    check_points_follow(CASES[name].random(sample), sample)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_arguments_name_themselves(name):
+    assert CASES[name].bad, f"{name} has no bad-argument case"
+    check_bad_arguments(CASES[name])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_round_trips(name):
+    sample = make_volume()
+    t = CASES[name].random(sample)
+    again = da.transform_from_dict(t.to_dict())
+    assert again.to_dict() == t.to_dict()
