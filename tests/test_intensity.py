@@ -1,0 +1,56 @@
+"""Intensity ops: references and nodata handling."""
+
+import numpy as np
+import scipy.ndimage as ndi
+import torch
+
+import domainaug as da
+from domainaug.testing import make_raster, make_volume
+
+G = lambda seed=0: torch.Generator().manual_seed(seed)  # noqa: E731
+
+
+def test_blur_matches_scipy_in_the_interior_with_anisotropic_spacing():
+    sample = make_volume(shape=(24, 26, 22), spacing=(1.0, 2.0, 0.5))
+    out = da.GaussianBlur(sigma=1.5).apply(sample, {"sigma": 1.5})["image"][0].numpy()
+    image = sample["image"][0].numpy().astype(np.float64)
+    ref = ndi.gaussian_filter(image, sigma=[1.5, 0.75, 3.0], truncate=3.0, mode="constant")
+    inner = (slice(6, -6), slice(4, -4), slice(10, -10))
+    np.testing.assert_allclose(out[inner], ref[inner], rtol=1e-4)
+
+
+def test_intensity_ops_leave_nodata_untouched():
+    sample = make_raster()
+    valid = sample["valid"][0]
+    for t in [da.Gamma((0.5, 2.0)), da.BrightnessContrast((-0.3, 0.3), (0.5, 1.5)), da.GaussianNoise((0.1, 0.3)),
+              da.GaussianBlur((1.0, 20.0)), da.SaltPepper((0.1, 0.2))]:
+        out = t(sample, G(1))
+        assert torch.equal(out["image"][:, ~valid], sample["image"][:, ~valid]), type(t).__name__
+        assert not torch.equal(out["image"][:, valid], sample["image"][:, valid]), type(t).__name__
+        assert (out["image"][:, valid] != -9999.0).all(), type(t).__name__
+
+
+def test_gamma_keeps_the_range_and_integer_dtype():
+    sample = make_volume(dtype=np.int16)
+    out = da.Gamma(2.0)(sample, G())
+    assert out["image"].dtype == torch.int16
+    assert out["image"].min() == sample["image"].min() and out["image"].max() == sample["image"].max()
+    assert out["image"].float().mean() < sample["image"].float().mean()
+
+
+def test_noise_has_the_requested_relative_std():
+    sample = da.Sample.from_numpy(np.full((1, 64, 64, 16), 5.0, np.float32) + np.random.default_rng(0).normal(
+        0, 2.0, (1, 64, 64, 16)).astype(np.float32))
+    out = da.GaussianNoise(std=0.5).apply(sample, {"std": 0.5, "seed": 3})
+    added = (out["image"] - sample["image"]).std().item()
+    assert abs(added - 0.5 * sample["image"].std().item()) < 0.05
+
+
+def test_all_invalid_raises_nodata_error():
+    sample = da.Sample.from_numpy(np.ones((4, 4), np.float32), valid=np.zeros((4, 4), bool))
+    try:
+        da.Gamma(0.5)(sample, G())
+    except da.NoDataError as exc:
+        assert "VALID" in str(exc)
+    else:
+        raise AssertionError("expected NoDataError")

@@ -1,0 +1,133 @@
+"""I/O round trips on real files, conventions, bad files."""
+
+import json
+import os
+
+import nibabel as nib
+import numpy as np
+import pytest
+import rasterio
+import SimpleITK as sitk
+import torch
+
+import domainaug as da
+import domainaug.io as dio
+
+T1 = "KmeansTest_T1UCharRaw.nii.gz"
+SEG = "KmeansTest_T1KmeansPrelimSegmentation.nii.gz"
+
+
+def test_nifti_round_trip_keeps_affine_dtype_and_codes(fixtures, tmp_path):
+    s = dio.load(fixtures / T1, label=fixtures / SEG)
+    src = nib.load(str(fixtures / T1))
+    assert np.allclose(s.space.affine, src.affine)
+    assert s["image"].dtype == torch.int16 and s["label"].dtype == torch.uint8
+    dio.save(s, tmp_path / "t1.nii.gz")
+    dio.save(s, tmp_path / "seg.nii.gz", layer="label")
+    back = nib.load(str(tmp_path / "t1.nii.gz"))
+    assert np.allclose(back.affine, src.affine)
+    assert back.get_data_dtype() == src.get_data_dtype()
+    assert int(back.header["qform_code"]) == int(src.header["qform_code"])
+    assert np.array_equal(np.asanyarray(back.dataobj), np.asanyarray(src.dataobj))
+    again = dio.load(tmp_path / "t1.nii.gz", label=tmp_path / "seg.nii.gz")
+    assert torch.equal(again["label"], s["label"])
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("ext", [".mha", ".nrrd"])
+def test_itk_formats_agree_with_nifti_in_world_space(fixtures, tmp_path, ext):
+    s = dio.load(fixtures / T1)
+    dio.save(s, tmp_path / f"t1{ext}")
+    itk = sitk.ReadImage(str(tmp_path / f"t1{ext}"))
+    # an index maps to the same physical point (ITK is LPS, NIfTI RAS)
+    index = (5, 17, 30)
+    lps = np.array(itk.TransformIndexToPhysicalPoint(index))
+    ras = s.space.index_to_world(np.array(index, float))
+    np.testing.assert_allclose(lps * [-1, -1, 1], ras, atol=1e-4)
+    again = dio.load(tmp_path / f"t1{ext}")
+    assert torch.equal(again["image"], s["image"])
+    np.testing.assert_allclose(again.space.affine, s.space.affine, atol=1e-5)
+
+
+def test_geotiff_round_trip_keeps_crs_transform_nodata_and_bands(fixtures, tmp_path):
+    s = dio.load(fixtures / "rgbn_suba.tif")
+    assert s.space.crs == "EPSG:32618" and "valid" in s.layer_names()
+    with rasterio.open(fixtures / "rgbn_suba.tif") as src:
+        # the centre of pixel (row 10, col 20) through rasterio's transform
+        x, y = src.xy(10, 20, offset="center")
+        assert np.allclose(s.space.index_to_world([10, 20]), [x, y])
+        mask = src.dataset_mask() > 0
+    assert torch.equal(s["valid"][0], torch.from_numpy(mask))
+    out = tmp_path / "r.tif"
+    dio.save(s, out)
+    with rasterio.open(out) as dst, rasterio.open(fixtures / "rgbn_suba.tif") as src:
+        assert dst.crs == src.crs and dst.transform.almost_equals(src.transform)
+        assert dst.nodata == src.nodata and dst.dtypes == src.dtypes
+        assert np.array_equal(dst.read(), src.read())
+
+
+def test_crop_of_a_raster_keeps_world_coordinates_in_the_written_file(fixtures, tmp_path):
+    s = dio.load(fixtures / "L7_ETMs.tif")
+    out = da.Crop((100, 120))(s, torch.Generator().manual_seed(0))
+    start = out.history[-1].params["start"]
+    dio.save(out, tmp_path / "crop.tif")
+    with rasterio.open(tmp_path / "crop.tif") as dst, rasterio.open(fixtures / "L7_ETMs.tif") as src:
+        assert np.allclose(dst.xy(0, 0), src.xy(start[0], start[1]), rtol=0, atol=1e-6)
+        assert np.array_equal(dst.read(), src.read()[:, start[0]:start[0] + 100, start[1]:start[1] + 120])
+
+
+def test_label_on_another_grid_is_an_error(fixtures, tmp_path):
+    s = dio.load(fixtures / SEG)
+    affine = s.space.affine.copy()
+    affine[0, 3] += 5.0                                  # 5 mm off: another grid
+    shifted = s.replace(space=da.Space(s.space.shape, affine))
+    dio.save(shifted, tmp_path / "shifted.nii.gz")
+    with pytest.raises(da.SpaceMismatchError, match="another grid"):
+        dio.load(fixtures / T1, label=tmp_path / "shifted.nii.gz")
+
+
+def test_bad_files_are_named(tmp_path):
+    empty = tmp_path / "empty.nii.gz"
+    empty.write_bytes(b"")
+    with pytest.raises(da.errors.DomainaugError, match="empty"):
+        dio.load(empty)
+    corrupt = tmp_path / "bad.tif"
+    corrupt.write_bytes(b"II*\x00garbage")
+    with pytest.raises(da.errors.DomainaugError, match="bad.tif"):
+        dio.load(corrupt)
+    with pytest.raises(da.ParameterError, match="^path="):
+        dio.load(tmp_path / "missing.nii")
+    with pytest.raises(da.ParameterError, match="^path="):
+        dio.format_of("x.jpg")
+
+
+def test_nodata_everywhere_and_missing_crs(tmp_path):
+    profile = dict(driver="GTiff", width=8, height=8, count=1, dtype="uint8", nodata=0, crs="EPSG:32633",
+                   transform=rasterio.transform.from_origin(0, 80, 10, 10))
+    with rasterio.open(tmp_path / "empty.tif", "w", **profile) as dst:
+        dst.write(np.zeros((1, 8, 8), np.uint8))
+    with pytest.raises(da.NoDataError, match="empty.tif"):
+        dio.load(tmp_path / "empty.tif")
+    profile.pop("crs")
+    with rasterio.open(tmp_path / "nocrs.tif", "w", **profile) as dst:
+        dst.write(np.ones((1, 8, 8), np.uint8))
+    with pytest.raises(da.ParameterError, match="^crs="):
+        dio.load(tmp_path / "nocrs.tif")
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    s = da.Sample.from_numpy(np.zeros((4, 4, 4), np.float32))
+    with pytest.raises(Exception):
+        dio.save(s.replace(space=da.Space.from_spacing((4, 4, 4))), tmp_path / "x.tif")   # 3D to GeoTIFF
+    assert os.listdir(tmp_path) == []
+
+
+def test_real_shared_rasters_and_volumes(shared_data):
+    nc = dio.load(shared_data / "derived/nc_landsat7_6band.tif", label=shared_data / "derived/nc_landsat7_strata_dense.tif")
+    assert nc.space.crs == "EPSG:32119" and nc["image"].shape[0] == 6
+    assert set(nc["label"].unique().tolist()) <= set(range(8))
+    out = da.Compose([da.Rot90(), da.Affine(degrees=(-30, 30))])(nc, torch.Generator().manual_seed(0))
+    assert set(out["label"].unique().tolist()) <= set(nc["label"].unique().tolist())
+    mni = dio.load(shared_data / "medical/nilearn_mni152_2009a/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")
+    assert mni.space.shape == (197, 233, 189)
+    json.dumps(out.history[-1].to_dict())

@@ -1,0 +1,215 @@
+"""The resampler against independent references, and its properties."""
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import SimpleITK as sitk
+import torch
+from dataclasses import replace
+
+import domainaug as da
+from domainaug.core.kernels import resample as rs
+from domainaug.testing import make_raster, make_volume
+
+G = lambda seed=0: torch.Generator().manual_seed(seed)  # noqa: E731
+
+
+def _pending(t, sample, seed=3):
+    return t.run(sample, t.draw(sample, G(seed)), lazy=True).pending
+
+
+@pytest.mark.parametrize("make", [lambda: make_volume(with_valid=True), lambda: make_raster()])
+def test_numba_and_torch_paths_agree(make):
+    sample = make()
+    t = da.Compose([da.Affine(degrees=(-20, 20), scales=(0.9, 1.1), shear=(-0.1, 0.1)), da.Elastic(),
+                    da.Elastic(max_displacement=2.0)])
+    pending = _pending(t, sample)
+    assert pending.n_fields == 2
+    specs = [sample.layer_info(n).spec() for n in sample.layer_names()]
+    specs += [replace(specs[0], mode="cubic"), replace(specs[0], mode="nearest"), replace(specs[1], mode="nearest")]
+    a = rs.resample_layers(specs, pending, backend="numba")
+    b = rs.resample_layers(specs, pending, backend="torch")
+    for x, y in zip(a, b):
+        assert x.dtype == y.dtype
+        torch.testing.assert_close(x.double(), y.double(), atol=1e-4, rtol=0)
+
+
+def test_affine_matches_scipy_for_a_fixed_rotation():
+    sample = make_volume(spacing=(1.0, 1.0, 1.0))
+    params = {"degrees": [0.0, 0.0, 17.0], "scales": [1.0, 1.0, 1.0], "shear": [0.0] * 3, "translation": [0.0] * 3}
+    ours = da.Affine().apply(sample, params)["image"].numpy()
+    forward = da.Affine.forward(sample.space, params)
+    index_map = sample.space.inverse @ np.linalg.inv(forward) @ sample.space.affine   # output idx -> source idx
+    image = sample["image"].numpy()
+    reference = np.stack([ndi.affine_transform(c.astype(np.float64), index_map[:3, :3], offset=index_map[:3, 3],
+                                               order=1) for c in image])
+    index = np.stack(np.meshgrid(*[np.arange(s) for s in sample.space.shape], indexing="ij"), -1)
+    source = index @ index_map[:3, :3].T + index_map[:3, 3]
+    inside = np.all((source >= 0) & (source <= np.array(sample.space.shape) - 1), axis=-1)
+    assert inside.mean() > 0.5
+    np.testing.assert_allclose(ours[:, inside], reference[:, inside], atol=1e-3)
+
+
+def test_affine_matches_simpleitk_on_anisotropic_oblique_volume():
+    theta = np.radians(30)
+    direction = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]]) @ \
+        np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]])
+    sample = make_volume(shape=(18, 20, 14), spacing=(1.0, 1.5, 2.5), direction=direction)
+    params = {"degrees": [8.0, -12.0, 20.0], "scales": [1.1, 0.9, 1.05], "shear": [0.05, 0.0, -0.05],
+              "translation": [2.0, -1.0, 3.0]}
+    out = da.Affine().apply(sample, params)
+    forward = da.Affine.forward(sample.space, params)
+    inverse = np.linalg.inv(forward)
+
+    def itk(array, interpolator):
+        img = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))   # ITK index = our index
+        img.SetSpacing(sample.space.spacing.tolist())
+        img.SetDirection(sample.space.direction.ravel().tolist())
+        img.SetOrigin(sample.space.affine[:3, 3].tolist())
+        tx = sitk.AffineTransform(3)
+        tx.SetMatrix(inverse[:3, :3].ravel().tolist())
+        tx.SetTranslation(inverse[:3, 3].tolist())
+        res = sitk.Resample(img, img, tx, interpolator, 0.0)
+        return sitk.GetArrayFromImage(res).transpose(2, 1, 0)
+
+    ref_img = itk(sample["image"][0].numpy().astype(np.float64), sitk.sitkLinear)
+    np.testing.assert_allclose(out["image"][0].numpy(), ref_img, atol=2e-3)
+    ref_lab = itk(sample["label"][0].numpy(), sitk.sitkNearestNeighbor)
+    nearest = da.Affine().apply(sample.with_layers(label=replace(sample.layer_info("label"), interpolation="nearest")),
+                                params)
+    assert (nearest["label"][0].numpy() == ref_lab).mean() > 0.999
+
+
+def test_two_rotations_fuse_into_their_sum():
+    sample = make_raster(nodata_border=0)
+    one = da.Compose([da.Affine(degrees=10.0), da.Affine(degrees=25.0)])(sample, G())
+    both = da.Affine(degrees=35.0)(sample, G())
+    torch.testing.assert_close(one["image"], both["image"], atol=1e-2, rtol=0)
+    assert torch.equal(one["valid"], both["valid"])
+
+
+def test_spatial_ops_in_a_compose_resample_once():
+    sample = make_volume()
+    before = rs.passes()
+    da.Compose([da.Affine(degrees=(-10, 10)), da.Elastic(), da.Flip(axes=(1,)), da.Crop(8), da.Pad(14)])(sample, G())
+    assert rs.passes() - before == 1
+    before = rs.passes()
+    da.Compose([da.Affine(degrees=(-10, 10)), da.Gamma(), da.Elastic(), da.Rot90(axes=(0, 1))])(sample, G())
+    assert rs.passes() - before == 2          # the intensity op needs the data in between
+
+
+def test_label_crop_flushes_the_same_way_in_call_and_replay():
+    sample = make_volume()
+    t = da.Compose([da.Affine(degrees=(-15, 15)), da.Crop(8, mode="label"), da.Elastic()])
+    out = t(sample, G(4))
+    again = da.replay(sample, [r.to_dict() for r in out.history])
+    assert torch.equal(out["image"], again["image"]) and torch.equal(out["label"], again["label"])
+    assert (out["label"] != 0).any()
+
+
+def test_flip_and_rot90_are_exact_copies():
+    sample = make_volume(shape=(12, 16, 16), spacing=(2.0, 1.0, 1.0))
+    flipped = da.Flip(axes=(0, 2))(sample, G())
+    assert torch.equal(flipped["image"], torch.flip(sample["image"], [1, 3]))
+    rotated = da.Rot90(axes=(1, 2), k=1)(sample, G())
+    assert rotated.space == sample.space
+    assert torch.equal(rotated["label"], torch.rot90(sample["label"], 1, [2, 3]))
+
+
+def test_rot90_on_a_non_square_grid_rotates_the_grid():
+    sample = make_volume(shape=(12, 16, 10), spacing=(1.0, 1.5, 2.0))
+    out = da.Rot90(axes=(1, 2), k=1)(sample, G())
+    assert out.space.shape == (12, 10, 16)
+    assert np.allclose(out.space.spacing, [1.0, 2.0, 1.5])
+    assert torch.equal(out["image"], torch.rot90(sample["image"], 1, [2, 3]))
+    np.testing.assert_allclose(out.space.center_world(), sample.space.center_world(), atol=1e-9)
+
+
+def test_exact_path_equals_interpolating_kernel():
+    sample = make_raster()
+    pending = _pending(da.Compose([da.Flip(axes=(0,)), da.Rot90(k=1), da.Pad((30, 30))]), sample)
+    specs = [sample.layer_info(n).spec() for n in sample.layer_names()]
+    exact = rs.resample_layers(specs, pending, backend="exact")
+    kernel = rs.resample_layers(specs, pending, backend="numba")
+    for a, b in zip(exact, kernel):
+        assert torch.equal(a, b)
+
+
+def test_labels_are_never_invented_with_many_labels():
+    rng = np.random.default_rng(0)
+    labels = ndi.zoom(rng.integers(0, 120, (6, 6, 6)), 4, order=0).astype(np.int64)
+    sample = da.Sample.from_numpy(rng.random((24, 24, 24)).astype(np.float32), label=labels)
+    out = da.Compose([da.Affine(degrees=(-30, 30), scales=(0.8, 1.2)), da.Elastic(max_displacement=3.0)])(sample, G())
+    assert set(out["label"].unique().tolist()) <= set(labels.ravel().tolist()) | {0}
+    assert out["label"].dtype == torch.int64
+
+
+def test_nodata_never_leaks_and_fill_only_where_invalid():
+    sample = make_raster(shape=(40, 36), nodata_border=6)
+    image, valid = sample["image"], sample["valid"][0]
+    lo, hi = image[:, valid].amin(1), image[:, valid].amax(1)
+    for seed in range(4):
+        out = da.Compose([da.Affine(degrees=(-45, 45)), da.Elastic()])(sample, G(seed))
+        img, val = out["image"], out["valid"][0]
+        assert torch.equal(img[0] == -9999.0, ~val)
+        inside = img[:, val]
+        assert (inside >= lo[:, None] - 1e-3).all() and (inside <= hi[:, None] + 1e-3).all()
+
+
+def test_cubic_reproduces_a_quadratic():
+    idx = np.stack(np.meshgrid(np.arange(20), np.arange(22), indexing="ij"), -1).astype(np.float64)
+    quad = 0.05 * idx[..., 0] ** 2 + 0.3 * idx[..., 1] + 1.0
+    sample = da.Sample.from_numpy(quad.astype(np.float64), spacing=(1.0, 1.0))
+    sample = sample.with_layers(image=replace(sample.layer_info("image"), interpolation="cubic"))
+    params = {"degrees": [0.0], "scales": [1.0, 1.0], "shear": [0.0], "translation": [0.37, -0.61]}
+    out = da.Affine().apply(sample, params)["image"][0].numpy()
+    src = idx - np.array([0.37, -0.61])
+    expected = 0.05 * src[..., 0] ** 2 + 0.3 * src[..., 1] + 1.0
+    np.testing.assert_allclose(out[3:-3, 3:-3], expected[3:-3, 3:-3], atol=1e-9)
+
+
+def test_elastic_field_is_bounded_and_points_invert_within_half_a_voxel():
+    sample = make_volume(shape=(20, 22, 18), spacing=(1.0, 1.0, 1.0))
+    t = da.Elastic(spacing=6.0, max_displacement=2.0)
+    params = t.sample_params(sample, G(1))
+    space, stages = t.spatial_map(sample.space, params)
+    field = stages[0]
+    assert np.abs(field.lattice).max() <= 2.0 + 1e-6
+    world = sample.space.index_to_world(np.random.default_rng(0).uniform(3, 14, (50, 3)))
+    pushed = rs.push_forward_points(stages, world)
+    back = rs.pull_back_points(stages, pushed)
+    assert np.abs(back - world).max() < 0.5 * sample.space.spacing.min()
+
+
+def test_crop_pad_resample_keep_world_coordinates():
+    sample = make_volume(shape=(14, 16, 12), spacing=(1.0, 1.5, 2.0))
+    out = da.Crop((6, 7, 5), mode="random")(sample, G(2))
+    start = out.history[-1].params["start"]
+    np.testing.assert_allclose(out.space.index_to_world([0, 0, 0]), sample.space.index_to_world(start))
+    region = sample["image"][:, start[0]:start[0] + 6, start[1]:start[1] + 7, start[2]:start[2] + 5]
+    assert torch.equal(out["image"], region)
+    padded = da.Pad((18, 16, 15))(sample, G())
+    assert padded.space.shape == (18, 16, 15)
+    w = sample.space.index_to_world([0, 0, 0])
+    np.testing.assert_allclose(padded.space.world_to_index(w), [2, 0, 1], atol=1e-9)
+    # resample a world-linear ramp: values follow world positions
+    ramp = sample.space.index_to_world(np.stack(np.meshgrid(*[np.arange(s) for s in sample.space.shape],
+                                                            indexing="ij"), -1)) @ np.array([0.3, -0.2, 0.5])
+    ramped = da.Sample.from_numpy(ramp, affine=sample.space.affine)
+    res = da.Resample(1.0)(ramped, G())
+    assert np.allclose(res.space.spacing, 1.0)
+    idx = np.stack(np.meshgrid(*[np.arange(s) for s in res.space.shape], indexing="ij"), -1)
+    expected = res.space.index_to_world(idx) @ np.array([0.3, -0.2, 0.5])
+    src = sample.space.world_to_index(res.space.index_to_world(idx))
+    inside = np.all((src >= 0) & (src <= np.array(sample.space.shape) - 1), -1)
+    np.testing.assert_allclose(res["image"][0].numpy()[inside], expected[inside], atol=1e-9)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu():
+    sample = make_volume(with_valid=True)
+    t = da.Compose([da.Affine(degrees=(-20, 20)), da.Elastic(), da.Gamma(), da.GaussianBlur(1.0), da.GaussianNoise()])
+    cpu = t(sample, G(5))
+    gpu = da.replay(sample.to("cuda"), cpu.history)
+    for name in sample.layer_names():
+        torch.testing.assert_close(gpu[name].cpu().double(), cpu[name].double(), atol=1e-3, rtol=1e-4)
