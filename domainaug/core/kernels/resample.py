@@ -30,6 +30,7 @@ import numba as nb
 import numpy as np
 import torch
 
+from .elastic import LATTICE_MAX_STEP
 from .fuse import Field, PendingMap
 
 __all__ = ["resample_layers", "LayerSpec", "passes", "pull_back_points", "push_forward_points"]
@@ -57,54 +58,45 @@ class LayerSpec:
 
 
 # ---------------------------------------------------------------------------------------------
-# Geometry: lift 2D to 3D (a depth-1 leading axis), build the kernel's chain.
+# Geometry: the pending map as source-index coordinates on a coarse output-aligned lattice.
 # ---------------------------------------------------------------------------------------------
-def _lift_matrix(m: np.ndarray) -> np.ndarray:
-    if m.shape == (4, 4):
-        return m
-    out = np.eye(4)
-    out[1:, 1:] = m
-    return out
-
-
-def _lift_field(f: Field) -> tuple[np.ndarray, np.ndarray]:
-    lattice, to_lattice = f.lattice, f.to_lattice
-    if lattice.shape[0] == 2:
-        lifted = np.zeros((3, 1) + lattice.shape[1:], dtype=np.float32)
-        lifted[1:, 0] = lattice
-        return lifted, _lift_matrix(to_lattice)
-    return lattice, to_lattice
-
-
-def _chain(pending: PendingMap) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(mats (K+1,4,4), G (K,4,4), field data flat float32, field meta (K,4) int64) in 3D index form.
-
-    ``mats[0]`` maps output index -> world (then any stages); the last matrix ends in source index.
-    """
-    stages = [pending.space.affine] + list(pending.stages) + [pending.source.inverse]
-    mats: list[np.ndarray] = []
-    fields: list[tuple[np.ndarray, np.ndarray]] = []
-    current = np.eye(4)
-    for stage in stages:
-        if isinstance(stage, Field):
-            mats.append(current)
-            fields.append(_lift_field(stage))
-            current = np.eye(4)
-        else:
-            current = _lift_matrix(stage) @ current
-    mats.append(current)
-    G = np.stack([g for _, g in fields]) if fields else np.zeros((0, 4, 4))
-    data = np.concatenate([f.ravel() for f, _ in fields]) if fields else np.zeros(0, np.float32)
-    meta = np.zeros((len(fields), 4), dtype=np.int64)
-    offset = 0
-    for k, (f, _) in enumerate(fields):
-        meta[k] = (offset, *f.shape[1:])
-        offset += f.size
-    return np.ascontiguousarray(np.stack(mats)), np.ascontiguousarray(G), data.astype(np.float32), meta
-
-
 def _shape3(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return (1,) + tuple(shape) if len(shape) == 2 else tuple(shape)  # type: ignore[return-value]
+
+
+def _lattice_steps(pending: PendingMap) -> list[int]:
+    """Output voxels between coordinate-lattice nodes, per axis. An affine-only map is linear, so
+    the grid's corners suffice (step = n - 1); with fields, the finest field lattice step along each
+    output axis (at most ``LATTICE_MAX_STEP``). When the output-side field lies on the output grid
+    (an Elastic last in a pipeline) the nodes coincide with its lattice and the map is exact."""
+    shape = pending.space.shape
+    steps = [max(1, n - 1) for n in shape]
+    for stage in pending.stages:
+        if isinstance(stage, Field):
+            # lattice index per output index, along each output axis
+            jac = stage.to_lattice[:-1, :-1] @ pending.space.affine[:-1, :-1]
+            per_axis = np.linalg.norm(jac, axis=0)
+            for a in range(len(shape)):
+                steps[a] = min(steps[a], int(max(1, min(LATTICE_MAX_STEP, round(1 / max(per_axis[a], 1e-12))))))
+    return steps
+
+
+def coordinate_lattice(pending: PendingMap) -> tuple[np.ndarray, np.ndarray]:
+    """Source-index coordinates (float64, ``(3, nz, ny, nx)``, lifted to 3D) at lattice nodes
+    ``k * step`` of the output grid, and the steps (3,). Between nodes the resampler interpolates
+    the coordinates linearly; this is the definition of the map that every path shares."""
+    shape = pending.space.shape
+    steps = _lattice_steps(pending)
+    axes = [np.arange(max(2, math.ceil((n - 1) / st) + 1)) * st for n, st in zip(shape, steps)]
+    nodes = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(shape)).astype(np.float64)
+    world = pending.space.index_to_world(nodes)
+    source = pending.source.world_to_index(pull_back_points(pending.stages, world))
+    coords = source.T.reshape((len(shape),) + tuple(len(a) for a in axes))
+    if len(shape) == 2:                                      # lift: a depth-1 leading axis
+        coords = np.concatenate([np.zeros((1,) + coords.shape[1:]), coords])[:, None]
+        coords = np.concatenate([coords, coords], axis=1)    # two identical z nodes
+        steps = [1] + steps
+    return np.ascontiguousarray(coords), np.array(steps, dtype=np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,99 +162,80 @@ def _exact(specs: list[LayerSpec], pending: PendingMap, plan) -> list[torch.Tens
 # ---------------------------------------------------------------------------------------------
 # CPU path: numba kernel, coordinates computed on the fly.
 # ---------------------------------------------------------------------------------------------
-@nb.njit(cache=True, inline="always")
-def _field_at(fdata, off, lz, ly, lx, gz, gy, gx):
-    """Trilinear lookup in a lattice stored flat as (3, lz, ly, lx), clamped at the border."""
-    gz = min(max(gz, 0.0), lz - 1.0)
-    gy = min(max(gy, 0.0), ly - 1.0)
-    gx = min(max(gx, 0.0), lx - 1.0)
-    z0 = min(int(gz), lz - 1)
-    y0 = min(int(gy), ly - 1)
-    x0 = min(int(gx), lx - 1)
-    z1 = min(z0 + 1, lz - 1)
-    y1 = min(y0 + 1, ly - 1)
-    x1 = min(x0 + 1, lx - 1)
-    fz, fy, fx = gz - z0, gy - y0, gx - x0
-    plane = lz * ly * lx
-    w000 = (1 - fz) * (1 - fy) * (1 - fx)
-    w001 = (1 - fz) * (1 - fy) * fx
-    w010 = (1 - fz) * fy * (1 - fx)
-    w011 = (1 - fz) * fy * fx
-    w100 = fz * (1 - fy) * (1 - fx)
-    w101 = fz * (1 - fy) * fx
-    w110 = fz * fy * (1 - fx)
-    w111 = fz * fy * fx
-    i000 = (z0 * ly + y0) * lx + x0
-    i001 = (z0 * ly + y0) * lx + x1
-    i010 = (z0 * ly + y1) * lx + x0
-    i011 = (z0 * ly + y1) * lx + x1
-    i100 = (z1 * ly + y0) * lx + x0
-    i101 = (z1 * ly + y0) * lx + x1
-    i110 = (z1 * ly + y1) * lx + x0
-    i111 = (z1 * ly + y1) * lx + x1
-    out = np.empty(3)
-    for c in range(3):
-        b = off + c * plane
-        out[c] = (w000 * fdata[b + i000] + w001 * fdata[b + i001] + w010 * fdata[b + i010]
-                  + w011 * fdata[b + i011] + w100 * fdata[b + i100] + w101 * fdata[b + i101]
-                  + w110 * fdata[b + i110] + w111 * fdata[b + i111])
-    return out
-
-
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _cubic_w(f):
     return (((-0.5 * f + 1.0) * f - 0.5) * f, (1.5 * f - 2.5) * f * f + 1.0,
             ((-1.5 * f + 2.0) * f + 0.5) * f, (0.5 * f - 0.5) * f * f)
 
 
-@nb.njit(parallel=True, cache=True)
-def _warp_kernel(mats, G, fdata, fmeta, out_shape, src_shape,
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _argmax_label(l0, l1, l2, l3, l4, l5, l6, l7, w0, w1, w2, w3, w4, w5, w6, w7):
+    """The label with the largest summed weight among 8 taps (ties: the lower tap index)."""
+    labs = (l0, l1, l2, l3, l4, l5, l6, l7)
+    ws = (w0, w1, w2, w3, w4, w5, w6, w7)
+    best = -1.0
+    pick = l0
+    for t in range(8):
+        lt = labs[t]
+        score = 0.0
+        for u in range(8):
+            if labs[u] == lt:
+                score += ws[u]
+        if score > best + 1e-12:
+            best = score
+            pick = lt
+    return pick
+
+
+@nb.njit(parallel=True, cache=True, error_model="numpy")
+def _warp_kernel(coords, steps, out_shape, src_shape,
                  img, img_mode, img_fill, out_img,
                  lab, lab_mode, lab_fill, out_lab,
                  val, out_val):
+    """One pass: coordinates from the lattice, then every intensity, label and valid channel.
+
+    Arrays are flat per channel: ``img`` (Ci, Vs), ``out_img`` (Ci, V), etc.
+    """
     D, H, W = out_shape[0], out_shape[1], out_shape[2]
     Ds, Hs, Ws = src_shape[0], src_shape[1], src_shape[2]
-    K = G.shape[0]
+    nz, ny, nx = coords.shape[1], coords.shape[2], coords.shape[3]
+    Lz, Ly, Lx = steps[0], steps[1], steps[2]
     Ci = img.shape[0]
     Cl = lab.shape[0]
     Cv = val.shape[0]
-    m0 = mats[0]
+    plane = Hs * Ws
     for r in nb.prange(D * H):
         z = r // H
         y = r - z * H
-        wts = np.empty(8)
-        vz = np.empty(8, dtype=np.int64)
-        vy = np.empty(8, dtype=np.int64)
-        vx = np.empty(8, dtype=np.int64)
         vv = np.empty(8)
-        labs = np.empty(8, dtype=lab.dtype)
+        wts = np.empty(8)
+        offs = np.empty(8, dtype=np.int64)
+        # this row's coordinates at every x node: bilinear in (z, y) of the lattice
+        kz = min(z // Lz, nz - 2)
+        ky = min(y // Ly, ny - 2)
+        fz = (z - kz * Lz) / Lz
+        fy = (y - ky * Ly) / Ly
+        row = np.empty((3, nx))
+        for k in range(nx):
+            for c in range(3):
+                row[c, k] = ((1.0 - fz) * ((1.0 - fy) * coords[c, kz, ky, k] + fy * coords[c, kz, ky + 1, k])
+                             + fz * ((1.0 - fy) * coords[c, kz + 1, ky, k] + fy * coords[c, kz + 1, ky + 1, k]))
+        out_base = r * W
         for x in range(W):
-            qz = m0[0, 0] * z + m0[0, 1] * y + m0[0, 2] * x + m0[0, 3]
-            qy = m0[1, 0] * z + m0[1, 1] * y + m0[1, 2] * x + m0[1, 3]
-            qx = m0[2, 0] * z + m0[2, 1] * y + m0[2, 2] * x + m0[2, 3]
-            for k in range(K):
-                g = G[k]
-                d = _field_at(fdata, fmeta[k, 0], fmeta[k, 1], fmeta[k, 2], fmeta[k, 3],
-                              g[0, 0] * qz + g[0, 1] * qy + g[0, 2] * qx + g[0, 3],
-                              g[1, 0] * qz + g[1, 1] * qy + g[1, 2] * qx + g[1, 3],
-                              g[2, 0] * qz + g[2, 1] * qy + g[2, 2] * qx + g[2, 3])
-                qz += d[0]
-                qy += d[1]
-                qx += d[2]
-                m = mats[k + 1]
-                tz = m[0, 0] * qz + m[0, 1] * qy + m[0, 2] * qx + m[0, 3]
-                ty = m[1, 0] * qz + m[1, 1] * qy + m[1, 2] * qx + m[1, 3]
-                tx = m[2, 0] * qz + m[2, 1] * qy + m[2, 2] * qx + m[2, 3]
-                qz, qy, qx = tz, ty, tx
-            inside = (qz >= -0.5 - 1e-6 and qz <= Ds - 0.5 + 1e-6 and qy >= -0.5 - 1e-6
-                      and qy <= Hs - 0.5 + 1e-6 and qx >= -0.5 - 1e-6 and qx <= Ws - 0.5 + 1e-6)
-            if not inside:
+            kx = min(x // Lx, nx - 2)
+            fx = (x - kx * Lx) / Lx
+            qz = row[0, kx] + fx * (row[0, kx + 1] - row[0, kx])
+            qy = row[1, kx] + fx * (row[1, kx + 1] - row[1, kx])
+            qx = row[2, kx] + fx * (row[2, kx + 1] - row[2, kx])
+            o = out_base + x
+            if not (qz >= -0.5 - 1e-6 and qz <= Ds - 0.5 + 1e-6 and qy >= -0.5 - 1e-6
+                    and qy <= Hs - 0.5 + 1e-6 and qx >= -0.5 - 1e-6 and qx <= Ws - 0.5 + 1e-6):
                 for c in range(Ci):
-                    out_img[c, z, y, x] = img_fill[c]
+                    out_img[c, o] = img_fill[c]
                 for c in range(Cl):
-                    out_lab[c, z, y, x] = lab_fill[c]
+                    out_lab[c, o] = lab_fill[c]
                 for c in range(Cv):
-                    out_val[c, z, y, x] = 0
+                    out_val[c, o] = 0
                 continue
             cz = min(max(qz, 0.0), Ds - 1.0)
             cy = min(max(qy, 0.0), Hs - 1.0)
@@ -270,37 +243,39 @@ def _warp_kernel(mats, G, fdata, fmeta, out_shape, src_shape,
             z0 = min(int(cz), Ds - 1)
             y0 = min(int(cy), Hs - 1)
             x0 = min(int(cx), Ws - 1)
-            z1 = min(z0 + 1, Ds - 1)
-            y1 = min(y0 + 1, Hs - 1)
-            x1 = min(x0 + 1, Ws - 1)
-            fz, fy, fx = cz - z0, cy - y0, cx - x0
-            for t in range(8):
-                bz, by, bx = (t >> 2) & 1, (t >> 1) & 1, t & 1
-                vz[t] = z1 if bz else z0
-                vy[t] = y1 if by else y0
-                vx[t] = x1 if bx else x0
-                wts[t] = (fz if bz else 1.0 - fz) * (fy if by else 1.0 - fy) * (fx if bx else 1.0 - fx)
+            fz1, fy1, fx1 = cz - z0, cy - y0, cx - x0
+            fz0, fy0, fx0 = 1.0 - fz1, 1.0 - fy1, 1.0 - fx1
+            dz = plane if z0 < Ds - 1 else 0
+            dy = Ws if y0 < Hs - 1 else 0
+            dx = 1 if x0 < Ws - 1 else 0
+            b = z0 * plane + y0 * Ws + x0
+            i0, i1, i2, i3 = b, b + dx, b + dy, b + dy + dx
+            i4, i5, i6, i7 = b + dz, b + dz + dx, b + dz + dy, b + dz + dy + dx
+            w0, w1, w2, w3 = fz0 * fy0 * fx0, fz0 * fy0 * fx1, fz0 * fy1 * fx0, fz0 * fy1 * fx1
+            w4, w5, w6, w7 = fz1 * fy0 * fx0, fz1 * fy0 * fx1, fz1 * fy1 * fx0, fz1 * fy1 * fx1
             valid_out = True
             wsum = 1.0
             if Cv > 0:
-                wsum = 0.0
-                for t in range(8):
-                    vv[t] = 1.0 if val[0, vz[t], vy[t], vx[t]] else 0.0
-                    wsum += wts[t] * vv[t]
+                wsum = (w0 * val[0, i0] + w1 * val[0, i1] + w2 * val[0, i2] + w3 * val[0, i3]
+                        + w4 * val[0, i4] + w5 * val[0, i5] + w6 * val[0, i6] + w7 * val[0, i7])
                 valid_out = wsum >= 0.5 - 1e-9
-                out_val[0, z, y, x] = 1 if valid_out else 0
-            else:
-                for t in range(8):
-                    vv[t] = 1.0
-            # --- intensity
+                out_val[0, o] = 1 if valid_out else 0
             for c in range(Ci):
                 if not valid_out:
-                    out_img[c, z, y, x] = img_fill[c]
+                    out_img[c, o] = img_fill[c]
                     continue
                 mode = img_mode[c]
-                done = False
+                if mode == 0 and Cv == 0:          # the common case: plain trilinear
+                    out_img[c, o] = (w0 * img[c, i0] + w1 * img[c, i1] + w2 * img[c, i2] + w3 * img[c, i3]
+                                     + w4 * img[c, i4] + w5 * img[c, i5] + w6 * img[c, i6] + w7 * img[c, i7])
+                    continue
+                offs[0], offs[1], offs[2], offs[3] = i0, i1, i2, i3
+                offs[4], offs[5], offs[6], offs[7] = i4, i5, i6, i7
+                wts[0], wts[1], wts[2], wts[3] = w0, w1, w2, w3
+                wts[4], wts[5], wts[6], wts[7] = w4, w5, w6, w7
+                for t in range(8):
+                    vv[t] = (1.0 if val[0, offs[t]] else 0.0) if Cv > 0 else 1.0
                 if mode == 1:
-                    all_valid = True
                     iz = int(np.floor(cz))
                     iy = int(np.floor(cy))
                     ix = int(np.floor(cx))
@@ -308,67 +283,52 @@ def _warp_kernel(mats, G, fdata, fmeta, out_shape, src_shape,
                     wy = _cubic_w(cy - iy)
                     wx = _cubic_w(cx - ix)
                     acc = 0.0
+                    all_valid = True
                     for a in range(4):
                         sz = min(max(iz - 1 + a, 0), Ds - 1)
-                        for b in range(4):
-                            sy = min(max(iy - 1 + b, 0), Hs - 1)
-                            wab = wz[a] * wy[b]
+                        for bb in range(4):
+                            sy = min(max(iy - 1 + bb, 0), Hs - 1)
+                            wab = wz[a] * wy[bb]
                             for e in range(4):
                                 sx = min(max(ix - 1 + e, 0), Ws - 1)
-                                if Cv > 0 and not val[0, sz, sy, sx]:
+                                q = sz * plane + sy * Ws + sx
+                                if Cv > 0 and not val[0, q]:
                                     all_valid = False
-                                acc += wab * wx[e] * img[c, sz, sy, sx]
+                                acc += wab * wx[e] * img[c, q]
                     if all_valid:
-                        out_img[c, z, y, x] = acc
-                        done = True
-                if done:
-                    continue
+                        out_img[c, o] = acc
+                        continue
                 if mode == 2:
                     best = -1.0
                     pick = 0
                     for t in range(8):
-                        s = wts[t] * vv[t]
-                        if s > best:
-                            best = s
+                        sc = wts[t] * vv[t]
+                        if sc > best:
+                            best = sc
                             pick = t
-                    out_img[c, z, y, x] = img[c, vz[pick], vy[pick], vx[pick]]
+                    out_img[c, o] = img[c, offs[pick]]
                 else:
                     acc = 0.0
                     for t in range(8):
-                        acc += wts[t] * vv[t] * img[c, vz[t], vy[t], vx[t]]
-                    out_img[c, z, y, x] = acc / wsum
-            # --- labels
+                        acc += wts[t] * vv[t] * img[c, offs[t]]
+                    out_img[c, o] = acc / wsum
             for c in range(Cl):
-                for t in range(8):
-                    labs[t] = lab[c, vz[t], vy[t], vx[t]]
-                if lab_mode[c] == 0:
+                l0, l1, l2, l3 = lab[c, i0], lab[c, i1], lab[c, i2], lab[c, i3]
+                l4, l5, l6, l7 = lab[c, i4], lab[c, i5], lab[c, i6], lab[c, i7]
+                if lab_mode[c] == 0:               # nearest: the tap with the largest weight
+                    ws = (w0, w1, w2, w3, w4, w5, w6, w7)
+                    ls = (l0, l1, l2, l3, l4, l5, l6, l7)
                     best = -1.0
-                    pick = 0
+                    pick = l0
                     for t in range(8):
-                        if wts[t] > best:
-                            best = wts[t]
-                            pick = t
-                    out_lab[c, z, y, x] = labs[pick]
+                        if ws[t] > best:
+                            best = ws[t]
+                            pick = ls[t]
+                    out_lab[c, o] = pick
+                elif l0 == l1 and l0 == l2 and l0 == l3 and l0 == l4 and l0 == l5 and l0 == l6 and l0 == l7:
+                    out_lab[c, o] = l0
                 else:
-                    same = True
-                    for t in range(1, 8):
-                        if labs[t] != labs[0]:
-                            same = False
-                            break
-                    if same:
-                        out_lab[c, z, y, x] = labs[0]
-                        continue
-                    best = -1.0
-                    pick = 0
-                    for t in range(8):
-                        s = 0.0
-                        for u in range(8):
-                            if labs[u] == labs[t]:
-                                s += wts[u]
-                        if s > best + 1e-12:
-                            best = s
-                            pick = t
-                    out_lab[c, z, y, x] = labs[pick]
+                    out_lab[c, o] = _argmax_label(l0, l1, l2, l3, l4, l5, l6, l7, w0, w1, w2, w3, w4, w5, w6, w7)
 
 
 def _stack(specs: list[LayerSpec], kind: str, dtype, src3) -> tuple[np.ndarray, list[int]]:
@@ -389,7 +349,7 @@ def _label_dtype(specs: list[LayerSpec]):
 
 
 def _cpu(specs: list[LayerSpec], pending: PendingMap) -> list[torch.Tensor]:
-    mats, G, fdata, fmeta = _chain(pending)
+    coords, steps = coordinate_lattice(pending)
     src3, out3 = _shape3(pending.source.shape), _shape3(pending.space.shape)
     img, _ = _stack(specs, "intensity", np.float32, src3)
     lab, _ = _stack(specs, "label", _label_dtype(specs), src3)
@@ -399,11 +359,13 @@ def _cpu(specs: list[LayerSpec], pending: PendingMap) -> list[torch.Tensor]:
     img_fill = per_channel("intensity", lambda s: s.fill).astype(np.float32).reshape(-1)
     lab_mode = per_channel("label", lambda s: LABEL_MODES[s.mode]).astype(np.int64).reshape(-1)
     lab_fill = per_channel("label", lambda s: s.fill).astype(lab.dtype).reshape(-1)
-    out_img = np.empty((img.shape[0],) + out3, np.float32)
-    out_lab = np.empty((lab.shape[0],) + out3, lab.dtype)
-    out_val = np.empty((val.shape[0],) + out3, np.uint8)
-    _warp_kernel(mats, G, fdata, fmeta, np.array(out3, np.int64), np.array(src3, np.int64),
-                 img, img_mode, img_fill, out_img, lab, lab_mode, lab_fill, out_lab, val, out_val)
+    flat = lambda a: a.reshape(a.shape[0], math.prod(a.shape[1:]))
+    size = math.prod(out3)
+    out_img = np.empty((img.shape[0], size), np.float32)
+    out_lab = np.empty((lab.shape[0], size), lab.dtype)
+    out_val = np.empty((val.shape[0], size), np.uint8)
+    _warp_kernel(coords, steps, np.array(out3, np.int64), np.array(src3, np.int64),
+                 flat(img), img_mode, img_fill, out_img, flat(lab), lab_mode, lab_fill, out_lab, flat(val), out_val)
     outputs = {"intensity": out_img, "label": out_lab, "valid": out_val}
     cursor = {"intensity": 0, "label": 0, "valid": 0}
     results = []
@@ -418,45 +380,21 @@ def _cpu(specs: list[LayerSpec], pending: PendingMap) -> list[torch.Tensor]:
 # ---------------------------------------------------------------------------------------------
 # Torch path (any device): the same arithmetic over slabs of output voxels.
 # ---------------------------------------------------------------------------------------------
-def _pull_torch(chain, q: torch.Tensor) -> torch.Tensor:
-    """Map (N, 3) float64 output indices to source indices through the lifted chain."""
-    mats, G, fields = chain
-    q = q @ mats[0][:3, :3].T + mats[0][:3, 3]
-    for k, (lattice, shape) in enumerate(fields):
-        g = q @ G[k][:3, :3].T + G[k][:3, 3]
-        q = q + _lattice_lookup(lattice, shape, g)
-        q = q @ mats[k + 1][:3, :3].T + mats[k + 1][:3, 3]
-    return q
-
-
-def _lattice_lookup(lattice: torch.Tensor, shape, g: torch.Tensor) -> torch.Tensor:
-    lz, ly, lx = shape
-    size = torch.tensor([lz - 1, ly - 1, lx - 1], dtype=g.dtype, device=g.device)
-    c = torch.minimum(torch.clamp(g, min=0), size)
-    i0 = torch.minimum(c.floor().long(), size.long())
-    i1 = torch.minimum(i0 + 1, size.long())
-    f = c - i0
-    flat = lattice.reshape(3, -1)
-    out = torch.zeros_like(g)
+def _coords_torch(coords: torch.Tensor, steps, out3, lin: torch.Tensor) -> torch.Tensor:
+    """Source indices (N, 3) of flat output indices, interpolated from the coordinate lattice
+    exactly as the CPU kernel does."""
+    z, y, x = lin // (out3[1] * out3[2]), (lin // out3[2]) % out3[1], lin % out3[2]
+    n = coords.shape[1:]
+    k = [torch.clamp(v // st, max=nn - 2) for v, st, nn in zip((z, y, x), steps, n)]
+    f = [(v - kk * st).double() / st for v, kk, st in zip((z, y, x), k, steps)]
+    out = torch.zeros((lin.numel(), 3), dtype=torch.float64, device=lin.device)
     for t in range(8):
         bits = [(t >> 2) & 1, (t >> 1) & 1, t & 1]
-        idx = [i1[:, a] if bits[a] else i0[:, a] for a in range(3)]
-        w = torch.ones_like(f[:, 0])
+        w = torch.ones_like(f[0])
         for a in range(3):
-            w = w * (f[:, a] if bits[a] else 1 - f[:, a])
-        out = out + w[:, None] * flat[:, (idx[0] * ly + idx[1]) * lx + idx[2]].T.to(g.dtype)
+            w = w * (f[a] if bits[a] else 1 - f[a])
+        out += w[:, None] * coords[:, k[0] + bits[0], k[1] + bits[1], k[2] + bits[2]].T
     return out
-
-
-def _torch_chain(pending: PendingMap, device) -> tuple:
-    mats, G, _, _ = _chain(pending)
-    fields = []
-    for stage in pending.stages:
-        if isinstance(stage, Field):
-            lattice, _ = _lift_field(stage)
-            fields.append((torch.from_numpy(lattice).to(device), lattice.shape[1:]))
-    as_t = lambda a: torch.from_numpy(a).to(device=device, dtype=torch.float64)
-    return [as_t(m) for m in mats], [as_t(g) for g in G], fields
 
 
 def _cubic_torch(f: torch.Tensor) -> list[torch.Tensor]:
@@ -466,7 +404,8 @@ def _cubic_torch(f: torch.Tensor) -> list[torch.Tensor]:
 
 def _torch(specs: list[LayerSpec], pending: PendingMap, chunk: int = 1 << 18) -> list[torch.Tensor]:
     device = specs[0].data.device
-    chain = _torch_chain(pending, device)
+    coords_np, steps = coordinate_lattice(pending)
+    coords = torch.from_numpy(coords_np).to(device)
     src3, out3 = _shape3(pending.source.shape), _shape3(pending.space.shape)
     src_max = torch.tensor([s - 1 for s in src3], dtype=torch.float64, device=device)
     flats = [s.data.reshape(s.data.shape[0], -1) for s in specs]
@@ -476,8 +415,7 @@ def _torch(specs: list[LayerSpec], pending: PendingMap, chunk: int = 1 << 18) ->
     total = math.prod(out3)
     for start in range(0, total, chunk):
         lin = torch.arange(start, min(total, start + chunk), device=device)
-        q = torch.stack([lin // (out3[1] * out3[2]), (lin // out3[2]) % out3[1], lin % out3[2]], 1).double()
-        s = _pull_torch(chain, q)
+        s = _coords_torch(coords, steps.tolist(), out3, lin)
         inside = ((s >= -0.5 - _EPS) & (s <= src_max + 0.5 + _EPS)).all(1)
         c = torch.minimum(s.clamp(min=0), src_max)
         i0 = torch.minimum(c.floor().long(), src_max.long())
