@@ -9,7 +9,15 @@ import numpy as np
 
 from ..errors import ParameterError, ShapeError
 
-__all__ = ["Space"]
+__all__ = ["Space", "apply_affine"]
+
+
+def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``(N, n)`` points through an ``(n+1)x(n+1)`` affine. Uses einsum rather than ``@``: a BLAS
+    call on many points starts OpenBLAS threads that keep spinning and slow the next parallel
+    kernel down."""
+    n = matrix.shape[0] - 1
+    return np.einsum("ij,...j->...i", matrix[:n, :n], np.asarray(points, dtype=np.float64)) + matrix[:n, n]
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,12 +95,10 @@ class Space:
         return self.index_to_world(np.array([(s - 1) / 2 for s in self.shape]))
 
     def index_to_world(self, index: np.ndarray) -> np.ndarray:
-        index = np.asarray(index, dtype=np.float64)
-        return index @ self.affine[:-1, :-1].T + self.affine[:-1, -1]
+        return apply_affine(self.affine, index)
 
     def world_to_index(self, world: np.ndarray) -> np.ndarray:
-        inv = self.inverse
-        return np.asarray(world, dtype=np.float64) @ inv[:-1, :-1].T + inv[:-1, -1]
+        return apply_affine(self.inverse, world)
 
     def with_grid(self, shape: Sequence[int], affine: np.ndarray) -> "Space":
         """The same CRS on another grid."""

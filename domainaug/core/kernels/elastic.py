@@ -62,8 +62,8 @@ def build_field(space: Space, spacing: np.ndarray, displacement: np.ndarray) -> 
     lattice_step = [int(max(1, min(LATTICE_MAX_STEP, s // 4))) for s in step_vox]
     bases = [_basis(space.shape[i], step_vox[i], displacement.shape[1 + i], lattice_step[i]) for i in range(n)]
     lattice = displacement
-    for axis, basis in enumerate(bases):                              # separable: one axis at a time
-        lattice = np.moveaxis(np.tensordot(basis, lattice, axes=([1], [axis + 1])), 0, axis + 1)
-    world = np.einsum("ij,j...->i...", space.direction, lattice)     # world vectors
+    for axis, basis in enumerate(bases):      # separable, one axis at a time; einsum avoids BLAS threads
+        lattice = np.moveaxis(np.einsum("ij,...j->...i", basis, np.moveaxis(lattice, axis + 1, -1)), -1, axis + 1)
+    world = np.einsum("ij,j...->i...", space.direction, lattice)     # world vectors (einsum: no BLAS)
     to_lattice = np.diag(list(1.0 / np.array(lattice_step)) + [1.0]) @ space.inverse
     return Field(np.ascontiguousarray(world, dtype=np.float32), to_lattice)

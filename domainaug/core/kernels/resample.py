@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .elastic import LATTICE_MAX_STEP
+from ..space import apply_affine
 from .fuse import Field, PendingMap
 
 __all__ = ["resample_layers", "LayerSpec", "passes", "pull_back_points", "push_forward_points"]
@@ -187,14 +188,15 @@ def _argmax_label(l0, l1, l2, l3, l4, l5, l6, l7, w0, w1, w2, w3, w4, w5, w6, w7
     return pick
 
 
-@nb.njit(parallel=True, cache=True, error_model="numpy")
+@nb.njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
 def _warp_kernel(coords, steps, out_shape, src_shape,
                  img, img_mode, img_fill, out_img,
                  lab, lab_mode, lab_fill, out_lab,
                  val, out_val):
     """One pass: coordinates from the lattice, then every intensity, label and valid channel.
 
-    Arrays are flat per channel: ``img`` (Ci, Vs), ``out_img`` (Ci, V), etc.
+    Arrays are flat per channel: ``img`` (Ci, Vs), ``out_img`` (Ci, V), etc. Each output row is
+    done in simple loops (coordinates -> taps -> each channel) that the compiler can vectorise.
     """
     D, H, W = out_shape[0], out_shape[1], out_shape[2]
     Ds, Hs, Ws = src_shape[0], src_shape[1], src_shape[2]
@@ -207,9 +209,15 @@ def _warp_kernel(coords, steps, out_shape, src_shape,
     for r in nb.prange(D * H):
         z = r // H
         y = r - z * H
-        vv = np.empty(8)
-        wts = np.empty(8)
-        offs = np.empty(8, dtype=np.int64)
+        base = np.empty(W, dtype=np.int64)
+        sdx = np.empty(W, dtype=np.int64)
+        sdy = np.empty(W, dtype=np.int64)
+        sdz = np.empty(W, dtype=np.int64)
+        tx = np.empty(W, dtype=np.float32)
+        ty = np.empty(W, dtype=np.float32)
+        tz = np.empty(W, dtype=np.float32)
+        inside = np.empty(W, dtype=np.bool_)
+        cpos = np.empty((3, W))
         # this row's coordinates at every x node: bilinear in (z, y) of the lattice
         kz = min(z // Lz, nz - 2)
         ky = min(y // Ly, ny - 2)
@@ -220,102 +228,85 @@ def _warp_kernel(coords, steps, out_shape, src_shape,
             for c in range(3):
                 row[c, k] = ((1.0 - fz) * ((1.0 - fy) * coords[c, kz, ky, k] + fy * coords[c, kz, ky + 1, k])
                              + fz * ((1.0 - fy) * coords[c, kz + 1, ky, k] + fy * coords[c, kz + 1, ky + 1, k]))
-        out_base = r * W
+        # 1. coordinates, taps and fractions
         for x in range(W):
             kx = min(x // Lx, nx - 2)
             fx = (x - kx * Lx) / Lx
             qz = row[0, kx] + fx * (row[0, kx + 1] - row[0, kx])
             qy = row[1, kx] + fx * (row[1, kx + 1] - row[1, kx])
             qx = row[2, kx] + fx * (row[2, kx + 1] - row[2, kx])
-            o = out_base + x
-            if not (qz >= -0.5 - 1e-6 and qz <= Ds - 0.5 + 1e-6 and qy >= -0.5 - 1e-6
-                    and qy <= Hs - 0.5 + 1e-6 and qx >= -0.5 - 1e-6 and qx <= Ws - 0.5 + 1e-6):
-                for c in range(Ci):
-                    out_img[c, o] = img_fill[c]
-                for c in range(Cl):
-                    out_lab[c, o] = lab_fill[c]
-                for c in range(Cv):
-                    out_val[c, o] = 0
-                continue
+            inside[x] = (qz >= -0.5 - 1e-6) & (qz <= Ds - 0.5 + 1e-6) & (qy >= -0.5 - 1e-6) & \
+                (qy <= Hs - 0.5 + 1e-6) & (qx >= -0.5 - 1e-6) & (qx <= Ws - 0.5 + 1e-6)
             cz = min(max(qz, 0.0), Ds - 1.0)
             cy = min(max(qy, 0.0), Hs - 1.0)
             cx = min(max(qx, 0.0), Ws - 1.0)
+            cpos[0, x], cpos[1, x], cpos[2, x] = cz, cy, cx
             z0 = min(int(cz), Ds - 1)
             y0 = min(int(cy), Hs - 1)
             x0 = min(int(cx), Ws - 1)
-            fz1, fy1, fx1 = cz - z0, cy - y0, cx - x0
-            fz0, fy0, fx0 = 1.0 - fz1, 1.0 - fy1, 1.0 - fx1
-            dz = plane if z0 < Ds - 1 else 0
-            dy = Ws if y0 < Hs - 1 else 0
-            dx = 1 if x0 < Ws - 1 else 0
-            b = z0 * plane + y0 * Ws + x0
-            i0, i1, i2, i3 = b, b + dx, b + dy, b + dy + dx
-            i4, i5, i6, i7 = b + dz, b + dz + dx, b + dz + dy, b + dz + dy + dx
-            w0, w1, w2, w3 = fz0 * fy0 * fx0, fz0 * fy0 * fx1, fz0 * fy1 * fx0, fz0 * fy1 * fx1
-            w4, w5, w6, w7 = fz1 * fy0 * fx0, fz1 * fy0 * fx1, fz1 * fy1 * fx0, fz1 * fy1 * fx1
-            valid_out = True
-            wsum = 1.0
-            if Cv > 0:
-                wsum = (w0 * val[0, i0] + w1 * val[0, i1] + w2 * val[0, i2] + w3 * val[0, i3]
-                        + w4 * val[0, i4] + w5 * val[0, i5] + w6 * val[0, i6] + w7 * val[0, i7])
-                valid_out = wsum >= 0.5 - 1e-9
-                out_val[0, o] = 1 if valid_out else 0
-            for c in range(Ci):
-                if not valid_out:
-                    out_img[c, o] = img_fill[c]
+            tz[x], ty[x], tx[x] = cz - z0, cy - y0, cx - x0
+            sdz[x] = plane if z0 < Ds - 1 else 0
+            sdy[x] = Ws if y0 < Hs - 1 else 0
+            sdx[x] = 1 if x0 < Ws - 1 else 0
+            base[x] = z0 * plane + y0 * Ws + x0
+        o = r * W
+        # 2. validity
+        if Cv > 0:
+            for x in range(W):
+                i, dx, dy, dz = base[x], sdx[x], sdy[x], sdz[x]
+                a, b, c = tx[x], ty[x], tz[x]
+                v0 = val[0, i] + a * (val[0, i + dx] - np.float32(val[0, i]))
+                v1 = val[0, i + dy] + a * (val[0, i + dy + dx] - np.float32(val[0, i + dy]))
+                v2 = val[0, i + dz] + a * (val[0, i + dz + dx] - np.float32(val[0, i + dz]))
+                v3 = val[0, i + dz + dy] + a * (val[0, i + dz + dy + dx] - np.float32(val[0, i + dz + dy]))
+                w = (v0 + b * (v1 - v0)) + c * ((v2 + b * (v3 - v2)) - (v0 + b * (v1 - v0)))
+                out_val[0, o + x] = 1 if (inside[x] and w >= 0.5 - 1e-6) else 0
+        # 3. intensity
+        for c in range(Ci):
+            fill = img_fill[c]
+            if img_mode[c] == 0 and Cv == 0:
+                for x in range(W):
+                    i, dx, dy, dz = base[x], sdx[x], sdy[x], sdz[x]
+                    a, b, cc = tx[x], ty[x], tz[x]
+                    p0 = img[c, i]
+                    p1 = img[c, i + dy]
+                    p2 = img[c, i + dz]
+                    p3 = img[c, i + dz + dy]
+                    v0 = p0 + a * (img[c, i + dx] - p0)
+                    v1 = p1 + a * (img[c, i + dy + dx] - p1)
+                    v2 = p2 + a * (img[c, i + dz + dx] - p2)
+                    v3 = p3 + a * (img[c, i + dz + dy + dx] - p3)
+                    u0 = v0 + b * (v1 - v0)
+                    u1 = v2 + b * (v3 - v2)
+                    v = u0 + cc * (u1 - u0)
+                    out_img[c, o + x] = v if inside[x] else fill
+                continue
+            for x in range(W):
+                ok = out_val[0, o + x] == 1 if Cv > 0 else inside[x]
+                if not ok:
+                    out_img[c, o + x] = fill
                     continue
-                mode = img_mode[c]
-                if mode == 0 and Cv == 0:          # the common case: plain trilinear
-                    out_img[c, o] = (w0 * img[c, i0] + w1 * img[c, i1] + w2 * img[c, i2] + w3 * img[c, i3]
-                                     + w4 * img[c, i4] + w5 * img[c, i5] + w6 * img[c, i6] + w7 * img[c, i7])
+                out_img[c, o + x] = _sample_general(img, val, c, img_mode[c], Cv, base[x], sdx[x], sdy[x], sdz[x],
+                                                    tx[x], ty[x], tz[x], cpos[0, x], cpos[1, x], cpos[2, x],
+                                                    Ds, Hs, Ws)
+        # 4. labels
+        for c in range(Cl):
+            fill = lab_fill[c]
+            nearest = lab_mode[c] == 0
+            for x in range(W):
+                if not inside[x]:
+                    out_lab[c, o + x] = fill
                     continue
-                offs[0], offs[1], offs[2], offs[3] = i0, i1, i2, i3
-                offs[4], offs[5], offs[6], offs[7] = i4, i5, i6, i7
-                wts[0], wts[1], wts[2], wts[3] = w0, w1, w2, w3
-                wts[4], wts[5], wts[6], wts[7] = w4, w5, w6, w7
-                for t in range(8):
-                    vv[t] = (1.0 if val[0, offs[t]] else 0.0) if Cv > 0 else 1.0
-                if mode == 1:
-                    iz = int(np.floor(cz))
-                    iy = int(np.floor(cy))
-                    ix = int(np.floor(cx))
-                    wz = _cubic_w(cz - iz)
-                    wy = _cubic_w(cy - iy)
-                    wx = _cubic_w(cx - ix)
-                    acc = 0.0
-                    all_valid = True
-                    for a in range(4):
-                        sz = min(max(iz - 1 + a, 0), Ds - 1)
-                        for bb in range(4):
-                            sy = min(max(iy - 1 + bb, 0), Hs - 1)
-                            wab = wz[a] * wy[bb]
-                            for e in range(4):
-                                sx = min(max(ix - 1 + e, 0), Ws - 1)
-                                q = sz * plane + sy * Ws + sx
-                                if Cv > 0 and not val[0, q]:
-                                    all_valid = False
-                                acc += wab * wx[e] * img[c, q]
-                    if all_valid:
-                        out_img[c, o] = acc
-                        continue
-                if mode == 2:
-                    best = -1.0
-                    pick = 0
-                    for t in range(8):
-                        sc = wts[t] * vv[t]
-                        if sc > best:
-                            best = sc
-                            pick = t
-                    out_img[c, o] = img[c, offs[pick]]
-                else:
-                    acc = 0.0
-                    for t in range(8):
-                        acc += wts[t] * vv[t] * img[c, offs[t]]
-                    out_img[c, o] = acc / wsum
-            for c in range(Cl):
-                l0, l1, l2, l3 = lab[c, i0], lab[c, i1], lab[c, i2], lab[c, i3]
-                l4, l5, l6, l7 = lab[c, i4], lab[c, i5], lab[c, i6], lab[c, i7]
-                if lab_mode[c] == 0:               # nearest: the tap with the largest weight
+                i, dx, dy, dz = base[x], sdx[x], sdy[x], sdz[x]
+                l0, l1, l2, l3 = lab[c, i], lab[c, i + dx], lab[c, i + dy], lab[c, i + dy + dx]
+                l4, l5, l6, l7 = lab[c, i + dz], lab[c, i + dz + dx], lab[c, i + dz + dy], lab[c, i + dz + dy + dx]
+                if l0 == l1 and l0 == l2 and l0 == l3 and l0 == l4 and l0 == l5 and l0 == l6 and l0 == l7:
+                    out_lab[c, o + x] = l0
+                    continue
+                a, b, cc = np.float64(tx[x]), np.float64(ty[x]), np.float64(tz[x])
+                w0, w1, w2, w3 = (1 - cc) * (1 - b) * (1 - a), (1 - cc) * (1 - b) * a, (1 - cc) * b * (1 - a), (1 - cc) * b * a
+                w4, w5, w6, w7 = cc * (1 - b) * (1 - a), cc * (1 - b) * a, cc * b * (1 - a), cc * b * a
+                if nearest:
                     ws = (w0, w1, w2, w3, w4, w5, w6, w7)
                     ls = (l0, l1, l2, l3, l4, l5, l6, l7)
                     best = -1.0
@@ -324,11 +315,57 @@ def _warp_kernel(coords, steps, out_shape, src_shape,
                         if ws[t] > best:
                             best = ws[t]
                             pick = ls[t]
-                    out_lab[c, o] = pick
-                elif l0 == l1 and l0 == l2 and l0 == l3 and l0 == l4 and l0 == l5 and l0 == l6 and l0 == l7:
-                    out_lab[c, o] = l0
+                    out_lab[c, o + x] = pick
                 else:
-                    out_lab[c, o] = _argmax_label(l0, l1, l2, l3, l4, l5, l6, l7, w0, w1, w2, w3, w4, w5, w6, w7)
+                    out_lab[c, o + x] = _argmax_label(l0, l1, l2, l3, l4, l5, l6, l7, w0, w1, w2, w3, w4, w5, w6, w7)
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _sample_general(img, val, c, mode, Cv, i, dx, dy, dz, a, b, cc, cz, cy, cx, Ds, Hs, Ws):
+    """Cubic, nearest, and linear over valid taps only (normalised weights)."""
+    a, b, cc = np.float64(a), np.float64(b), np.float64(cc)
+    offs = (i, i + dx, i + dy, i + dy + dx, i + dz, i + dz + dx, i + dz + dy, i + dz + dy + dx)
+    ws = ((1 - cc) * (1 - b) * (1 - a), (1 - cc) * (1 - b) * a, (1 - cc) * b * (1 - a), (1 - cc) * b * a,
+          cc * (1 - b) * (1 - a), cc * (1 - b) * a, cc * b * (1 - a), cc * b * a)
+    plane = Hs * Ws
+    if mode == 1:
+        iz = int(np.floor(cz))
+        iy = int(np.floor(cy))
+        ix = int(np.floor(cx))
+        wz = _cubic_w(cz - iz)
+        wy = _cubic_w(cy - iy)
+        wx = _cubic_w(cx - ix)
+        acc = 0.0
+        all_valid = True
+        for p in range(4):
+            sz = min(max(iz - 1 + p, 0), Ds - 1)
+            for q in range(4):
+                sy = min(max(iy - 1 + q, 0), Hs - 1)
+                wpq = wz[p] * wy[q]
+                for e in range(4):
+                    sx = min(max(ix - 1 + e, 0), Ws - 1)
+                    k = sz * plane + sy * Ws + sx
+                    if Cv > 0 and not val[0, k]:
+                        all_valid = False
+                    acc += wpq * wx[e] * img[c, k]
+        if all_valid:
+            return acc
+    if mode == 2:
+        best = -1.0
+        pick = 0
+        for t in range(8):
+            sc = ws[t] * (1.0 if Cv == 0 or val[0, offs[t]] else 0.0)
+            if sc > best:
+                best = sc
+                pick = t
+        return img[c, offs[pick]]
+    acc = 0.0
+    wsum = 0.0
+    for t in range(8):
+        wv = ws[t] * (1.0 if Cv == 0 or val[0, offs[t]] else 0.0)
+        acc += wv * img[c, offs[t]]
+        wsum += wv
+    return acc / wsum
 
 
 def _stack(specs: list[LayerSpec], kind: str, dtype, src3) -> tuple[np.ndarray, list[int]]:
@@ -434,7 +471,7 @@ def _torch(specs: list[LayerSpec], pending: PendingMap, chunk: int = 1 << 18) ->
         if valid_flat is not None:
             vv = valid_flat[cidx].double()
             wsum = (cw * vv).sum(1)
-            valid_out = inside & (wsum >= 0.5 - 1e-9)
+            valid_out = inside & (wsum >= 0.5 - 1e-6)
         else:
             vv, wsum, valid_out = torch.ones_like(cw), torch.ones_like(cw[:, 0]), inside
         for spec, flat, out in zip(specs, flats, outs):
@@ -534,8 +571,7 @@ def pull_back_points(stages, points: np.ndarray) -> np.ndarray:
         if isinstance(stage, Field):
             x = x + _field_at_points(stage, x)
         else:
-            n = stage.shape[0] - 1
-            x = x @ stage[:n, :n].T + stage[:n, n]
+            x = apply_affine(stage, x)
     return x
 
 
@@ -553,24 +589,40 @@ def push_forward_points(stages, points: np.ndarray, iterations: int = 30) -> np.
             for _ in range(iterations):
                 x = y - _field_at_points(stage, x)
         else:
-            inv = np.linalg.inv(stage)
-            n = stage.shape[0] - 1
-            x = x @ inv[:n, :n].T + inv[:n, n]
+            x = apply_affine(np.linalg.inv(stage), x)
     return x
 
 
 def _field_at_points(field: Field, x: np.ndarray) -> np.ndarray:
+    """The field (world displacement) at world points ``x`` (N, n): linear between lattice nodes,
+    clamped outside."""
     n = field.ndim
-    g = x @ field.to_lattice[:n, :n].T + field.to_lattice[:n, n]
-    shape = np.array(field.lattice.shape[1:])
-    c = np.clip(g, 0, shape - 1)
-    i0 = np.minimum(np.floor(c).astype(np.int64), shape - 1)
-    i1 = np.minimum(i0 + 1, shape - 1)
-    f = c - i0
-    out = np.zeros_like(x)
-    for t in range(2 ** n):
-        bits = [(t >> (n - 1 - a)) & 1 for a in range(n)]
-        idx = tuple(np.where(bits[a], i1[:, a], i0[:, a]) for a in range(n))
-        w = np.prod([f[:, a] if bits[a] else 1 - f[:, a] for a in range(n)], axis=0)
-        out += w[:, None] * field.lattice[(slice(None),) + idx].T.astype(np.float64)
+    g = apply_affine(field.to_lattice, x)
+    lattice = field.lattice
+    if n == 2:                                            # lift: a depth-1 leading axis
+        lattice, g = lattice[:, None], np.concatenate([np.zeros((len(g), 1)), g], axis=1)
+    return _lattice_at(np.ascontiguousarray(lattice), np.ascontiguousarray(g))
+
+
+@nb.njit(parallel=True, cache=True, error_model="numpy")
+def _lattice_at(lattice, g):
+    """Trilinear lookup of every channel of ``lattice`` (C, lz, ly, lx) at lattice-index points
+    ``g`` (N, 3), clamped to the lattice."""
+    C, lz, ly, lx = lattice.shape
+    out = np.empty((g.shape[0], C))
+    for p in nb.prange(g.shape[0]):
+        cz = min(max(g[p, 0], 0.0), lz - 1.0)
+        cy = min(max(g[p, 1], 0.0), ly - 1.0)
+        cx = min(max(g[p, 2], 0.0), lx - 1.0)
+        z0, y0, x0 = min(int(cz), lz - 1), min(int(cy), ly - 1), min(int(cx), lx - 1)
+        z1, y1, x1 = min(z0 + 1, lz - 1), min(y0 + 1, ly - 1), min(x0 + 1, lx - 1)
+        a, b, c = cx - x0, cy - y0, cz - z0
+        for k in range(C):
+            v00 = lattice[k, z0, y0, x0] + a * (lattice[k, z0, y0, x1] - lattice[k, z0, y0, x0])
+            v01 = lattice[k, z0, y1, x0] + a * (lattice[k, z0, y1, x1] - lattice[k, z0, y1, x0])
+            v10 = lattice[k, z1, y0, x0] + a * (lattice[k, z1, y0, x1] - lattice[k, z1, y0, x0])
+            v11 = lattice[k, z1, y1, x0] + a * (lattice[k, z1, y1, x1] - lattice[k, z1, y1, x0])
+            u0 = v00 + b * (v01 - v00)
+            u1 = v10 + b * (v11 - v10)
+            out[p, k] = u0 + c * (u1 - u0)
     return out
