@@ -9,15 +9,9 @@ import numpy as np
 
 from ..errors import ParameterError, ShapeError
 
+from .kernels.grid import apply_affine
+
 __all__ = ["Space", "apply_affine"]
-
-
-def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """``(N, n)`` points through an ``(n+1)x(n+1)`` affine. Uses einsum rather than ``@``: a BLAS
-    call on many points starts OpenBLAS threads that keep spinning and slow the next parallel
-    kernel down."""
-    n = matrix.shape[0] - 1
-    return np.einsum("ij,...j->...i", matrix[:n, :n], np.asarray(points, dtype=np.float64)) + matrix[:n, n]
 
 
 @dataclass(frozen=True, eq=False)

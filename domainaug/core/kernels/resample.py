@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .elastic import LATTICE_MAX_STEP
-from ..space import apply_affine
+from .grid import apply_affine
 from .fuse import Field, PendingMap
 
 __all__ = ["resample_layers", "LayerSpec", "passes", "pull_back_points", "push_forward_points"]
@@ -214,135 +214,143 @@ def _warp_kernel(coords, steps, out_shape, src_shape,
         ty = np.empty(W, dtype=np.float32)
         tz = np.empty(W, dtype=np.float32)
         inside = np.empty(W, dtype=np.bool_)
-        cpos = np.empty((3, W))
         row = np.empty((3, nx))
-        for r in range(blk * block, min(rows, (blk + 1) * block)):
-            _warp_row(r, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, nx, row, base, tx, ty, tz,
-                      inside, cpos, img, img_mode, img_fill, out_img, lab, lab_mode, lab_fill, out_lab, val, out_val,
-                      Ci, Cl, Cv)
+        _warp_rows(blk * block, min(rows, (blk + 1) * block), H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx,
+                   nz, ny, nx, row, base, tx, ty, tz, inside, img, img_mode, img_fill, out_img, lab, lab_mode,
+                   lab_fill, out_lab, val, out_val, Ci, Cl, Cv)
 
 
 @nb.njit(cache=True, error_model="numpy", fastmath=True)
-def _warp_row(r, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, nx, row, base, tx, ty, tz,
-              inside, cpos, img, img_mode, img_fill, out_img, lab, lab_mode, lab_fill, out_lab, val, out_val,
+def _warp_rows(r_lo, r_hi, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, nx, row, base, tx, ty, tz,
+              inside, img, img_mode, img_fill, out_img, lab, lab_mode, lab_fill, out_lab, val, out_val,
               Ci, Cl, Cv):
-    """One output row ``r`` (= z * H + y) of ``_warp_kernel``, with caller-owned scratch arrays."""
-    z = r // H
-    y = r - z * H
-    # this row's coordinates at every x node: bilinear in (z, y) of the lattice
-    kz = min(z // Lz, nz - 2)
-    ky = min(y // Ly, ny - 2)
-    fz = (z - kz * Lz) / Lz
-    fy = (y - ky * Ly) / Ly
-    for k in range(nx):
+    """Output rows ``r_lo .. r_hi - 1`` (row ``r`` = z * H + y) of ``_warp_kernel``, with caller-owned
+    scratch arrays. One call per block keeps per-call overhead (array refcounts shared between
+    threads) off the per-row path."""
+    zplane = np.empty((3, ny, nx))
+    plane_z = -1
+    for r in range(r_lo, r_hi):
+        z = r // H
+        y = r - z * H
+        # this row's coordinates at every x node: the lattice interpolated in z (once per slice), then y
+        if z != plane_z:
+            plane_z = z
+            kz = min(z // Lz, nz - 2)
+            fz = (z - kz * Lz) / Lz
+            for c in range(3):
+                for j in range(ny):
+                    for k in range(nx):
+                        zplane[c, j, k] = coords[c, kz, j, k] + fz * (coords[c, kz + 1, j, k] - coords[c, kz, j, k])
+        ky = min(y // Ly, ny - 2)
+        fy = (y - ky * Ly) / Ly
         for c in range(3):
-            row[c, k] = ((1.0 - fz) * ((1.0 - fy) * coords[c, kz, ky, k] + fy * coords[c, kz, ky + 1, k])
-                         + fz * ((1.0 - fy) * coords[c, kz + 1, ky, k] + fy * coords[c, kz + 1, ky + 1, k]))
-    # 1. coordinates, taps and fractions. The lower tap is clamped to n - 2 (fraction 1 at the last
-    # voxel), so the neighbour offsets are the same for every voxel; an axis of size 1 has none.
-    dx = 1 if Ws > 1 else 0
-    dy = Ws if Hs > 1 else 0
-    dz = plane if Ds > 1 else 0
-    need_pos = False
-    for c in range(img_mode.shape[0]):
-        need_pos |= img_mode[c] == 1
-    for x in range(W):
-        kx = min(x // Lx, nx - 2)
-        fx = (x - kx * Lx) / Lx
-        qz = row[0, kx] + fx * (row[0, kx + 1] - row[0, kx])
-        qy = row[1, kx] + fx * (row[1, kx + 1] - row[1, kx])
-        qx = row[2, kx] + fx * (row[2, kx + 1] - row[2, kx])
-        inside[x] = (qz >= -0.5 - 1e-6) & (qz <= Ds - 0.5 + 1e-6) & (qy >= -0.5 - 1e-6) & \
-            (qy <= Hs - 0.5 + 1e-6) & (qx >= -0.5 - 1e-6) & (qx <= Ws - 0.5 + 1e-6)
-        cz = min(max(qz, 0.0), Ds - 1.0)
-        cy = min(max(qy, 0.0), Hs - 1.0)
-        cx = min(max(qx, 0.0), Ws - 1.0)
-        if need_pos:
-            cpos[0, x], cpos[1, x], cpos[2, x] = cz, cy, cx
-        z0 = min(int(cz), max(Ds - 2, 0))
-        y0 = min(int(cy), max(Hs - 2, 0))
-        x0 = min(int(cx), max(Ws - 2, 0))
-        tz[x], ty[x], tx[x] = cz - z0, cy - y0, cx - x0
-        base[x] = z0 * plane + y0 * Ws + x0
-    o = r * W
-    # 2. validity
-    if Cv > 0:
-        for x in range(W):
-            i = base[x]
-            a, b, c = tx[x], ty[x], tz[x]
-            v0 = val[0, i] + a * (val[0, i + dx] - np.float32(val[0, i]))
-            v1 = val[0, i + dy] + a * (val[0, i + dy + dx] - np.float32(val[0, i + dy]))
-            v2 = val[0, i + dz] + a * (val[0, i + dz + dx] - np.float32(val[0, i + dz]))
-            v3 = val[0, i + dz + dy] + a * (val[0, i + dz + dy + dx] - np.float32(val[0, i + dz + dy]))
-            w = (v0 + b * (v1 - v0)) + c * ((v2 + b * (v3 - v2)) - (v0 + b * (v1 - v0)))
-            out_val[0, o + x] = 1 if (inside[x] and w >= 0.5 - 1e-6) else 0
-    # 3. intensity
-    for c in range(Ci):
-        fill = img_fill[c]
-        if img_mode[c] == 0 and Cv == 0:
+            for k in range(nx):
+                row[c, k] = zplane[c, ky, k] + fy * (zplane[c, ky + 1, k] - zplane[c, ky, k])
+        # 1. coordinates, taps and fractions. The lower tap is clamped to n - 2 (fraction 1 at the last
+        # voxel), so the neighbour offsets are the same for every voxel; an axis of size 1 has none.
+        dx = 1 if Ws > 1 else 0
+        dy = Ws if Hs > 1 else 0
+        dz = plane if Ds > 1 else 0
+        inv_lx = 1.0 / Lx
+        for kx in range(nx - 1):                 # lattice interval by interval: no division per voxel
+            x_lo = kx * Lx
+            if x_lo >= W:
+                break
+            x_hi = W if kx == nx - 2 else min(W, x_lo + Lx)
+            z_at, y_at, x_at = row[0, kx], row[1, kx], row[2, kx]
+            z_step = (row[0, kx + 1] - z_at) * inv_lx
+            y_step = (row[1, kx + 1] - y_at) * inv_lx
+            x_step = (row[2, kx + 1] - x_at) * inv_lx
+            for x in range(x_lo, x_hi):
+                t = x - x_lo
+                qz = z_at + t * z_step
+                qy = y_at + t * y_step
+                qx = x_at + t * x_step
+                inside[x] = (qz >= -0.5 - 1e-6) & (qz <= Ds - 0.5 + 1e-6) & (qy >= -0.5 - 1e-6) & \
+                    (qy <= Hs - 0.5 + 1e-6) & (qx >= -0.5 - 1e-6) & (qx <= Ws - 0.5 + 1e-6)
+                cz = min(max(qz, 0.0), Ds - 1.0)
+                cy = min(max(qy, 0.0), Hs - 1.0)
+                cx = min(max(qx, 0.0), Ws - 1.0)
+                z0 = min(int(cz), max(Ds - 2, 0))
+                y0 = min(int(cy), max(Hs - 2, 0))
+                x0 = min(int(cx), max(Ws - 2, 0))
+                tz[x], ty[x], tx[x] = cz - z0, cy - y0, cx - x0
+                base[x] = z0 * plane + y0 * Ws + x0
+        o = r * W
+        # 2. validity
+        if Cv > 0:
             for x in range(W):
                 i = base[x]
-                a, b, cc = tx[x], ty[x], tz[x]
-                p0 = img[c, i]
-                p1 = img[c, i + dy]
-                p2 = img[c, i + dz]
-                p3 = img[c, i + dz + dy]
-                v0 = p0 + a * (img[c, i + dx] - p0)
-                v1 = p1 + a * (img[c, i + dy + dx] - p1)
-                v2 = p2 + a * (img[c, i + dz + dx] - p2)
-                v3 = p3 + a * (img[c, i + dz + dy + dx] - p3)
-                u0 = v0 + b * (v1 - v0)
-                u1 = v2 + b * (v3 - v2)
-                v = u0 + cc * (u1 - u0)
-                out_img[c, o + x] = v if inside[x] else fill
-            continue
-        for x in range(W):
-            ok = out_val[0, o + x] == 1 if Cv > 0 else inside[x]
-            if not ok:
-                out_img[c, o + x] = fill
+                a, b, c = tx[x], ty[x], tz[x]
+                v0 = val[0, i] + a * (val[0, i + dx] - np.float32(val[0, i]))
+                v1 = val[0, i + dy] + a * (val[0, i + dy + dx] - np.float32(val[0, i + dy]))
+                v2 = val[0, i + dz] + a * (val[0, i + dz + dx] - np.float32(val[0, i + dz]))
+                v3 = val[0, i + dz + dy] + a * (val[0, i + dz + dy + dx] - np.float32(val[0, i + dz + dy]))
+                w = (v0 + b * (v1 - v0)) + c * ((v2 + b * (v3 - v2)) - (v0 + b * (v1 - v0)))
+                out_val[0, o + x] = 1 if (inside[x] and w >= 0.5 - 1e-6) else 0
+        # 3. intensity
+        for c in range(Ci):
+            fill = img_fill[c]
+            if img_mode[c] == 0 and Cv == 0:
+                for x in range(W):
+                    i = base[x]
+                    a, b, cc = tx[x], ty[x], tz[x]
+                    p0 = img[c, i]
+                    p1 = img[c, i + dy]
+                    p2 = img[c, i + dz]
+                    p3 = img[c, i + dz + dy]
+                    v0 = p0 + a * (img[c, i + dx] - p0)
+                    v1 = p1 + a * (img[c, i + dy + dx] - p1)
+                    v2 = p2 + a * (img[c, i + dz + dx] - p2)
+                    v3 = p3 + a * (img[c, i + dz + dy + dx] - p3)
+                    u0 = v0 + b * (v1 - v0)
+                    u1 = v2 + b * (v3 - v2)
+                    v = u0 + cc * (u1 - u0)
+                    out_img[c, o + x] = v if inside[x] else fill
                 continue
-            out_img[c, o + x] = _sample_general(img, val, c, img_mode[c], Cv, base[x], dx, dy, dz,
-                                                tx[x], ty[x], tz[x], cpos[0, x], cpos[1, x], cpos[2, x],
-                                                Ds, Hs, Ws)
-    # 4. labels
-    for c in range(Cl):
-        fill = lab_fill[c]
-        nearest = lab_mode[c] == 0
-        for x in range(W):
-            if not inside[x]:
-                out_lab[c, o + x] = fill
-                continue
-            i = base[x]
-            l0, l1, l2, l3 = lab[c, i], lab[c, i + dx], lab[c, i + dy], lab[c, i + dy + dx]
-            l4, l5, l6, l7 = lab[c, i + dz], lab[c, i + dz + dx], lab[c, i + dz + dy], lab[c, i + dz + dy + dx]
-            if l0 == l1 and l0 == l2 and l0 == l3 and l0 == l4 and l0 == l5 and l0 == l6 and l0 == l7:
-                out_lab[c, o + x] = l0
-                continue
-            a, b, cc = np.float64(tx[x]), np.float64(ty[x]), np.float64(tz[x])
-            w0, w1, w2, w3 = (1 - cc) * (1 - b) * (1 - a), (1 - cc) * (1 - b) * a, (1 - cc) * b * (1 - a), (1 - cc) * b * a
-            w4, w5, w6, w7 = cc * (1 - b) * (1 - a), cc * (1 - b) * a, cc * b * (1 - a), cc * b * a
-            if nearest:
-                ws = (w0, w1, w2, w3, w4, w5, w6, w7)
-                ls = (l0, l1, l2, l3, l4, l5, l6, l7)
-                best = -1.0
-                pick = l0
-                for t in range(8):
-                    if ws[t] > best:
-                        best = ws[t]
-                        pick = ls[t]
-                out_lab[c, o + x] = pick
-            else:
-                out_lab[c, o + x] = _argmax_label(l0, l1, l2, l3, l4, l5, l6, l7, w0, w1, w2, w3, w4, w5, w6, w7)
+            for x in range(W):
+                ok = out_val[0, o + x] == 1 if Cv > 0 else inside[x]
+                if not ok:
+                    out_img[c, o + x] = fill
+                    continue
+                out_img[c, o + x] = _sample_general(img, val, c, img_mode[c], Cv, base[x], dx, dy, dz,
+                                                    tx[x], ty[x], tz[x], Ds, Hs, Ws)
+        # 4. labels
+        for c in range(Cl):
+            for x in range(W):
+                out_lab[c, o + x] = _label_at(lab, c, lab_mode[c], lab_fill[c], inside[x], base[x], dx, dy, dz,
+                                              tx[x], ty[x], tz[x])
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _label_at(lab, c, mode, fill, ins, i, dx, dy, dz, a, b, cc):
+    """The label at one point: ``fill`` outside; nearest: the tap with the largest weight; argmax:
+    the common value when all 8 taps agree, else the label with the largest summed weight."""
+    if not ins:
+        return fill
+    if mode == 0:                     # nearest: the largest-weight tap, ties to the lower one
+        return lab[c, i + (dx if a > 0.5 else 0) + (dy if b > 0.5 else 0) + (dz if cc > 0.5 else 0)]
+    l0, l1, l2, l3 = lab[c, i], lab[c, i + dx], lab[c, i + dy], lab[c, i + dy + dx]
+    l4, l5, l6, l7 = lab[c, i + dz], lab[c, i + dz + dx], lab[c, i + dz + dy], lab[c, i + dz + dy + dx]
+    if ((l0 ^ l1) | (l0 ^ l2) | (l0 ^ l3) | (l0 ^ l4) | (l0 ^ l5) | (l0 ^ l6) | (l0 ^ l7)) == 0:
+        return l0                     # branch-free test: inside a region every tap agrees
+    a, b, cc = np.float64(a), np.float64(b), np.float64(cc)
+    w0, w1, w2, w3 = (1 - cc) * (1 - b) * (1 - a), (1 - cc) * (1 - b) * a, (1 - cc) * b * (1 - a), (1 - cc) * b * a
+    w4, w5, w6, w7 = cc * (1 - b) * (1 - a), cc * (1 - b) * a, cc * b * (1 - a), cc * b * a
+    return _argmax_label(l0, l1, l2, l3, l4, l5, l6, l7, w0, w1, w2, w3, w4, w5, w6, w7)
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _sample_general(img, val, c, mode, Cv, i, dx, dy, dz, a, b, cc, cz, cy, cx, Ds, Hs, Ws):
+def _sample_general(img, val, c, mode, Cv, i, dx, dy, dz, a, b, cc, Ds, Hs, Ws):
     """Cubic, nearest, and linear over valid taps only (normalised weights)."""
     a, b, cc = np.float64(a), np.float64(b), np.float64(cc)
+    plane = Hs * Ws
+    cz = i // plane + cc                    # the clamped position, from the lower tap and fractions
+    cy = (i % plane) // Ws + b
+    cx = i % Ws + a
     offs = (i, i + dx, i + dy, i + dy + dx, i + dz, i + dz + dx, i + dz + dy, i + dz + dy + dx)
     ws = ((1 - cc) * (1 - b) * (1 - a), (1 - cc) * (1 - b) * a, (1 - cc) * b * (1 - a), (1 - cc) * b * a,
           cc * (1 - b) * (1 - a), cc * (1 - b) * a, cc * b * (1 - a), cc * b * a)
-    plane = Hs * Ws
     if mode == 1:
         iz = int(np.floor(cz))
         iy = int(np.floor(cy))
