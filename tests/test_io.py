@@ -131,3 +131,43 @@ def test_real_shared_rasters_and_volumes(shared_data):
     mni = dio.load(shared_data / "medical/nilearn_mni152_2009a/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")
     assert mni.space.shape == (197, 233, 189)
     json.dumps(out.history[-1].to_dict())
+
+
+def test_dicom_series_folder_loads_with_world_geometry(tmp_path):
+    rng = np.random.default_rng(0)
+    volume = rng.integers(0, 1000, (5, 12, 10)).astype(np.int16)         # (z, y, x) as ITK arrays are
+    image = sitk.GetImageFromArray(volume)
+    image.SetSpacing((0.8, 0.9, 2.5))
+    image.SetOrigin((10.0, -20.0, 30.0))
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(volume.shape[0]):
+        sl = image[:, :, k]
+        for tag, value in {"0010|0010": "TEST", "0020|000d": "1.2.3", "0020|000e": "1.2.3.4", "0008|0060": "MR",
+                           "0020|0032": "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, k)))),
+                           "0020|0037": "1\\0\\0\\0\\1\\0", "0020|0013": str(k), "0028|0030": "0.9\\0.8",
+                           "0018|0050": "2.5"}.items():
+            sl.SetMetaData(tag, value)
+        writer.SetFileName(str(tmp_path / f"slice{k:03d}.dcm"))
+        writer.Execute(sl)
+    s = dio.load(tmp_path)
+    reference = sitk.ReadImage(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(tmp_path)))
+    assert s.space.shape == (10, 12, 5)                                   # (i, j, k) = ITK index order
+    assert torch.equal(s["image"][0], torch.from_numpy(sitk.GetArrayFromImage(reference).transpose(2, 1, 0)))
+    lps = np.array(reference.TransformIndexToPhysicalPoint((3, 7, 2)))
+    np.testing.assert_allclose(s.space.index_to_world([3, 7, 2]), lps * [-1, -1, 1], atol=1e-4)
+
+
+def test_nifti_scaling_is_applied_and_kept(tmp_path):
+    values = np.arange(4 * 5 * 6).reshape(4, 5, 6) * 0.5 - 10.0
+    img = nib.Nifti1Image(values, np.diag([1.5, 1.5, 3.0, 1.0]))
+    img.set_data_dtype(np.int16)                                       # nibabel stores int16 + slope/inter
+    nib.save(img, str(tmp_path / "scaled.nii.gz"))
+    assert nib.load(str(tmp_path / "scaled.nii.gz")).dataobj.slope != 1.0
+    s = dio.load(tmp_path / "scaled.nii.gz")
+    assert s.meta["scl_slope"] is not None
+    np.testing.assert_allclose(s["image"][0].numpy(), values, atol=1e-3)
+    dio.save(s, tmp_path / "again.nii.gz")
+    back = nib.load(str(tmp_path / "again.nii.gz"))
+    assert back.get_data_dtype() == np.int16                           # on-disk dtype kept, values scaled
+    np.testing.assert_allclose(np.asanyarray(back.dataobj), values, atol=2e-3)

@@ -30,7 +30,9 @@ def read(path: Path) -> dict[str, Any]:
     header = img.header
     qform, qcode = header.get_qform(coded=True)
     sform, scode = header.get_sform(coded=True)
-    slope, inter = header.get_slope_inter()
+    slope, inter = float(getattr(img.dataobj, "slope", 1.0)), float(getattr(img.dataobj, "inter", 0.0))
+    if slope == 1.0 and inter == 0.0:                        # nibabel keeps the scaling on the array proxy
+        slope = inter = None
     meta = {"on_disk_dtype": str(header.get_data_dtype()), "qform_code": int(qcode if qcode is not None else 0),
             "sform_code": int(scode if scode is not None else 0),
             "scl_slope": None if slope is None else float(slope), "scl_inter": None if inter is None else float(inter),
@@ -45,13 +47,14 @@ def write(path: Path, data: np.ndarray, space: Space, meta: dict[str, Any], fill
     array = data[0] if data.shape[0] == 1 else np.moveaxis(data, 0, -1)
     img = nib.Nifti1Image(array, space.affine)
     header = img.header
-    disk = meta.get("on_disk_dtype")
-    if disk and np.dtype(disk).kind in "iu" and array.dtype.kind in "iu":
-        info = np.iinfo(np.dtype(disk))
-        if array.size == 0 or (array.min() >= info.min and array.max() <= info.max):
-            header.set_data_dtype(np.dtype(disk))
-    elif disk and np.dtype(disk).kind == "f":
-        header.set_data_dtype(np.dtype(disk))
+    disk = np.dtype(meta["on_disk_dtype"]) if meta.get("on_disk_dtype") else None
+    scaled = meta.get("scl_slope") is not None
+    if disk is not None and disk.kind in "iu" and array.dtype.kind in "iu":
+        info = np.iinfo(disk)
+        fits = array.size == 0 or (array.min() >= info.min and array.max() <= info.max)
+        header.set_data_dtype(disk if fits else array.dtype)
+    elif disk is not None and (disk.kind == "f" or scaled):
+        header.set_data_dtype(disk)      # scaled integers: nibabel picks slope/intercept for the new values
     else:
         header.set_data_dtype(array.dtype)
     img.set_qform(space.affine, code=meta.get("qform_code") or 1)
