@@ -176,10 +176,9 @@ class Rot90(SpatialTransform):
         if axes is None or len(axes) != 2:
             raise ParameterError("axes", axes, "two distinct axes")
         self.axes = axes
-        if k is not None:
-            ks = [k] if isinstance(k, int) and not isinstance(k, bool) else list(k) if isinstance(k, (list, tuple)) else None
-            if not ks or not all(isinstance(v, int) and not isinstance(v, bool) for v in ks):
-                raise ParameterError("k", k, "None, an integer or a list of integers")
+        ks = [k] if isinstance(k, int) else list(k) if isinstance(k, (list, tuple)) else None
+        if k is not None and (not ks or not all(isinstance(v, int) and not isinstance(v, bool) for v in ks)):
+            raise ParameterError("k", k, "None, an integer or a list of integers")
         self.k = k
         self._set_p(p)
 

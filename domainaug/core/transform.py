@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import inspect
-import json
 from abc import ABC, abstractmethod
+from dataclasses import replace
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
@@ -173,13 +173,8 @@ class IntensityTransform(Transform):
             new = self.transform_layer(work, valid, params, sample)
             if valid is not None:
                 new = torch.where(valid, new, work)
-            changed[name] = _replace_data(layer, _to_dtype(new, layer.data.dtype))
+            changed[name] = replace(layer, data=_to_dtype(new, layer.data.dtype))
         return sample.with_layers(**changed)
-
-
-def _replace_data(layer, data):
-    from dataclasses import replace
-    return replace(layer, data=data)
 
 
 def _to_dtype(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..core.record import ParamRecord
-from ..core.sample import Role, Sample
+from ..core.sample import Layer, Role, Sample
 from ..core.transform import SpatialTransform, Transform, replay
 from ..errors import ParameterError
 
@@ -157,7 +157,6 @@ def check_points_follow(t: Transform, sample: Sample, tolerance_voxels: float = 
     centre = np.array(shape) // 2
     label = torch.zeros((1,) + shape, dtype=torch.uint8)
     label[(0,) + tuple(slice(c - 1, c + 2) for c in centre)] = 1
-    from ..core.sample import Layer
     probe = Sample(sample.space, {"label": Layer(label, Role.LABEL, 0, interpolation="nearest")},
                    points={"p": torch.from_numpy(sample.space.index_to_world(centre)[None])})
     out = t(probe, torch.Generator().manual_seed(2))

@@ -14,11 +14,12 @@ Interpolation is decided by the layer's role (and its ``interpolation`` attribut
 A point is in the field of view when it lies within the voxels' extent, ``[-0.5, n - 0.5]`` in
 index units along every axis (as in ITK).
 
-Paths, chosen by the data's device (never by a flag): on the CPU a numba kernel computes each
-sample coordinate on the fly from the affine stages and the coarse field lattices (no full-size
-grid is materialised); on other devices the same arithmetic runs in torch over slabs. A map that
-is an exact signed permutation of voxels with integer offsets (flip, rot90, crop, pad and their
-compositions) is done by copying, with no interpolation.
+The map itself is evaluated exactly at the nodes of a coarse lattice aligned with the output grid
+(``coordinate_lattice``: the corners for an affine map, a few voxels apart with fields) and
+interpolated linearly in between; no full-size sampling grid is materialised. Paths, chosen by the
+data's device (never by a flag): on the CPU a parallel numba kernel; on other devices the same
+arithmetic in torch over slabs. A map that is an exact signed permutation of voxels with integer
+offsets (flip, rot90, crop, pad and their compositions) is done by copying, with no interpolation.
 """
 
 from __future__ import annotations
@@ -391,14 +392,16 @@ def _sample_general(img, val, c, mode, Cv, i, dx, dy, dz, a, b, cc, Ds, Hs, Ws):
     return acc / wsum
 
 
-def _stack(specs: list[LayerSpec], kind: str, dtype, src3) -> tuple[np.ndarray, list[int]]:
+def _stack(specs: list[LayerSpec], kind: str, dtype, src3) -> np.ndarray:
+    """The channels of every layer of one kind, as one C-contiguous (C, D, H, W) array (no copy for
+    a single layer already in ``dtype``)."""
     chosen = [s for s in specs if s.kind == kind]
     if not chosen:
-        return np.zeros((0,) + src3, dtype=dtype), []
+        return np.zeros((0,) + src3, dtype=dtype)
     arrays = [s.data.detach().cpu().numpy().reshape((s.data.shape[0],) + src3) for s in chosen]
     arrays = [a.astype(dtype, copy=False) for a in arrays]
     stacked = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
-    return np.ascontiguousarray(stacked), [s.data.shape[0] for s in chosen]
+    return np.ascontiguousarray(stacked)
 
 
 def _label_dtype(specs: list[LayerSpec]):
@@ -411,9 +414,9 @@ def _label_dtype(specs: list[LayerSpec]):
 def _cpu(specs: list[LayerSpec], pending: PendingMap) -> list[torch.Tensor]:
     coords, steps = coordinate_lattice(pending)
     src3, out3 = _shape3(pending.source.shape), _shape3(pending.space.shape)
-    img, _ = _stack(specs, "intensity", np.float32, src3)
-    lab, _ = _stack(specs, "label", _label_dtype(specs), src3)
-    val, _ = _stack(specs, "valid", np.uint8, src3)
+    img = _stack(specs, "intensity", np.float32, src3)       # intensities are interpolated in float32
+    lab = _stack(specs, "label", _label_dtype(specs), src3)
+    val = _stack(specs, "valid", np.uint8, src3)
     per_channel = lambda kind, f: np.array([f(s) for s in specs if s.kind == kind for _ in range(s.data.shape[0])])
     img_mode = per_channel("intensity", lambda s: INTENSITY_MODES[s.mode]).astype(np.int64).reshape(-1)
     img_fill = per_channel("intensity", lambda s: s.fill).astype(np.float32).reshape(-1)
