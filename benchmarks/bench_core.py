@@ -1,5 +1,5 @@
 """Core benchmark (issue: core): fused affine+elastic on a 160x192x160 volume + labels, against
-the grid_sample floor and SimpleITK's affine resample. 2 CPU threads, one process.
+the grid_sample floor and SimpleITK's affine resample. 2 CPU threads.
 
     make bench            # or: .venv/bin/python benchmarks/bench_core.py [--runs N]
 
@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,10 @@ import domainaug as da  # noqa: E402
 
 SHAPE = (160, 192, 160)
 RESULTS = Path(__file__).resolve().parent / "results"
+FLOOR_ONE = "floor: grid_sample trilinear, identity grid, 1 call"
+FLOOR_TWO = "floor: grid_sample trilinear, identity grid, 2 slabs"
+FUSED = "domainaug Compose[Affine, Elastic] image + label (argmax)"
+SITK = "SimpleITK Resample affine, image linear + label nearest"
 
 
 def rss_kb() -> tuple[int, int]:
@@ -45,132 +50,155 @@ def reset_peak() -> None:
         pass
 
 
-def measure(fn, runs: int) -> dict:
-    reset_peak()
-    rss0, _ = rss_kb()
-    t0 = time.perf_counter()
-    fn()                                                 # warm-up (and peak memory of a first call)
-    first = time.perf_counter() - t0
-    _, hwm = rss_kb()
-    if first < 1.0:
-        fn()
-    times, cpu = [], []
-    for _ in range(runs):
-        c0, t0 = time.process_time(), time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return {"median_ms": 1e3 * statistics.median(times), "min_ms": 1e3 * min(times),
-            "cores": sum(cpu) / sum(times), "peak_extra_mb": max(0, hwm - rss0) / 1024}
-
-
-def make_data():
+def make_data(shape=SHAPE):
+    """A smooth float32 image and a uint8 map of 5 nested shells (labels 0..4)."""
     rng = np.random.default_rng(0)
     coarse = rng.random((10, 12, 10)).astype(np.float32)
-    image = F.interpolate(torch.from_numpy(coarse)[None, None], size=SHAPE, mode="trilinear",
+    image = F.interpolate(torch.from_numpy(coarse)[None, None], size=shape, mode="trilinear",
                           align_corners=True)[0].contiguous()
-    idx = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in SHAPE], indexing="ij"), 0)
-    radius = np.sqrt((idx ** 2).sum(0))
-    label = np.digitize(radius, [0.3, 0.5, 0.7, 0.9]).astype(np.uint8)      # 5 labels, nested shells
+    idx = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij"), 0)
+    label = np.digitize(np.sqrt((idx ** 2).sum(0)), [0.3, 0.5, 0.7, 0.9]).astype(np.uint8)
     return image, torch.from_numpy(label)[None]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=7)
-    args = parser.parse_args()
-    image, label = make_data()
-    sample = da.Sample(da.Space.from_spacing(SHAPE, 1.0), {
+def workloads(image: torch.Tensor, label: torch.Tensor) -> dict[str, object]:
+    """Name -> a call doing one sample's work (new random parameters every call, as in training)."""
+    shape = tuple(image.shape[1:])
+    sample = da.Sample(da.Space.from_spacing(shape, 1.0), {
         "image": da.Layer(image, da.Role.INTENSITY), "label": da.Layer(label, da.Role.LABEL)})
-    input_mb = (image.numel() * 4 + label.numel()) / 2**20
-    rows = []
-
-    # --- floor: one trilinear grid_sample pass over a precomputed identity grid
-    grid = F.affine_grid(torch.eye(3, 4)[None], (1, 1) + SHAPE, align_corners=True)
+    work: dict[str, object] = {}
+    grid = F.affine_grid(torch.eye(3, 4)[None], (1, 1) + shape, align_corners=True)
     x = image[None]
-    floor_one = measure(lambda: F.grid_sample(x, grid, mode="bilinear", align_corners=True), args.runs)
-    halves = torch.cat([grid[:, : SHAPE[0] // 2], grid[:, SHAPE[0] // 2:]])
+    halves = torch.cat([grid[:, : shape[0] // 2], grid[:, shape[0] // 2:]])
     x2 = x.expand(2, -1, -1, -1, -1)
-    floor_two = measure(lambda: F.grid_sample(x2, halves, mode="bilinear", align_corners=True), args.runs)
-    floor = min(floor_one["median_ms"], floor_two["median_ms"])
-    rows.append(("floor: grid_sample trilinear, identity grid, 1 call", floor_one))
-    rows.append(("floor: grid_sample trilinear, identity grid, 2 slabs", floor_two))
+    work[FLOOR_ONE] = lambda: F.grid_sample(x, grid, mode="bilinear", align_corners=True)
+    work[FLOOR_TWO] = lambda: F.grid_sample(x2, halves, mode="bilinear", align_corners=True)
 
-    # --- domainaug
-    gen = {"g": 0}
+    counter = {"seed": 0}
 
     def ours(pipeline, s):
         def call():
-            gen["g"] += 1
-            out = pipeline(s, torch.Generator().manual_seed(gen["g"]))
-            out.layers  # noqa: B018
+            counter["seed"] += 1
+            pipeline(s, torch.Generator().manual_seed(counter["seed"])).layers  # noqa: B018
         return call
 
     affine = da.Affine(degrees=(-10, 10), scales=(0.9, 1.1), translation=(-5, 5))
     elastic = da.Elastic(spacing=32.0, max_displacement=(3.0, 6.0))
-    rows.append(("domainaug Compose[Affine, Elastic] image + label (argmax)",
-                 measure(ours(da.Compose([affine, elastic]), sample), args.runs)))
     nearest = sample.with_layers(label=da.Layer(label, da.Role.LABEL, interpolation="nearest"))
-    rows.append(("domainaug Compose[Affine, Elastic] image + label (nearest)",
-                 measure(ours(da.Compose([affine, elastic]), nearest), args.runs)))
-    rows.append(("domainaug Affine image + label (argmax)", measure(ours(affine, sample), args.runs)))
     image_only = da.Sample(sample.space, {"image": sample.layers["image"]})
-    rows.append(("domainaug Compose[Affine, Elastic] image only", measure(ours(da.Compose([affine, elastic]), image_only),
-                                                                          args.runs)))
-
-    # --- SimpleITK affine-only resample (image linear + label nearest)
+    work[FUSED] = ours(da.Compose([affine, elastic]), sample)
+    work["domainaug Compose[Affine, Elastic] image + label (nearest)"] = ours(da.Compose([affine, elastic]), nearest)
+    work["domainaug Affine image + label (argmax)"] = ours(affine, sample)
+    work["domainaug Compose[Affine, Elastic] image only"] = ours(da.Compose([affine, elastic]), image_only)
     try:
         import SimpleITK as sitk
-
-        itk_img = sitk.GetImageFromArray(image[0].numpy())
-        itk_lab = sitk.GetImageFromArray(label[0].numpy())
-        sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(THREADS)
-        rng = np.random.default_rng(1)
-
-        def itk_affine():
-            tx = sitk.AffineTransform(3)
-            params = {"degrees": rng.uniform(-10, 10, 3).tolist(), "scales": rng.uniform(0.9, 1.1, 3).tolist(),
-                      "shear": [0.0] * 3, "translation": rng.uniform(-5, 5, 3).tolist()}
-            inv = np.linalg.inv(da.Affine.forward(sample.space, params))
-            tx.SetMatrix(inv[:3, :3].ravel().tolist())
-            tx.SetTranslation(inv[:3, 3].tolist())
-            a = sitk.GetArrayFromImage(sitk.Resample(itk_img, itk_img, tx, sitk.sitkLinear, 0.0))
-            b = sitk.GetArrayFromImage(sitk.Resample(itk_lab, itk_lab, tx, sitk.sitkNearestNeighbor, 0))
-            return a, b
-
-        rows.append((f"SimpleITK {sitk.Version.VersionString()} Resample affine, image linear + label nearest",
-                     measure(itk_affine, args.runs)))
     except ImportError:
-        pass
+        return work
+    itk_img, itk_lab = sitk.GetImageFromArray(image[0].numpy()), sitk.GetImageFromArray(label[0].numpy())
+    sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(THREADS)
+    rng = np.random.default_rng(1)
 
-    sitk_ms = next((r["median_ms"] for n, r in rows if n.startswith("SimpleITK")), None)
-    fused = rows[2][1]
+    def itk_affine():
+        params = {"degrees": rng.uniform(-10, 10, 3).tolist(), "scales": rng.uniform(0.9, 1.1, 3).tolist(),
+                  "shear": [0.0] * 3, "translation": rng.uniform(-5, 5, 3).tolist()}
+        inv = np.linalg.inv(da.Affine.forward(sample.space, params))
+        tx = sitk.AffineTransform(3)
+        tx.SetMatrix(inv[:3, :3].ravel().tolist())
+        tx.SetTranslation(inv[:3, 3].tolist())
+        return (sitk.GetArrayFromImage(sitk.Resample(itk_img, itk_img, tx, sitk.sitkLinear, 0.0)),
+                sitk.GetArrayFromImage(sitk.Resample(itk_lab, itk_lab, tx, sitk.sitkNearestNeighbor, 0)))
+
+    work[SITK] = itk_affine
+    return work
+
+
+def peak_memory(name: str) -> float:
+    """Transient memory (MB) of one full-size call of ``name``, in a fresh process: numba compiles on a
+    tiny sample of the same dtypes first; then VmHWM - VmRSS around one call. (In a long-running
+    process freed blocks are reused, so RSS would under-report the peak.)"""
+    out = subprocess.run([sys.executable, __file__, "--peak-of", name], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _peak_of(name: str) -> None:
+    workloads(*make_data((12, 14, 10)))[name]()
+    fn = workloads(*make_data())[name]
+    reset_peak()
+    rss0, _ = rss_kb()
+    fn()
+    _, hwm = rss_kb()
+    print(max(0, hwm - rss0) / 1024)
+
+
+def measure_interleaved(work: dict[str, object], runs: int) -> dict[str, dict]:
+    """Two warm-up calls per workload, then ``runs`` rounds timing every workload once, so that the
+    drift of a shared virtual machine affects all rows alike."""
+    times = {name: [] for name in work}
+    cpu = {name: [] for name in work}
+    for fn in work.values():
+        fn(), fn()
+    for _ in range(runs):
+        for name, fn in work.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    return {name: {"median_ms": 1e3 * statistics.median(times[name]), "min_ms": 1e3 * min(times[name]),
+                   "cores": sum(cpu[name]) / sum(times[name]), "peak_extra_mb": peak_memory(name)}
+            for name in work}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--peak-of", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.peak_of:
+        _peak_of(args.peak_of)
+        return 0
+    image, label = make_data()
+    input_mb = (image.numel() * 4 + label.numel()) / 2**20
+    results = measure_interleaved(workloads(image, label), args.runs)
+    floor = min(results[FLOOR_ONE]["median_ms"], results[FLOOR_TWO]["median_ms"])
+    sitk_ms = results[SITK]["median_ms"] if SITK in results else None
+    fused = results[FUSED]
+    try:
+        import SimpleITK as sitk
+        versions = f", SimpleITK {sitk.Version.VersionString()}"
+    except ImportError:
+        versions = ""
     lines = [
         "# Core benchmark: fused affine+elastic, 1x160x192x160 float32 + uint8 labels (5 values)",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, {THREADS} threads; "
-        f"Python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}.",
-        f"Runs: warm-up, then {args.runs} timed calls per row; medians and minimums per call. "
-        f"Input {input_mb:.1f} MB. Floor = the faster of the two grid_sample rows = {floor:.1f} ms.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores visible, {THREADS} threads; Python "
+        f"{platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}{versions}.",
+        f"Method: two warm-up calls per row, then {args.runs} rounds, each timing every row once (interleaved, "
+        "so the drift of this virtual machine hits all rows alike); median and minimum per call. Peak extra "
+        f"memory: one full-size call in a fresh process. Input {input_mb:.1f} MB. Floor = the faster of the "
+        f"two grid_sample rows = {floor:.1f} ms.",
         "",
-        "| workload | median ms | min ms | x floor | x SimpleITK affine | cores used | peak extra MB (1st call) |",
+        "| workload | median ms | min ms | x floor | x SimpleITK affine | cores used | peak extra MB |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, r in rows:
+    for name, r in results.items():
         vs_itk = f"{r['median_ms'] / sitk_ms:.2f}" if sitk_ms else "n/a"
-        lines.append(f"| {name} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {r['median_ms'] / floor:.2f} | {vs_itk} | "
-                     f"{r['cores']:.2f} | {r['peak_extra_mb']:.0f} |")
+        lines.append(f"| {name} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {r['median_ms'] / floor:.2f} | "
+                     f"{vs_itk} | {r['cores']:.2f} | {r['peak_extra_mb']:.0f} |")
+    verdict = lambda ok: "MET" if ok else "NOT MET"  # noqa: E731
+    vs_sitk = f" ({fused['median_ms'] / sitk_ms:.2f}x)" if sitk_ms else ""
     lines += ["", f"Targets (issue 'core'): fused affine+elastic <= 1.5x floor -> "
-              f"{'MET' if fused['median_ms'] <= 1.5 * floor else 'NOT MET'} ({fused['median_ms'] / floor:.2f}x); "
-              f"faster than SimpleITK affine -> "
-              f"{'MET' if sitk_ms and fused['median_ms'] < sitk_ms else 'NOT MET'}; peak extra memory <= 3x input "
-              f"({3 * input_mb:.0f} MB) -> {'MET' if fused['peak_extra_mb'] <= 3 * input_mb else 'NOT MET'}."]
+              f"{verdict(fused['median_ms'] <= 1.5 * floor)} ({fused['median_ms'] / floor:.2f}x); faster than "
+              f"SimpleITK affine -> {verdict(bool(sitk_ms) and fused['median_ms'] < sitk_ms)}"
+              f"{vs_sitk}; "
+              f"peak extra memory <= 3x input ({3 * input_mb:.0f} MB) -> "
+              f"{verdict(fused['peak_extra_mb'] <= 3 * input_mb)} ({fused['peak_extra_mb']:.0f} MB)."]
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "core.md").write_text(text)
-    (RESULTS / "core.json").write_text(json.dumps({"floor_ms": floor, "input_mb": input_mb,
-                                                   "rows": [{"workload": n, **r} for n, r in rows]}, indent=1))
+    (RESULTS / "core.json").write_text(json.dumps({"floor_ms": floor, "input_mb": input_mb, "runs": args.runs,
+                                                   "rows": [{"workload": n, **r} for n, r in results.items()]},
+                                                  indent=1))
     return 0
 
 
