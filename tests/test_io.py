@@ -171,3 +171,15 @@ def test_nifti_scaling_is_applied_and_kept(tmp_path):
     back = nib.load(str(tmp_path / "again.nii.gz"))
     assert back.get_data_dtype() == np.int16                           # on-disk dtype kept, values scaled
     np.testing.assert_allclose(np.asanyarray(back.dataobj), values, atol=2e-3)
+
+
+def test_label_raster_one_pixel_off_is_an_error(fixtures, tmp_path):
+    """Grids are compared in pixels, so a large projected origin gives no slack."""
+    with rasterio.open(fixtures / "rgbn_suba.tif") as src:
+        profile = src.profile.copy()
+        profile.update(count=1, transform=src.transform * rasterio.Affine.translation(1, 0))
+        shape = (src.height, src.width)
+    with rasterio.open(tmp_path / "labels.tif", "w", **profile) as dst:
+        dst.write(np.ones((1,) + shape, np.uint8))
+    with pytest.raises(da.SpaceMismatchError, match="another grid"):
+        dio.load(fixtures / "rgbn_suba.tif", label=tmp_path / "labels.tif")

@@ -17,6 +17,7 @@ from .record import ParamRecord
 from .sample import Role, Sample
 from .space import Space
 from .kernels.fuse import Stage
+from .kernels.resample import cast
 
 __all__ = ["Transform", "SpatialTransform", "IntensityTransform", "replay", "Compose", "OneOf", "SomeOf",
            "RandomApply", "transform_from_dict"]
@@ -173,15 +174,8 @@ class IntensityTransform(Transform):
             new = self.transform_layer(work, valid, params, sample)
             if valid is not None:
                 new = torch.where(valid, new, work)
-            changed[name] = replace(layer, data=_to_dtype(new, layer.data.dtype))
+            changed[name] = replace(layer, data=cast(new, layer.data.dtype))
         return sample.with_layers(**changed)
-
-
-def _to_dtype(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    if dtype.is_floating_point:
-        return value.to(dtype)
-    info = torch.iinfo(dtype)
-    return value.round().clamp(info.min, info.max).to(dtype)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def load(path: str | os.PathLike, label: str | os.PathLike | None = None, *, dev
     meta = {"path": str(path), "format": image["format"], **image["meta"]}
     if label is not None:
         lab = _read(label)
-        if not lab["space"].same_grid(space, atol=1e-4):
+        if not lab["space"].same_grid(space, tolerance=1e-3):
             raise SpaceMismatchError(f"label {label} is on another grid than image {path}: "
                                      f"{lab['space'].describe()} vs {space.describe()}; resample one of them first")
         layers["label"] = Layer(torch.from_numpy(_as_label(lab["data"], label)), Role.LABEL, 0)

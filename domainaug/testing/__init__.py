@@ -85,7 +85,7 @@ def make_raster(shape=(24, 20), bands=4, spacing=10.0, nodata_border=3, seed: in
 
 # --- checks ----------------------------------------------------------------------------------
 def assert_samples_equal(a: Sample, b: Sample, atol: float = 0.0) -> None:
-    assert a.space.same_grid(b.space, atol=1e-9), (a.space.describe(), b.space.describe())
+    assert a.space.same_grid(b.space, tolerance=1e-9), (a.space.describe(), b.space.describe())
     assert a.layer_names() == b.layer_names()
     for name in a.layer_names():
         x, y = a[name], b[name]
@@ -120,7 +120,7 @@ def check_replay_json(t: Transform, sample: Sample) -> None:
 
 def check_identity(t: Transform, sample: Sample) -> None:
     out = t(sample, torch.Generator().manual_seed(3))
-    assert out.space.same_grid(sample.space, atol=1e-9)
+    assert out.space.same_grid(sample.space, tolerance=1e-9)
     for name in sample.layer_names():
         x, y = sample[name], out[name]
         assert x.dtype == y.dtype

@@ -35,7 +35,7 @@ from .elastic import LATTICE_MAX_STEP
 from .grid import apply_affine
 from .fuse import Field, PendingMap
 
-__all__ = ["resample_layers", "LayerSpec", "passes", "pull_back_points", "push_forward_points"]
+__all__ = ["resample_layers", "LayerSpec", "passes", "pull_back_points", "push_forward_points", "cast"]
 
 INTENSITY_MODES = {"linear": 0, "cubic": 1, "nearest": 2}
 LABEL_MODES = {"nearest": 0, "argmax": 1}
@@ -526,7 +526,7 @@ def _torch(specs: list[LayerSpec], pending: PendingMap, chunk: int = 1 << 18) ->
             if spec.mode == "cubic":
                 value = _cubic_values(flat, valid_flat, c, src3, value)
             value = torch.where(valid_out[None], value, torch.full_like(value, spec.fill))
-            out[:, sl] = _cast(value, out.dtype)
+            out[:, sl] = cast(value, out.dtype)
     return [o.reshape((o.shape[0],) + tuple(pending.space.shape)) for o in outs]
 
 
@@ -557,7 +557,7 @@ def _cubic_values(flat, valid_flat, c, src3, linear_value):
     return torch.where(all_valid[None], acc, linear_value)
 
 
-def _cast(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def cast(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Intensity back to the layer's dtype: floats as they are, integers rounded and clipped."""
     if dtype.is_floating_point:
         return value.to(dtype)
@@ -586,7 +586,7 @@ def resample_layers(specs: list[LayerSpec], pending: PendingMap, *, backend: str
     if backend == "torch" or (backend is None and device.type != "cpu"):
         return _torch(specs, pending)
     outs = _cpu(specs, pending)
-    return [_cast(o, s.data.dtype) if s.kind == "intensity" else
+    return [cast(o, s.data.dtype) if s.kind == "intensity" else
             (o.bool() if s.kind == "valid" else o.to(s.data.dtype)) for o, s in zip(outs, specs)]
 
 
