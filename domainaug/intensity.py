@@ -42,7 +42,8 @@ def channel_stats(data: torch.Tensor, valid: torch.Tensor | None) -> dict[str, t
 def _noise(seed: int, shape: Sequence[int], device: torch.device, dtype: torch.dtype, kind: str) -> torch.Tensor:
     """Noise expanded from a recorded seed on the CPU, so that it does not depend on the device."""
     g = torch.Generator().manual_seed(seed)
-    out = torch.randn(tuple(shape), generator=g) if kind == "normal" else torch.rand(tuple(shape), generator=g)
+    draw = torch.randn if kind == "normal" else torch.rand
+    out = draw(tuple(shape), generator=g, dtype=torch.float32)          # not the global default dtype
     return out.to(device=device, dtype=dtype)
 
 
@@ -128,7 +129,7 @@ class SaltPepper(IntensityTransform):
 
     Args:
         amount: Fraction of voxels changed, in [0, 1].
-        salt: Fraction of the changed voxels that become salt, in [0, 1].
+        salt: Fraction of the changed voxels that become salt, in [0, 1]; a number or a range.
         layers: INTENSITY layers to change (default: all).
         p: Probability of applying.
     """
@@ -136,18 +137,18 @@ class SaltPepper(IntensityTransform):
     def __init__(self, amount: float | tuple[float, float] = (0.0, 0.01), salt: float = 0.5,
                  layers: Sequence[str] | None = None, p: float = 1.0) -> None:
         self.amount = as_uniform("amount", amount, low=0.0, high=1.0)
-        self.salt = as_uniform("salt", salt, low=0.0, high=1.0).low
+        self.salt = as_uniform("salt", salt, low=0.0, high=1.0)
         self._set_layers(layers)
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
-        return {"amount": self.amount.draw(generator), "seed": child_seed(generator)}
+        return {"amount": self.amount.draw(generator), "salt": self.salt.draw(generator), "seed": child_seed(generator)}
 
     def transform_layer(self, data, valid, params, sample):
         s = channel_stats(data, valid)
         u = _noise(params["seed"], data.shape, data.device, torch.float64, "uniform")
-        salt = u < params["amount"] * self.salt
-        pepper = (u >= params["amount"] * self.salt) & (u < params["amount"])
+        salt = u < params["amount"] * params["salt"]
+        pepper = (u >= params["amount"] * params["salt"]) & (u < params["amount"])
         return torch.where(salt, s["max"].expand_as(data), torch.where(pepper, s["min"].expand_as(data), data))
 
 

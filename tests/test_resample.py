@@ -213,3 +213,61 @@ def test_cuda_matches_cpu():
     gpu = da.replay(sample.to("cuda"), cpu.history)
     for name in sample.layer_names():
         torch.testing.assert_close(gpu[name].cpu().double(), cpu[name].double(), atol=1e-3, rtol=1e-4)
+
+
+def test_subvoxel_shift_after_a_far_crop_is_not_taken_for_an_exact_copy():
+    sample = da.Sample.from_numpy(np.random.default_rng(0).random((4, 40000)).astype(np.float32), spacing=(10.0, 10.0))
+    crop = da.Crop((4, 50))
+    start = {"start": [0, 30000]}
+    shifted = da.Compose([crop, da.Affine(translation=0.5)])
+    params = {"children": [start, {"degrees": [0.0], "scales": [1.0, 1.0], "shear": [0.0], "translation": [0.0, 0.5]}]}
+    out = shifted.apply(sample, params)["image"]
+    plain = crop.apply(sample, start)["image"]
+    assert not torch.equal(out, plain)
+    torch.testing.assert_close(out[..., 1:-1], 0.95 * plain[..., 1:-1] + 0.05 * plain[..., :-2], atol=1e-6, rtol=0)
+
+
+def test_float64_images_keep_their_precision():
+    rng = np.random.default_rng(0)
+    image = 1e6 + rng.random((10, 12, 9))
+    sample = da.Sample.from_numpy(image, spacing=(1.0, 1.0, 1.0))
+    pending = _pending(da.Affine(degrees=(-20, 20)), sample)
+    spec = [sample.layer_info("image").spec()]
+    a, b = rs.resample_layers(spec, pending, backend="numba")[0], rs.resample_layers(spec, pending, backend="torch")[0]
+    assert a.dtype == torch.float64
+    torch.testing.assert_close(a, b, atol=1e-7, rtol=0)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5, 0.25])
+def test_coordinate_lattice_tracks_the_exact_map_after_a_zoom_out(scale):
+    sample = make_volume(shape=(40, 48, 44), spacing=(1.0, 1.0, 1.0))
+    t = da.Compose([da.Elastic(spacing=12.0, max_displacement=1.2), da.Affine(degrees=20.0, scales=scale)])
+    pending = _pending(t, sample)
+    coords, steps = rs.coordinate_lattice(pending)
+    lin = torch.arange(0, 40 * 48 * 44, 97)
+    approx = rs._coords_torch(torch.from_numpy(coords), steps.tolist(), (40, 48, 44), lin).numpy()
+    index = torch.stack([lin // (48 * 44), (lin // 44) % 48, lin % 44], 1).numpy().astype(np.float64)
+    exact = pending.source.world_to_index(rs.pull_back_points(pending.stages, pending.space.index_to_world(index)))
+    assert np.abs(approx - exact).max() < 0.1
+
+
+def test_tiny_pixels_are_a_valid_grid():
+    space = da.Space.from_spacing((100, 100), 5e-7, crs="EPSG:4326")
+    assert np.allclose(space.spacing, 5e-7)
+
+
+def test_noise_replay_does_not_depend_on_the_default_dtype():
+    sample = make_volume()
+    out = da.GaussianNoise(0.1)(sample, G(3))
+    torch.set_default_dtype(torch.float64)
+    try:
+        again = da.replay(sample, out.history)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert torch.equal(out["image"], again["image"])
+
+
+def test_salt_fraction_range_is_drawn():
+    sample = make_volume()
+    salts = {da.SaltPepper(0.05, salt=(0.2, 0.9))(sample, G(k)).history[-1].params["salt"] for k in range(5)}
+    assert len(salts) == 5 and all(0.2 <= v <= 0.9 for v in salts)

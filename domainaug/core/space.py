@@ -41,7 +41,7 @@ class Space:
             raise ParameterError("affine", affine.tolist(), "finite values")
         if not np.allclose(affine[n], np.eye(n + 1)[n]):
             raise ParameterError("affine", affine.tolist(), f"a last row of {np.eye(n + 1)[n].tolist()}")
-        if abs(np.linalg.det(affine[:n, :n])) < 1e-12:
+        if abs(np.linalg.det(affine[:n, :n])) <= 1e-9 * np.prod(np.linalg.norm(affine[:n, :n], axis=0)):  # scale-free
             raise ParameterError("affine", affine.tolist(), "an invertible linear part")
         affine.setflags(write=False)
         object.__setattr__(self, "shape", shape)

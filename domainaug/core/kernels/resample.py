@@ -73,13 +73,16 @@ def _lattice_steps(pending: PendingMap) -> list[int]:
     (an Elastic last in a pipeline) the nodes coincide with its lattice and the map is exact."""
     shape = pending.space.shape
     steps = [max(1, n - 1) for n in shape]
+    linear = pending.space.affine[:-1, :-1]          # output index -> the current stage's input, linear part
     for stage in pending.stages:
         if isinstance(stage, Field):
-            # lattice index per output index, along each output axis
-            jac = stage.to_lattice[:-1, :-1] @ pending.space.affine[:-1, :-1]
-            per_axis = np.linalg.norm(jac, axis=0)
+            # field-lattice index per output index, along each output axis (affines before it included;
+            # an earlier field counts as the identity: it is smooth and small)
+            per_axis = np.linalg.norm(stage.to_lattice[:-1, :-1] @ linear, axis=0)
             for a in range(len(shape)):
-                steps[a] = min(steps[a], int(max(1, min(LATTICE_MAX_STEP, round(1 / max(per_axis[a], 1e-12))))))
+                steps[a] = min(steps[a], int(max(1, min(LATTICE_MAX_STEP, np.floor(1 / max(per_axis[a], 1e-12))))))
+        else:
+            linear = stage[:-1, :-1] @ linear
     return steps
 
 
@@ -113,7 +116,7 @@ def _exact_plan(pending: PendingMap):
     n = pending.space.ndim
     lin, off = m[:n, :n], m[:n, n]
     rounded = np.round(lin)
-    if not np.allclose(lin, rounded, atol=1e-6) or not np.allclose(off, np.round(off), atol=1e-6):
+    if not np.allclose(lin, rounded, rtol=0, atol=1e-9) or not np.allclose(off, np.round(off), rtol=0, atol=1e-6):
         return None
     if not (np.abs(rounded).sum(axis=0) == 1).all() or not (np.abs(rounded).sum(axis=1) == 1).all():
         return None
@@ -414,17 +417,19 @@ def _label_dtype(specs: list[LayerSpec]):
 def _cpu(specs: list[LayerSpec], pending: PendingMap) -> list[torch.Tensor]:
     coords, steps = coordinate_lattice(pending)
     src3, out3 = _shape3(pending.source.shape), _shape3(pending.space.shape)
-    img = _stack(specs, "intensity", np.float32, src3)       # intensities are interpolated in float32
+    wide = any(s.kind == "intensity" and s.data.dtype in (torch.float64, torch.int32, torch.int64) for s in specs)
+    work = np.float64 if wide else np.float32                 # float32 unless the data needs more
+    img = _stack(specs, "intensity", work, src3)
     lab = _stack(specs, "label", _label_dtype(specs), src3)
     val = _stack(specs, "valid", np.uint8, src3)
     per_channel = lambda kind, f: np.array([f(s) for s in specs if s.kind == kind for _ in range(s.data.shape[0])])
     img_mode = per_channel("intensity", lambda s: INTENSITY_MODES[s.mode]).astype(np.int64).reshape(-1)
-    img_fill = per_channel("intensity", lambda s: s.fill).astype(np.float32).reshape(-1)
+    img_fill = per_channel("intensity", lambda s: s.fill).astype(work).reshape(-1)
     lab_mode = per_channel("label", lambda s: LABEL_MODES[s.mode]).astype(np.int64).reshape(-1)
     lab_fill = per_channel("label", lambda s: s.fill).astype(lab.dtype).reshape(-1)
     flat = lambda a: a.reshape(a.shape[0], math.prod(a.shape[1:]))
     size = math.prod(out3)
-    out_img = np.empty((img.shape[0], size), np.float32)
+    out_img = np.empty((img.shape[0], size), work)
     out_lab = np.empty((lab.shape[0], size), lab.dtype)
     out_val = np.empty((val.shape[0], size), np.uint8)
     _warp_kernel(coords, steps, np.array(out3, np.int64), np.array(src3, np.int64),
