@@ -183,3 +183,49 @@ def test_label_raster_one_pixel_off_is_an_error(fixtures, tmp_path):
         dst.write(np.ones((1,) + shape, np.uint8))
     with pytest.raises(da.SpaceMismatchError, match="another grid"):
         dio.load(fixtures / "rgbn_suba.tif", label=tmp_path / "labels.tif")
+
+
+def test_int64_labels_and_2d_images_save_to_nifti(tmp_path):
+    big = np.zeros((6, 7, 5), np.int64)
+    big[2:4, 2:5, 1:3] = 2035                                          # FreeSurfer-style label values
+    s = da.Sample.from_numpy(np.ones((6, 7, 5), np.float32), label=big, spacing=(1.0, 1.0, 2.0))
+    dio.save(s, tmp_path / "seg.nii.gz", layer="label")
+    back = nib.load(str(tmp_path / "seg.nii.gz"))
+    assert back.get_data_dtype() == np.int16 and np.array_equal(np.asanyarray(back.dataobj), big)
+    flat = da.Sample.from_numpy(np.arange(20, dtype=np.float32).reshape(4, 5), spacing=(0.5, 0.7))
+    dio.save(flat, tmp_path / "flat.nii.gz")
+    again = dio.load(tmp_path / "flat.nii.gz")
+    assert again.space.ndim == 2 and np.allclose(again.space.affine, flat.space.affine)
+    assert torch.equal(again["image"], flat["image"])
+
+
+def test_2d_itk_images_are_in_ras_like_3d_ones(tmp_path):
+    image = sitk.GetImageFromArray(np.arange(20, dtype=np.int16).reshape(4, 5))
+    image.SetOrigin((3.0, 4.0))
+    sitk.WriteImage(image, str(tmp_path / "flat.mha"))
+    s = dio.load(tmp_path / "flat.mha")
+    lps = np.array(image.TransformIndexToPhysicalPoint((2, 1)))
+    np.testing.assert_allclose(s.space.index_to_world([2, 1]), lps * [-1, -1])
+
+
+def test_non_finite_voxels_in_a_file_become_invalid(tmp_path):
+    data = np.ones((6, 6, 6), np.float32)
+    data[1, 2, 3] = np.nan
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(tmp_path / "nan.nii.gz"))
+    s = dio.load(tmp_path / "nan.nii.gz")
+    assert not s["valid"][0, 1, 2, 3] and int(s["valid"].sum()) == 215
+    out = da.BrightnessContrast(0.1, 1.2)(s, torch.Generator().manual_seed(0))
+    assert torch.isfinite(out["image"]).all()
+
+
+def test_label_raster_nodata_becomes_unlabelled(tmp_path, fixtures):
+    with rasterio.open(fixtures / "rgbn_suba.tif") as src:
+        profile = src.profile.copy()
+        profile.update(count=1, dtype="int16", nodata=-1)
+        shape = (src.height, src.width)
+    labels = np.full((1,) + shape, 3, np.int16)
+    labels[0, :10] = -1
+    with rasterio.open(tmp_path / "labels.tif", "w", **profile) as dst:
+        dst.write(labels)
+    s = dio.load(fixtures / "rgbn_suba.tif", label=tmp_path / "labels.tif")
+    assert set(s["label"].unique().tolist()) == {0, 3} and (s["label"][0, :10] == 0).all()

@@ -21,7 +21,7 @@ def test_shapes_and_defaults():
     (dict(image=np.zeros((2, 3, 4, 5, 6))), da.ShapeError, "5 dimensions"),
     (dict(image=np.zeros((4, 4)), label=np.zeros((5, 4), np.uint8)), da.SpaceMismatchError, "label has shape"),
     (dict(image=np.zeros((4, 4)), label=-np.ones((4, 4), np.int16)), da.ParameterError, "^label=.*>= 0"),
-    (dict(image=np.zeros((4, 4)), label=np.zeros((4, 4), np.float32)), da.ParameterError, "^label="),
+    (dict(image=np.zeros((4, 4)), label=np.full((4, 4), 0.5, np.float32)), da.ParameterError, "^label=.*non-integer"),
     (dict(image=np.full((4, 4), np.nan)), da.ParameterError, "^image=.*NaN"),
     (dict(image=np.zeros((4, 4)), affine=np.eye(4)), da.ShapeError, "does not fit a 3D space"),
     (dict(image=np.zeros((4, 4)), affine=np.full((3, 3), np.inf)), da.ParameterError, "^affine=.*finite"),
@@ -79,3 +79,10 @@ def test_skipped_transform_is_recorded_and_replays():
     assert torch.equal(skipped[0]["image"], s["image"])
     again = da.replay(s, skipped[0].history)
     assert torch.equal(again["image"], s["image"])
+
+
+def test_whole_number_float_labels_become_integers_and_rasters_are_recognised_by_channels():
+    s = da.Sample.from_numpy(np.zeros((4, 5)), label=np.full((4, 5), 3.0))
+    assert s["label"].dtype == torch.uint8
+    r = da.Sample.from_numpy(np.zeros((4, 16, 16)), channels=["B2", "B3", "B4", "B8"])
+    assert r.space.ndim == 2 and r["image"].shape == (4, 16, 16)

@@ -15,7 +15,7 @@ from .kernels.resample import INTENSITY_MODES, LABEL_MODES, LayerSpec, push_forw
 from .record import ParamRecord
 from .space import Space
 
-__all__ = ["Role", "Layer", "Sample", "DEFAULT_LABEL_INTERPOLATION"]
+__all__ = ["Role", "Layer", "Sample", "DEFAULT_LABEL_INTERPOLATION", "as_tensor", "as_label"]
 
 #: Default interpolation of LABEL layers: one-hot-linear-argmax (smooth boundaries, no new labels).
 DEFAULT_LABEL_INTERPOLATION = "argmax"
@@ -125,7 +125,7 @@ class Sample:
         array gets C=1 (a 3D array is a volume unless ``affine``/``spacing`` say it is 2D).
         ``label`` (integer, >= 0) and ``valid`` (bool) are ``(*spatial)`` or ``(1, *spatial)``.
         Give ``affine`` (index of voxel centres -> world) or ``spacing``, not both."""
-        image_t = _as_tensor("image", image)
+        image_t = as_tensor("image", image)
         if affine is not None and spacing is not None:
             raise ParameterError("spacing", spacing, "None when affine is given (the affine holds the spacing)")
         ndim = None
@@ -136,8 +136,9 @@ class Sample:
         if image_t.dim() < 2 or image_t.dim() > 4:
             raise ShapeError(f"image has {image_t.dim()} dimensions {tuple(image_t.shape)}; expected (H, W), "
                              "(D, H, W), (C, H, W) or (C, D, H, W)")
-        if ndim is None:
-            ndim = 2 if image_t.dim() == 2 else 3
+        if ndim is None:   # a (C, H, W) raster is recognised by its channel names
+            ndim = 2 if image_t.dim() == 2 or (channels is not None and image_t.dim() == 3
+                                               and len(channels) == image_t.shape[0]) else 3
         if ndim not in (2, 3):
             raise ShapeError(f"affine/spacing describe a {ndim}D space; expected 2 or 3 spatial axes")
         if image_t.dim() == ndim:
@@ -151,7 +152,7 @@ class Sample:
         layers: dict[str, Layer] = {}
         valid_t = None
         if valid is not None:
-            valid_t = _spatial("valid", _as_tensor("valid", valid), shape)
+            valid_t = _spatial("valid", as_tensor("valid", valid), shape)
             valid_t = valid_t if valid_t.dtype == torch.bool else valid_t != 0
         if image_t.dtype.is_floating_point:
             bad = ~torch.isfinite(image_t)
@@ -164,14 +165,7 @@ class Sample:
             image_t = torch.where(valid_t, image_t, torch.full_like(image_t, fill))
         layers["image"] = Layer(image_t, Role.INTENSITY, float(fill), tuple(channels) if channels else None)
         if label is not None:
-            label_t = _spatial("label", _as_tensor("label", label), shape)
-            if label_t.dtype == torch.bool:
-                label_t = label_t.to(torch.uint8)
-            if label_t.dtype.is_floating_point:
-                raise ParameterError("label", str(label_t.dtype), "an integer array of label values")
-            if label_t.numel() and int(label_t.min()) < 0:
-                raise ParameterError("label", f"minimum {int(label_t.min())}", "label values >= 0")
-            layers["label"] = Layer(label_t, Role.LABEL, 0)
+            layers["label"] = Layer(_spatial("label", as_label("label", label), shape), Role.LABEL, 0)
         if valid_t is not None:
             layers["valid"] = Layer(valid_t, Role.VALID)
         return cls(space, layers, points=points)
@@ -247,7 +241,9 @@ class Sample:
         return f"Sample({self.space.describe()}; {layers}; {len(self.history)} records{lazy})"
 
 
-def _as_tensor(name: str, value: Any) -> torch.Tensor:
+def as_tensor(name: str, value: Any) -> torch.Tensor:
+    """A tensor from an array; unsigned types wider than 8 bits become signed ones that hold them
+    (torch lacks full uint16/32/64 support)."""
     if isinstance(value, torch.Tensor):
         return value
     array = np.asarray(value)
@@ -256,6 +252,23 @@ def _as_tensor(name: str, value: Any) -> torch.Tensor:
     if array.dtype.kind == "u" and array.dtype.itemsize > 1:  # torch lacks full uint16/32/64 support
         array = array.astype(np.int64 if array.dtype.itemsize >= 4 else np.int32)
     return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def as_label(name: str, value: Any) -> torch.Tensor:
+    """A label tensor: integer (or bool, made uint8) values >= 0. Floats are accepted only when every
+    value is a whole number (segmentations are often stored as floats) and become uint8 or int64."""
+    t = as_tensor(name, value)
+    if t.dtype == torch.bool:
+        return t.to(torch.uint8)
+    if t.dtype.is_floating_point:
+        if not bool(torch.isfinite(t).all()) or not bool((t == t.round()).all()):
+            raise ParameterError(name, f"{str(t.dtype)} with non-integer values", "integer label values")
+        t = t.to(torch.int64)
+        if t.numel() and int(t.min()) >= 0 and int(t.max()) <= 255:
+            t = t.to(torch.uint8)
+    if t.numel() and int(t.min()) < 0:
+        raise ParameterError(name, f"minimum {int(t.min())}", "label values >= 0")
+    return t
 
 
 def _spatial(name: str, t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:

@@ -22,8 +22,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..core.sample import Layer, Role, Sample
-from ..errors import DomainaugError, ParameterError, SpaceMismatchError
+from ..core.sample import Layer, Role, Sample, as_label, as_tensor
+from ..errors import DomainaugError, NoDataError, ParameterError, SpaceMismatchError
 
 __all__ = ["load", "save", "format_of", "atomic_path"]
 
@@ -78,36 +78,38 @@ def _read(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load(path: str | os.PathLike, label: str | os.PathLike | None = None, *, device: str | torch.device = "cpu") -> Sample:
-    """Load an image (and optionally a label map on the same grid) into a ``Sample``."""
+    """Load an image (and optionally a label map on the same grid) into a ``Sample``.
+
+    Nodata, masks and non-finite voxels (NaN/Inf) of the image become the ``"valid"`` layer, with the
+    fill value in place. Label nodata (e.g. unlabelled pixels of a label raster) becomes 0.
+    """
     image = _read(path)
     space = image["space"]
-    layers = {"image": Layer(torch.from_numpy(image["data"]), Role.INTENSITY, image["fill"], image.get("channels"))}
+    data = as_tensor("image", image["data"])
+    valid = None if image.get("valid") is None else torch.from_numpy(np.asarray(image["valid"], dtype=bool))
+    if data.dtype.is_floating_point and not bool(torch.isfinite(data).all()):
+        finite = torch.isfinite(data).all(0, keepdim=True)
+        valid = finite if valid is None else valid & finite
+    if valid is not None:                                     # canonical nodata: invalid voxels hold the fill
+        if not bool(valid.any()):
+            raise NoDataError(f"{path}: no valid voxel (nodata, mask or NaN everywhere)")
+        data = torch.where(valid, data, torch.full_like(data, image["fill"]))
+    layers = {"image": Layer(data, Role.INTENSITY, image["fill"], image.get("channels"))}
     meta = {"path": str(path), "format": image["format"], **image["meta"]}
     if label is not None:
         lab = _read(label)
         if not lab["space"].same_grid(space, tolerance=1e-3):
             raise SpaceMismatchError(f"label {label} is on another grid than image {path}: "
                                      f"{lab['space'].describe()} vs {space.describe()}; resample one of them first")
-        layers["label"] = Layer(torch.from_numpy(_as_label(lab["data"], label)), Role.LABEL, 0)
+        values = lab["data"]
+        if lab.get("valid") is not None:                      # unlabelled pixels -> 0
+            values = np.where(np.asarray(lab["valid"], dtype=bool), values, 0)
+        layers["label"] = Layer(as_label(f"label ({label})", values), Role.LABEL, 0)
         meta["label_meta"] = {"path": str(label), "format": lab["format"], **lab["meta"]}
-    if image.get("valid") is not None:
-        layers["valid"] = Layer(torch.from_numpy(image["valid"]), Role.VALID)
+    if valid is not None:
+        layers["valid"] = Layer(valid, Role.VALID)
     sample = Sample(space, layers, meta=meta)
     return sample.to(device) if str(device) != "cpu" else sample
-
-
-def _as_label(data: np.ndarray, path: Any) -> np.ndarray:
-    if data.dtype.kind == "f":
-        if not np.all(np.isfinite(data)) or not np.all(data == np.round(data)):
-            raise ParameterError("label", str(path), "a label file with integer values (found non-integer floats)")
-        data = data.astype(np.int64)
-    if data.dtype.kind not in "iub":
-        raise ParameterError("label", str(path), f"an integer label file (dtype {data.dtype})")
-    if data.size and data.min() < 0:
-        raise ParameterError("label", str(path), f"label values >= 0 (found {data.min()})")
-    if data.dtype == np.bool_ or (data.size and data.max() <= 255):
-        return data.astype(np.uint8)
-    return data.astype(np.int64)
 
 
 def save(sample: Sample, path: str | os.PathLike, layer: str = "image") -> Path:

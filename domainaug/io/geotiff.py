@@ -46,18 +46,14 @@ def read(path: Path) -> dict[str, Any]:
         affine = to_space_affine(src.transform)
     if valid is not None and not valid.any():
         raise NoDataError(f"{path}: every pixel is nodata")
-    if data.dtype.kind == "u" and data.dtype.itemsize > 1:
-        data = data.astype(np.int64 if data.dtype.itemsize >= 4 else np.int32)
     fill = float(meta["nodata"]) if meta["nodata"] is not None and np.isfinite(meta["nodata"]) else 0.0
-    if valid is not None:  # canonical nodata: invalid pixels hold the fill (NaN nodata -> finite fill)
-        data = np.where(valid, data, np.asarray(fill).astype(data.dtype))
     return {"format": "geotiff", "data": np.ascontiguousarray(data), "space": Space(data.shape[1:], affine, crs),
             "fill": fill, "valid": valid, "channels": tuple(names), "meta": meta}
 
 
 def write(path: Path, data: np.ndarray, space: Space, meta: dict[str, Any], fill: float, valid, channels) -> None:
     if space.ndim != 2:
-        raise ValueError("GeoTIFF output needs a 2D space")
+        raise ParameterError("path", str(path), f"a format for {space.ndim}D samples (GeoTIFF holds 2D rasters)")
     if space.crs is None:
         raise ParameterError("crs", None, "a CRS on the sample's space to write a GeoTIFF")
     disk = meta.get("on_disk_dtype")

@@ -41,15 +41,12 @@ def read(path: Path) -> dict[str, Any]:
         array = array[None]
     else:
         array = np.moveaxis(array, -1, 0)
-    array = np.ascontiguousarray(np.transpose(array, (0,) + tuple(range(n, 0, -1))))   # (C, x, y, z)
-    if array.dtype.kind == "u" and array.dtype.itemsize > 1:
-        array = array.astype(np.int64 if array.dtype.itemsize >= 4 else np.int32)
+    array = np.ascontiguousarray(np.transpose(array, (0,) + tuple(range(n, 0, -1))))   # (C, x, y[, z])
     direction = np.array(image.GetDirection()).reshape(n, n)
     affine = np.eye(n + 1)
     affine[:n, :n] = direction @ np.diag(image.GetSpacing())
     affine[:n, n] = image.GetOrigin()
-    if n == 3:
-        affine = _lps_to_ras(n) @ affine
+    affine = _lps_to_ras(n) @ affine                      # 2D ITK images are in L, P too
     meta = {"on_disk_dtype": str(sitk.GetArrayViewFromImage(image).dtype)}
     return {"format": "itk", "data": array, "space": Space(array.shape[1:], affine), "fill": 0.0, "meta": meta}
 
@@ -66,7 +63,7 @@ def write(path: Path, data: np.ndarray, space: Space, meta: dict[str, Any], fill
         image = sitk.GetImageFromArray(np.ascontiguousarray(array[0]))
     else:
         image = sitk.GetImageFromArray(np.ascontiguousarray(np.moveaxis(array, 0, -1)), isVector=True)
-    affine = _lps_to_ras(n) @ space.affine if n == 3 else space.affine
+    affine = _lps_to_ras(n) @ space.affine
     spacing = np.linalg.norm(affine[:n, :n], axis=0)
     image.SetSpacing(spacing.tolist())
     image.SetDirection((affine[:n, :n] / spacing).ravel().tolist())

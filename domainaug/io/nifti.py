@@ -20,13 +20,18 @@ def read(path: Path) -> dict[str, Any]:
     if data.ndim == 5 and data.shape[3] == 1:                     # (X, Y, Z, 1, C): vector images
         data = data[:, :, :, 0]
     if data.ndim not in (2, 3, 4):
-        raise ValueError(f"{data.ndim}D NIfTI arrays are not supported (expected 3D, or 4D with channels last)")
-    if data.ndim == 2:
-        data = data[:, :, None]
-    spatial = data[..., None] if data.ndim == 3 else data
-    channels_first = np.ascontiguousarray(np.moveaxis(spatial, -1, 0))
-    if channels_first.dtype.kind == "u" and channels_first.dtype.itemsize > 1:
-        channels_first = channels_first.astype(np.int64 if channels_first.dtype.itemsize >= 4 else np.int32)
+        raise ValueError(f"{data.ndim}D NIfTI arrays are not supported (expected 2D, 3D, or 4D with channels last)")
+    affine = img.affine
+    if data.ndim == 2 and np.allclose(affine[2, :2], 0) and np.allclose(affine[:2, 2], 0):
+        # an axis-aligned 2D image: a 2D space in the first two world axes (z kept in meta)
+        space = Space(data.shape, affine[np.ix_([0, 1, 3], [0, 1, 3])])
+        channels_first = np.ascontiguousarray(data[None])
+    else:
+        if data.ndim == 2:                                          # an oblique slice stays a 3D plane
+            data = data[:, :, None]
+        spatial = data[..., None] if data.ndim == 3 else data
+        channels_first = np.ascontiguousarray(np.moveaxis(spatial, -1, 0))
+        space = Space(channels_first.shape[1:], affine)
     header = img.header
     qform, qcode = header.get_qform(coded=True)
     sform, scode = header.get_sform(coded=True)
@@ -34,31 +39,44 @@ def read(path: Path) -> dict[str, Any]:
     if slope == 1.0 and inter == 0.0:                        # nibabel keeps the scaling on the array proxy
         slope = inter = None
     meta = {"on_disk_dtype": str(header.get_data_dtype()), "qform_code": int(qcode if qcode is not None else 0),
-            "sform_code": int(scode if scode is not None else 0),
-            "scl_slope": None if slope is None else float(slope), "scl_inter": None if inter is None else float(inter),
-            "xyzt_units": list(header.get_xyzt_units())}
-    return {"format": "nifti", "data": channels_first, "space": Space(channels_first.shape[1:], img.affine),
-            "fill": 0.0, "meta": meta}
+            "sform_code": int(scode if scode is not None else 0), "scl_slope": slope, "scl_inter": inter,
+            "xyzt_units": list(header.get_xyzt_units()), "z_offset": float(affine[2, 3])}
+    return {"format": "nifti", "data": channels_first, "space": space, "fill": 0.0, "meta": meta}
+
+
+_NIFTI_INTS = (np.uint8, np.int16, np.int32)
+
+
+def _integer_dtype(array: np.ndarray, disk: np.dtype | None) -> np.dtype:
+    """The on-disk integer dtype when the values fit, else the smallest NIfTI integer type that does
+    (NIfTI readers do not accept int64)."""
+    lo, hi = (int(array.min()), int(array.max())) if array.size else (0, 0)
+    for candidate in ([disk] if disk is not None and disk.kind in "iu" else []) + [np.dtype(t) for t in _NIFTI_INTS]:
+        info = np.iinfo(candidate)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(candidate)
+    raise ValueError(f"integer values {lo}..{hi} do not fit a NIfTI integer type")
 
 
 def write(path: Path, data: np.ndarray, space: Space, meta: dict[str, Any], fill: float, valid, channels) -> None:
-    if space.ndim != 3:
-        raise ValueError("NIfTI output needs a 3D space")
+    affine = space.affine
+    if space.ndim == 2:                                             # a 2D image in the z = z_offset plane
+        affine = np.eye(4)
+        affine[np.ix_([0, 1, 3], [0, 1, 3])] = space.affine
+        affine[2, 3] = meta.get("z_offset", 0.0)
     array = data[0] if data.shape[0] == 1 else np.moveaxis(data, 0, -1)
-    img = nib.Nifti1Image(array, space.affine)
-    header = img.header
     disk = np.dtype(meta["on_disk_dtype"]) if meta.get("on_disk_dtype") else None
-    scaled = meta.get("scl_slope") is not None
-    if disk is not None and disk.kind in "iu" and array.dtype.kind in "iu":
-        info = np.iinfo(disk)
-        fits = array.size == 0 or (array.min() >= info.min and array.max() <= info.max)
-        header.set_data_dtype(disk if fits else array.dtype)
-    elif disk is not None and (disk.kind == "f" or scaled):
-        header.set_data_dtype(disk)      # scaled integers: nibabel picks slope/intercept for the new values
+    if array.dtype.kind in "iub":
+        dtype = _integer_dtype(array, disk)
+        array = array.astype(dtype)
+    elif disk is not None and (disk.kind == "f" or meta.get("scl_slope") is not None):
+        dtype = disk                     # scaled integers: nibabel picks slope/intercept for the new values
     else:
-        header.set_data_dtype(array.dtype)
-    img.set_qform(space.affine, code=meta.get("qform_code") or 1)
-    img.set_sform(space.affine, code=meta.get("sform_code") or 1)
+        dtype = array.dtype
+    img = nib.Nifti1Image(array, affine, dtype=dtype)
+    header = img.header
+    img.set_qform(affine, code=meta.get("qform_code") or 1)
+    img.set_sform(affine, code=meta.get("sform_code") or 1)
     units = meta.get("xyzt_units")
     if units:
         header.set_xyzt_units(*units)
