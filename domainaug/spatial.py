@@ -13,7 +13,7 @@ from .core.kernels.affine import about_center, axis_frame, homogeneous, n_rotati
     shear_matrix
 from .core.kernels.elastic import build_field, control_grid_shape, default_spacing
 from .core.kernels.fuse import Stage
-from .core.params import as_axes, as_size, as_uniform, check_choice, per_axis, resolve_axes
+from .core.params import as_axes, as_lengths, as_size, as_uniform, check_choice, per_axis, resolve_axes
 from .core.sample import Role, Sample
 from .core.space import Space
 from .core.transform import SpatialTransform
@@ -96,13 +96,7 @@ class Elastic(SpatialTransform):
 
     def __init__(self, spacing: float | Sequence[float] | None = None,
                  max_displacement: float | tuple[float, float] | None = None, p: float = 1.0) -> None:
-        if spacing is not None:
-            values = [spacing] if isinstance(spacing, (int, float)) else list(spacing)
-            if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0
-                                 for v in values):
-                raise ParameterError("spacing", spacing, "None or positive world lengths (one, or one per axis)")
-            spacing = float(values[0]) if isinstance(spacing, (int, float)) else [float(v) for v in values]
-        self.spacing = spacing
+        self.spacing = None if spacing is None else as_lengths("spacing", spacing)
         self.max_displacement = None if max_displacement is None else as_uniform(
             "max_displacement", max_displacement, low=0.0)
         self._set_p(p)
@@ -110,10 +104,7 @@ class Elastic(SpatialTransform):
     def _spacing(self, space: Space) -> np.ndarray:
         if self.spacing is None:
             return np.full(space.ndim, default_spacing(space))
-        values = np.atleast_1d(np.asarray(self.spacing, dtype=np.float64))
-        if values.size not in (1, space.ndim):
-            raise ParameterError("spacing", self.spacing, f"1 or {space.ndim} values for a {space.ndim}D sample")
-        return np.broadcast_to(values, (space.ndim,)).copy()
+        return np.broadcast_to(as_lengths("spacing", self.spacing, space.ndim), (space.ndim,)).astype(np.float64)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         space = sample.space
@@ -247,12 +238,15 @@ class Crop(SpatialTransform):
     def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
         size = per_axis("size", self.size, space.ndim)
         start = params["start"]
+        if len(start) != space.ndim or any(not 0 <= b <= n - s for b, n, s in zip(start, space.shape, size)):
+            raise ParameterError("params['start']", start, f"{space.ndim} offsets keeping a {tuple(size)} block "
+                                 f"inside the grid {space.shape}")
         return space.with_grid(size, space.affine @ _translate(start)), []
 
 
 class Pad(SpatialTransform):
     """Grow the grid to at least ``size`` voxels per axis, evenly on both sides (a regrid); new
-    voxels get each layer's fill (and are invalid).
+    voxels get each layer's fill (and are invalid when the sample has a VALID layer).
 
     Args:
         size: Minimum output size in voxels, one number or one per axis.
@@ -275,8 +269,9 @@ class Pad(SpatialTransform):
 class Resample(SpatialTransform):
     """Resample to a new voxel size in world units, keeping the field of view (a regrid).
 
-    The output grid covers the same extent (outer voxel edges) along each axis, with
-    ``round(extent / spacing)`` voxels, and the same axis directions.
+    The output grid starts at the same outer voxel edge along each axis and has
+    ``round(extent / spacing)`` voxels, with the same axis directions (so up to half an output voxel
+    of the extent may be gained or lost on the far side).
 
     Args:
         spacing: Output voxel size in world units, one number or one per axis.
@@ -284,11 +279,7 @@ class Resample(SpatialTransform):
     """
 
     def __init__(self, spacing: float | Sequence[float], p: float = 1.0) -> None:
-        values = [spacing] if isinstance(spacing, (int, float)) and not isinstance(spacing, bool) else spacing
-        if not isinstance(values, (list, tuple)) or not values or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
-            raise ParameterError("spacing", spacing, "positive world lengths (one, or one per axis)")
-        self.spacing = float(spacing) if isinstance(spacing, (int, float)) else [float(v) for v in values]
+        self.spacing = as_lengths("spacing", spacing)
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
@@ -296,10 +287,7 @@ class Resample(SpatialTransform):
 
     def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
         n = space.ndim
-        new = np.broadcast_to(np.atleast_1d(np.asarray(self.spacing, dtype=np.float64)), (n,)) \
-            if np.size(self.spacing) in (1, n) else None
-        if new is None:
-            raise ParameterError("spacing", self.spacing, f"1 or {n} values for a {n}D sample")
+        new = np.broadcast_to(as_lengths("spacing", self.spacing, n), (n,)).astype(np.float64)
         extent = np.array(space.shape) * space.spacing
         shape = np.maximum(1, np.round(extent / new)).astype(int)
         linear = space.direction @ np.diag(new)

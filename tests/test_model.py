@@ -86,3 +86,16 @@ def test_whole_number_float_labels_become_integers_and_rasters_are_recognised_by
     assert s["label"].dtype == torch.uint8
     r = da.Sample.from_numpy(np.zeros((4, 16, 16)), channels=["B2", "B3", "B4", "B8"])
     assert r.space.ndim == 2 and r["image"].shape == (4, 16, 16)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: da.Compose(da.Affine()), "transforms"),
+    (lambda: da.SomeOf([da.Affine()], n=1.0), "n"),
+    (lambda: da.OneOf([da.Affine()], weights=3), "weights"),
+    (lambda: da.Space.from_spacing((4, 5, 6), (1, 2)), "spacing"),
+    (lambda: da.Space.from_spacing((4, 5, 6), 1.0, origin=(0, 0)), "origin"),
+    (lambda: da.Crop(4).apply(da.Sample.from_numpy(np.zeros((8, 8))), {"start": [6, 0]}), r"params\['start'\]"),
+])
+def test_wrong_argument_types_raise_parameter_errors(call, name):
+    with pytest.raises(da.ParameterError, match=rf"^{name}="):
+        call()

@@ -10,7 +10,7 @@ import torch
 
 from ..errors import ParameterError
 
-__all__ = ["Uniform", "as_uniform", "check_choice", "check_positive_int", "as_size", "as_axes", "to_json"]
+__all__ = ["Uniform", "as_uniform", "check_choice", "check_positive_int", "as_size", "as_axes", "as_lengths", "to_json"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,19 @@ def as_size(name: str, value: Any) -> tuple[int, ...]:
             isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
         raise ParameterError(name, value, "a positive integer or a tuple of positive integers (one per axis)")
     return tuple(int(v) for v in value)
+
+
+def as_lengths(name: str, value: Any, ndim: int | None = None) -> float | list[float]:
+    """Positive finite world lengths: one number, or one per axis (``ndim`` of them when given)."""
+    single = isinstance(value, (int, float)) and not isinstance(value, bool)
+    values = [value] if single else list(value) if isinstance(value, (list, tuple)) else None
+    ok = values and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                        for v in values)
+    if not ok or (ndim is not None and not single and len(values) not in (1, ndim)):
+        expected = "positive world lengths (one, or one per axis)" if ndim is None else \
+            f"a positive world length or {ndim} of them for a {ndim}D grid"
+        raise ParameterError(name, value, expected)
+    return float(values[0]) if single else [float(v) for v in values]
 
 
 def as_axes(name: str, value: Any) -> tuple[int, ...] | None:

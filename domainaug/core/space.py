@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ParameterError, ShapeError
+from .params import as_lengths
 
 from .kernels.grid import apply_affine
 
@@ -55,13 +56,14 @@ class Space:
                      origin: Sequence[float] | None = None, crs: str | None = None) -> "Space":
         """An axis-aligned grid with the given voxel size; ``origin`` is the world position of index 0."""
         n = len(shape)
-        spacing = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (n,))
-        if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-            raise ParameterError("spacing", tuple(spacing.tolist()), "positive finite voxel sizes")
+        spacing = np.broadcast_to(np.asarray(as_lengths("spacing", spacing, n), dtype=np.float64), (n,))
         affine = np.eye(n + 1)
         affine[:n, :n] = np.diag(spacing)
         if origin is not None:
-            affine[:n, n] = np.asarray(origin, dtype=np.float64)
+            origin = np.asarray(origin, dtype=np.float64)
+            if origin.shape != (n,) or not np.all(np.isfinite(origin)):
+                raise ParameterError("origin", origin.tolist(), f"{n} finite world coordinates")
+            affine[:n, n] = origin
         return cls(tuple(shape), affine, crs)
 
     # --- derived quantities -------------------------------------------------------------------

@@ -12,15 +12,15 @@ import torch
 import yaml
 
 from ..errors import ParameterError
-from .params import check_positive_int, to_json
+from .params import to_json
 from .record import ParamRecord
 from .sample import Role, Sample
 from .space import Space
 from .kernels.fuse import Stage
 from .kernels.resample import cast
 
-__all__ = ["Transform", "SpatialTransform", "IntensityTransform", "replay", "Compose", "OneOf", "SomeOf",
-           "RandomApply", "transform_from_dict"]
+__all__ = ["Transform", "SpatialTransform", "IntensityTransform", "Composite", "replay", "Compose", "OneOf",
+           "SomeOf", "RandomApply", "transform_from_dict"]
 
 SKIPPED = {"applied": False}
 
@@ -78,11 +78,13 @@ class Transform(ABC):
         return self.apply(sample.materialize(), params)
 
     # --- driving -------------------------------------------------------------------------------
+    def _skipped(self, generator: torch.Generator) -> bool:
+        """The ``p`` draw: the one place a transform decides to skip itself."""
+        return self.p < 1.0 and torch.rand((), generator=generator, dtype=torch.float64).item() >= self.p
+
     def draw(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         """``p`` first, then the transform's own parameters."""
-        if self.p < 1.0 and torch.rand((), generator=generator, dtype=torch.float64).item() >= self.p:
-            return dict(SKIPPED)
-        return self.sample_params(sample, generator)
+        return dict(SKIPPED) if self._skipped(generator) else self.sample_params(sample, generator)
 
     def run(self, sample: Sample, params: dict[str, Any], *, lazy: bool = False) -> Sample:
         """Apply recorded params (a skipped record passes the sample through)."""
@@ -91,7 +93,12 @@ class Transform(ABC):
         return self.lazy(sample, params) if lazy else self.apply(sample, params)
 
     def _call(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
-        params = self.draw(sample, generator)
+        if self._skipped(generator):
+            return self.run(sample, dict(SKIPPED), lazy=lazy), dict(SKIPPED)
+        return self._draw_and_run(sample, generator, lazy)
+
+    def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
+        params = self.sample_params(sample, generator)
         return self.run(sample, params, lazy=lazy), params
 
     def __call__(self, sample: Sample, generator: torch.Generator | None = None) -> Sample:
@@ -102,9 +109,6 @@ class Transform(ABC):
         out = out if out is not sample else sample.replace()
         out.history = list(sample.history) + [ParamRecord(type(self).__name__, self.config(), params)]
         return out
-
-    def record(self, params: dict[str, Any]) -> ParamRecord:
-        return ParamRecord(type(self).__name__, self.config(), params)
 
 
 class SpatialTransform(Transform):
@@ -210,18 +214,46 @@ def replay(sample: Sample, records: Sequence[ParamRecord | dict[str, Any]]) -> S
 # ---------------------------------------------------------------------------------------------
 # Composites.
 # ---------------------------------------------------------------------------------------------
-def _children(name: str, transforms: Sequence[Any]) -> list[Transform]:
+def _children(name: str, transforms: Any) -> list[Transform]:
+    if isinstance(transforms, (Transform, dict)) or not isinstance(transforms, (list, tuple)):
+        raise ParameterError(name, type(transforms).__name__, "a list of transforms (or of their dicts)")
     out = []
     for t in transforms:
         if isinstance(t, dict):
             t = transform_from_dict(t)
         if not isinstance(t, Transform):
-            raise ParameterError(name, type(t).__name__, "a list of transforms (or their dicts)")
+            raise ParameterError(name, type(t).__name__, "a list of transforms (or of their dicts)")
         out.append(t)
     return out
 
 
-class Compose(Transform):
+def _finished(out: Sample, sample: Sample) -> Sample:
+    """A materialised output that is never the input object itself."""
+    return out.materialize() if out is not sample else sample.replace()
+
+
+class Composite(Transform):
+    """Transforms made of transforms. A child's draw may depend on what the earlier children did,
+    so composites draw while they run (``_draw_and_run``); ``apply`` replays the children lazily
+    (consecutive spatial maps fuse) and resamples once at the end."""
+
+    transforms: list[Transform]
+
+    @abstractmethod
+    def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
+        """Draw each child's params as it runs; return the output and the nested params."""
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        return self._draw_and_run(sample, generator, lazy=True)[1]
+
+    def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        return _finished(self.lazy(sample, params), sample)
+
+    def __len__(self) -> int:
+        return len(self.transforms)
+
+
+class Compose(Composite):
     """Apply transforms in order. Consecutive spatial transforms are fused into one coordinate map
     and the layers are resampled once, when a non-spatial transform or the end needs the data.
 
@@ -243,25 +275,12 @@ class Compose(Transform):
     def from_yaml(cls, text: str) -> Transform:
         return transform_from_dict(yaml.safe_load(text))
 
-    def __len__(self) -> int:
-        return len(self.transforms)
-
-    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
-        # Children's draws may depend on the sample as the earlier children left it.
-        return self._draw_children(sample, generator)[1]
-
-    def _draw_children(self, sample: Sample, generator: torch.Generator) -> tuple[Sample, dict[str, Any]]:
+    def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
         out, children = sample, []
         for t in self.transforms:
             out, params = t._call(out, generator, lazy=True)
             children.append(params)
-        return out, {"children": children}
-
-    def _call(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
-        if self.p < 1.0 and torch.rand((), generator=generator, dtype=torch.float64).item() >= self.p:
-            return self.run(sample, dict(SKIPPED), lazy=lazy), dict(SKIPPED)
-        out, params = self._draw_children(sample, generator)
-        return (out if lazy else out.materialize().replace()), params
+        return (out if lazy else _finished(out, sample)), {"children": children}
 
     def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
         children = params["children"]
@@ -272,12 +291,8 @@ class Compose(Transform):
             out = t.run(out, p, lazy=True)
         return out
 
-    def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
-        out = self.lazy(sample, params)
-        return out.materialize() if out is not sample else sample.replace()
 
-
-class OneOf(Transform):
+class OneOf(Composite):
     """Apply one transform, chosen with the given weights (uniform by default).
 
     Params: ``{"index": i, "params": params of that child}``.
@@ -289,7 +304,9 @@ class OneOf(Transform):
         if not self.transforms:
             raise ParameterError("transforms", [], "at least one transform")
         if weights is not None:
-            if len(weights) != len(self.transforms) or any(w < 0 for w in weights) or sum(weights) <= 0:
+            ok = isinstance(weights, (list, tuple)) and len(weights) == len(self.transforms) and all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights) and sum(weights) > 0
+            if not ok:
                 raise ParameterError("weights", weights, f"{len(self.transforms)} non-negative numbers, not all 0")
             weights = [float(w) for w in weights]
         self.weights = weights
@@ -298,29 +315,17 @@ class OneOf(Transform):
     def config(self) -> dict[str, Any]:
         return {"transforms": [t.to_dict() for t in self.transforms], "weights": self.weights, "p": self.p}
 
-    def _choose(self, generator: torch.Generator) -> int:
+    def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
         w = torch.tensor(self.weights or [1.0] * len(self.transforms), dtype=torch.float64)
-        return int(torch.multinomial(w, 1, generator=generator).item())
-
-    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
-        i = self._choose(generator)
-        return {"index": i, "params": self.transforms[i].draw(sample, generator)}
-
-    def _call(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
-        if self.p < 1.0 and torch.rand((), generator=generator, dtype=torch.float64).item() >= self.p:
-            return self.run(sample, dict(SKIPPED), lazy=lazy), dict(SKIPPED)
-        i = self._choose(generator)
-        out, params = self.transforms[i]._call(sample, generator, lazy=lazy)
-        return out, {"index": i, "params": params}
+        i = int(torch.multinomial(w, 1, generator=generator).item())
+        out, params = self.transforms[i]._call(sample, generator, lazy=True)
+        return (out if lazy else _finished(out, sample)), {"index": i, "params": params}
 
     def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
         return self.transforms[params["index"]].run(sample, params["params"], lazy=True)
 
-    def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
-        return self.transforms[params["index"]].run(sample, params["params"])
 
-
-class SomeOf(Transform):
+class SomeOf(Composite):
     """Apply ``n`` distinct transforms (a number, or a ``(min, max)`` range of counts), in random
     order unless ``keep_order``.
 
@@ -330,11 +335,12 @@ class SomeOf(Transform):
     def __init__(self, transforms: Sequence[Transform], n: int | tuple[int, int] = 1, keep_order: bool = False,
                  p: float = 1.0) -> None:
         self.transforms = _children("transforms", transforms)
-        lo, hi = (n, n) if isinstance(n, int) else tuple(n)
-        check_positive_int("n", lo, 0), check_positive_int("n", hi, 0)
-        if lo > hi or hi > len(self.transforms):
-            raise ParameterError("n", n, f"counts with min <= max <= {len(self.transforms)}")
-        self.n = n if isinstance(n, int) else [lo, hi]
+        pair = (n, n) if isinstance(n, int) and not isinstance(n, bool) else tuple(n) if isinstance(n, (list, tuple)) else ()
+        if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in pair) \
+                or pair[0] > pair[1] or pair[1] > len(self.transforms):
+            raise ParameterError("n", n, f"a count or a (min, max) pair of counts with min <= max <= "
+                                 f"{len(self.transforms)}")
+        self.n = n if isinstance(n, int) else list(pair)
         self.keep_order = bool(keep_order)
         self._set_p(p)
 
@@ -342,33 +348,22 @@ class SomeOf(Transform):
         return {"transforms": [t.to_dict() for t in self.transforms], "n": self.n,
                 "keep_order": self.keep_order, "p": self.p}
 
-    def _order(self, generator: torch.Generator) -> list[int]:
+    def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
         lo, hi = (self.n, self.n) if isinstance(self.n, int) else self.n
         k = lo + int(torch.randint(0, hi - lo + 1, (), generator=generator).item())
         order = torch.randperm(len(self.transforms), generator=generator)[:k].tolist()
-        return sorted(order) if self.keep_order else order
-
-    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
-        return self._call(sample, generator, lazy=True)[1]
-
-    def _call(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
-        if self.p < 1.0 and torch.rand((), generator=generator, dtype=torch.float64).item() >= self.p:
-            return self.run(sample, dict(SKIPPED), lazy=lazy), dict(SKIPPED)
-        order, children, out = self._order(generator), [], sample
+        order = sorted(order) if self.keep_order else order
+        out, children = sample, []
         for i in order:
             out, params = self.transforms[i]._call(out, generator, lazy=True)
             children.append(params)
-        return (out if lazy else out.materialize().replace()), {"order": order, "children": children}
+        return (out if lazy else _finished(out, sample)), {"order": order, "children": children}
 
     def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
         out = sample
         for i, p in zip(params["order"], params["children"]):
             out = self.transforms[i].run(out, p, lazy=True)
         return out
-
-    def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
-        out = self.lazy(sample, params)
-        return out.materialize() if out is not sample else sample.replace()
 
 
 class RandomApply(Compose):
