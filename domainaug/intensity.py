@@ -66,7 +66,7 @@ class Gamma(IntensityTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {"gamma": self.gamma.draw(generator)}
 
-    def transform_layer(self, data, valid, params, sample):
+    def transform_layer(self, data, valid, params, sample, layer):
         s = channel_stats(data, valid)
         span = (s["max"] - s["min"]).clamp(min=torch.finfo(data.dtype).tiny)
         return s["min"] + span * ((data - s["min"]) / span).clamp(0, 1) ** params["gamma"]
@@ -93,7 +93,7 @@ class BrightnessContrast(IntensityTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {"brightness": self.brightness.draw(generator), "contrast": self.contrast.draw(generator)}
 
-    def transform_layer(self, data, valid, params, sample):
+    def transform_layer(self, data, valid, params, sample, layer):
         s = channel_stats(data, valid)
         return s["mean"] + params["contrast"] * (data - s["mean"]) + params["brightness"] * (s["max"] - s["min"])
 
@@ -119,7 +119,7 @@ class GaussianNoise(IntensityTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {"std": self.std.draw(generator), "seed": child_seed(generator)}
 
-    def transform_layer(self, data, valid, params, sample):
+    def transform_layer(self, data, valid, params, sample, layer):
         scale = params["std"] * (channel_stats(data, valid)["std"] if self.relative else 1.0)
         return data + scale * _noise(params["seed"], data.shape, data.device, data.dtype, "normal")
 
@@ -144,7 +144,7 @@ class SaltPepper(IntensityTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {"amount": self.amount.draw(generator), "salt": self.salt.draw(generator), "seed": child_seed(generator)}
 
-    def transform_layer(self, data, valid, params, sample):
+    def transform_layer(self, data, valid, params, sample, layer):
         s = channel_stats(data, valid)
         u = _noise(params["seed"], data.shape, data.device, torch.float64, "uniform")
         salt = u < params["amount"] * params["salt"]
@@ -172,7 +172,7 @@ class GaussianBlur(IntensityTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {"sigma": self.sigma.draw(generator)}
 
-    def transform_layer(self, data, valid, params, sample):
+    def transform_layer(self, data, valid, params, sample, layer):
         sigmas = [params["sigma"] / float(s) for s in sample.space.spacing]
         weight = torch.ones_like(data[:1]) if valid is None else valid.to(data.dtype)
         num, den = data * weight, weight

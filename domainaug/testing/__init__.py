@@ -32,6 +32,7 @@ class Case:
     identity: Callable[[Sample], Transform] | None         # parameters that must change nothing
     bad: list[tuple[str, Callable[[], Transform]]] = field(default_factory=list)  # (argument name, call)
     moves_points: bool = True                               # spatial: points must follow the content
+    kinds: tuple[str, ...] = ("volume", "oblique-int16", "raster-nodata")   # the test samples it applies to
 
 
 CASES: dict[str, Case] = {}
@@ -79,8 +80,10 @@ def make_raster(shape=(24, 20), bands=4, spacing=10.0, nodata_border=3, seed: in
     affine = np.array([[0.0, spacing, 500000.0], [-spacing, 0.0, 4200000.0], [0, 0, 1]])
     centre = np.array([h / 2, w / 2])
     point = affine[:2, :2] @ centre + affine[:2, 2]
-    return Sample.from_numpy(image, label=label, valid=valid, affine=affine, crs="EPSG:32633", fill=-9999.0,
-                             channels=[f"B{i + 1}" for i in range(bands)], points={"p": point[None]})
+    sample = Sample.from_numpy(image, label=label, valid=valid, affine=affine, crs="EPSG:32633", fill=-9999.0,
+                               channels=[f"B{i + 1}" for i in range(bands)], points={"p": point[None]})
+    sample.meta["sensor"] = "landsat7"                          # B1..B4: blue, green, red, nir
+    return sample
 
 
 # --- checks ----------------------------------------------------------------------------------

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from .. import (Affine, BrightnessContrast, Compose, Crop, Elastic, Flip, Gamma, GaussianBlur, GaussianNoise, OneOf,
                 Pad, RandomApply, Resample, Rot90, SaltPepper, SomeOf)
+from ..remote_sensing import AppendIndex, BandDropout, CloudShadow, Haze, RotationPolicy, SpectralJitter
 from . import Case, register_case
+
+RASTER = ("raster-nodata",)
 
 register_case("Affine", Case(
     random=lambda s: Affine(degrees=(-25, 25), scales=(0.85, 1.15), shear=(-0.1, 0.1), translation=(-3, 3)),
@@ -62,3 +65,24 @@ register_case("RandomApply", Case(
     random=lambda s: RandomApply([Affine(degrees=(-20, 20)), Gamma()], p=0.7),
     identity=lambda s: RandomApply([Affine()], p=1.0),
     bad=[("p", lambda: RandomApply([Affine()], p=-0.1))]))
+register_case("SpectralJitter", Case(
+    random=lambda s: SpectralJitter(gain=(0.8, 1.2), bias=(-0.05, 0.05), correlation_nm=150.0),
+    identity=lambda s: SpectralJitter(gain=1.0, bias=0.0),
+    bad=[("gain", lambda: SpectralJitter(gain=0)), ("bands", lambda: SpectralJitter(bands="B1")),
+         ("sensor", lambda: SpectralJitter(sensor="spot9"))], kinds=RASTER))
+register_case("Haze", Case(
+    random=lambda s: Haze(strength=(0.05, 0.2)), identity=lambda s: Haze(strength=0.0),
+    bad=[("strength", lambda: Haze(strength=-1)), ("exponent", lambda: Haze(exponent=20))], kinds=RASTER))
+register_case("BandDropout", Case(
+    random=lambda s: BandDropout(max_bands=2), identity=lambda s: BandDropout(p=0.0),
+    bad=[("max_bands", lambda: BandDropout(0)), ("value", lambda: BandDropout(value="nan"))], kinds=RASTER))
+register_case("CloudShadow", Case(
+    random=lambda s: CloudShadow(coverage=(0.1, 0.4)), identity=lambda s: CloudShadow(coverage=0.0),
+    bad=[("coverage", lambda: CloudShadow(coverage=1.5)), ("shadow_shift", lambda: CloudShadow(shadow_shift=-1))],
+    kinds=RASTER))
+register_case("AppendIndex", Case(
+    random=lambda s: AppendIndex("NDVI"), identity=lambda s: AppendIndex("NDWI"),
+    bad=[("index", lambda: AppendIndex("XYZ"))], kinds=RASTER))
+register_case("RotationPolicy", Case(
+    random=lambda s: RotationPolicy("dihedral"), identity=lambda s: RotationPolicy("none"),
+    bad=[("policy", lambda: RotationPolicy("sometimes")), ("axes", lambda: RotationPolicy(axes=(0,)))]))

@@ -1,0 +1,79 @@
+"""Rotation policies for overhead imagery."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..core.kernels.fuse import Stage
+from ..core.params import as_axes, as_uniform, check_choice, resolve_axes
+from ..core.sample import Sample
+from ..core.space import Space
+from ..core.transform import SpatialTransform
+from ..errors import ParameterError
+from ..core.kernels.affine import about_center, axis_frame
+from ..spatial import Flip, Rot90
+
+__all__ = ["RotationPolicy", "POLICIES"]
+
+POLICIES = ("none", "dihedral", "rot90", "small", "any")
+
+
+class RotationPolicy(SpatialTransform):
+    """How a tile may be turned, in the plane of two axes (default: the last two).
+
+    - ``"none"``: never (e.g. when shadows, slopes or sun-lit faces carry the class).
+    - ``"rot90"``: a random quarter turn. ``"dihedral"``: one of the 8 symmetries of the square (a
+      quarter turn after an optional mirror). Both are exact voxel permutations, no interpolation.
+    - ``"small"``: any angle in ``[-max_degrees, max_degrees]``. ``"any"``: any angle.
+      These interpolate and fill the corners (``fill``, VALID false) on a fixed grid.
+
+    Overhead scenes have no "up", so rotations are usually safe. They are harmful when the class
+    depends on orientation: shadow direction (sun azimuth) in building or tree-height tasks, slope
+    aspect, north-up map symbols or text, and wind or wave patterns. Mirroring (``"dihedral"``) also
+    reverses chirality, e.g. river meanders, spiral patterns, or left-hand traffic.
+
+    Args:
+        policy: One of ``none``, ``dihedral``, ``rot90``, ``small``, ``any``.
+        max_degrees: Largest angle for ``small``.
+        axes: The two axes of the rotation plane.
+        p: Probability of applying.
+    """
+
+    def __init__(self, policy: str = "dihedral", max_degrees: float = 15.0, axes: Sequence[int] = (-2, -1),
+                 p: float = 1.0) -> None:
+        self.policy = check_choice("policy", policy, POLICIES)
+        self.max_degrees = as_uniform("max_degrees", max_degrees, low=0.0, high=180.0).low
+        axes = as_axes("axes", axes)
+        if axes is None or len(axes) != 2:
+            raise ParameterError("axes", axes, "two distinct axes")
+        self.axes = axes
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        draw = lambda n: int(torch.randint(0, n, (), generator=generator).item())  # noqa: E731
+        limit = {"small": self.max_degrees, "any": 180.0}.get(self.policy, 0.0)
+        degrees = (2 * torch.rand((), generator=generator, dtype=torch.float64).item() - 1) * limit if limit else 0.0
+        return {"k": draw(4) if self.policy in ("rot90", "dihedral") else 0,
+                "flip": bool(draw(2)) if self.policy == "dihedral" else False,
+                "degrees": degrees, "axes": resolve_axes("axes", self.axes, sample.space.ndim)}
+
+    def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
+        a, b = resolve_axes("params['axes']", params["axes"], space.ndim)
+        stages: list[Stage] = []
+        if params["flip"]:
+            space, step = Flip().spatial_map(space, {"axes": [b]})
+            stages = step + stages
+        if params["k"] % 4:
+            space, step = Rot90().spatial_map(space, {"k": params["k"], "axes": [a, b]})
+            stages = step + stages
+        if params["degrees"]:
+            theta = np.radians(params["degrees"])            # in the (a, b) plane, from a towards b
+            plane = np.eye(space.ndim)
+            plane[a, a] = plane[b, b] = np.cos(theta)
+            plane[b, a], plane[a, b] = np.sin(theta), -np.sin(theta)
+            forward = about_center(axis_frame(plane, space.direction), space.center_world())
+            stages = [np.linalg.inv(forward)] + stages
+        return space, stages

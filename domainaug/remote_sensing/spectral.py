@@ -1,0 +1,354 @@
+"""Band-aware, nodata-aware spectral transforms and indices for multispectral rasters.
+
+Bands are named by the layer's channel names: a sensor's band names (``"B04"``, with ``sensor=``
+or ``sample.meta["sensor"]``) or common names (``"red"``, ``"nir"``; no sensor needed). Params are
+keyed by band name, so logs stay meaningful when bands are dropped or reordered. Every op leaves
+invalid (nodata) pixels untouched; integer rasters keep their dtype (rounded, clipped).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..core.kernels.resample import cast
+from ..core.params import as_lengths, as_uniform, check_choice, check_positive_int
+from ..core.random import child_seed
+from ..core.sample import Layer, Role, Sample
+from ..core.transform import IntensityTransform, Transform
+from ..errors import ParameterError
+from ..intensity import channel_stats
+from .bands import Band, resolve_bands, sensor as sensor_table
+
+__all__ = ["set_bands", "layer_bands", "SpectralJitter", "Haze", "BandDropout", "CloudShadow", "INDICES",
+           "spectral_index", "AppendIndex"]
+
+
+def set_bands(sample: Sample, names: Sequence[str], sensor: str | None = None, layer: str = "image") -> Sample:
+    """Name the channels of ``layer`` (e.g. a GeoTIFF without band descriptions) and record the sensor."""
+    info = sample.layer_info(layer)
+    names = [str(n) for n in names]
+    if len(names) != info.data.shape[0]:
+        raise ParameterError("names", names, f"{info.data.shape[0]} band names for layer {layer!r}")
+    if sensor is not None:
+        sensor_table(sensor).select(names)                      # every name must be a band of the sensor
+    meta = {**sample.meta, **({"sensor": sensor} if sensor else {})}
+    return sample.replace(layers={**sample.layers, layer: replace(sample.layers[layer], channels=tuple(names))},
+                          meta=meta)
+
+
+def layer_bands(sample: Sample, layer: str, sensor: str | None) -> list[Band]:
+    """The ``Band`` of every channel of ``layer`` (sensor from the argument or ``sample.meta``)."""
+    return resolve_bands(sample.layer_info(layer).channels, sensor or sample.meta.get("sensor"), layer)
+
+
+def _channel_index(layer: Layer, names: Sequence[str], layer_name: str) -> list[int]:
+    channels = list(layer.channels or ())
+    missing = [n for n in names if n not in channels]
+    if missing:
+        raise ParameterError("bands", missing, f"bands of layer {layer_name!r}, which has {channels}")
+    return [channels.index(n) for n in names]
+
+
+def _per_band(values: dict[str, float], layer: Layer, layer_name: str, default: float, like: torch.Tensor) -> torch.Tensor:
+    """A (C, 1, ..., 1) tensor of per-band values, ``default`` for bands not named."""
+    out = torch.full((like.shape[0],), default, dtype=like.dtype, device=like.device)
+    for i, v in zip(_channel_index(layer, list(values), layer_name), values.values()):
+        out[i] = v
+    return out.view((-1,) + (1,) * (like.dim() - 1))
+
+
+class SpectralJitter(IntensityTransform):
+    """Per-band gain and bias, optionally correlated across neighbouring wavelengths.
+
+    ``x -> gain * x + bias``, with ``bias`` in units of each band's valid range when ``relative``
+    (else in data units: reflectance or DN). With ``correlation_nm``, gains and biases are drawn at
+    anchor wavelengths ``correlation_nm`` apart and interpolated linearly at each band's centre
+    wavelength (a smooth random curve over the spectrum, as calibration drifts are), which needs the
+    band table (``sensor`` or common band names).
+
+    Args:
+        gain: Multiplicative factor, > 0; a number or a ``(min, max)`` range.
+        bias: Additive offset; a number or a range.
+        correlation_nm: ``None`` (independent bands) or the anchor spacing in nm.
+        relative: Bias as a fraction of the band's valid range.
+        bands: Band names to jitter (default: every band of the layer).
+        sensor: Sensor table for band names (default: ``sample.meta["sensor"]``).
+        min_bands: Fewest bands the layer must have (presets use it to refuse 1-band input).
+        layer: The INTENSITY layer holding the bands.
+        p: Probability of applying.
+    """
+
+    def __init__(self, gain: float | tuple[float, float] = (0.9, 1.1), bias: float | tuple[float, float] = (-0.02, 0.02),
+                 correlation_nm: float | None = None, relative: bool = True, bands: Sequence[str] | None = None,
+                 sensor: str | None = None, min_bands: int = 1, layer: str = "image", p: float = 1.0) -> None:
+        self.gain = as_uniform("gain", gain, low=1e-6)
+        self.bias = as_uniform("bias", bias)
+        self.correlation_nm = None if correlation_nm is None else as_lengths("correlation_nm", correlation_nm)
+        self.relative = bool(relative)
+        if bands is not None and (isinstance(bands, str) or not bands):
+            raise ParameterError("bands", bands, "None or a non-empty list of band names")
+        self.bands = None if bands is None else [str(b) for b in bands]
+        self.sensor = None if sensor is None else sensor_table(sensor).name
+        self.min_bands = check_positive_int("min_bands", min_bands)
+        self.layer = layer
+        self._set_layers([layer])
+        self._set_p(p)
+
+    def _names(self, sample: Sample) -> list[str]:
+        info = sample.layer_info(self.layer)
+        channels = list(info.channels or ())
+        if info.data.shape[0] < self.min_bands:
+            raise ParameterError("min_bands", self.min_bands, f"at most the {info.data.shape[0]} band(s) of layer "
+                                 f"{self.layer!r}: this transform is for multispectral input")
+        if not channels:
+            raise ParameterError("bands", None, f"channel names on layer {self.layer!r} (remote_sensing.set_bands)")
+        names = self.bands or channels
+        _channel_index(info, names, self.layer)
+        return names
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        names = self._names(sample)
+        if self.correlation_nm is None:
+            return {"gain": {n: self.gain.draw(generator) for n in names},
+                    "bias": {n: self.bias.draw(generator) for n in names}}
+        all_bands = layer_bands(sample, self.layer, self.sensor)
+        wavelength = {ch: b.center_nm for ch, b in zip(sample.layer_info(self.layer).channels, all_bands)}
+        lam = np.array([wavelength[n] for n in names])
+        anchors = np.arange(lam.min() - self.correlation_nm, lam.max() + 2 * self.correlation_nm, self.correlation_nm)
+        gains = np.interp(lam, anchors, [self.gain.draw(generator) for _ in anchors])
+        biases = np.interp(lam, anchors, [self.bias.draw(generator) for _ in anchors])
+        return {"gain": dict(zip(names, gains.tolist())), "bias": dict(zip(names, biases.tolist()))}
+
+    def transform_layer(self, data, valid, params, sample, layer):
+        gain = _per_band(params["gain"], layer, self.layer, 1.0, data)
+        bias = _per_band(params["bias"], layer, self.layer, 0.0, data)
+        if self.relative:
+            stats = channel_stats(data, valid)
+            bias = bias * (stats["max"] - stats["min"])
+        return data * gain + bias
+
+
+class Haze(IntensityTransform):
+    """Additive path radiance, stronger at short wavelengths: ``x + s * R * (lambda_0 / lambda) ** k``,
+    with ``lambda_0`` the layer's shortest band, ``R`` the mean valid range of the bands (so ``s`` is
+    a fraction of the data's range), ``k`` between ~1 (haze, aerosols) and 4 (Rayleigh).
+
+    Args:
+        strength: ``s``, >= 0; a number or a range.
+        exponent: ``k``, >= 0; a number or a range.
+        sensor: Sensor table for band names (default: ``sample.meta["sensor"]``).
+        layer: The INTENSITY layer holding the bands.
+        p: Probability of applying.
+    """
+
+    def __init__(self, strength: float | tuple[float, float] = (0.0, 0.1), exponent: float | tuple[float, float] = (1.0, 2.0),
+                 sensor: str | None = None, layer: str = "image", p: float = 1.0) -> None:
+        self.strength = as_uniform("strength", strength, low=0.0)
+        self.exponent = as_uniform("exponent", exponent, low=0.0, high=8.0)
+        self.sensor = None if sensor is None else sensor_table(sensor).name
+        self.layer = layer
+        self._set_layers([layer])
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        layer_bands(sample, self.layer, self.sensor)            # fail early on unknown bands
+        return {"strength": self.strength.draw(generator), "exponent": self.exponent.draw(generator)}
+
+    def transform_layer(self, data, valid, params, sample, layer):
+        lam = torch.tensor([b.center_nm for b in layer_bands(sample, self.layer, self.sensor)], dtype=data.dtype,
+                           device=data.device)
+        shape = (lam.min() / lam) ** params["exponent"]
+        stats = channel_stats(data, valid)
+        scale = (stats["max"] - stats["min"]).mean()
+        return data + (params["strength"] * scale * shape).view((-1,) + (1,) * (data.dim() - 1))
+
+
+class BandDropout(IntensityTransform):
+    """Replace up to ``max_bands`` randomly chosen bands by zero or by their valid mean.
+
+    Args:
+        max_bands: Most bands dropped per call (at least one is).
+        bands: Candidate band names (default: every band).
+        value: ``"zero"`` or ``"mean"``.
+        layer: The INTENSITY layer holding the bands.
+        p: Probability of applying.
+    """
+
+    def __init__(self, max_bands: int = 1, bands: Sequence[str] | None = None, value: str = "zero",
+                 layer: str = "image", p: float = 1.0) -> None:
+        self.max_bands = check_positive_int("max_bands", max_bands)
+        if bands is not None and (isinstance(bands, str) or not bands):
+            raise ParameterError("bands", bands, "None or a non-empty list of band names")
+        self.bands = None if bands is None else [str(b) for b in bands]
+        self.value = check_choice("value", value, ("zero", "mean"))
+        self.layer = layer
+        self._set_layers([layer])
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        info = sample.layer_info(self.layer)
+        names = self.bands or list(info.channels or [])
+        if not names:
+            raise ParameterError("bands", None, f"channel names on layer {self.layer!r} (remote_sensing.set_bands)")
+        _channel_index(info, names, self.layer)
+        k = 1 + int(torch.randint(0, min(self.max_bands, len(names)), (), generator=generator).item())
+        chosen = torch.randperm(len(names), generator=generator)[:k].tolist()
+        return {"bands": [names[i] for i in sorted(chosen)]}
+
+    def transform_layer(self, data, valid, params, sample, layer):
+        out = data.clone()
+        index = _channel_index(layer, params["bands"], self.layer)
+        fill = channel_stats(data, valid)["mean"] if self.value == "mean" else torch.zeros_like(data[:, :1])
+        for i in index:
+            out[i] = fill[i].expand_as(out[i])
+        return out
+
+
+class CloudShadow(Transform):
+    """Occlude the scene with smooth random clouds and their shadows, and mark what they hide.
+
+    Cloud pixels are blended towards a bright value per band (its 99th valid percentile); shadow
+    pixels (the cloud field shifted by ``shadow_shift``) are darkened. A LABEL layer ``mask``
+    records 0 clear, 1 cloud, 2 shadow; invalid pixels stay untouched and clear.
+
+    Args:
+        coverage: Fraction of valid pixels under cloud; a number or a range in [0, 1].
+        scale: Size of cloud structures in world units (default: one eighth of the longest extent).
+        shadow_shift: Largest shadow offset in world units per axis (default: ``scale``); 0 disables
+            shadows.
+        layer: The INTENSITY layer to occlude.
+        mask: Name of the LABEL layer that marks occlusions (created or overwritten).
+        p: Probability of applying.
+    """
+
+    def __init__(self, coverage: float | tuple[float, float] = (0.05, 0.3), scale: float | None = None,
+                 shadow_shift: float | None = None, layer: str = "image", mask: str = "occlusion",
+                 p: float = 1.0) -> None:
+        self.coverage = as_uniform("coverage", coverage, low=0.0, high=1.0)
+        self.scale = None if scale is None else as_lengths("scale", scale)
+        if shadow_shift is not None and (isinstance(shadow_shift, bool) or not isinstance(shadow_shift, (int, float))
+                                         or shadow_shift < 0):
+            raise ParameterError("shadow_shift", shadow_shift, "None or a world length >= 0")
+        self.shadow_shift = None if shadow_shift is None else float(shadow_shift)
+        self.layer, self.mask = layer, mask
+        self._set_p(p)
+
+    def _scale(self, sample: Sample) -> float:
+        extent = (np.array(sample.space.shape) - 1) * sample.space.spacing
+        return self.scale if self.scale is not None else float(max(extent.max(), sample.space.spacing.max()) / 8)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        scale = self._scale(sample)
+        limit = scale if self.shadow_shift is None else self.shadow_shift
+        shift = [(2 * torch.rand((), generator=generator, dtype=torch.float64).item() - 1) * limit
+                 for _ in range(sample.space.ndim)]
+        return {"coverage": self.coverage.draw(generator), "seed": child_seed(generator), "scale": scale,
+                "shadow_shift": shift, "brightness": 0.6 + 0.4 * torch.rand((), generator=generator,
+                                                                              dtype=torch.float64).item(),
+                "darkness": 0.3 + 0.4 * torch.rand((), generator=generator, dtype=torch.float64).item()}
+
+    def _field(self, sample: Sample, params: dict[str, Any]) -> torch.Tensor:
+        """Smooth noise in [0, 1] on the grid: coarse random values (one per ``scale``) upsampled."""
+        shape = sample.space.shape
+        coarse = [max(2, math.ceil((n - 1) * s / params["scale"]) + 1) for n, s in zip(shape, sample.space.spacing)]
+        g = torch.Generator().manual_seed(params["seed"])
+        noise = torch.rand([1, 1] + coarse, generator=g, dtype=torch.float32)
+        mode = "bilinear" if len(shape) == 2 else "trilinear"
+        return F.interpolate(noise, size=shape, mode=mode, align_corners=True)[0, 0]
+
+    def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        image = sample.layers[self.layer]
+        valid = sample[sample.valid_name][0] if sample.valid_name else torch.ones(sample.space.shape, dtype=torch.bool)
+        valid = valid.to(image.data.device)
+        field = self._field(sample, params).to(image.data.device)
+        cloud = torch.zeros_like(field)
+        if params["coverage"] > 0 and bool(valid.any()):
+            threshold = torch.quantile(field[valid].double(), 1 - params["coverage"]).item()
+            cloud = ((field - threshold) / 0.05).clamp(0, 1) * valid          # soft edges
+        shift = [int(round(d / s)) for d, s in zip(params["shadow_shift"], sample.space.spacing)]
+        shadow = _shifted(cloud, shift) * (1 - cloud) * valid
+        data = image.data.double()
+        flat = data.reshape(data.shape[0], -1)[:, valid.reshape(-1)]
+        bright = torch.quantile(flat, 0.99, dim=1).view((-1,) + (1,) * cloud.dim()) * params["brightness"] \
+            if flat.shape[1] else torch.zeros((data.shape[0],) + (1,) * cloud.dim(), dtype=data.dtype)
+        out = data * (1 - cloud) + bright * cloud
+        out = out * (1 - shadow * (1 - params["darkness"]))
+        marks = torch.where(cloud > 0.5, 1, torch.where(shadow > 0.5, 2, 0)).to(torch.uint8)[None]
+        return sample.with_layers(**{self.layer: replace(image, data=cast(out, image.data.dtype)),
+                                     self.mask: Layer(marks, Role.LABEL, 0)})
+
+
+def _shifted(x: torch.Tensor, shift: Sequence[int]) -> torch.Tensor:
+    """``x`` translated by whole pixels, zero where nothing comes in."""
+    out = torch.zeros_like(x)
+    src, dst = [], []
+    for d, n in zip(shift, x.shape):
+        d = max(-n, min(n, d))
+        src.append(slice(max(0, -d), n - max(0, d)))
+        dst.append(slice(max(0, d), n - max(0, -d)))
+    out[tuple(dst)] = x[tuple(src)]
+    return out
+
+
+#: Normalised-difference indices by common band names: ``(a - b) / (a + b)``.
+INDICES: dict[str, tuple[str, str]] = {
+    "NDVI": ("nir", "red"), "NDWI": ("green", "nir"), "MNDWI": ("green", "swir16"), "NDBI": ("swir16", "nir"),
+    "NBR": ("nir", "swir22"), "NDSI": ("green", "swir16"), "NDRE": ("nir", "rededge1"),
+}
+_ALIASES = {"nir": ("nir", "nir08")}
+
+
+def _find(bands: list[Band], common: str, layer: str) -> int:
+    for wanted in _ALIASES.get(common, (common,)):
+        for i, b in enumerate(bands):
+            if b.common == wanted:
+                return i
+    raise ParameterError("bands", [b.name for b in bands], f"a {common!r} band in layer {layer!r}")
+
+
+def spectral_index(sample: Sample, index: str, sensor: str | None = None, layer: str = "image") -> torch.Tensor:
+    """A normalised-difference index ``(1, *spatial)`` float32 from band names; NaN where a pixel is
+    invalid or both bands are 0."""
+    check_choice("index", index, sorted(INDICES))
+    bands = layer_bands(sample, layer, sensor)
+    a, b = (_find(bands, name, layer) for name in INDICES[index])
+    data = sample[layer].double()
+    num, den = data[a] - data[b], data[a] + data[b]
+    out = torch.where(den != 0, num / torch.where(den != 0, den, torch.ones_like(den)), torch.full_like(den, math.nan))
+    if sample.valid_name:
+        out = torch.where(sample[sample.valid_name][0], out, torch.full_like(out, math.nan))
+    return out[None].float()
+
+
+class AppendIndex(Transform):
+    """Add a spectral index as a new one-channel float32 INTENSITY layer (named ``output``, default the
+    index name); invalid pixels hold 0 (the layer's fill) and stay marked by the VALID layer.
+
+    Args:
+        index: One of ``INDICES`` (NDVI, NDWI, MNDWI, NDBI, NBR, NDSI, NDRE).
+        sensor: Sensor table for band names (default: ``sample.meta["sensor"]``).
+        layer: The layer holding the bands.
+        output: Name of the new layer.
+        p: Probability of applying.
+    """
+
+    def __init__(self, index: str = "NDVI", sensor: str | None = None, layer: str = "image", output: str | None = None,
+                 p: float = 1.0) -> None:
+        self.index = check_choice("index", index, sorted(INDICES))
+        self.sensor = None if sensor is None else sensor_table(sensor).name
+        self.layer, self.output = layer, output
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        return {}
+
+    def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        values = spectral_index(sample, self.index, self.sensor, self.layer)
+        values = torch.nan_to_num(values, nan=0.0)
+        return sample.with_layers(**{self.output or self.index: Layer(values, Role.INTENSITY, 0.0, (self.index,))})
