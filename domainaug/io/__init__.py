@@ -23,9 +23,10 @@ import numpy as np
 import torch
 
 from ..core.sample import Layer, Role, Sample, as_label, as_tensor
+from ..core.space import Space
 from ..errors import DomainaugError, NoDataError, ParameterError, SpaceMismatchError
 
-__all__ = ["load", "save", "format_of", "atomic_path"]
+__all__ = ["load", "save", "format_of", "atomic_path", "assemble"]
 
 
 def format_of(path: str | os.PathLike) -> str:
@@ -77,13 +78,22 @@ def _read(path: str | os.PathLike) -> dict[str, Any]:
         raise DomainaugError(f"{path}: cannot read it as {fmt}: {exc}") from exc
 
 
-def load(path: str | os.PathLike, label: str | os.PathLike | None = None, *, device: str | torch.device = "cpu") -> Sample:
+def load(path: str | os.PathLike, label: str | os.PathLike | None = None, *, device: str | torch.device = "cpu",
+         equivalent_crs: bool = False) -> Sample:
     """Load an image (and optionally a label map on the same grid) into a ``Sample``.
 
     Nodata, masks and non-finite voxels (NaN/Inf) of the image become the ``"valid"`` layer, with the
-    fill value in place. Label nodata (e.g. unlabelled pixels of a label raster) becomes 0.
+    fill value in place. Label nodata (e.g. unlabelled pixels of a label raster) becomes 0. A label
+    on another grid or CRS is an error; ``equivalent_crs=True`` accepts a CRS written differently
+    that denotes the same system (e.g. an EPSG code and its WKT).
     """
-    image = _read(path)
+    sample = assemble(_read(path), None if label is None else _read(label), path, label, equivalent_crs)
+    return sample.to(device) if str(device) != "cpu" else sample
+
+
+def assemble(image: dict[str, Any], lab: dict[str, Any] | None, path: Any, label: Any = None,
+             equivalent_crs: bool = False) -> Sample:
+    """A ``Sample`` from what a reader returned (whole files, or windows of them)."""
     space = image["space"]
     data = as_tensor("image", image["data"])
     valid = None if image.get("valid") is None else torch.from_numpy(np.asarray(image["valid"], dtype=bool))
@@ -96,10 +106,12 @@ def load(path: str | os.PathLike, label: str | os.PathLike | None = None, *, dev
         data = torch.where(valid, data, torch.full_like(data, image["fill"]))
     layers = {"image": Layer(data, Role.INTENSITY, image["fill"], image.get("channels"))}
     meta = {"path": str(path), "format": image["format"], **image["meta"]}
-    if label is not None:
-        lab = _read(label)
-        if not lab["space"].same_grid(space, tolerance=1e-3):
-            raise SpaceMismatchError(f"label {label} is on another grid than image {path}: "
+    if lab is not None:
+        lab_space = lab["space"]
+        if equivalent_crs and lab_space.crs != space.crs and _same_crs(lab_space.crs, space.crs):
+            lab_space = Space(lab_space.shape, lab_space.affine, space.crs)
+        if not lab_space.same_grid(space, tolerance=1e-3):
+            raise SpaceMismatchError(f"label {label} is on another grid or CRS than image {path}: "
                                      f"{lab['space'].describe()} vs {space.describe()}; resample one of them first")
         values = lab["data"]
         if lab.get("valid") is not None:                      # unlabelled pixels -> 0
@@ -108,8 +120,17 @@ def load(path: str | os.PathLike, label: str | os.PathLike | None = None, *, dev
         meta["label_meta"] = {"path": str(label), "format": lab["format"], **lab["meta"]}
     if valid is not None:
         layers["valid"] = Layer(valid, Role.VALID)
-    sample = Sample(space, layers, meta=meta)
-    return sample.to(device) if str(device) != "cpu" else sample
+    return Sample(space, layers, meta=meta)
+
+
+def _same_crs(a: str | None, b: str | None) -> bool:
+    if a is None or b is None:
+        return False
+    from rasterio.crs import CRS
+    try:
+        return CRS.from_user_input(a) == CRS.from_user_input(b)
+    except Exception:
+        return False
 
 
 def save(sample: Sample, path: str | os.PathLike, layer: str = "image") -> Path:

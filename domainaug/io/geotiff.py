@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import rasterio
 from rasterio.transform import Affine as GeoTransform
+from rasterio.windows import Window
 
 from ..core.space import Space
 from ..errors import NoDataError, ParameterError
@@ -32,19 +33,21 @@ def to_geotransform(affine: np.ndarray) -> GeoTransform:
     return GeoTransform(a, b, affine[0, 2] - 0.5 * a - 0.5 * b, d, e, affine[1, 2] - 0.5 * d - 0.5 * e)
 
 
-def read(path: Path) -> dict[str, Any]:
+def read(path: Path, window: Window | None = None) -> dict[str, Any]:
+    """The raster, or one window of it (read lazily: only that window's pixels)."""
     with rasterio.open(path) as src:
-        data = src.read()
+        data = src.read(window=window)
         if src.crs is None:
             raise ParameterError("crs", f"none in {path}", "a GeoTIFF with a coordinate reference system")
         crs = src.crs.to_string()
         has_mask = src.nodata is not None or any(
             rasterio.enums.MaskFlags.all_valid not in flags for flags in src.mask_flag_enums)
-        valid = (src.dataset_mask() > 0)[None] if has_mask else None
+        valid = (src.dataset_mask(window=window) > 0)[None] if has_mask else None
         names = [d if d else f"band{i + 1}" for i, d in enumerate(src.descriptions)]
         meta = {"on_disk_dtype": src.dtypes[0], "nodata": src.nodata, "band_descriptions": list(src.descriptions)}
-        affine = to_space_affine(src.transform)
-    if valid is not None and not valid.any():
+        transform = src.window_transform(window) if window is not None else src.transform
+        affine = to_space_affine(transform)
+    if window is None and valid is not None and not valid.any():
         raise NoDataError(f"{path}: every pixel is nodata")
     fill = float(meta["nodata"]) if meta["nodata"] is not None and np.isfinite(meta["nodata"]) else 0.0
     return {"format": "geotiff", "data": np.ascontiguousarray(data), "space": Space(data.shape[1:], affine, crs),

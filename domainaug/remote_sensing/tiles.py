@@ -1,0 +1,131 @@
+"""Tiling of large rasters: windows read lazily as georeferenced Samples, and a writer that mosaics
+processed tiles back into one GeoTIFF. Memory stays bounded by a few tiles whatever the raster size."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from ..core.params import check_positive_int
+from ..core.sample import Role, Sample
+from ..core.space import Space
+from ..errors import ParameterError, SpaceMismatchError
+from ..io import assemble, atomic_path
+from ..io import geotiff
+from .spectral import set_bands
+
+__all__ = ["tiles", "tile_windows", "TileWriter"]
+
+CACHE_BYTES = 16 * 2**20      # GDAL block cache while tiling: a few tiles, not the raster
+
+
+def tile_windows(height: int, width: int, size: int | Sequence[int], overlap: int = 0) -> list[Window]:
+    """Windows of ``size`` (rows, cols) every ``size - overlap`` pixels; the last row/column of tiles
+    is moved back inside the raster so every tile has full size (smaller rasters give one tile)."""
+    th, tw = (size, size) if isinstance(size, int) else tuple(size)
+    for name, v in (("size", th), ("size", tw)):
+        check_positive_int(name, v)
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < min(th, tw):
+        raise ParameterError("overlap", overlap, f"an integer in [0, {min(th, tw)})")
+
+    def starts(n: int, t: int) -> list[int]:
+        if n <= t:
+            return [0]
+        out = list(range(0, n - t + 1, t - overlap))
+        return out if out[-1] == n - t else out + [n - t]
+
+    return [Window(c, r, min(tw, width), min(th, height)) for r in starts(height, th) for c in starts(width, tw)]
+
+
+def tiles(path: str | os.PathLike, size: int | Sequence[int], overlap: int = 0, *, label: str | os.PathLike | None = None,
+          bands: Sequence[str] | None = None, sensor: str | None = None) -> Iterator[Sample]:
+    """Yield tiles of a GeoTIFF (and its label raster) as Samples, reading one window at a time.
+
+    Each tile's ``Space`` places it in the raster's CRS (kept pixels keep their world
+    coordinates); ``meta["window"]`` is ``[row_off, col_off, height, width]``. ``bands`` names the
+    channels (with ``sensor``) when the file has no band descriptions.
+    """
+    with rasterio.open(path) as src:
+        height, width = src.height, src.width
+    windows = tile_windows(height, width, size, overlap)
+    for window in windows:
+        with rasterio.Env(GDAL_CACHEMAX=CACHE_BYTES):         # GDAL's block cache would grow to the raster
+            image = geotiff.read(Path(path), window)
+            lab = geotiff.read(Path(label), window) if label is not None else None
+        if image.get("valid") is not None and not image["valid"].any():
+            continue                                       # a tile of nodata only: nothing to learn from
+        sample = assemble(image, lab, path, label)
+        sample.meta.update(window=[int(window.row_off), int(window.col_off), int(window.height), int(window.width)],
+                           raster_shape=[height, width])
+        if bands is not None:
+            sample = set_bands(sample, bands, sensor)
+        yield sample
+
+
+class TileWriter:
+    """Mosaic processed tiles into one GeoTIFF on the grid of ``like`` (the source raster).
+
+    ``write(tile)`` places a tile by its world coordinates (it must lie on the grid: same CRS, pixel
+    size and orientation, whole-pixel offset) and writes its interior: ``overlap // 2`` pixels are
+    left to the neighbour on each side that has one, so tiles meet without seams. Tiles must keep
+    the source grid (spatial warps such as dihedral turns and rotations do; crops and resampling
+    do not). The file appears under its final name only when the writer is closed without error.
+    """
+
+    def __init__(self, path: str | os.PathLike, like: str | os.PathLike, overlap: int = 0, layer: str = "image",
+                 count: int | None = None, dtype: str | None = None) -> None:
+        self.path, self.overlap, self.layer = Path(path), int(overlap), layer
+        with rasterio.open(like) as src:
+            self.profile = src.profile.copy()
+            self.space = Space((src.height, src.width), geotiff.to_space_affine(src.transform), src.crs.to_string())
+        self.profile.update(driver="GTiff", compress="deflate", count=count or self.profile["count"],
+                            dtype=dtype or self.profile["dtype"])
+        if self.space.shape[0] >= 256 and self.space.shape[1] >= 256:
+            self.profile.update(tiled=True, blockxsize=256, blockysize=256)
+        self._atomic = atomic_path(self.path)
+        self._tmp = self._atomic.__enter__()
+        self._dst = rasterio.open(self._tmp, "w", **self.profile)
+
+    def write(self, tile: Sample) -> None:
+        if tile.space.crs != self.space.crs:
+            raise SpaceMismatchError(f"tile CRS {tile.space.crs} differs from the mosaic's {self.space.crs}")
+        offset = self.space.world_to_index(tile.space.index_to_world(np.zeros(2)))
+        relative = self.space.inverse @ tile.space.affine
+        if not np.allclose(relative[:2, :2], np.eye(2), atol=1e-6) or not np.allclose(offset, np.round(offset), atol=1e-4):
+            raise SpaceMismatchError("the tile is not on the mosaic's pixel grid (was it cropped, resampled or "
+                                     f"rotated into another grid?): {tile.space.describe()}")
+        r0, c0 = (int(v) for v in np.round(offset))
+        h, w = tile.space.shape
+        H, W = self.space.shape
+        half = self.overlap // 2
+        top = half if r0 > 0 else 0
+        left = half if c0 > 0 else 0
+        bottom = self.overlap - half if r0 + h < H else 0
+        right = self.overlap - half if c0 + w < W else 0
+        data = tile[self.layer].cpu().numpy()[:, top:h - bottom, left:w - right]
+        nodata = self.profile.get("nodata")
+        if tile.valid_name and tile.layer_info(self.layer).role is Role.INTENSITY and nodata is not None:
+            valid = tile[tile.valid_name][0].cpu().numpy()[top:h - bottom, left:w - right]
+            data = np.where(valid[None], data, nodata)
+        self._dst.write(data.astype(self.profile["dtype"]),
+                        window=Window(c0 + left, r0 + top, data.shape[2], data.shape[1]))
+
+    def close(self) -> Path:
+        self._dst.close()
+        self._atomic.__exit__(None, None, None)
+        return self.path
+
+    def __enter__(self) -> "TileWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._dst.close()
+            self._atomic.__exit__(exc_type, exc, tb)

@@ -1,0 +1,77 @@
+"""Tiling: lazy windows in the right place, seamless mosaics, bounded memory."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+import domainaug as da
+from domainaug import remote_sensing as rs
+
+
+def _peak_rss_growth(fn) -> float:
+    status = lambda: dict(l.split(":", 1) for l in Path("/proc/self/status").read_text().splitlines() if ":" in l)  # noqa
+    Path("/proc/self/clear_refs").write_text("5")
+    before = int(status()["VmRSS"].split()[0])
+    fn()
+    return (int(status()["VmHWM"].split()[0]) - before) / 1024
+
+
+def test_tiles_sit_where_their_pixels_are(fixtures):
+    path = fixtures / "L7_ETMs.tif"
+    seen = np.zeros((352, 349), int)
+    with rasterio.open(path) as src:
+        full = src.read()
+        for tile in rs.tiles(path, 128, overlap=16):
+            r, c, h, w = tile.meta["window"]
+            assert tile.space.shape == (h, w) == (128, 128)
+            assert torch.equal(tile["image"], torch.from_numpy(full[:, r:r + h, c:c + w]))
+            assert np.allclose(tile.space.index_to_world([5, 7]), src.xy(r + 5, c + 7))
+            seen[r:r + h, c:c + w] += 1
+    assert seen.min() >= 1
+
+
+def test_mosaic_of_a_pixelwise_op_equals_the_op_on_the_whole_raster(fixtures, tmp_path):
+    path = fixtures / "rgbn_suba.tif"
+    names = ["blue", "green", "red", "nir"]
+    op = rs.SpectralJitter(gain=1.7, bias=0.0)
+    params = {"gain": {n: 1.7 for n in names}, "bias": {n: 0.0 for n in names}}
+    with rs.TileWriter(tmp_path / "mosaic.tif", like=path, overlap=20) as writer:
+        for tile in rs.tiles(path, 96, overlap=20, bands=names):
+            writer.write(op.apply(tile, params))
+    whole = op.apply(rs.set_bands(da.io.load(path), names), params)
+    with rasterio.open(tmp_path / "mosaic.tif") as dst, rasterio.open(path) as src:
+        assert dst.crs == src.crs and dst.transform == src.transform and dst.nodata == src.nodata
+        assert np.array_equal(dst.read(), np.where(whole["valid"].numpy(), whole["image"].numpy(), 0))
+
+
+def test_a_failed_mosaic_leaves_no_file(fixtures, tmp_path):
+    path = fixtures / "L7_ETMs.tif"
+    with pytest.raises(da.SpaceMismatchError, match="pixel grid"):
+        with rs.TileWriter(tmp_path / "m.tif", like=path) as writer:
+            for tile in rs.tiles(path, 100):
+                writer.write(da.Resample(57.0)(tile, torch.Generator().manual_seed(0)) if tile.meta["window"][0] else tile)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_memory_stays_bounded_by_a_few_tiles(tmp_path):
+    """A 4x4096x4096 raster (64 MB) tiled by 256: peak growth stays far below the raster."""
+    big = tmp_path / "big.tif"
+    profile = dict(driver="GTiff", width=4096, height=4096, count=4, dtype="uint8", crs="EPSG:32633", tiled=True,
+                   blockxsize=256, blockysize=256, compress="deflate",
+                   transform=rasterio.transform.from_origin(500000, 4200000, 10, 10))
+    row = (np.arange(4096, dtype=np.uint16)[None, None, :] % 251).astype(np.uint8)
+    with rasterio.open(big, "w", **profile) as dst:
+        for r in range(0, 4096, 256):
+            dst.write(np.broadcast_to(row, (4, 256, 4096)), window=rasterio.windows.Window(0, r, 4096, 256))
+    raster_mb = 4 * 4096 * 4096 / 2**20
+
+    def run():
+        with rs.TileWriter(tmp_path / "out.tif", like=big) as writer:
+            for tile in rs.tiles(big, 256):
+                writer.write(rs.RotationPolicy("dihedral")(tile, torch.Generator().manual_seed(1)))
+
+    growth = _peak_rss_growth(run)
+    assert growth < raster_mb / 3, (growth, raster_mb)
