@@ -229,3 +229,21 @@ def test_label_raster_nodata_becomes_unlabelled(tmp_path, fixtures):
         dst.write(labels)
     s = dio.load(fixtures / "rgbn_suba.tif", label=tmp_path / "labels.tif")
     assert set(s["label"].unique().tolist()) == {0, 3} and (s["label"][0, :10] == 0).all()
+
+
+def test_equivalent_label_crs_needs_the_explicit_option():
+    """GDAL usually normalises a CRS to its EPSG code; when it cannot, the strings differ and only
+    ``equivalent_crs=True`` accepts them (checked by rasterio/PROJ, not by comparing text)."""
+    affine = np.array([[0.0, 5.0, 792930.5], [-5.0, 0.0, 2050109.5], [0, 0, 1]])
+    proj = "+proj=utm +zone=18 +datum=WGS84 +units=m +no_defs"
+    image = {"format": "geotiff", "data": np.ones((1, 4, 5), np.uint8), "fill": 0.0, "meta": {},
+             "space": da.Space((4, 5), affine, "EPSG:32618")}
+    label = {"format": "geotiff", "data": np.ones((1, 4, 5), np.uint8), "fill": 0.0, "meta": {},
+             "space": da.Space((4, 5), affine, proj)}
+    with pytest.raises(da.SpaceMismatchError, match="CRS"):
+        dio.assemble(image, label, "image.tif", "labels.tif")
+    s = dio.assemble(image, label, "image.tif", "labels.tif", equivalent_crs=True)
+    assert s.space.crs == "EPSG:32618" and "label" in s.layer_names()
+    other = dict(label, space=da.Space((4, 5), affine, "EPSG:32619"))
+    with pytest.raises(da.SpaceMismatchError):
+        dio.assemble(image, other, "image.tif", "labels.tif", equivalent_crs=True)
