@@ -26,6 +26,7 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PIP) install -q -e ".[test,bench]"
 	$(PY) benchmarks/bench_core.py
+	$(PY) benchmarks/bench_rs.py
 
 clean:
 	rm -rf demo_out .pytest_cache build *.egg-info

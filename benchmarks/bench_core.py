@@ -130,7 +130,7 @@ def _peak_of(name: str) -> None:
     print(max(0, hwm - rss0) / 1024)
 
 
-def measure_interleaved(work: dict[str, object], runs: int) -> dict[str, dict]:
+def measure_interleaved(work: dict[str, object], runs: int, peak: bool = True) -> dict[str, dict]:
     """Two warm-up calls per workload, then ``runs`` rounds timing every workload once, so that the
     drift of a shared virtual machine affects all rows alike."""
     times = {name: [] for name in work}
@@ -144,7 +144,7 @@ def measure_interleaved(work: dict[str, object], runs: int) -> dict[str, dict]:
             times[name].append(time.perf_counter() - t0)
             cpu[name].append(time.process_time() - c0)
     return {name: {"median_ms": 1e3 * statistics.median(times[name]), "min_ms": 1e3 * min(times[name]),
-                   "cores": sum(cpu[name]) / sum(times[name]), "peak_extra_mb": peak_memory(name)}
+                   "cores": sum(cpu[name]) / sum(times[name]), "peak_extra_mb": peak_memory(name) if peak else None}
             for name in work}
 
 

@@ -1,0 +1,121 @@
+"""Remote-sensing benchmark (issue: remote sensing): a 12x1024x1024 float32 raster with a uint8 label.
+
+    make bench            # or: .venv/bin/python benchmarks/bench_rs.py [--runs N]
+
+Floors measured in the same run: one memory copy of the raster (for dihedral + jitter and crop),
+one bilinear grid_sample pass with a precomputed identity grid (for any-angle rotation). Kornia and
+Albumentations rows appear when they are installed. Writes benchmarks/results/remote_sensing.md/.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import THREADS, measure_interleaved  # noqa: E402  (same method, same thread settings)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import domainaug as da  # noqa: E402
+from domainaug import remote_sensing as rs  # noqa: E402
+
+SHAPE = (1024, 1024)
+BANDS = 12
+RESULTS = Path(__file__).resolve().parent / "results"
+COPY = "floor: copy of the 48 MiB raster"
+GS = "floor: grid_sample bilinear 12 bands, identity grid, 2 slabs"
+DIHEDRAL = "domainaug Compose[RotationPolicy(dihedral), SpectralJitter] image + label"
+ANY = "domainaug RotationPolicy(any) image + label (argmax)"
+CROP = "domainaug Crop(512) image + label"
+
+
+def make_sample() -> da.Sample:
+    rng = np.random.default_rng(0)
+    coarse = torch.from_numpy(rng.random((1, BANDS, 32, 32)).astype(np.float32))
+    image = F.interpolate(coarse, size=SHAPE, mode="bilinear", align_corners=True)[0].contiguous()
+    yy, xx = np.mgrid[0:SHAPE[0], 0:SHAPE[1]]
+    label = ((yy // 128 + xx // 96) % 7).astype(np.uint8)[None]
+    affine = np.array([[0.0, 10.0, 500000.0], [-10.0, 0.0, 4200000.0], [0, 0, 1]])
+    return da.Sample(da.Space(SHAPE, affine, "EPSG:32633"), {
+        "image": da.Layer(image, da.Role.INTENSITY, 0.0, tuple(f"b{i + 1}" for i in range(BANDS))),
+        "label": da.Layer(torch.from_numpy(label), da.Role.LABEL)})
+
+
+def workloads(sample: da.Sample) -> dict[str, object]:
+    image = sample["image"]
+    counter = {"seed": 0}
+
+    def ours(t):
+        def call():
+            counter["seed"] += 1
+            t(sample, torch.Generator().manual_seed(counter["seed"])).layers  # noqa: B018
+        return call
+
+    grid = F.affine_grid(torch.eye(2, 3)[None], (1, 1) + SHAPE, align_corners=True)
+    halves = torch.cat([grid[:, : SHAPE[0] // 2], grid[:, SHAPE[0] // 2:]])
+    x2 = image[None].expand(2, -1, -1, -1)
+    work: dict[str, object] = {
+        COPY: lambda: image.clone(),
+        GS: lambda: F.grid_sample(x2, halves, mode="bilinear", align_corners=True),
+        DIHEDRAL: ours(da.Compose([rs.RotationPolicy("dihedral"), rs.SpectralJitter(gain=(0.9, 1.1), bias=(-0.02, 0.02))])),
+        ANY: ours(rs.RotationPolicy("any")),
+        CROP: ours(da.Crop(512)),
+    }
+    try:
+        import kornia.augmentation as K  # noqa: F401
+        work["kornia: installed but not configured here"] = lambda: None
+    except ImportError:
+        pass
+    return work
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--peak-of", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sample = make_sample()
+    work = workloads(sample)
+    results = measure_interleaved(work, args.runs, peak=False)
+    copy, gs = results[COPY]["median_ms"], results[GS]["median_ms"]
+    floors = {DIHEDRAL: copy, CROP: copy, ANY: gs, COPY: copy, GS: gs}
+    missing = [name for name in ("kornia", "albumentations") if _absent(name)]
+    lines = [
+        f"# Remote-sensing benchmark: {BANDS}x{SHAPE[0]}x{SHAPE[1]} float32 + uint8 label",
+        "",
+        f"{THREADS} threads; torch {torch.__version__}. Same interleaved method as the core benchmark ({args.runs} "
+        "rounds). Floors are measured in this run.",
+        "" if not missing else f"Not installed, so not compared here: {', '.join(missing)} (the `bench` extra).",
+        "",
+        "| workload | median ms | min ms | x its floor | cores used |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {r['median_ms'] / floors[name]:.2f} | "
+                     f"{r['cores']:.2f} |")
+    lines += ["", f"Targets (issue 'remote sensing'): dihedral + jitter <= 2x copy -> "
+              f"{'MET' if results[DIHEDRAL]['median_ms'] <= 2 * copy else 'NOT MET'} "
+              f"({results[DIHEDRAL]['median_ms'] / copy:.2f}x); any-angle <= 1.5x grid_sample -> "
+              f"{'MET' if results[ANY]['median_ms'] <= 1.5 * gs else 'NOT MET'} ({results[ANY]['median_ms'] / gs:.2f}x)."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "remote_sensing.md").write_text(text)
+    (RESULTS / "remote_sensing.json").write_text(json.dumps({"rows": [{"workload": n, **r} for n, r in results.items()]},
+                                                            indent=1))
+    return 0
+
+
+def _absent(module: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(module) is None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
