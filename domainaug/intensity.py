@@ -19,24 +19,35 @@ from .errors import NoDataError
 __all__ = ["Gamma", "BrightnessContrast", "GaussianNoise", "GaussianBlur", "SaltPepper", "channel_stats"]
 
 
-def channel_stats(data: torch.Tensor, valid: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """Per-channel min, max, mean and std over valid voxels, shaped ``(C, 1, ..., 1)``."""
+def channel_stats(data: torch.Tensor, valid: torch.Tensor | None,
+                  which: tuple[str, ...] = ("min", "max", "mean", "std")) -> dict[str, torch.Tensor]:
+    """Per-channel statistics over valid voxels, shaped ``(C, 1, ..., 1)``; only those in ``which``
+    are computed (min and max together in one pass)."""
     flat = data.reshape(data.shape[0], -1)
-    if valid is None:
-        lo, hi = flat.amin(1), flat.amax(1)
-        mean, std = flat.mean(1), flat.std(1, unbiased=False)
-    else:
+    out: dict[str, torch.Tensor] = {}
+    if valid is not None:
         mask = valid.reshape(1, -1).expand_as(flat)
         count = mask.sum(1)
         if int(count[0]) == 0:
             raise NoDataError("the sample's VALID layer marks no voxel valid; intensity statistics are undefined")
-        lo = torch.where(mask, flat, torch.full_like(flat, math.inf)).amin(1)
-        hi = torch.where(mask, flat, torch.full_like(flat, -math.inf)).amax(1)
-        zeroed = torch.where(mask, flat, torch.zeros_like(flat))
-        mean = zeroed.sum(1) / count
-        std = (torch.where(mask, flat - mean[:, None], torch.zeros_like(flat)) ** 2).sum(1).div(count).sqrt()
+    if "min" in which or "max" in which:
+        if valid is None:
+            out["min"], out["max"] = torch.aminmax(flat, dim=1)
+        else:
+            out["min"] = torch.where(mask, flat, torch.full_like(flat, math.inf)).amin(1)
+            out["max"] = torch.where(mask, flat, torch.full_like(flat, -math.inf)).amax(1)
+    if "mean" in which or "std" in which:
+        if valid is None:
+            out["mean"] = flat.mean(1)
+            if "std" in which:
+                out["std"] = flat.std(1, unbiased=False)
+        else:
+            out["mean"] = torch.where(mask, flat, torch.zeros_like(flat)).sum(1) / count
+            if "std" in which:
+                centred = torch.where(mask, flat - out["mean"][:, None], torch.zeros_like(flat))
+                out["std"] = (centred ** 2).sum(1).div(count).sqrt()
     shape = (-1,) + (1,) * (data.dim() - 1)
-    return {"min": lo.view(shape), "max": hi.view(shape), "mean": mean.view(shape), "std": std.view(shape)}
+    return {k: v.view(shape) for k, v in out.items()}
 
 
 def _noise(seed: int, shape: Sequence[int], device: torch.device, dtype: torch.dtype, kind: str) -> torch.Tensor:
@@ -67,7 +78,7 @@ class Gamma(IntensityTransform):
         return {"gamma": self.gamma.draw(generator)}
 
     def transform_layer(self, data, valid, params, sample, layer):
-        s = channel_stats(data, valid)
+        s = channel_stats(data, valid, ("min", "max"))
         span = (s["max"] - s["min"]).clamp(min=torch.finfo(data.dtype).tiny)
         return s["min"] + span * ((data - s["min"]) / span).clamp(0, 1) ** params["gamma"]
 
@@ -94,7 +105,7 @@ class BrightnessContrast(IntensityTransform):
         return {"brightness": self.brightness.draw(generator), "contrast": self.contrast.draw(generator)}
 
     def transform_layer(self, data, valid, params, sample, layer):
-        s = channel_stats(data, valid)
+        s = channel_stats(data, valid, ("min", "max", "mean"))
         return s["mean"] + params["contrast"] * (data - s["mean"]) + params["brightness"] * (s["max"] - s["min"])
 
 
@@ -120,7 +131,7 @@ class GaussianNoise(IntensityTransform):
         return {"std": self.std.draw(generator), "seed": child_seed(generator)}
 
     def transform_layer(self, data, valid, params, sample, layer):
-        scale = params["std"] * (channel_stats(data, valid)["std"] if self.relative else 1.0)
+        scale = params["std"] * (channel_stats(data, valid, ("std",))["std"] if self.relative else 1.0)
         return data + scale * _noise(params["seed"], data.shape, data.device, data.dtype, "normal")
 
 
@@ -145,7 +156,7 @@ class SaltPepper(IntensityTransform):
         return {"amount": self.amount.draw(generator), "salt": self.salt.draw(generator), "seed": child_seed(generator)}
 
     def transform_layer(self, data, valid, params, sample, layer):
-        s = channel_stats(data, valid)
+        s = channel_stats(data, valid, ("min", "max"))
         u = _noise(params["seed"], data.shape, data.device, torch.float64, "uniform")
         salt = u < params["amount"] * params["salt"]
         pepper = (u >= params["amount"] * params["salt"]) & (u < params["amount"])

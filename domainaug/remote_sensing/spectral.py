@@ -129,9 +129,9 @@ class SpectralJitter(IntensityTransform):
         gain = _per_band(params["gain"], layer, self.layer, 1.0, data)
         bias = _per_band(params["bias"], layer, self.layer, 0.0, data)
         if self.relative:
-            stats = channel_stats(data, valid)
+            stats = channel_stats(data, valid, ("min", "max"))
             bias = bias * (stats["max"] - stats["min"])
-        return data * gain + bias
+        return torch.addcmul(bias, data, gain)                      # one pass
 
 
 class Haze(IntensityTransform):
@@ -164,7 +164,7 @@ class Haze(IntensityTransform):
         lam = torch.tensor([b.center_nm for b in layer_bands(sample, self.layer, self.sensor)], dtype=data.dtype,
                            device=data.device)
         shape = (lam.min() / lam) ** params["exponent"]
-        stats = channel_stats(data, valid)
+        stats = channel_stats(data, valid, ("min", "max"))
         scale = (stats["max"] - stats["min"]).mean()
         return data + (params["strength"] * scale * shape).view((-1,) + (1,) * (data.dim() - 1))
 
@@ -204,7 +204,7 @@ class BandDropout(IntensityTransform):
     def transform_layer(self, data, valid, params, sample, layer):
         out = data.clone()
         index = _channel_index(layer, params["bands"], self.layer)
-        fill = channel_stats(data, valid)["mean"] if self.value == "mean" else torch.zeros_like(data[:, :1])
+        fill = channel_stats(data, valid, ("mean",))["mean"] if self.value == "mean" else torch.zeros_like(data[:, :1])
         for i in index:
             out[i] = fill[i].expand_as(out[i])
         return out

@@ -295,6 +295,17 @@ def _warp_rows(r_lo, r_hi, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, 
         # 3. intensity
         for c in range(Ci):
             fill = img_fill[c]
+            if img_mode[c] == 0 and Cv == 0 and dz == 0:      # 2D: bilinear, 4 taps
+                for x in range(W):
+                    i = base[x]
+                    a, b = tx[x], ty[x]
+                    p0 = img[c, i]
+                    p1 = img[c, i + dy]
+                    v0 = p0 + a * (img[c, i + dx] - p0)
+                    v1 = p1 + a * (img[c, i + dy + dx] - p1)
+                    v = v0 + b * (v1 - v0)
+                    out_img[c, o + x] = v if inside[x] else fill
+                continue
             if img_mode[c] == 0 and Cv == 0:
                 for x in range(W):
                     i = base[x]
@@ -335,6 +346,8 @@ def _label_at(lab, c, mode, fill, ins, i, dx, dy, dz, a, b, cc):
     if mode == 0:                     # nearest: the largest-weight tap, ties to the lower one
         return lab[c, i + (dx if a > 0.5 else 0) + (dy if b > 0.5 else 0) + (dz if cc > 0.5 else 0)]
     l0, l1, l2, l3 = lab[c, i], lab[c, i + dx], lab[c, i + dy], lab[c, i + dy + dx]
+    if dz == 0 and ((l0 ^ l1) | (l0 ^ l2) | (l0 ^ l3)) == 0:
+        return l0                     # 2D: the 4 taps agree
     l4, l5, l6, l7 = lab[c, i + dz], lab[c, i + dz + dx], lab[c, i + dz + dy], lab[c, i + dz + dy + dx]
     if ((l0 ^ l1) | (l0 ^ l2) | (l0 ^ l3) | (l0 ^ l4) | (l0 ^ l5) | (l0 ^ l6) | (l0 ^ l7)) == 0:
         return l0                     # branch-free test: inside a region every tap agrees
