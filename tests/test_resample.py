@@ -271,3 +271,29 @@ def test_salt_fraction_range_is_drawn():
     sample = make_volume()
     salts = {da.SaltPepper(0.05, salt=(0.2, 0.9))(sample, G(k)).history[-1].params["salt"] for k in range(5)}
     assert len(salts) == 5 and all(0.2 <= v <= 0.9 for v in salts)
+
+
+@pytest.mark.parametrize("make", [lambda: make_raster(), lambda: make_volume(shape=(10, 12, 12))])
+def test_exact_copy_paths_agree(make):
+    """The CPU exact path (a compiled strided copy) equals the torch one that other devices use."""
+    sample = make()
+    t = da.Compose([da.Flip(axes=(0,)), da.Rot90(axes=(-2, -1), k=1), da.Pad(tuple(s + 3 for s in sample.space.shape)),
+                    da.Crop(tuple(s for s in sample.space.shape), mode="center")])
+    pending = _pending(t, sample)
+    plan = rs._exact_plan(pending)
+    assert plan is not None
+    specs = [sample.layer_info(n).spec() for n in sample.layer_names()]
+    cpu = rs.resample_layers(specs, pending, backend="exact")
+    perm, sign, offset = plan
+    for spec, got in zip(specs, cpu):
+        lo, hi, src_lo, flips = [], [], [], []
+        for i, (p, s, o) in enumerate(zip(perm, sign, offset)):
+            n_src, n_out = pending.source.shape[p], pending.space.shape[i]
+            j_lo, j_hi = (max(0, -o), min(n_out, n_src - o)) if s == 1 else (max(0, o - n_src + 1), min(n_out, o + 1))
+            lo.append(j_lo), hi.append(max(j_lo, j_hi)), src_lo.append(min(s * j_lo + o, s * (max(j_lo, j_hi) - 1) + o))
+            if s == -1:
+                flips.append(i + 1)
+        ref = rs._exact_torch(spec, perm, lo, hi, src_lo, flips, pending.space.shape)
+        if spec.kind == "intensity" and "valid" in sample.layer_names():
+            ref = torch.where(cpu[sample.layer_names().index("valid")], ref, torch.full_like(ref, spec.fill))
+        assert torch.equal(got, ref) and got.is_contiguous()

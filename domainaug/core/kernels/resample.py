@@ -140,28 +140,78 @@ def _exact(specs: list[LayerSpec], pending: PendingMap, plan) -> list[torch.Tens
         src_lo.append(min(s * j_lo + o, s * (max(j_lo, j_hi) - 1) + o))
         if s == -1:
             flips.append(i + 1)
-    results = []
-    for spec in specs:
-        data = spec.data.permute(0, *[1 + p for p in perm])
-        region = data
-        for i in range(len(perm)):
-            region = region.narrow(i + 1, src_lo[i], hi[i] - lo[i]) if hi[i] > lo[i] else region.narrow(i + 1, 0, 0)
-        if flips:
-            region = torch.flip(region, flips)
-        full = all(lo[i] == 0 and hi[i] == out_shape[i] for i in range(len(perm)))
-        if full:  # a fresh tensor either way: torch.flip copies, otherwise clone the view
-            results.append(region if flips else region.clone(memory_format=torch.contiguous_format))
-            continue
-        fill = False if spec.kind == "valid" else spec.fill
-        out = torch.full((spec.data.shape[0],) + tuple(out_shape), fill, dtype=spec.data.dtype,
-                         device=spec.data.device)
-        out[(slice(None),) + tuple(slice(lo[i], hi[i]) for i in range(len(perm)))] = region
-        results.append(out)
+    rows_kept = perm[-1] == len(perm) - 1 and sign[-1] == 1     # output rows are source rows: memcpy speed
+    if specs[0].data.device.type == "cpu" and not rows_kept:
+        results = [_exact_cpu(spec, plan, lo, hi, out_shape) for spec in specs]
+    else:
+        results = [_exact_torch(spec, perm, lo, hi, src_lo, flips, out_shape) for spec in specs]
     valid = next((r for r, s in zip(results, specs) if s.kind == "valid"), None)
     if valid is not None:  # as in the interpolating paths: invalid voxels hold the fill
         results = [torch.where(valid, r, torch.full_like(r, s.fill)) if s.kind == "intensity" else r
                    for r, s in zip(results, specs)]
     return results
+
+
+def _exact_cpu(spec: LayerSpec, plan, lo, hi, out_shape) -> torch.Tensor:
+    """One contiguous output from signed source strides, for transposes and mirrored rows (a blocked
+    copy; torch would write them in the source's layout and need a second copy)."""
+    perm, sign, offset = plan
+    src = spec.data.contiguous()
+    strides = src.stride()[1:]
+    n = len(perm)
+    fill = False if spec.kind == "valid" else spec.fill
+    full = all(lo[i] == 0 and hi[i] == out_shape[i] for i in range(n))
+    out = torch.empty((src.shape[0],) + tuple(out_shape), dtype=src.dtype) if full else \
+        torch.full((src.shape[0],) + tuple(out_shape), fill, dtype=src.dtype)
+    step = [sign[i] * strides[perm[i]] for i in range(n)]                     # source step per output axis
+    start = sum(strides[perm[i]] * (sign[i] * lo[i] + offset[i]) for i in range(n))
+    lo3, hi3, step3 = ([0] + lo, [1] + hi, [0] + step) if n == 2 else (lo, hi, step)
+    shape3 = (1,) + tuple(out_shape) if n == 2 else tuple(out_shape)
+    view = (lambda t: t.view(torch.uint8)) if src.dtype == torch.bool else (lambda t: t)
+    if all(h > l for l, h in zip(lo3, hi3)):
+        _permute_copy(view(src).reshape(src.shape[0], -1).numpy(), view(out).reshape(out.shape[0], -1).numpy(),
+                      np.array(shape3, np.int64), np.array(lo3, np.int64), np.array(hi3, np.int64),
+                      np.array(step3, np.int64), int(start), int(src.stride()[0]))
+    return out
+
+
+@nb.njit(parallel=True, cache=True)
+def _permute_copy(src, out, shape, lo, hi, step, start, cstride):
+    """``out[c, z, y, x] = src[c, start + (z-lo0)*s0 + (y-lo1)*s1 + (x-lo2)*s2]`` over the region
+    ``lo..hi``, in 16-row x 64-column blocks so strided reads stay in cache."""
+    D, H, W = shape[0], shape[1], shape[2]
+    ny = (hi[1] - lo[1] + 15) // 16
+    for task in nb.prange(src.shape[0] * (hi[0] - lo[0]) * ny):
+        c = task // ((hi[0] - lo[0]) * ny)
+        rest = task - c * (hi[0] - lo[0]) * ny
+        z = lo[0] + rest // ny
+        y_lo = lo[1] + (rest - (rest // ny) * ny) * 16
+        y_hi = min(hi[1], y_lo + 16)
+        for x_lo in range(lo[2], hi[2], 64):
+            x_hi = min(hi[2], x_lo + 64)
+            for y in range(y_lo, y_hi):
+                s = start + (z - lo[0]) * step[0] + (y - lo[1]) * step[1] + (x_lo - lo[2]) * step[2]
+                o = (z * H + y) * W
+                for x in range(x_lo, x_hi):
+                    out[c, o + x] = src[c, s]
+                    s += step[2]
+
+
+def _exact_torch(spec: LayerSpec, perm, lo, hi, src_lo, flips, out_shape) -> torch.Tensor:
+    data = spec.data.permute(0, *[1 + p for p in perm])
+    region = data
+    for i in range(len(perm)):
+        region = region.narrow(i + 1, src_lo[i], hi[i] - lo[i]) if hi[i] > lo[i] else region.narrow(i + 1, 0, 0)
+    if flips:
+        region = torch.flip(region, flips)
+    full = all(lo[i] == 0 and hi[i] == out_shape[i] for i in range(len(perm)))
+    if full:  # a fresh contiguous tensor either way
+        return region.contiguous() if flips else region.clone(memory_format=torch.contiguous_format)
+    fill = False if spec.kind == "valid" else spec.fill
+    out = torch.full((spec.data.shape[0],) + tuple(out_shape), fill, dtype=spec.data.dtype,
+                     device=spec.data.device)
+    out[(slice(None),) + tuple(slice(lo[i], hi[i]) for i in range(len(perm)))] = region
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
