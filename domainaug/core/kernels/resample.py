@@ -169,26 +169,28 @@ def _exact_cpu(spec: LayerSpec, plan, lo, hi, out_shape) -> torch.Tensor:
     shape3 = (1,) + tuple(out_shape) if n == 2 else tuple(out_shape)
     view = (lambda t: t.view(torch.uint8)) if src.dtype == torch.bool else (lambda t: t)
     if all(h > l for l, h in zip(lo3, hi3)):
+        tile = (8, 8) if abs(step3[2]) != 1 else (8, 1 << 30)     # transposes: 8x8 tiles; mirrored rows: rows
         _permute_copy(view(src).reshape(src.shape[0], -1).numpy(), view(out).reshape(out.shape[0], -1).numpy(),
                       np.array(shape3, np.int64), np.array(lo3, np.int64), np.array(hi3, np.int64),
-                      np.array(step3, np.int64), int(start), int(src.stride()[0]))
+                      np.array(step3, np.int64), int(start), tile[0], tile[1])
     return out
 
 
 @nb.njit(parallel=True, cache=True)
-def _permute_copy(src, out, shape, lo, hi, step, start, cstride):
+def _permute_copy(src, out, shape, lo, hi, step, start, by, bx):
     """``out[c, z, y, x] = src[c, start + (z-lo0)*s0 + (y-lo1)*s1 + (x-lo2)*s2]`` over the region
-    ``lo..hi``, in 16-row x 64-column blocks so strided reads stay in cache."""
+    ``lo..hi``, in ``by`` x ``bx`` tiles (small square tiles keep a transpose's reads in cache: 8x8
+    measured ~4x faster than 16x64 here)."""
     D, H, W = shape[0], shape[1], shape[2]
-    ny = (hi[1] - lo[1] + 15) // 16
+    ny = (hi[1] - lo[1] + by - 1) // by
     for task in nb.prange(src.shape[0] * (hi[0] - lo[0]) * ny):
         c = task // ((hi[0] - lo[0]) * ny)
         rest = task - c * (hi[0] - lo[0]) * ny
         z = lo[0] + rest // ny
-        y_lo = lo[1] + (rest - (rest // ny) * ny) * 16
-        y_hi = min(hi[1], y_lo + 16)
-        for x_lo in range(lo[2], hi[2], 64):
-            x_hi = min(hi[2], x_lo + 64)
+        y_lo = lo[1] + (rest - (rest // ny) * ny) * by
+        y_hi = min(hi[1], y_lo + by)
+        for x_lo in range(lo[2], hi[2], min(bx, hi[2] - lo[2])):
+            x_hi = min(hi[2], x_lo + bx)
             for y in range(y_lo, y_hi):
                 s = start + (z - lo[0]) * step[0] + (y - lo[1]) * step[1] + (x_lo - lo[2]) * step[2]
                 o = (z * H + y) * W
