@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from . import (Affine, BrightnessContrast, Compose, Elastic, Flip, Gamma, GaussianBlur, GaussianNoise, Rot90,
-               __version__, generator_for)
+from . import Affine, Compose, Elastic, Gamma, GaussianNoise, __version__, generator_for
+from . import remote_sensing
 from . import io as dio
 from .errors import DomainaugError
 from .io import atomic_path
@@ -20,13 +20,12 @@ FIXTURES = Path(__file__).resolve().parents[1] / "data_fixtures"
 
 
 def demo_pipelines() -> dict[str, Compose]:
-    """The generic pipelines the demo applies (world units: mm for the scan, metres for the raster)."""
+    """The pipelines the demo applies: a generic one for the scan (mm) and the aerial RGBN preset."""
     return {
         "t1": Compose([Affine(degrees=(-10, 10), scales=(0.9, 1.1), translation=(-5, 5)),
                        Elastic(spacing=40.0, max_displacement=(2.0, 5.0)),
                        Gamma((0.8, 1.25)), GaussianNoise((0.0, 0.05))]),
-        "rgbn": Compose([Flip(axes=(1,), p=0.5), Rot90(), Affine(degrees=(-30, 30), scales=(0.9, 1.1)),
-                         BrightnessContrast((-0.1, 0.1), (0.8, 1.2)), GaussianBlur((0.0, 5.0), p=0.3)]),
+        "rgbn": remote_sensing.preset("aerial-rgbn"),
     }
 
 
@@ -47,6 +46,8 @@ def run_demo(out: Path, seed: int = 0, variants: int = 3) -> list[Path]:
     written = []
     for name, (image, label) in inputs.items():
         sample = dio.load(image, label=label)
+        if name == "rgbn":                     # the file has no band descriptions: name them for the preset
+            sample = remote_sensing.set_bands(sample, ["blue", "green", "red", "nir"], sensor="aerial-rgbn")
         outs = [pipelines[name](sample, generator_for(seed, 0, i)) for i in range(variants)]
         ext = ".nii.gz" if sample.space.ndim == 3 else ".tif"
         first = outs[0]
