@@ -192,14 +192,18 @@ def main() -> int:
               f"{vs_sitk}; "
               f"peak extra memory <= 3x input ({3 * input_mb:.0f} MB) -> "
               f"{verdict(fused['peak_extra_mb'] <= 3 * input_mb)} ({fused['peak_extra_mb']:.0f} MB)."]
+    write_results("core", lines, results, floor_ms=floor, input_mb=input_mb, runs=args.runs)
+    return 0
+
+
+def write_results(stem: str, lines: list[str], results: dict[str, dict], **extra) -> None:
+    """Print the table and write ``results/<stem>.md`` and ``.json``."""
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "core.md").write_text(text)
-    (RESULTS / "core.json").write_text(json.dumps({"floor_ms": floor, "input_mb": input_mb, "runs": args.runs,
-                                                   "rows": [{"workload": n, **r} for n, r in results.items()]},
-                                                  indent=1))
-    return 0
+    (RESULTS / f"{stem}.md").write_text(text)
+    (RESULTS / f"{stem}.json").write_text(json.dumps({**extra, "rows": [{"workload": n, **r} for n, r in results.items()]},
+                                                     indent=1))
 
 
 if __name__ == "__main__":

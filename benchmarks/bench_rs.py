@@ -10,13 +10,12 @@ Albumentations rows appear when they are installed. Writes benchmarks/results/re
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import THREADS, measure_interleaved  # noqa: E402  (same method, same thread settings)
+from bench_core import THREADS, measure_interleaved, write_results  # noqa: E402  (same method, same thread settings)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -27,7 +26,6 @@ from domainaug import remote_sensing as rs  # noqa: E402
 
 SHAPE = (1024, 1024)
 BANDS = 12
-RESULTS = Path(__file__).resolve().parent / "results"
 COPY = "floor: copy of the 48 MiB raster"
 GS = "floor: grid_sample bilinear 12 bands, identity grid, 2 slabs"
 DIHEDRAL = "domainaug Compose[RotationPolicy(dihedral), SpectralJitter] image + label"
@@ -147,12 +145,7 @@ def main() -> int:
               f"{'MET' if results[DIHEDRAL]['median_ms'] <= 2 * copy else 'NOT MET'} "
               f"({results[DIHEDRAL]['median_ms'] / copy:.2f}x); any-angle <= 1.5x grid_sample -> "
               f"{'MET' if results[ANY]['median_ms'] <= 1.5 * gs else 'NOT MET'} ({results[ANY]['median_ms'] / gs:.2f}x)."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "remote_sensing.md").write_text(text)
-    (RESULTS / "remote_sensing.json").write_text(json.dumps({"rows": [{"workload": n, **r} for n, r in results.items()]},
-                                                            indent=1))
+    write_results("remote_sensing", lines, results, runs=args.runs)
     return 0
 
 
