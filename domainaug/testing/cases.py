@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from .. import (Affine, BrightnessContrast, Compose, Crop, Elastic, Flip, Gamma, GaussianBlur, GaussianNoise, OneOf,
                 Pad, RandomApply, Resample, Rot90, SaltPepper, SomeOf)
+import nibabel.orientations as nio
+
+from ..medical import BiasField, CTWindow, Ghosting, Motion, Reorient, RicianNoise, Spike
 from ..remote_sensing import AppendIndex, BandDropout, CloudShadow, Haze, RotationPolicy, SpectralJitter
 from . import Case, register_case
 
 RASTER = ("raster-nodata",)
+VOLUMES = ("volume", "oblique-int16")
 
 register_case("Affine", Case(
     random=lambda s: Affine(degrees=(-25, 25), scales=(0.85, 1.15), shear=(-0.1, 0.1), translation=(-3, 3)),
@@ -86,3 +90,25 @@ register_case("AppendIndex", Case(
 register_case("RotationPolicy", Case(
     random=lambda s: RotationPolicy("dihedral"), identity=lambda s: RotationPolicy("none"),
     bad=[("policy", lambda: RotationPolicy("sometimes")), ("axes", lambda: RotationPolicy(axes=(0,)))]))
+register_case("BiasField", Case(
+    random=lambda s: BiasField((-0.5, 0.5)), identity=lambda s: BiasField(0.0),
+    bad=[("coefficients", lambda: BiasField(10.0)), ("order", lambda: BiasField(order=0))]))
+register_case("RicianNoise", Case(
+    random=lambda s: RicianNoise((0.05, 0.2)), identity=lambda s: RicianNoise(0.0),
+    bad=[("std", lambda: RicianNoise(-1.0))]))
+register_case("CTWindow", Case(
+    random=lambda s: CTWindow("brain", level_shift=(100.0, 200.0), width_scale=(0.5, 2.0), rescale=False),
+    identity=lambda s: CTWindow((0.0, 1e9), rescale=False),
+    bad=[("window", lambda: CTWindow("kidney")), ("width_scale", lambda: CTWindow(width_scale=0.0))]))
+register_case("Spike", Case(
+    random=lambda s: Spike((0.1, 0.3), num_spikes=2), identity=lambda s: Spike(0.0),
+    bad=[("num_spikes", lambda: Spike(num_spikes=0)), ("intensity", lambda: Spike(-1.0))]))
+register_case("Ghosting", Case(
+    random=lambda s: Ghosting((2, 4), intensity=(0.5, 0.9)), identity=lambda s: Ghosting(intensity=0.0),
+    bad=[("num_ghosts", lambda: Ghosting(num_ghosts=1)), ("intensity", lambda: Ghosting(intensity=2.0))]))
+register_case("Motion", Case(
+    random=lambda s: Motion((-5.0, 5.0), (-3.0, 3.0)), identity=lambda s: Motion(0.0, 0.0),
+    bad=[("num_movements", lambda: Motion(num_movements=0)), ("axis", lambda: Motion(axis="x"))]))
+register_case("Reorient", Case(
+    random=lambda s: Reorient("PIR"), identity=lambda s: Reorient("".join(nio.aff2axcodes(s.space.affine))),
+    bad=[("orientation", lambda: Reorient("RAX")), ("orientation", lambda: Reorient("RRS"))], kinds=VOLUMES))

@@ -1,0 +1,13 @@
+"""Medical imaging: MR/CT physics and artefacts, canonical orientation, presets.
+
+Built on the core only: every transform is a core ``Transform``; spatial ones go through the one
+resampler. Lengths are in mm.
+"""
+
+from .kspace import Ghosting, Motion, Spike
+from .orientation import Reorient
+from .physics import CT_WINDOWS, BiasField, CTWindow, RicianNoise
+from .presets import preset, presets
+
+__all__ = ["preset", "presets", "BiasField", "RicianNoise", "CTWindow", "CT_WINDOWS", "Spike", "Ghosting", "Motion",
+           "Reorient"]

@@ -1,0 +1,160 @@
+"""MRI artefacts through k-space (``torch.fft``): spikes, ghosting, motion.
+
+Spike and ghosting change k-space Hermitian-symmetrically, so the image stays exactly real and the
+change is linear: the energy they add lands exactly at the drawn k-space locations. Motion mixes
+k-space segments of rigidly moved copies and returns the magnitude, as a scanner does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from ..core.params import as_uniform, check_positive_int
+from ..core.sample import Layer, Role, Sample
+from ..core.transform import IntensityTransform
+from ..errors import ParameterError
+from ..spatial import Affine
+
+__all__ = ["Spike", "Ghosting", "Motion"]
+
+
+def _frequencies(n: int, device) -> torch.Tensor:
+    """Signed frequency index of each FFT bin (0, 1, ..., -1)."""
+    return torch.fft.fftfreq(n, d=1.0 / n, device=device).round().long()
+
+
+class Spike(IntensityTransform):
+    """Herringbone artefact: spikes in k-space at random frequencies (and their mirrors).
+
+    Args:
+        intensity: Spike amplitude as a fraction of the largest k-space magnitude of the channel.
+        num_spikes: How many spikes (each with its mirror).
+        layers: INTENSITY layers to change (default: all).
+        p: Probability of applying.
+    """
+
+    def __init__(self, intensity: float | tuple[float, float] = (0.05, 0.2), num_spikes: int = 1,
+                 layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+        self.intensity = as_uniform("intensity", intensity, low=0.0)
+        self.num_spikes = check_positive_int("num_spikes", num_spikes)
+        self._set_layers(layers)
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        freqs = [[int(torch.randint(-(n // 2), (n + 1) // 2, (), generator=generator).item()) for n in sample.space.shape]
+                 for _ in range(self.num_spikes)]
+        return {"frequencies": freqs, "intensity": self.intensity.draw(generator)}
+
+    def transform_layer(self, data, valid, params, sample, layer):
+        if params["intensity"] == 0:
+            return data
+        dims = tuple(range(1, data.dim()))
+        k = torch.fft.fftn(data, dim=dims)
+        peak = k.abs().flatten(1).amax(1)
+        for f in params["frequencies"]:
+            for sign in (1, -1):                          # the mirror keeps k-space Hermitian: a real image
+                index = tuple(int((sign * fi) % n) for fi, n in zip(f, data.shape[1:]))
+                k[(slice(None),) + index] += params["intensity"] * peak / (1 if any(f) else 2)
+        return torch.fft.ifftn(k, dim=dims).real.to(data.dtype)
+
+
+class Ghosting(IntensityTransform):
+    """Ghosts along the phase-encoding axis: every ``num_ghosts``-th k-space plane along ``axis``
+    (except the centre) is scaled by ``1 - intensity``, which replicates the image at 1/num_ghosts
+    of the field of view.
+
+    Args:
+        num_ghosts: Spacing of the affected planes (ghost count), a number or range of integers.
+        axis: Phase-encoding axis; ``None`` draws one.
+        intensity: Attenuation of those planes, in [0, 1].
+        layers: INTENSITY layers to change (default: all).
+        p: Probability of applying.
+    """
+
+    def __init__(self, num_ghosts: int | tuple[int, int] = (2, 8), axis: int | None = None,
+                 intensity: float | tuple[float, float] = (0.3, 0.8), layers: Sequence[str] | None = None,
+                 p: float = 1.0) -> None:
+        lo, hi = (num_ghosts, num_ghosts) if isinstance(num_ghosts, int) else tuple(num_ghosts)
+        check_positive_int("num_ghosts", lo, 2), check_positive_int("num_ghosts", hi, 2)
+        self.num_ghosts = num_ghosts if isinstance(num_ghosts, int) else [lo, hi]
+        if axis is not None and (isinstance(axis, bool) or not isinstance(axis, int)):
+            raise ParameterError("axis", axis, "None or an axis index")
+        self.axis = axis
+        self.intensity = as_uniform("intensity", intensity, low=0.0, high=1.0)
+        self._set_layers(layers)
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        lo, hi = (self.num_ghosts, self.num_ghosts) if isinstance(self.num_ghosts, int) else self.num_ghosts
+        ndim = sample.space.ndim
+        axis = self.axis if self.axis is not None else int(torch.randint(0, ndim, (), generator=generator).item())
+        if not -ndim <= axis < ndim:
+            raise ParameterError("axis", axis, f"an axis of a {ndim}D sample")
+        return {"num_ghosts": lo + int(torch.randint(0, hi - lo + 1, (), generator=generator).item()),
+                "axis": axis % ndim, "intensity": self.intensity.draw(generator)}
+
+    def transform_layer(self, data, valid, params, sample, layer):
+        if params["intensity"] == 0:
+            return data
+        dims = tuple(range(1, data.dim()))
+        k = torch.fft.fftn(data, dim=dims)
+        axis = params["axis"] + 1
+        f = _frequencies(data.shape[axis], data.device)
+        planes = ((f % params["num_ghosts"]) == 0) & (f != 0)               # symmetric in f: stays real
+        scale = torch.where(planes, 1.0 - params["intensity"], 1.0).to(k.real.dtype)
+        shape = [1] * data.dim()
+        shape[axis] = -1
+        return torch.fft.ifftn(k * scale.view(shape), dim=dims).real.to(data.dtype)
+
+
+class Motion(IntensityTransform):
+    """Rigid motion during acquisition: k-space is filled, segment by segment along the phase axis,
+    from copies of the image moved by small random rotations and translations (mm), then the
+    magnitude is taken.
+
+    Args:
+        degrees: Rotation range of each movement (degrees).
+        translation: Translation range of each movement (mm).
+        num_movements: Movements during the scan (segments = movements + 1).
+        axis: Phase-encoding axis.
+        layers: INTENSITY layers to change (default: all).
+        p: Probability of applying.
+    """
+
+    def __init__(self, degrees: float | tuple[float, float] = (-3.0, 3.0), translation: float | tuple[float, float] = (-3.0, 3.0),
+                 num_movements: int = 2, axis: int = 0, layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+        self.degrees = as_uniform("degrees", degrees, low=-45, high=45)
+        self.translation = as_uniform("translation", translation)
+        self.num_movements = check_positive_int("num_movements", num_movements)
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise ParameterError("axis", axis, "an axis index")
+        self.axis = axis
+        self._set_layers(layers)
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        mover = Affine(degrees=self.degrees.to_json(), translation=self.translation.to_json())
+        moves = [mover.sample_params(sample, generator) for _ in range(self.num_movements)]
+        cuts = sorted(torch.rand(self.num_movements, generator=generator, dtype=torch.float64).tolist())
+        return {"movements": moves, "cuts": cuts}
+
+    def transform_layer(self, data, valid, params, sample, layer):
+        if not any(any(m["degrees"]) or any(m["translation"]) for m in params["movements"]):
+            return data                                        # no movement: the acquisition is exact
+        axis = self.axis % (data.dim() - 1) + 1
+        dims = tuple(range(1, data.dim()))
+        n = data.shape[axis]
+        order = torch.argsort(_frequencies(n, data.device).abs(), stable=True)     # centre of k-space first
+        bounds = [0] + [int(round(c * n)) for c in params["cuts"]] + [n]
+        k = torch.fft.fftn(data, dim=dims)
+        probe = Sample(sample.space, {"image": Layer(data, Role.INTENSITY, 0.0)})
+        for segment, move in enumerate(params["movements"]):
+            moved = Affine().apply(probe, move)["image"]
+            lines = order[bounds[segment + 1]:bounds[segment + 2]]
+            if len(lines):
+                km = torch.fft.fftn(moved, dim=dims)
+                k.index_copy_(axis, lines, km.index_select(axis, lines))
+        return torch.fft.ifftn(k, dim=dims).abs().to(data.dtype)
+

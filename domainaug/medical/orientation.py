@@ -1,0 +1,48 @@
+"""Canonical orientation: a regrid that relabels axes, so every voxel keeps its world coordinate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nibabel.orientations as nio
+import numpy as np
+import torch
+
+from ..core.kernels.fuse import Stage
+from ..core.sample import Sample
+from ..core.space import Space
+from ..core.transform import SpatialTransform
+from ..errors import ParameterError, ShapeError
+
+__all__ = ["Reorient"]
+
+
+class Reorient(SpatialTransform):
+    """Permute and flip array axes so they point along ``orientation`` (NIfTI axis codes: ``"RAS"``,
+    ``"LPS"``, ``"PIR"`` ...; the letters name where each array axis increases). A regrid: the content
+    stays where it is in the world and is copied, never interpolated.
+
+    Args:
+        orientation: Three distinct axis codes, one of R/L, A/P, S/I each.
+        p: Probability of applying.
+    """
+
+    def __init__(self, orientation: str = "RAS", p: float = 1.0) -> None:
+        codes = str(orientation).upper()
+        groups = {"R": 0, "L": 0, "A": 1, "P": 1, "S": 2, "I": 2}
+        if len(codes) != 3 or any(c not in groups for c in codes) or sorted(groups[c] for c in codes) != [0, 1, 2]:
+            raise ParameterError("orientation", orientation, "three axis codes, one of R/L, A/P, S/I each, e.g. 'RAS'")
+        self.orientation = codes
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        return {}
+
+    def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
+        if space.ndim != 3:
+            raise ShapeError(f"Reorient needs a 3D sample (scan axes in RAS mm); got {space.ndim}D {space.shape}")
+        start = nio.io_orientation(space.affine)
+        transform = nio.ornt_transform(start, nio.axcodes2ornt(tuple(self.orientation)))
+        new_affine = space.affine @ nio.inv_ornt_aff(transform, space.shape)
+        shape = [space.shape[int(i)] for i in np.argsort(transform[:, 0])]
+        return space.with_grid(shape, new_affine), []

@@ -1,0 +1,161 @@
+"""MR/CT intensity physics: bias field, Rician noise, CT windowing. Lengths are in mm; statistics
+are over valid voxels; invalid voxels stay untouched."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..core.params import as_uniform, check_positive_int
+from ..core.random import child_seed
+from ..core.sample import Sample
+from ..core.transform import IntensityTransform
+from ..errors import ParameterError
+from ..intensity import _noise, channel_stats
+
+__all__ = ["BiasField", "RicianNoise", "CTWindow", "CT_WINDOWS"]
+
+
+def _terms(ndim: int, order: int) -> list[tuple[int, ...]]:
+    """Exponent tuples of the monomials of total degree <= ``order``."""
+    return [e for e in itertools.product(range(order + 1), repeat=ndim) if sum(e) <= order]
+
+
+class BiasField(IntensityTransform):
+    """Smooth multiplicative intensity inhomogeneity: ``x * exp(sum_t c_t * m_t(u))``, with ``m_t`` the
+    monomials of total degree <= ``order`` of ``u``, the voxel position in mm from the grid centre
+    divided by the largest half-extent (so the field is isotropic in mm whatever the voxel size).
+    Coefficients of 0 are the identity.
+
+    Args:
+        coefficients: Range of every coefficient (log-scale); a number or ``(min, max)``.
+        order: Polynomial degree, >= 1.
+        layers: INTENSITY layers to change (default: all).
+        p: Probability of applying.
+    """
+
+    def __init__(self, coefficients: float | tuple[float, float] = (-0.3, 0.3), order: int = 3,
+                 layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+        self.coefficients = as_uniform("coefficients", coefficients, low=-5.0, high=5.0)
+        self.order = check_positive_int("order", order)
+        self._set_layers(layers)
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        terms = _terms(sample.space.ndim, self.order)
+        return {"coefficients": [self.coefficients.draw(generator) for _ in terms]}
+
+    def log_field(self, sample: Sample, params: dict[str, Any], device, dtype) -> torch.Tensor:
+        """The log field on the grid, evaluated separably: 1D powers per axis, one contraction per term."""
+        space = sample.space
+        terms = _terms(space.ndim, self.order)
+        coefficients = params["coefficients"]
+        if len(coefficients) != len(terms):
+            raise ParameterError("params['coefficients']", len(coefficients), f"{len(terms)} coefficients for order "
+                                 f"{self.order} in {space.ndim}D")
+        half = (np.array(space.shape) - 1) * space.spacing / 2
+        scale = max(float(half.max()), 1e-9)
+        axes = [torch.linspace(-h / scale, h / scale, n, dtype=torch.float64) for h, n in zip(half, space.shape)]
+        powers = [torch.stack([a ** k for k in range(self.order + 1)]) for a in axes]      # (order+1, n) per axis
+        tensor = torch.zeros([self.order + 1] * space.ndim, dtype=torch.float64)
+        for e, c in zip(terms, coefficients):
+            tensor[e] = c
+        letters = "abc"[:space.ndim]
+        spec = letters + "," + ",".join(f"{l}{l.upper()}" for l in letters) + "->" + letters.upper()
+        return torch.einsum(spec, tensor, *powers).to(device=device, dtype=dtype)
+
+    def transform_layer(self, data, valid, params, sample, layer):
+        if not any(params["coefficients"]):
+            return data
+        return data * torch.exp(self.log_field(sample, params, data.device, data.dtype))
+
+
+class RicianNoise(IntensityTransform):
+    """Rician noise of magnitude MR images: ``sqrt((x + n1)^2 + n2^2)``, ``n1, n2 ~ N(0, sigma)``.
+
+    At high SNR the mean moves from ``A`` to about ``sqrt(A^2 + sigma^2)``; in the background (A = 0)
+    the noise is Rayleigh. ``sigma`` 0 is the identity.
+
+    Args:
+        std: ``sigma`` as a fraction of each channel's std over valid voxels when ``relative``
+            (default), else in intensity units; a number or a range.
+        relative: See ``std``.
+        layers: INTENSITY layers to change (default: all).
+        p: Probability of applying.
+    """
+
+    def __init__(self, std: float | tuple[float, float] = (0.0, 0.1), relative: bool = True,
+                 layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+        self.std = as_uniform("std", std, low=0.0)
+        self.relative = bool(relative)
+        self._set_layers(layers)
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        return {"std": self.std.draw(generator), "seed": child_seed(generator)}
+
+    def transform_layer(self, data, valid, params, sample, layer):
+        if params["std"] == 0:
+            return data
+        sigma = params["std"] * (channel_stats(data, valid, ("std",))["std"] if self.relative else 1.0)
+        noise = _noise(params["seed"], (2,) + tuple(data.shape), data.device, data.dtype, "normal")
+        return torch.sqrt((data + sigma * noise[0]) ** 2 + (sigma * noise[1]) ** 2)
+
+
+#: Named CT windows as (level, width) in HU.
+CT_WINDOWS: dict[str, tuple[float, float]] = {
+    "brain": (40.0, 80.0), "subdural": (75.0, 215.0), "stroke": (32.0, 8.0), "lung": (-600.0, 1500.0),
+    "mediastinum": (50.0, 350.0), "abdomen": (40.0, 400.0), "liver": (60.0, 150.0), "bone": (400.0, 1800.0),
+}
+
+
+class CTWindow(IntensityTransform):
+    """Clip Hounsfield units to a window ``[level - width/2, level + width/2]`` and, with
+    ``rescale`` (default), map it to ``[0, 1]`` as float32 (an integer HU layer becomes float32).
+
+    Args:
+        window: A name in ``CT_WINDOWS`` (brain, subdural, stroke, lung, mediastinum, abdomen,
+            liver, bone) or ``(level, width)`` in HU.
+        level_shift: Random shift of the level in HU (augmentation), a number or range.
+        width_scale: Random factor on the width, a number or range (> 0).
+        rescale: Map the window to [0, 1] (float32); otherwise keep HU and the dtype.
+        layers: INTENSITY layers to change (default: all).
+        p: Probability of applying.
+    """
+
+    def __init__(self, window: str | Sequence[float] = "abdomen", level_shift: float | tuple[float, float] = 0.0,
+                 width_scale: float | tuple[float, float] = 1.0, rescale: bool = True,
+                 layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+        if isinstance(window, str):
+            if window not in CT_WINDOWS:
+                raise ParameterError("window", window, "one of " + ", ".join(sorted(CT_WINDOWS)) + " or (level, width)")
+        elif not (isinstance(window, (list, tuple)) and len(window) == 2 and float(window[1]) > 0):
+            raise ParameterError("window", window, "a window name or (level, width) with width > 0")
+        self.window = window if isinstance(window, str) else [float(window[0]), float(window[1])]
+        self.level_shift = as_uniform("level_shift", level_shift)
+        self.width_scale = as_uniform("width_scale", width_scale, low=1e-3)
+        self.rescale = bool(rescale)
+        self._set_layers(layers)
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        level, width = CT_WINDOWS[self.window] if isinstance(self.window, str) else self.window
+        return {"level": level + self.level_shift.draw(generator), "width": width * self.width_scale.draw(generator)}
+
+    def transform_layer(self, data, valid, params, sample, layer):
+        lo, hi = params["level"] - params["width"] / 2, params["level"] + params["width"] / 2
+        clipped = data.clamp(lo, hi)
+        return (clipped - lo) / (hi - lo) if self.rescale else clipped
+
+    def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        if not self.rescale:
+            return super().apply(sample, params)
+        # rescaled output is float32 in [0, 1], whatever the HU dtype: make the layers float first
+        layers = sample.layers
+        floats = {n: replace(layers[n], data=layers[n].data.float(), fill=0.0) for n in self.target_layers(sample)}
+        return super().apply(sample.with_layers(**floats), params)
+
