@@ -77,7 +77,7 @@ class Gamma(IntensityTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {"gamma": self.gamma.draw(generator)}
 
-    def transform_layer(self, data, valid, params, sample, layer):
+    def transform_layer(self, data, valid, params, sample, name):
         s = channel_stats(data, valid, ("min", "max"))
         span = (s["max"] - s["min"]).clamp(min=torch.finfo(data.dtype).tiny)
         return s["min"] + span * ((data - s["min"]) / span).clamp(0, 1) ** params["gamma"]
@@ -104,7 +104,7 @@ class BrightnessContrast(IntensityTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {"brightness": self.brightness.draw(generator), "contrast": self.contrast.draw(generator)}
 
-    def transform_layer(self, data, valid, params, sample, layer):
+    def transform_layer(self, data, valid, params, sample, name):
         s = channel_stats(data, valid, ("min", "max", "mean"))
         return s["mean"] + params["contrast"] * (data - s["mean"]) + params["brightness"] * (s["max"] - s["min"])
 
@@ -130,7 +130,7 @@ class GaussianNoise(IntensityTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {"std": self.std.draw(generator), "seed": child_seed(generator)}
 
-    def transform_layer(self, data, valid, params, sample, layer):
+    def transform_layer(self, data, valid, params, sample, name):
         scale = params["std"] * (channel_stats(data, valid, ("std",))["std"] if self.relative else 1.0)
         return data + scale * _noise(params["seed"], data.shape, data.device, data.dtype, "normal")
 
@@ -155,7 +155,7 @@ class SaltPepper(IntensityTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {"amount": self.amount.draw(generator), "salt": self.salt.draw(generator), "seed": child_seed(generator)}
 
-    def transform_layer(self, data, valid, params, sample, layer):
+    def transform_layer(self, data, valid, params, sample, name):
         s = channel_stats(data, valid, ("min", "max"))
         u = _noise(params["seed"], data.shape, data.device, torch.float64, "uniform")
         salt = u < params["amount"] * params["salt"]
@@ -183,7 +183,7 @@ class GaussianBlur(IntensityTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {"sigma": self.sigma.draw(generator)}
 
-    def transform_layer(self, data, valid, params, sample, layer):
+    def transform_layer(self, data, valid, params, sample, name):
         sigmas = [params["sigma"] / float(s) for s in sample.space.spacing]
         weight = torch.ones_like(data[:1]) if valid is None else valid.to(data.dtype)
         num, den = data * weight, weight

@@ -113,3 +113,43 @@ def test_brain_preset_on_the_mni_template(shared_data):
     out = md.preset("brain-mri")(mni, G(2))
     assert out.space.shape == mni.space.shape and out["image"].dtype == mni["image"].dtype
     assert out["image"].float().std() > 0.5 * mni["image"].float().std()
+
+
+def test_intensity_scale_offset_is_in_percentile_units(t1):
+    s = t1.with_layers(image=da.Layer(t1["image"].float(), da.Role.INTENSITY))
+    lo, hi = md.robust_range(s["image"], None)
+    out = md.IntensityScale().apply(s, {"gain": {"image": [1.0]}, "offset": {"image": [0.1]}})["image"]
+    torch.testing.assert_close(out - s["image"], (0.1 * (hi - lo)).expand_as(out), atol=1e-3, rtol=0)
+
+
+def test_tissue_contrast_scales_each_region_by_its_gain():
+    label = np.zeros((20, 20, 20), np.uint8)
+    label[:, :, 10:] = 1
+    s = da.Sample.from_numpy(np.full((20, 20, 20), 100.0, np.float32), label=label)
+    params = {"gain": {"0": 0.8, "1": 1.2}}
+    sharp = md.TissueContrast(smoothing=0.0).apply(s, params)["image"][0]
+    assert torch.allclose(sharp[:, :, :10], torch.tensor(80.0)) and torch.allclose(sharp[:, :, 10:], torch.tensor(120.0))
+    smooth = md.TissueContrast(smoothing=2.0).apply(s, params)["image"][0]
+    assert 80 < float(smooth[10, 10, 9]) < 100 < float(smooth[10, 10, 10]) < 120      # blended at the border
+    assert float(smooth[10, 10, 0]) == pytest.approx(80.0, abs=1e-3)
+
+
+def test_low_resolution_averages_slabs_along_the_slice_axis():
+    stripes = np.tile(np.array([0.0, 100.0], np.float32), 16)                      # 1 mm stripes along axis 2
+    image = np.broadcast_to(stripes, (8, 8, 32)).copy()
+    s = da.Sample.from_numpy(image, spacing=(1.0, 1.0, 1.0))
+    out = md.SimulateLowResolution(axes=(2,)).apply(s, {"spacing": {"2": 4.0}})["image"][0]
+    assert float(out[:, :, 4:-4].std()) < 1e-3 and float(out.mean()) == pytest.approx(50.0, abs=0.5)
+    across = md.SimulateLowResolution(axes=(0,)).apply(s, {"spacing": {"0": 4.0}})["image"][0]
+    assert torch.equal(across, s["image"][0])                                         # other axes untouched
+
+
+def test_field_strength_down_adds_noise_and_equal_fields_are_the_identity(t1):
+    s = t1.with_layers(image=da.Layer(t1["image"].float(), da.Role.INTENSITY))
+    down = md.FieldStrength(3.0, 1.5)
+    out = down(s, G(4))
+    assert float((out["image"] - s["image"]).std()) > 0
+    assert [t.__class__.__name__ for t in down.transforms] == ["BiasField", "Gamma", "RicianNoise"]
+    same = md.FieldStrength(1.5, 1.5)(s, G(4))
+    torch.testing.assert_close(same["image"], s["image"], atol=1e-2, rtol=0)
+    assert da.transform_from_dict(down.to_dict()).to_dict() == down.to_dict()

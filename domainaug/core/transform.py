@@ -140,9 +140,9 @@ class SpatialTransform(Transform):
 class IntensityTransform(Transform):
     """A point-wise or local change of INTENSITY layers. Invalid (nodata) voxels keep their values.
 
-    Subclasses implement ``transform_layer(data, valid, params, sample, layer)`` on float data
+    Subclasses implement ``transform_layer(data, valid, params, sample, name)`` on float data
     ``(C, *spatial)`` (float32, or float64 for float64 layers) with ``valid`` ``(1, *spatial)`` bool
-    or ``None``; ``layer`` gives the channel names.
+    or ``None``; ``name`` is the layer's name (``sample.layer_info(name)`` gives its channels).
     The result is cast back to the layer's dtype (integers rounded and clipped to the dtype range).
     ``layers`` names the layers to change (default: every INTENSITY layer).
     """
@@ -166,7 +166,7 @@ class IntensityTransform(Transform):
 
     @abstractmethod
     def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
-                        sample: Sample, layer: Layer) -> torch.Tensor:
+                        sample: Sample, name: str) -> torch.Tensor:
         """New values for one layer (float), computed from valid voxels where it matters."""
 
     def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
@@ -176,7 +176,7 @@ class IntensityTransform(Transform):
         for name in self.target_layers(sample):
             layer = layers[name]
             work = layer.data.to(torch.float64 if layer.data.dtype == torch.float64 else torch.float32)
-            new = self.transform_layer(work, valid, params, sample, layer)
+            new = self.transform_layer(work, valid, params, sample, name)
             if valid is not None:
                 new = torch.where(valid, new, work)
             changed[name] = replace(layer, data=cast(new, layer.data.dtype))

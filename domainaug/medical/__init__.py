@@ -4,10 +4,11 @@ Built on the core only: every transform is a core ``Transform``; spatial ones go
 resampler. Lengths are in mm.
 """
 
+from .contrast import FieldStrength, IntensityScale, SimulateLowResolution, TissueContrast, robust_range
 from .kspace import Ghosting, Motion, Spike
 from .orientation import Reorient
 from .physics import CT_WINDOWS, BiasField, CTWindow, RicianNoise
 from .presets import preset, presets
 
 __all__ = ["preset", "presets", "BiasField", "RicianNoise", "CTWindow", "CT_WINDOWS", "Spike", "Ghosting", "Motion",
-           "Reorient"]
+           "Reorient", "IntensityScale", "TissueContrast", "SimulateLowResolution", "FieldStrength", "robust_range"]

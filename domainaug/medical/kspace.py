@@ -47,7 +47,7 @@ class Spike(IntensityTransform):
                  for _ in range(self.num_spikes)]
         return {"frequencies": freqs, "intensity": self.intensity.draw(generator)}
 
-    def transform_layer(self, data, valid, params, sample, layer):
+    def transform_layer(self, data, valid, params, sample, name):
         if params["intensity"] == 0:
             return data
         dims = tuple(range(1, data.dim()))
@@ -95,7 +95,7 @@ class Ghosting(IntensityTransform):
         return {"num_ghosts": lo + int(torch.randint(0, hi - lo + 1, (), generator=generator).item()),
                 "axis": axis % ndim, "intensity": self.intensity.draw(generator)}
 
-    def transform_layer(self, data, valid, params, sample, layer):
+    def transform_layer(self, data, valid, params, sample, name):
         if params["intensity"] == 0:
             return data
         dims = tuple(range(1, data.dim()))
@@ -140,7 +140,7 @@ class Motion(IntensityTransform):
         cuts = sorted(torch.rand(self.num_movements, generator=generator, dtype=torch.float64).tolist())
         return {"movements": moves, "cuts": cuts}
 
-    def transform_layer(self, data, valid, params, sample, layer):
+    def transform_layer(self, data, valid, params, sample, name):
         if not any(any(m["degrees"]) or any(m["translation"]) for m in params["movements"]):
             return data                                        # no movement: the acquisition is exact
         axis = self.axis % (data.dim() - 1) + 1

@@ -68,7 +68,7 @@ class BiasField(IntensityTransform):
         spec = letters + "," + ",".join(f"{l}{l.upper()}" for l in letters) + "->" + letters.upper()
         return torch.einsum(spec, tensor, *powers).to(device=device, dtype=dtype)
 
-    def transform_layer(self, data, valid, params, sample, layer):
+    def transform_layer(self, data, valid, params, sample, name):
         if not any(params["coefficients"]):
             return data
         return data * torch.exp(self.log_field(sample, params, data.device, data.dtype))
@@ -98,7 +98,7 @@ class RicianNoise(IntensityTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {"std": self.std.draw(generator), "seed": child_seed(generator)}
 
-    def transform_layer(self, data, valid, params, sample, layer):
+    def transform_layer(self, data, valid, params, sample, name):
         if params["std"] == 0:
             return data
         sigma = params["std"] * (channel_stats(data, valid, ("std",))["std"] if self.relative else 1.0)
@@ -146,7 +146,7 @@ class CTWindow(IntensityTransform):
         level, width = CT_WINDOWS[self.window] if isinstance(self.window, str) else self.window
         return {"level": level + self.level_shift.draw(generator), "width": width * self.width_scale.draw(generator)}
 
-    def transform_layer(self, data, valid, params, sample, layer):
+    def transform_layer(self, data, valid, params, sample, name):
         lo, hi = params["level"] - params["width"] / 2, params["level"] + params["width"] / 2
         clipped = data.clamp(lo, hi)
         return (clipped - lo) / (hi - lo) if self.rescale else clipped

@@ -125,9 +125,10 @@ class SpectralJitter(IntensityTransform):
         biases = np.interp(lam, anchors, [self.bias.draw(generator) for _ in anchors])
         return {"gain": dict(zip(names, gains.tolist())), "bias": dict(zip(names, biases.tolist()))}
 
-    def transform_layer(self, data, valid, params, sample, layer):
-        gain = _per_band(params["gain"], layer, self.layer, 1.0, data)
-        bias = _per_band(params["bias"], layer, self.layer, 0.0, data)
+    def transform_layer(self, data, valid, params, sample, name):
+        info = sample.layer_info(name)
+        gain = _per_band(params["gain"], info, name, 1.0, data)
+        bias = _per_band(params["bias"], info, name, 0.0, data)
         if self.relative:
             stats = channel_stats(data, valid, ("min", "max"))
             bias = bias * (stats["max"] - stats["min"])
@@ -160,7 +161,7 @@ class Haze(IntensityTransform):
         layer_bands(sample, self.layer, self.sensor)            # fail early on unknown bands
         return {"strength": self.strength.draw(generator), "exponent": self.exponent.draw(generator)}
 
-    def transform_layer(self, data, valid, params, sample, layer):
+    def transform_layer(self, data, valid, params, sample, name):
         lam = torch.tensor([b.center_nm for b in layer_bands(sample, self.layer, self.sensor)], dtype=data.dtype,
                            device=data.device)
         shape = (lam.min() / lam) ** params["exponent"]
@@ -201,9 +202,9 @@ class BandDropout(IntensityTransform):
         chosen = torch.randperm(len(names), generator=generator)[:k].tolist()
         return {"bands": [names[i] for i in sorted(chosen)]}
 
-    def transform_layer(self, data, valid, params, sample, layer):
+    def transform_layer(self, data, valid, params, sample, name):
         out = data.clone()
-        index = _channel_index(layer, params["bands"], self.layer)
+        index = _channel_index(sample.layer_info(name), params["bands"], name)
         fill = channel_stats(data, valid, ("mean",))["mean"] if self.value == "mean" else torch.zeros_like(data[:, :1])
         for i in index:
             out[i] = fill[i].expand_as(out[i])

@@ -6,7 +6,8 @@ from .. import (Affine, BrightnessContrast, Compose, Crop, Elastic, Flip, Gamma,
                 Pad, RandomApply, Resample, Rot90, SaltPepper, SomeOf)
 import nibabel.orientations as nio
 
-from ..medical import BiasField, CTWindow, Ghosting, Motion, Reorient, RicianNoise, Spike
+from ..medical import (BiasField, CTWindow, FieldStrength, Ghosting, IntensityScale, Motion, Reorient, RicianNoise,
+                       SimulateLowResolution, Spike, TissueContrast)
 from ..remote_sensing import AppendIndex, BandDropout, CloudShadow, Haze, RotationPolicy, SpectralJitter
 from . import Case, register_case
 
@@ -112,3 +113,16 @@ register_case("Motion", Case(
 register_case("Reorient", Case(
     random=lambda s: Reorient("PIR"), identity=lambda s: Reorient("".join(nio.aff2axcodes(s.space.affine))),
     bad=[("orientation", lambda: Reorient("RAX")), ("orientation", lambda: Reorient("RRS"))], kinds=VOLUMES))
+register_case("IntensityScale", Case(
+    random=lambda s: IntensityScale((0.8, 1.2), (-0.1, 0.1)), identity=lambda s: IntensityScale(1.0, 0.0),
+    bad=[("gain", lambda: IntensityScale(gain=0)), ("units", lambda: IntensityScale(units="bits"))]))
+register_case("TissueContrast", Case(
+    random=lambda s: TissueContrast((0.7, 1.3)), identity=lambda s: TissueContrast(1.0),
+    bad=[("smoothing", lambda: TissueContrast(smoothing=-1)), ("gain", lambda: TissueContrast(gain=0))]))
+register_case("SimulateLowResolution", Case(
+    random=lambda s: SimulateLowResolution((2 * float(s.space.spacing[-1]), 4 * float(s.space.spacing[-1]))),
+    identity=lambda s: SimulateLowResolution(float(s.space.spacing[-1])),
+    bad=[("spacing", lambda: SimulateLowResolution(0)), ("axes", lambda: SimulateLowResolution(axes="z"))]))
+register_case("FieldStrength", Case(
+    random=lambda s: FieldStrength(3.0, 1.5), identity=lambda s: FieldStrength(1.5, 1.5),
+    bad=[("source", lambda: FieldStrength(source=0)), ("noise", lambda: FieldStrength(noise=-1))]))

@@ -1,0 +1,198 @@
+"""Scanner and field-strength variation: intensity scaling, tissue contrast, low resolution, and a
+documented field-strength composite."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..core.params import as_axes, as_uniform, check_choice, resolve_axes
+from ..core.sample import Role, Sample
+from ..core.transform import Compose, IntensityTransform
+from ..errors import ParameterError
+from ..intensity import Gamma, _smooth
+from .physics import BiasField, RicianNoise
+
+__all__ = ["IntensityScale", "TissueContrast", "SimulateLowResolution", "FieldStrength", "robust_range"]
+
+
+def robust_range(data: torch.Tensor, valid: torch.Tensor | None, percentiles=(1.0, 99.0),
+                 max_samples: int = 1 << 20) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel percentiles over valid voxels, from a deterministic strided subsample (at most
+    ``max_samples`` voxels per channel), shaped ``(C, 1, ..., 1)``."""
+    flat = data.reshape(data.shape[0], -1)
+    if valid is not None:
+        keep = valid.reshape(-1)
+        flat = flat[:, keep]
+    if flat.shape[1] == 0:
+        raise ParameterError("valid", "no valid voxel", "at least one valid voxel for intensity percentiles")
+    step = max(1, flat.shape[1] // max_samples)
+    q = torch.tensor([p / 100 for p in percentiles], dtype=flat.dtype, device=flat.device)
+    lo, hi = torch.quantile(flat[:, ::step], q, dim=1)
+    shape = (-1,) + (1,) * (data.dim() - 1)
+    return lo.view(shape), hi.view(shape)
+
+
+class IntensityScale(IntensityTransform):
+    """Per-channel gain and offset: ``x * gain + offset * unit``, where ``unit`` is the channel's
+    1st-99th percentile range over valid voxels (``units="percentile"``, default) or 1 (``"raw"``).
+
+    Args:
+        gain: Multiplicative factor, > 0; a number or a range.
+        offset: Additive offset in ``units``; a number or a range.
+        units: ``"percentile"`` or ``"raw"``.
+        layers: INTENSITY layers to change (default: all).
+        p: Probability of applying.
+    """
+
+    def __init__(self, gain: float | tuple[float, float] = (0.9, 1.1), offset: float | tuple[float, float] = (-0.05, 0.05),
+                 units: str = "percentile", layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+        self.gain = as_uniform("gain", gain, low=1e-6)
+        self.offset = as_uniform("offset", offset)
+        self.units = check_choice("units", units, ("percentile", "raw"))
+        self._set_layers(layers)
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        channels = {n: sample.layer_info(n).data.shape[0] for n in self.target_layers(sample)}
+        return {"gain": {n: [self.gain.draw(generator) for _ in range(c)] for n, c in channels.items()},
+                "offset": {n: [self.offset.draw(generator) for _ in range(c)] for n, c in channels.items()}}
+
+    def transform_layer(self, data, valid, params, sample, name):
+        shape = (-1,) + (1,) * (data.dim() - 1)
+        gain = torch.tensor(params["gain"][name], dtype=data.dtype, device=data.device).view(shape)
+        offset = torch.tensor(params["offset"][name], dtype=data.dtype, device=data.device).view(shape)
+        if self.units == "percentile":
+            lo, hi = robust_range(data, valid)
+            offset = offset * (hi - lo)
+        return torch.addcmul(offset, data, gain)
+
+
+class TissueContrast(IntensityTransform):
+    """A random gain per label region, blended smoothly across region borders (a Gaussian of
+    ``smoothing`` mm), so tissue contrast changes as it does between scanners and sequences.
+
+    Args:
+        gain: Range of each region's gain, > 0.
+        label: The LABEL layer defining the regions.
+        smoothing: Border width (Gaussian sigma) in mm, >= 0.
+        layers: INTENSITY layers to change (default: all).
+        p: Probability of applying.
+    """
+
+    def __init__(self, gain: float | tuple[float, float] = (0.85, 1.15), label: str = "label", smoothing: float = 2.0,
+                 layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+        self.gain = as_uniform("gain", gain, low=1e-6)
+        self.label = label
+        if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or smoothing < 0:
+            raise ParameterError("smoothing", smoothing, "a width in mm >= 0")
+        self.smoothing = float(smoothing)
+        self._set_layers(layers)
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        if self.label not in sample.layer_names() or sample.layer_info(self.label).role is not Role.LABEL:
+            raise ParameterError("label", self.label, f"a LABEL layer of the sample ({sample.layer_names(Role.LABEL)})")
+        values = torch.unique(sample[self.label]).tolist()
+        return {"gain": {str(v): self.gain.draw(generator) for v in values}}
+
+    def gain_map(self, sample: Sample, params: dict[str, Any], like: torch.Tensor) -> torch.Tensor:
+        labels = sample[self.label][0].to(like.device)
+        gains = torch.ones(labels.shape, dtype=like.dtype, device=like.device)
+        for value, g in params["gain"].items():
+            gains[labels == int(value)] = g
+        gains = gains[None]
+        for axis, spacing in enumerate(sample.space.spacing):
+            sigma = self.smoothing / float(spacing)
+            if sigma >= 1e-3:
+                gains = _smooth(gains, axis, sigma) / _smooth(torch.ones_like(gains), axis, sigma)
+        return gains
+
+    def transform_layer(self, data, valid, params, sample, name):
+        return data * self.gain_map(sample, params, data)
+
+
+class SimulateLowResolution(IntensityTransform):
+    """Thick slices / low resolution: along each of ``axes``, average slabs ``spacing`` mm thick and
+    interpolate back linearly to the original grid (the grid is kept).
+
+    Args:
+        spacing: Target voxel size in mm along the axes; a number or a range, drawn per axis.
+        axes: Axes to degrade (default: the last, the usual slice axis).
+        layers: INTENSITY layers to change (default: all).
+        p: Probability of applying.
+    """
+
+    def __init__(self, spacing: float | tuple[float, float] = (2.0, 6.0), axes: int | Sequence[int] | None = (-1,),
+                 layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+        self.spacing = as_uniform("spacing", spacing, low=1e-6)
+        self.axes = as_axes("axes", axes)
+        self._set_layers(layers)
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        axes = resolve_axes("axes", self.axes, sample.space.ndim)
+        return {"spacing": {str(a): self.spacing.draw(generator) for a in axes}}
+
+    def transform_layer(self, data, valid, params, sample, name):
+        out = data
+        for key, target in params["spacing"].items():
+            axis = int(key)
+            factor = int(round(target / float(sample.space.spacing[axis])))
+            n = data.shape[axis + 1]
+            if factor <= 1 or n < 2:
+                continue
+            moved = out.movedim(axis + 1, -1)
+            shape = moved.shape
+            flat = moved.reshape(-1, 1, n)
+            coarse = F.avg_pool1d(flat, factor, factor, ceil_mode=True, count_include_pad=False)
+            fine = F.interpolate(coarse, size=n, mode="linear", align_corners=False)
+            out = fine.reshape(shape).movedim(-1, axis + 1)
+        return out
+
+
+class FieldStrength(Compose):
+    """Emulate scanning at ``target`` tesla an image acquired at ``source`` tesla (a composite).
+
+    Assumptions (coarse, documented so they can be changed):
+    - SNR grows roughly linearly with B0 (Pohmann et al., MRM 2016, report ~B0^1.65 in the brain at
+      ultra-high field). Going down adds Rician noise with sigma up to ``noise * (source/target - 1)``
+      of the image std; going up cannot remove noise and adds none.
+    - Transmit-field (B1) inhomogeneity grows with B0 (Vaughan et al., MRM 2001): a bias field with
+      coefficients up to ``bias * |target - source|`` (1/T).
+    - T1 lengthens with B0 and T1-weighted grey/white contrast changes (Rooney et al., MRM 2007): a
+      gamma within ``1 +- contrast * |log2(target / source)|``.
+    Equal fields give the identity.
+
+    Args:
+        source: Field strength of the input, tesla (> 0).
+        target: Field strength to emulate, tesla (> 0).
+        noise: Noise scale (fraction of the image std per unit of ``source/target - 1``).
+        bias: Bias-field coefficient range per tesla of difference.
+        contrast: Gamma range per octave of field.
+        p: Probability of applying.
+    """
+
+    def __init__(self, source: float = 3.0, target: float = 1.5, noise: float = 0.05, bias: float = 0.1,
+                 contrast: float = 0.1, p: float = 1.0) -> None:
+        for name, value in (("source", source), ("target", target)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 20:
+                raise ParameterError(name, value, "a field strength in tesla, in (0, 20]")
+        for name, value in (("noise", noise), ("bias", bias), ("contrast", contrast)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ParameterError(name, value, "a number >= 0")
+        self.source, self.target = float(source), float(target)
+        self.noise, self.bias, self.contrast = float(noise), float(bias), float(contrast)
+        sigma = self.noise * max(0.0, self.source / self.target - 1)
+        c = self.bias * abs(self.target - self.source)
+        d = self.contrast * abs(math.log2(self.target / self.source))
+        super().__init__([BiasField((-c, c), order=3), Gamma((1 / (1 + d), 1 + d)), RicianNoise((0.0, sigma))], p=p)
+
+    def config(self) -> dict[str, Any]:
+        return {"source": self.source, "target": self.target, "noise": self.noise, "bias": self.bias,
+                "contrast": self.contrast, "p": self.p}
+
+
