@@ -11,7 +11,8 @@ from domainaug.testing import (CASES, check_bad_arguments, check_dtypes, check_i
 NAMES = sorted(da.Transform.registry)
 SAMPLES = {
     "volume": lambda: make_volume(),
-    "oblique-int16": lambda: make_volume(direction=np.array([[0, 0, -1], [1, 0, 0], [0, -1, 0]], float), dtype=np.int16),
+    "oblique-int16": lambda: make_volume(direction=np.array([[0, 0, -1], [1, 0, 0], [0, -1, 0]], float), dtype=np.int16,
+                                         label_mode="argmax"),
     "raster-nodata": lambda: make_raster(),
 }
 

@@ -153,3 +153,33 @@ def test_field_strength_down_adds_noise_and_equal_fields_are_the_identity(t1):
     same = md.FieldStrength(1.5, 1.5)(s, G(4))
     torch.testing.assert_close(same["image"], s["image"], atol=1e-2, rtol=0)
     assert da.transform_from_dict(down.to_dict()).to_dict() == down.to_dict()
+
+
+def _round_trip(sample, degrees=15.0, scale=1.1):
+    forward = {"degrees": [0.0, 0.0, degrees], "scales": [scale] * 3, "shear": [0.0] * 3, "translation": [0.0] * 3}
+    back = {"degrees": [0.0, 0.0, -degrees], "scales": [1 / scale] * 3, "shear": [0.0] * 3, "translation": [0.0] * 3}
+    return da.Affine().apply(da.Affine().apply(sample, forward), back)
+
+
+def test_default_label_mode_keeps_thin_structures():
+    label = np.zeros((48, 48, 48), np.uint8)
+    label[20, 8:40, 8:40] = 1                                          # a 1-voxel plate
+    label[8:40, 30, 24] = 2                                            # a 1-voxel line
+    s = da.Sample.from_numpy(np.zeros(label.shape, np.float32), label=label)
+    assert da.DEFAULT_LABEL_INTERPOLATION == "nearest"
+    back = _round_trip(s)["label"][0].numpy()
+    for v in (1, 2):
+        assert 2 * ((back == v) & (label == v)).sum() / ((back == v).sum() + (label == v).sum()) > 0.7
+
+
+@pytest.mark.parametrize("mode", ["nearest", "argmax"])
+def test_atlas_with_116_labels_loses_none(mode):
+    rng = np.random.default_rng(1)
+    values = rng.permutation(np.arange(1, 126))[:116].reshape(4, 29, 1)
+    atlas = np.kron(values, np.ones((8, 2, 32), int))                  # 116 regions of 8x2x32 voxels
+    atlas = np.pad(atlas, 6).astype(np.int16)
+    s = da.Sample.from_numpy(np.zeros(atlas.shape, np.float32), label=atlas)
+    s = s.with_layers(label=da.Layer(s["label"], da.Role.LABEL, interpolation=mode))
+    out = da.Affine(degrees=(-10, 10), scales=(0.95, 1.05))(s, G(3))["label"]
+    before, after = set(np.unique(atlas).tolist()), set(out.unique().tolist())
+    assert after <= before and after == before                         # none invented, none lost

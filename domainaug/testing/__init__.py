@@ -8,7 +8,7 @@ registered transform without one. The checks assert properties, never seeded sna
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -44,7 +44,7 @@ def register_case(name: str, case: Case) -> None:
 
 # --- samples ---------------------------------------------------------------------------------
 def make_volume(shape=(14, 16, 12), spacing=(1.0, 1.5, 2.0), labels=(0, 3, 7), direction: np.ndarray | None = None,
-                with_valid: bool = False, dtype=np.float32, seed: int = 0) -> Sample:
+                with_valid: bool = False, dtype=np.float32, seed: int = 0, label_mode: str | None = None) -> Sample:
     """A small anisotropic volume: smooth image, blob labels, a point at a labelled voxel."""
     rng = np.random.default_rng(seed)
     idx = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1).astype(np.float64)
@@ -63,8 +63,10 @@ def make_volume(shape=(14, 16, 12), spacing=(1.0, 1.5, 2.0), labels=(0, 3, 7), d
         valid[(slice(0, 2),)] = False
     image = image.astype(dtype) if np.dtype(dtype).kind == "f" else np.clip(np.round(image), 0, 255).astype(dtype)
     point = affine[:-1, :-1] @ (center - 2) + affine[:-1, -1]
-    return Sample.from_numpy(image, label=label, valid=valid, affine=affine, fill=0.0,
-                             points={"p": point[None]})
+    sample = Sample.from_numpy(image, label=label, valid=valid, affine=affine, fill=0.0, points={"p": point[None]})
+    if label_mode is not None:
+        sample = sample.with_layers(label=replace(sample.layer_info("label"), interpolation=label_mode))
+    return sample
 
 
 def make_raster(shape=(24, 20), bands=4, spacing=10.0, nodata_border=3, seed: int = 0) -> Sample:

@@ -5,9 +5,10 @@ Interpolation is decided by the layer's role (and its ``interpolation`` attribut
 - INTENSITY: ``linear`` (default), ``cubic`` (Catmull-Rom, a=-0.5) or ``nearest``; border voxels
   are clamped; outside the field of view the layer's ``fill``. Where the sample has a VALID layer,
   only valid source voxels contribute (normalised weights), so nodata never leaks into data.
-- LABEL: ``argmax`` (one-hot-linear-argmax: the label with the largest summed linear weight among
-  the 8 (3D) or 4 (2D) neighbours, so no new value is ever produced and the cost does not depend on
-  the number of labels) or ``nearest``.
+- LABEL: ``nearest`` (default, see ``DEFAULT_LABEL_INTERPOLATION``) or ``argmax``
+  (one-hot-linear-argmax: the label with the largest summed linear weight among the 8 (3D) or 4
+  (2D) neighbours, so no new value is ever produced and the cost does not depend on the number of
+  labels; smoother boundaries, but it can erode 1-voxel-thin structures).
 - VALID: true where the point lies in the field of view and the linear weight of valid source
   voxels is at least 1/2.
 
