@@ -27,6 +27,8 @@ bench: $(VENV)/.installed
 	$(PIP) install -q -e ".[test,bench]"
 	$(PY) benchmarks/bench_core.py
 	$(PY) benchmarks/bench_rs.py
+	$(PY) benchmarks/bench_medical.py
+	$(PY) benchmarks/label_interpolation.py
 
 clean:
 	rm -rf demo_out .pytest_cache build *.egg-info

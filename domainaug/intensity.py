@@ -5,13 +5,14 @@ their dtype."""
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .core.params import as_uniform
-from .core.random import child_seed
+from .core.random import child_seed, generator_for
 from .core.sample import Sample
 from .core.transform import IntensityTransform
 from .errors import NoDataError
@@ -50,11 +51,32 @@ def channel_stats(data: torch.Tensor, valid: torch.Tensor | None,
     return {k: v.view(shape) for k, v in out.items()}
 
 
+NOISE_CHUNK = 1 << 20
+
+
 def _noise(seed: int, shape: Sequence[int], device: torch.device, dtype: torch.dtype, kind: str) -> torch.Tensor:
-    """Noise expanded from a recorded seed on the CPU, so that it does not depend on the device."""
-    g = torch.Generator().manual_seed(seed)
-    draw = torch.randn if kind == "normal" else torch.rand
-    out = draw(tuple(shape), generator=g, dtype=torch.float32)          # not the global default dtype
+    """Noise expanded from a recorded seed on the CPU, so that it does not depend on the device.
+
+    The values come in fixed chunks of ``NOISE_CHUNK``, each from its own generator seeded by
+    ``(seed, chunk)``: the chunks are drawn in parallel (torch releases the GIL), and the result
+    does not depend on the number of threads.
+    """
+    out = torch.empty(tuple(shape), dtype=torch.float32)
+    flat = out.view(-1)
+    n_chunks = (flat.numel() + NOISE_CHUNK - 1) // NOISE_CHUNK
+
+    def fill(i: int) -> None:
+        g = generator_for(seed % (2**63), 0, i)
+        view = flat[i * NOISE_CHUNK:(i + 1) * NOISE_CHUNK]
+        (torch.randn if kind == "normal" else torch.rand)(view.shape, generator=g, dtype=torch.float32, out=view)
+
+    workers = min(n_chunks, torch.get_num_threads())
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(fill, range(n_chunks)))
+    else:
+        for i in range(n_chunks):
+            fill(i)
     return out.to(device=device, dtype=dtype)
 
 

@@ -54,3 +54,16 @@ def test_all_invalid_raises_nodata_error():
         assert "VALID" in str(exc)
     else:
         raise AssertionError("expected NoDataError")
+
+
+def test_noise_does_not_depend_on_the_thread_count():
+    from domainaug.intensity import _noise
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        a = _noise(7, (3, 700, 700), "cpu", torch.float32, "normal")
+        torch.set_num_threads(1)
+        b = _noise(7, (3, 700, 700), "cpu", torch.float32, "normal")
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(a, b) and abs(float(a.std()) - 1.0) < 0.01

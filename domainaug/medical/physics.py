@@ -103,7 +103,7 @@ class RicianNoise(IntensityTransform):
             return data
         sigma = params["std"] * (channel_stats(data, valid, ("std",))["std"] if self.relative else 1.0)
         noise = _noise(params["seed"], (2,) + tuple(data.shape), data.device, data.dtype, "normal")
-        return torch.sqrt((data + sigma * noise[0]) ** 2 + (sigma * noise[1]) ** 2)
+        return torch.hypot(noise[0].mul_(sigma).add_(data), noise[1].mul_(sigma))
 
 
 #: Named CT windows as (level, width) in HU.
