@@ -1,0 +1,90 @@
+"""A ``Sample`` to and from a MONAI-style dict of ``MetaTensor``s and a TorchIO ``Subject``.
+
+MONAI's ``MetaTensor.affine`` and TorchIO's ``Image.affine`` map array indices (i, j, k) of voxel
+centres to RAS+ mm, as domainaug does, so data and affine pass through unchanged. The libraries
+are imported only when these functions are called.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from ..core.sample import Layer, Role, Sample, as_label
+from ..core.space import Space
+from ..errors import ParameterError, SpaceMismatchError
+
+__all__ = ["to_monai", "from_monai", "to_torchio", "from_torchio"]
+
+
+def _plain(t: Any) -> torch.Tensor:
+    return t.as_tensor() if hasattr(t, "as_tensor") else torch.as_tensor(t)
+
+
+def _space_of(affine: Any, shape: tuple[int, ...], name: str) -> Space:
+    a = np.asarray(_plain(affine).detach().cpu().numpy() if isinstance(affine, torch.Tensor) else affine, dtype=np.float64)
+    n = len(shape)
+    if a.shape == (4, 4) and n == 2:                               # MONAI keeps 4x4 affines for 2D data
+        a = a[np.ix_([0, 1, 3], [0, 1, 3])]
+    if a.shape != (n + 1, n + 1):
+        raise ParameterError(f"{name}.affine", a.shape, f"a {(n + 1, n + 1)} affine for {n}D data")
+    return Space(shape, a)
+
+
+def to_monai(sample: Sample) -> dict[str, Any]:
+    """``{layer name: MetaTensor(data, affine=space.affine)}`` for every layer."""
+    from monai.data import MetaTensor
+    affine = torch.as_tensor(sample.space.affine, dtype=torch.float64)
+    return {name: MetaTensor(layer.data, affine=affine.clone()) for name, layer in sample.layers.items()}
+
+
+def from_monai(data: Mapping[str, Any], image: str = "image", label: str | None = "label",
+               valid: str | None = None) -> Sample:
+    """A Sample from a MONAI dict: ``image`` (``(C, *spatial)`` MetaTensor or tensor with an affine),
+    optionally ``label`` and a boolean ``valid`` mask on the same grid."""
+    if image not in data:
+        raise ParameterError("image", image, f"a key of the dict ({sorted(data)})")
+    parts = {key: (_plain(data[key]), getattr(data[key], "affine", None))
+             for key in (image, label, valid) if key is not None and key in data}
+    return _build(parts, image, label, valid)
+
+
+def _build(parts: dict[str, tuple[torch.Tensor, Any]], image: str, label: str | None, valid: str | None) -> Sample:
+    tensor, affine = parts[image]
+    space = _space_of(affine if affine is not None else np.eye(tensor.dim()), tuple(tensor.shape[1:]), image)
+    layers = {"image": Layer(tensor, Role.INTENSITY)}
+    for key, role in ((label, Role.LABEL), (valid, Role.VALID)):
+        if key is None or key not in parts:
+            continue
+        t, other = parts[key]
+        if tuple(t.shape[1:]) != space.shape or (other is not None and not _space_of(other, space.shape, key)
+                                                 .same_grid(space, tolerance=1e-3)):
+            raise SpaceMismatchError(f"{key!r} is on another grid than {image!r}: {tuple(t.shape)} vs "
+                                     f"{tuple(tensor.shape)}")
+        layers["label" if role is Role.LABEL else "valid"] = Layer(
+            as_label(key, t) if role is Role.LABEL else t.bool(), role)
+    return Sample(space, layers)
+
+
+def to_torchio(sample: Sample) -> Any:
+    """A ``torchio.Subject``: INTENSITY layers as ``ScalarImage``, LABEL (and VALID) as ``LabelMap``."""
+    import torchio as tio
+    if sample.space.ndim != 3:
+        raise ParameterError("sample", sample.space.describe(), "a 3D sample (TorchIO images are 3D)")
+    images = {}
+    for name, layer in sample.layers.items():
+        cls = tio.ScalarImage if layer.role is Role.INTENSITY else tio.LabelMap
+        data = layer.data.to(torch.uint8) if layer.role is Role.VALID else layer.data
+        images[name] = cls(tensor=data, affine=sample.space.affine.copy())
+    return tio.Subject(**images)
+
+
+def from_torchio(subject: Any, image: str = "image", label: str | None = "label") -> Sample:
+    """A Sample from a ``torchio.Subject`` (its ``image`` and optional ``label`` images)."""
+    if image not in subject:
+        raise ParameterError("image", image, f"an image of the subject ({sorted(subject.keys())})")
+    parts = {key: (subject[key].data, np.asarray(subject[key].affine, dtype=np.float64))
+             for key in (image, label) if key is not None and key in subject}
+    return _build(parts, image, label, None)
