@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from . import Affine, Compose, Elastic, Gamma, GaussianNoise, __version__, generator_for
-from . import remote_sensing
+from . import Compose, __version__, generator_for
+from . import medical, remote_sensing
 from . import io as dio
 from .errors import DomainaugError
 from .io import atomic_path
@@ -20,11 +20,9 @@ FIXTURES = Path(__file__).resolve().parents[1] / "data_fixtures"
 
 
 def demo_pipelines() -> dict[str, Compose]:
-    """The pipelines the demo applies: a generic one for the scan (mm) and the aerial RGBN preset."""
+    """The pipelines the demo applies: the brain-MRI preset for the T1 and the aerial RGBN preset."""
     return {
-        "t1": Compose([Affine(degrees=(-10, 10), scales=(0.9, 1.1), translation=(-5, 5)),
-                       Elastic(spacing=40.0, max_displacement=(2.0, 5.0)),
-                       Gamma((0.8, 1.25)), GaussianNoise((0.0, 0.05))]),
+        "t1": medical.preset("brain-mri"),
         "rgbn": remote_sensing.preset("aerial-rgbn"),
     }
 

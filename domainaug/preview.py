@@ -1,6 +1,7 @@
 """Preview pictures: an input next to augmented variants.
 
-Volumes: three orthogonal mid-slices per column, with the label outline. Rasters: a colour
+Volumes: three orthogonal mid-slices per column (in RAS, whatever the file's orientation), with the
+label outline. Rasters: a colour
 composite of three bands chosen by name, percentile-stretched on valid pixels, nodata in grey."""
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def _stretch(x: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
 
 
 def _volume_panels(sample: Sample) -> list[tuple[np.ndarray, np.ndarray | None, float]]:
+    from .medical import Reorient
+    sample = Reorient("RAS").apply(sample, {})             # display every volume the same way round
     image = sample["image"][0].float().cpu().numpy()
     label = sample["label"][0].cpu().numpy() if "label" in sample.layer_names() else None
     panels = []

@@ -183,3 +183,26 @@ def test_atlas_with_116_labels_loses_none(mode):
     out = da.Affine(degrees=(-10, 10), scales=(0.95, 1.05))(s, G(3))["label"]
     before, after = set(np.unique(atlas).tolist()), set(out.unique().tolist())
     assert after <= before and after == before                         # none invented, none lost
+
+
+def test_affine_is_rigid_in_mm_on_thick_slices():
+    """A 20 mm ball on a 0.78 x 0.78 x 6.5 mm grid stays a 20 mm ball after rotating slices into plane."""
+    spacing = np.array([0.78, 0.78, 6.5])
+    shape = (96, 96, 16)
+    idx = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1) * spacing
+    centre = (np.array(shape) - 1) / 2 * spacing
+    ball = (np.linalg.norm(idx - centre, axis=-1) < 20).astype(np.uint8)
+    s = da.Sample.from_numpy(np.zeros(shape, np.float32), label=ball, spacing=tuple(spacing))
+    out = da.Affine().apply(s, {"degrees": [90.0, 0.0, 0.0], "scales": [1.0] * 3, "shear": [0.0] * 3,
+                                "translation": [0.0] * 3})["label"][0].numpy()
+    where = np.argwhere(out == 1) * spacing
+    extent = where.max(0) - where.min(0)
+    assert np.all(np.abs(extent[1:] - 40) < 2 * spacing[1:] + 1.0)      # in-plane axis keeps ~40 mm
+    assert abs(extent[2] - 40) <= 13.0                                  # slice axis: within its 6.5 mm voxels
+
+
+def test_truncated_nifti_is_named(fixtures, tmp_path):
+    data = (fixtures / "KmeansTest_T1UCharRaw.nii.gz").read_bytes()
+    (tmp_path / "cut.nii.gz").write_bytes(data[: len(data) // 3])
+    with pytest.raises(da.errors.DomainaugError, match="cut.nii.gz"):
+        dio.load(tmp_path / "cut.nii.gz")["image"]
