@@ -15,7 +15,7 @@ from .core.params import as_uniform
 from .core.random import child_seed, generator_for
 from .core.sample import Sample
 from .core.transform import IntensityTransform
-from .errors import NoDataError
+from .errors import NoDataError, ParameterError
 
 __all__ = ["Gamma", "BrightnessContrast", "GaussianNoise", "GaussianBlur", "SaltPepper", "channel_stats"]
 
@@ -192,13 +192,19 @@ class GaussianBlur(IntensityTransform):
 
     Args:
         sigma: Standard deviation in world units, >= 0. A number is fixed; ``(min, max)`` is drawn.
+        axis_scale: Optional factor per axis for an anisotropic blur (e.g. ``(1, 1, 3)``: three
+            times the sigma, in mm, across thick slices); ``None`` is isotropic in world units.
         layers: INTENSITY layers to change (default: all).
         p: Probability of applying.
     """
 
-    def __init__(self, sigma: float | tuple[float, float] = (0.0, 1.0), layers: Sequence[str] | None = None,
-                 p: float = 1.0) -> None:
+    def __init__(self, sigma: float | tuple[float, float] = (0.0, 1.0), axis_scale: Sequence[float] | None = None,
+                 layers: Sequence[str] | None = None, p: float = 1.0) -> None:
         self.sigma = as_uniform("sigma", sigma, low=0.0)
+        if axis_scale is not None and (not isinstance(axis_scale, (list, tuple)) or not axis_scale or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in axis_scale)):
+            raise ParameterError("axis_scale", axis_scale, "None or one factor >= 0 per axis")
+        self.axis_scale = None if axis_scale is None else [float(v) for v in axis_scale]
         self._set_layers(layers)
         self._set_p(p)
 
@@ -206,7 +212,11 @@ class GaussianBlur(IntensityTransform):
         return {"sigma": self.sigma.draw(generator)}
 
     def transform_layer(self, data, valid, params, sample, name):
-        sigmas = [params["sigma"] / float(s) for s in sample.space.spacing]
+        factors = self.axis_scale or [1.0] * sample.space.ndim
+        if len(factors) != sample.space.ndim:
+            raise ParameterError("axis_scale", self.axis_scale, f"{sample.space.ndim} factors for a "
+                                 f"{sample.space.ndim}D sample")
+        sigmas = [params["sigma"] * f / float(s) for f, s in zip(factors, sample.space.spacing)]
         weight = torch.ones_like(data[:1]) if valid is None else valid.to(data.dtype)
         num, den = data * weight, weight
         for axis, sigma in enumerate(sigmas):

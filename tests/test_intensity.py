@@ -1,6 +1,7 @@
 """Intensity ops: references and nodata handling."""
 
 import numpy as np
+import pytest
 import scipy.ndimage as ndi
 import torch
 
@@ -67,3 +68,14 @@ def test_noise_does_not_depend_on_the_thread_count():
     finally:
         torch.set_num_threads(before)
     assert torch.equal(a, b) and abs(float(a.std()) - 1.0) < 0.01
+
+
+def test_anisotropic_blur_in_mm_matches_scipy():
+    sample = make_volume(shape=(24, 26, 22), spacing=(1.0, 2.0, 0.5))
+    out = da.GaussianBlur(1.0, axis_scale=(1.0, 0.0, 3.0)).apply(sample, {"sigma": 1.0})["image"][0].numpy()
+    ref = ndi.gaussian_filter(sample["image"][0].numpy().astype(np.float64), sigma=[1.0, 0.0, 6.0], truncate=3.0,
+                              mode="constant")
+    inner = (slice(4, -4), slice(None), slice(19, -19))
+    np.testing.assert_allclose(out[inner], ref[inner], rtol=1e-4)
+    with pytest.raises(da.ParameterError, match="^axis_scale="):
+        da.GaussianBlur(1.0, axis_scale=(1.0, 2.0)).apply(sample, {"sigma": 1.0})
