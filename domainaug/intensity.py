@@ -17,7 +17,8 @@ from .core.sample import Sample
 from .core.transform import IntensityTransform
 from .errors import NoDataError, ParameterError
 
-__all__ = ["Gamma", "BrightnessContrast", "GaussianNoise", "GaussianBlur", "SaltPepper", "channel_stats"]
+__all__ = ["Gamma", "BrightnessContrast", "GaussianNoise", "GaussianBlur", "SaltPepper", "channel_stats",
+           "channel_quantiles"]
 
 
 def channel_stats(data: torch.Tensor, valid: torch.Tensor | None,
@@ -52,6 +53,22 @@ def channel_stats(data: torch.Tensor, valid: torch.Tensor | None,
 
 
 NOISE_CHUNK = 1 << 20
+
+
+def channel_quantiles(data: torch.Tensor, valid: torch.Tensor | None, percentiles: Sequence[float],
+                      max_samples: int = 1 << 20) -> list[torch.Tensor]:
+    """Per-channel percentiles over valid voxels, each ``(C, 1, ..., 1)``, from a deterministic strided
+    subsample of at most ``max_samples`` voxels (``torch.quantile`` refuses more than 2**24 values)."""
+    flat = data.reshape(data.shape[0], -1)
+    if valid is not None:
+        flat = flat[:, valid.reshape(-1)]
+    if flat.shape[1] == 0:
+        raise NoDataError("no valid voxel: percentiles are undefined")
+    step = max(1, flat.shape[1] // max_samples)
+    q = torch.tensor([p / 100 for p in percentiles], dtype=flat.dtype, device=flat.device)
+    values = torch.quantile(flat[:, ::step], q, dim=1)
+    shape = (-1,) + (1,) * (data.dim() - 1)
+    return [v.view(shape) for v in values]
 
 
 def _noise(seed: int, shape: Sequence[int], device: torch.device, dtype: torch.dtype, kind: str) -> torch.Tensor:

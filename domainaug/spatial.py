@@ -34,7 +34,8 @@ class Affine(SpatialTransform):
 
     Args:
         degrees: Rotation about each array axis (1 angle in 2D, 3 in 3D). A number is fixed;
-            ``(min, max)`` is drawn uniformly, independently per angle.
+            ``(min, max)`` is drawn uniformly, independently per angle; a list of three (numbers or
+            pairs) sets each 3D angle on its own, e.g. ``[0, 0, (-15, 15)]`` for in-plane only.
         scales: Zoom factor per axis, > 0 (> 1 enlarges the content). Same conventions.
         shear: Shear factors for each pair of axes (1 in 2D, 3 in 3D). Same conventions.
         translation: Shift per axis in world units (mm, or CRS units). Same conventions.
@@ -48,7 +49,9 @@ class Affine(SpatialTransform):
     def __init__(self, degrees: float | tuple[float, float] = 0.0, scales: float | tuple[float, float] = 1.0,
                  shear: float | tuple[float, float] = 0.0, translation: float | tuple[float, float] = 0.0,
                  isotropic: bool = False, p: float = 1.0) -> None:
-        self.degrees = as_uniform("degrees", degrees, low=-360, high=360)
+        per_axis = isinstance(degrees, (list, tuple)) and len(degrees) == 3
+        self.degrees = [as_uniform("degrees", d, low=-360, high=360) for d in degrees] if per_axis \
+            else as_uniform("degrees", degrees, low=-360, high=360)
         self.scales = as_uniform("scales", scales, low=1e-3)
         self.shear = as_uniform("shear", shear, low=-10, high=10)
         self.translation = as_uniform("translation", translation)
@@ -57,7 +60,12 @@ class Affine(SpatialTransform):
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         n = sample.space.ndim
-        degrees = [self.degrees.draw(generator) for _ in range(n_rotations(n))]
+        if isinstance(self.degrees, list):
+            if n != 3:
+                raise ParameterError("degrees", self.config()["degrees"], f"one range for a {n}D sample")
+            degrees = [d.draw(generator) for d in self.degrees]
+        else:
+            degrees = [self.degrees.draw(generator) for _ in range(n_rotations(n))]
         scales = [self.scales.draw(generator)] * n if self.isotropic else [self.scales.draw(generator)
                                                                             for _ in range(n)]
         shear = [self.shear.draw(generator) for _ in range(n_shears(n))]

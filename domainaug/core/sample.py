@@ -234,6 +234,16 @@ class Sample:
                   for name, p in self.points.items()}
         return Sample(space, self._layers, points, self.history, self.meta, pending=pending)
 
+    def with_valid(self, name: str = "valid") -> "Sample":
+        """This sample with an all-true VALID layer added if it has none, so that a warp can mark
+        what it brings in from outside the field of view (works on a pending sample too)."""
+        if self.valid_name is not None:
+            return self
+        grid = self._pending.source.shape if self._pending is not None else self.space.shape
+        layer = Layer(torch.ones((1,) + tuple(grid), dtype=torch.bool, device=self.device), Role.VALID)
+        return Sample(self.space, {**self._layers, name: layer}, self.points, self.history, self.meta,
+                      pending=self._pending)
+
     def to(self, device: torch.device | str) -> "Sample":
         layers = {n: replace(l, data=l.data.to(device)) for n, l in self._layers.items()}
         return Sample(self.space, layers, self.points, self.history, self.meta, pending=self._pending)

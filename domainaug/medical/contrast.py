@@ -13,27 +13,16 @@ from ..core.params import as_axes, as_uniform, check_choice, resolve_axes
 from ..core.sample import Role, Sample
 from ..core.transform import Compose, IntensityTransform
 from ..errors import ParameterError
-from ..intensity import Gamma, _smooth
+from ..intensity import Gamma, _smooth, channel_quantiles
 from .physics import BiasField, RicianNoise
 
 __all__ = ["IntensityScale", "TissueContrast", "SimulateLowResolution", "FieldStrength", "robust_range"]
 
 
-def robust_range(data: torch.Tensor, valid: torch.Tensor | None, percentiles=(1.0, 99.0),
-                 max_samples: int = 1 << 20) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel percentiles over valid voxels, from a deterministic strided subsample (at most
-    ``max_samples`` voxels per channel), shaped ``(C, 1, ..., 1)``."""
-    flat = data.reshape(data.shape[0], -1)
-    if valid is not None:
-        keep = valid.reshape(-1)
-        flat = flat[:, keep]
-    if flat.shape[1] == 0:
-        raise ParameterError("valid", "no valid voxel", "at least one valid voxel for intensity percentiles")
-    step = max(1, flat.shape[1] // max_samples)
-    q = torch.tensor([p / 100 for p in percentiles], dtype=flat.dtype, device=flat.device)
-    lo, hi = torch.quantile(flat[:, ::step], q, dim=1)
-    shape = (-1,) + (1,) * (data.dim() - 1)
-    return lo.view(shape), hi.view(shape)
+def robust_range(data: torch.Tensor, valid: torch.Tensor | None, percentiles=(1.0, 99.0)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel 1st and 99th percentiles over valid voxels, shaped ``(C, 1, ..., 1)``."""
+    lo, hi = channel_quantiles(data, valid, percentiles)
+    return lo, hi
 
 
 class IntensityScale(IntensityTransform):
@@ -139,19 +128,25 @@ class SimulateLowResolution(IntensityTransform):
 
     def transform_layer(self, data, valid, params, sample, name):
         out = data
+        weight = torch.ones_like(data[:1]) if valid is None else valid.to(data.dtype)
+        out, weight = out * weight, weight                      # only valid voxels are averaged
         for key, target in params["spacing"].items():
             axis = int(key)
             factor = int(round(target / float(sample.space.spacing[axis])))
             n = data.shape[axis + 1]
             if factor <= 1 or n < 2:
                 continue
-            moved = out.movedim(axis + 1, -1)
-            shape = moved.shape
-            flat = moved.reshape(-1, 1, n)
-            coarse = F.avg_pool1d(flat, factor, factor, ceil_mode=True, count_include_pad=False)
-            fine = F.interpolate(coarse, size=n, mode="linear", align_corners=False)
-            out = fine.reshape(shape).movedim(-1, axis + 1)
-        return out
+            out, weight = (_slab_average(t, axis, factor) for t in (out, weight))
+        return out / weight.clamp(min=1e-12)
+
+
+def _slab_average(x: torch.Tensor, axis: int, factor: int) -> torch.Tensor:
+    """Average slabs of ``factor`` voxels along spatial ``axis``, then interpolate back linearly."""
+    n = x.shape[axis + 1]
+    moved = x.movedim(axis + 1, -1)
+    coarse = F.avg_pool1d(moved.reshape(-1, 1, n), factor, factor, ceil_mode=True, count_include_pad=False)
+    fine = F.interpolate(coarse, size=n, mode="linear", align_corners=False)
+    return fine.reshape(moved.shape).movedim(-1, axis + 1)
 
 
 class FieldStrength(Compose):
@@ -188,6 +183,9 @@ class FieldStrength(Compose):
         self.noise, self.bias, self.contrast = float(noise), float(bias), float(contrast)
         sigma = self.noise * max(0.0, self.source / self.target - 1)
         c = self.bias * abs(self.target - self.source)
+        if c > 5.0:
+            raise ParameterError("bias", bias, f"at most {5.0 / max(abs(self.target - self.source), 1e-9):.3g} per "
+                                 f"tesla for a {abs(self.target - self.source):g} T change (coefficients <= 5)")
         d = self.contrast * abs(math.log2(self.target / self.source))
         super().__init__([BiasField((-c, c), order=3), Gamma((1 / (1 + d), 1 + d)), RicianNoise((0.0, sigma))], p=p)
 

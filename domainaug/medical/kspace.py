@@ -76,8 +76,12 @@ class Ghosting(IntensityTransform):
     def __init__(self, num_ghosts: int | tuple[int, int] = (2, 8), axis: int | None = None,
                  intensity: float | tuple[float, float] = (0.3, 0.8), layers: Sequence[str] | None = None,
                  p: float = 1.0) -> None:
-        lo, hi = (num_ghosts, num_ghosts) if isinstance(num_ghosts, int) else tuple(num_ghosts)
-        check_positive_int("num_ghosts", lo, 2), check_positive_int("num_ghosts", hi, 2)
+        pair = (num_ghosts, num_ghosts) if isinstance(num_ghosts, int) and not isinstance(num_ghosts, bool) else \
+            tuple(num_ghosts) if isinstance(num_ghosts, (list, tuple)) else ()
+        if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 2 for v in pair) \
+                or pair[0] > pair[1]:
+            raise ParameterError("num_ghosts", num_ghosts, "an integer >= 2 or a (min, max) pair of them")
+        lo, hi = pair
         self.num_ghosts = num_ghosts if isinstance(num_ghosts, int) else [lo, hi]
         if axis is not None and (isinstance(axis, bool) or not isinstance(axis, int)):
             raise ParameterError("axis", axis, "None or an axis index")
@@ -135,6 +139,8 @@ class Motion(IntensityTransform):
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        if not -sample.space.ndim <= self.axis < sample.space.ndim:
+            raise ParameterError("axis", self.axis, f"an axis of a {sample.space.ndim}D sample")
         mover = Affine(degrees=self.degrees.to_json(), translation=self.translation.to_json())
         moves = [mover.sample_params(sample, generator) for _ in range(self.num_movements)]
         cuts = sorted(torch.rand(self.num_movements, generator=generator, dtype=torch.float64).tolist())
@@ -147,13 +153,14 @@ class Motion(IntensityTransform):
         dims = tuple(range(1, data.dim()))
         k = torch.fft.rfftn(data, dim=dims)                   # real FFTs: half the work of complex ones
         n = data.shape[axis]
-        freqs = torch.fft.rfftfreq(n, d=1.0 / n) if axis == data.dim() - 1 else torch.fft.fftfreq(n, d=1.0 / n)
-        order = torch.argsort(freqs.round().long().abs(), stable=True).to(data.device)   # k-space centre first
-        lines_total = len(order)
-        bounds = [0] + [int(round(c * lines_total)) for c in params["cuts"]] + [lines_total]
+        ring = _frequencies(n, data.device).abs()                 # |f|: +f and -f stay in one segment
+        if axis == data.dim() - 1:
+            ring = ring[: n // 2 + 1]                             # rfftn keeps the non-negative half here
+        rings = int(n // 2 + 1)
+        bounds = [0] + [int(round(c * rings)) for c in params["cuts"]] + [rings]   # centre of k-space first
         probe = Sample(sample.space, {"image": Layer(data, Role.INTENSITY, 0.0)})
         for segment, move in enumerate(params["movements"]):
-            lines = order[bounds[segment + 1]:bounds[segment + 2]]
+            lines = torch.nonzero((ring >= bounds[segment + 1]) & (ring < bounds[segment + 2]))[:, 0]
             if len(lines):
                 moved = Affine().apply(probe, move)["image"]
                 km = torch.fft.rfftn(moved, dim=dims)

@@ -21,14 +21,16 @@ __all__ = ["BiasField", "RicianNoise", "CTWindow", "CT_WINDOWS"]
 
 
 def _terms(ndim: int, order: int) -> list[tuple[int, ...]]:
-    """Exponent tuples of the monomials of total degree <= ``order``."""
-    return [e for e in itertools.product(range(order + 1), repeat=ndim) if sum(e) <= order]
+    """Exponent tuples of the monomials of total degree 1 .. ``order`` (no constant: the field changes
+    shape, not overall brightness)."""
+    return [e for e in itertools.product(range(order + 1), repeat=ndim) if 0 < sum(e) <= order]
 
 
 class BiasField(IntensityTransform):
-    """Smooth multiplicative intensity inhomogeneity: ``x * exp(sum_t c_t * m_t(u))``, with ``m_t`` the
-    monomials of total degree <= ``order`` of ``u``, the voxel position in mm from the grid centre
-    divided by the largest half-extent (so the field is isotropic in mm whatever the voxel size).
+    """Smooth multiplicative intensity inhomogeneity: ``x * exp(f(u) - mean f)``, with ``f`` a sum of
+    the monomials of total degree 1 .. ``order`` of ``u``, the voxel position in mm from the grid
+    centre divided by the largest half-extent (so the field is isotropic in mm whatever the voxel
+    size). The field's geometric mean over the grid is 1, so overall brightness is kept.
     Coefficients of 0 are the identity.
 
     Args:
@@ -38,7 +40,7 @@ class BiasField(IntensityTransform):
         p: Probability of applying.
     """
 
-    def __init__(self, coefficients: float | tuple[float, float] = (-0.3, 0.3), order: int = 3,
+    def __init__(self, coefficients: float | tuple[float, float] = (-0.15, 0.15), order: int = 3,
                  layers: Sequence[str] | None = None, p: float = 1.0) -> None:
         self.coefficients = as_uniform("coefficients", coefficients, low=-5.0, high=5.0)
         self.order = check_positive_int("order", order)
@@ -66,7 +68,8 @@ class BiasField(IntensityTransform):
             tensor[e] = c
         letters = "abc"[:space.ndim]
         spec = letters + "," + ",".join(f"{l}{l.upper()}" for l in letters) + "->" + letters.upper()
-        return torch.einsum(spec, tensor, *powers).to(device=device, dtype=dtype)
+        field = torch.einsum(spec, tensor, *powers)
+        return (field - field.mean()).to(device=device, dtype=dtype)
 
     def transform_layer(self, data, valid, params, sample, name):
         if not any(params["coefficients"]):
@@ -133,7 +136,8 @@ class CTWindow(IntensityTransform):
         if isinstance(window, str):
             if window not in CT_WINDOWS:
                 raise ParameterError("window", window, "one of " + ", ".join(sorted(CT_WINDOWS)) + " or (level, width)")
-        elif not (isinstance(window, (list, tuple)) and len(window) == 2 and float(window[1]) > 0):
+        elif not (isinstance(window, (list, tuple)) and len(window) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in window) and window[1] > 0):
             raise ParameterError("window", window, "a window name or (level, width) with width > 0")
         self.window = window if isinstance(window, str) else [float(window[0]), float(window[1])]
         self.level_shift = as_uniform("level_shift", level_shift)
@@ -156,6 +160,10 @@ class CTWindow(IntensityTransform):
             return super().apply(sample, params)
         # rescaled output is float32 in [0, 1], whatever the HU dtype: make the layers float first
         layers = sample.layers
-        floats = {n: replace(layers[n], data=layers[n].data.float(), fill=0.0) for n in self.target_layers(sample)}
+        valid = layers[sample.valid_name].data if sample.valid_name else None
+        floats = {}
+        for n in self.target_layers(sample):
+            data = layers[n].data.float()
+            floats[n] = replace(layers[n], data=data if valid is None else data.masked_fill(~valid, 0.0), fill=0.0)
         return super().apply(sample.with_layers(**floats), params)
 

@@ -50,12 +50,12 @@ def _prostate_mri() -> Compose:
     bias field (50%), gamma (50%), Rician noise (30%), in-plane blur up to 0.5 mm (20%)."""
     return Compose([
         Reorient("RAS"),
-        Affine(degrees=(-15, 15), scales=(0.9, 1.1)),
+        Affine(degrees=[0.0, 0.0, (-15.0, 15.0)], scales=(0.9, 1.1)),
         Elastic(spacing=[30.0, 30.0, 60.0], max_displacement=(0.0, 3.0), p=0.3),
         BiasField(coefficients=(-0.2, 0.2), order=2, p=0.5),
         Gamma(gamma=(0.8, 1.25), p=0.5),
         RicianNoise(std=(0.0, 0.08), p=0.3),
-        GaussianBlur(sigma=(0.0, 0.5), p=0.2),
+        GaussianBlur(sigma=(0.0, 0.5), axis_scale=(1.0, 1.0, 0.0), p=0.2),
     ])
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..core.kernels.fuse import Stage
-from ..core.params import as_axes, as_uniform, check_choice, resolve_axes
+from ..core.params import as_axes, check_choice, resolve_axes
 from ..core.sample import Sample
 from ..core.space import Space
 from ..core.transform import SpatialTransform
@@ -28,7 +28,8 @@ class RotationPolicy(SpatialTransform):
     - ``"rot90"``: a random quarter turn. ``"dihedral"``: one of the 8 symmetries of the square (a
       quarter turn after an optional mirror). Both are exact voxel permutations, no interpolation.
     - ``"small"``: any angle in ``[-max_degrees, max_degrees]``. ``"any"``: any angle.
-      These interpolate and fill the corners (``fill``, VALID false) on a fixed grid.
+      These interpolate and fill the corners on a fixed grid; the corners are marked invalid (a
+      VALID layer is added when the sample has none).
 
     Overhead scenes have no "up", so rotations are usually safe. They are harmful when the class
     depends on orientation: shadow direction (sun azimuth) in building or tree-height tasks, slope
@@ -45,7 +46,9 @@ class RotationPolicy(SpatialTransform):
     def __init__(self, policy: str = "dihedral", max_degrees: float = 15.0, axes: Sequence[int] = (-2, -1),
                  p: float = 1.0) -> None:
         self.policy = check_choice("policy", policy, POLICIES)
-        self.max_degrees = as_uniform("max_degrees", max_degrees, low=0.0, high=180.0).low
+        if isinstance(max_degrees, bool) or not isinstance(max_degrees, (int, float)) or not 0 <= max_degrees <= 180:
+            raise ParameterError("max_degrees", max_degrees, "one angle in [0, 180]")
+        self.max_degrees = float(max_degrees)
         axes = as_axes("axes", axes)
         if axes is None or len(axes) != 2:
             raise ParameterError("axes", axes, "two distinct axes")
@@ -59,6 +62,11 @@ class RotationPolicy(SpatialTransform):
         return {"k": draw(4) if self.policy in ("rot90", "dihedral") else 0,
                 "flip": bool(draw(2)) if self.policy == "dihedral" else False,
                 "degrees": degrees, "axes": resolve_axes("axes", self.axes, sample.space.ndim)}
+
+    def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        if params.get("degrees"):            # corners come from outside the tile: mark them as nodata
+            sample = sample.with_valid()
+        return super().lazy(sample, params)
 
     def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
         a, b = resolve_axes("params['axes']", params["axes"], space.ndim)

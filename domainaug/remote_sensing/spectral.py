@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from ..core.kernels.resample import cast
-from ..core.params import as_lengths, as_uniform, check_choice, check_positive_int
+from ..core.params import as_uniform, check_choice, check_positive_int
 from ..core.random import child_seed
 from ..core.sample import Layer, Role, Sample
 from ..core.transform import IntensityTransform, Transform
 from ..errors import ParameterError
-from ..intensity import channel_stats
+from ..intensity import _noise, channel_quantiles, channel_stats
 from .bands import Band, resolve_bands, sensor as sensor_table
 
 __all__ = ["set_bands", "layer_bands", "SpectralJitter", "Haze", "BandDropout", "CloudShadow", "INDICES",
@@ -89,7 +89,10 @@ class SpectralJitter(IntensityTransform):
                  sensor: str | None = None, min_bands: int = 1, layer: str = "image", p: float = 1.0) -> None:
         self.gain = as_uniform("gain", gain, low=1e-6)
         self.bias = as_uniform("bias", bias)
-        self.correlation_nm = None if correlation_nm is None else as_lengths("correlation_nm", correlation_nm)
+        if correlation_nm is not None and (isinstance(correlation_nm, bool) or not isinstance(correlation_nm, (int, float))
+                                           or not correlation_nm > 0):
+            raise ParameterError("correlation_nm", correlation_nm, "None or one wavelength spacing in nm > 0")
+        self.correlation_nm = None if correlation_nm is None else float(correlation_nm)
         self.relative = bool(relative)
         if bands is not None and (isinstance(bands, str) or not bands):
             raise ParameterError("bands", bands, "None or a non-empty list of band names")
@@ -232,7 +235,9 @@ class CloudShadow(Transform):
                  shadow_shift: float | None = None, layer: str = "image", mask: str = "occlusion",
                  p: float = 1.0) -> None:
         self.coverage = as_uniform("coverage", coverage, low=0.0, high=1.0)
-        self.scale = None if scale is None else as_lengths("scale", scale)
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
+            raise ParameterError("scale", scale, "None or one world length > 0")
+        self.scale = None if scale is None else float(scale)
         if shadow_shift is not None and (isinstance(shadow_shift, bool) or not isinstance(shadow_shift, (int, float))
                                          or shadow_shift < 0):
             raise ParameterError("shadow_shift", shadow_shift, "None or a world length >= 0")
@@ -258,8 +263,7 @@ class CloudShadow(Transform):
         """Smooth noise in [0, 1] on the grid: coarse random values (one per ``scale``) upsampled."""
         shape = sample.space.shape
         coarse = [max(2, math.ceil((n - 1) * s / params["scale"]) + 1) for n, s in zip(shape, sample.space.spacing)]
-        g = torch.Generator().manual_seed(params["seed"])
-        noise = torch.rand([1, 1] + coarse, generator=g, dtype=torch.float32)
+        noise = _noise(params["seed"], [1, 1] + coarse, torch.device("cpu"), torch.float32, "uniform")
         mode = "bilinear" if len(shape) == 2 else "trilinear"
         return F.interpolate(noise, size=shape, mode=mode, align_corners=True)[0, 0]
 
@@ -270,14 +274,13 @@ class CloudShadow(Transform):
         field = self._field(sample, params).to(image.data.device)
         cloud = torch.zeros_like(field)
         if params["coverage"] > 0 and bool(valid.any()):
-            threshold = torch.quantile(field[valid].double(), 1 - params["coverage"]).item()
-            cloud = ((field - threshold) / 0.05).clamp(0, 1) * valid          # soft edges
+            threshold = channel_quantiles(field[None].double(), valid[None], [100 * (1 - params["coverage"])])[0]
+            cloud = ((field - threshold[0].float()) / 0.05 + 0.5).clamp(0, 1) * valid   # soft edge centred on it
         shift = [int(round(d / s)) for d, s in zip(params["shadow_shift"], sample.space.spacing)]
-        shadow = _shifted(cloud, shift) * (1 - cloud) * valid
+        shadow = _shifted(cloud, shift) * (1 - cloud) * valid if any(shift) else torch.zeros_like(cloud)
         data = image.data.double()
-        flat = data.reshape(data.shape[0], -1)[:, valid.reshape(-1)]
-        bright = torch.quantile(flat, 0.99, dim=1).view((-1,) + (1,) * cloud.dim()) * params["brightness"] \
-            if flat.shape[1] else torch.zeros((data.shape[0],) + (1,) * cloud.dim(), dtype=data.dtype)
+        bright = channel_quantiles(data, valid[None], [99.0])[0] * params["brightness"] if bool(valid.any()) \
+            else torch.zeros((data.shape[0],) + (1,) * cloud.dim(), dtype=data.dtype)
         out = data * (1 - cloud) + bright * cloud
         out = out * (1 - shadow * (1 - params["darkness"]))
         marks = torch.where(cloud > 0.5, 1, torch.where(shadow > 0.5, 2, 0)).to(torch.uint8)[None]

@@ -14,7 +14,7 @@ from rasterio.windows import Window
 from ..core.params import check_positive_int
 from ..core.sample import Role, Sample
 from ..core.space import Space
-from ..errors import ParameterError, SpaceMismatchError
+from ..errors import NoDataError, ParameterError, SpaceMismatchError
 from ..io import assemble, atomic_path
 from ..io import geotiff
 from .spectral import set_bands
@@ -27,7 +27,10 @@ CACHE_BYTES = 16 * 2**20      # GDAL block cache while tiling: a few tiles, not 
 def tile_windows(height: int, width: int, size: int | Sequence[int], overlap: int = 0) -> list[Window]:
     """Windows of ``size`` (rows, cols) every ``size - overlap`` pixels; the last row/column of tiles
     is moved back inside the raster so every tile has full size (smaller rasters give one tile)."""
-    th, tw = (size, size) if isinstance(size, int) else tuple(size)
+    pair = (size, size) if isinstance(size, int) else tuple(size) if isinstance(size, (list, tuple)) else ()
+    if len(pair) != 2:
+        raise ParameterError("size", size, "a tile size or a (rows, cols) pair")
+    th, tw = pair
     for name, v in (("size", th), ("size", tw)):
         check_positive_int(name, v)
     if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < min(th, tw):
@@ -59,7 +62,10 @@ def tiles(path: str | os.PathLike, size: int | Sequence[int], overlap: int = 0, 
             lab = geotiff.read(Path(label), window) if label is not None else None
         if image.get("valid") is not None and not image["valid"].any():
             continue                                       # a tile of nodata only: nothing to learn from
-        sample = assemble(image, lab, path, label)
+        try:
+            sample = assemble(image, lab, path, label)
+        except NoDataError:                                # e.g. NaN everywhere in a float tile
+            continue
         sample.meta.update(window=[int(window.row_off), int(window.col_off), int(window.height), int(window.width)],
                            raster_shape=[height, width])
         if bands is not None:
@@ -112,7 +118,11 @@ class TileWriter:
         if tile.valid_name and tile.layer_info(self.layer).role is Role.INTENSITY and nodata is not None:
             valid = tile[tile.valid_name][0].cpu().numpy()[top:h - bottom, left:w - right]
             data = np.where(valid[None], data, nodata)
-        self._dst.write(data.astype(self.profile["dtype"]),
+        dtype = np.dtype(self.profile["dtype"])
+        if dtype.kind in "iu" and data.dtype.kind == "f":      # round and clip, as the layers' own casts do
+            info = np.iinfo(dtype)
+            data = np.clip(np.round(data), info.min, info.max)
+        self._dst.write(data.astype(dtype),
                         window=Window(c0 + left, r0 + top, data.shape[2], data.shape[1]))
 
     def close(self) -> Path:
