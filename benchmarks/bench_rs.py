@@ -29,7 +29,7 @@ BANDS = 12
 COPY = "floor: copy of the 48 MiB raster"
 GS = "floor: grid_sample bilinear 12 bands, identity grid, 2 slabs"
 DIHEDRAL = "domainaug Compose[RotationPolicy(dihedral), SpectralJitter] image + label"
-ANY = "domainaug RotationPolicy(any) image + label (argmax)"
+ANY = "domainaug RotationPolicy(any) image + label (corners marked invalid)"
 CROP = "domainaug Crop(512) image + label"
 
 

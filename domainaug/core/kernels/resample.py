@@ -271,15 +271,17 @@ def _warp_kernel(coords, steps, out_shape, src_shape,
         ty = np.empty(W, dtype=np.float32)
         tz = np.empty(W, dtype=np.float32)
         inside = np.empty(W, dtype=np.bool_)
+        ew = np.empty((8, W), dtype=np.float32)
+        inv = np.empty(W, dtype=np.float32)
         row = np.empty((3, nx))
         _warp_rows(blk * block, min(rows, (blk + 1) * block), H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx,
-                   nz, ny, nx, row, base, tx, ty, tz, inside, img, img_mode, img_fill, out_img, lab, lab_mode,
+                   nz, ny, nx, row, base, tx, ty, tz, inside, ew, inv, img, img_mode, img_fill, out_img, lab, lab_mode,
                    lab_fill, out_lab, val, out_val, Ci, Cl, Cv)
 
 
 @nb.njit(cache=True, error_model="numpy", fastmath=True)
 def _warp_rows(r_lo, r_hi, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, nx, row, base, tx, ty, tz,
-              inside, img, img_mode, img_fill, out_img, lab, lab_mode, lab_fill, out_lab, val, out_val,
+              inside, ew, inv, img, img_mode, img_fill, out_img, lab, lab_mode, lab_fill, out_lab, val, out_val,
               Ci, Cl, Cv):
     """Output rows ``r_lo .. r_hi - 1`` (row ``r`` = z * H + y) of ``_warp_kernel``, with caller-owned
     scratch arrays. One call per block keeps per-call overhead (array refcounts shared between
@@ -334,17 +336,21 @@ def _warp_rows(r_lo, r_hi, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, 
                 tz[x], ty[x], tx[x] = cz - z0, cy - y0, cx - x0
                 base[x] = z0 * plane + y0 * Ws + x0
         o = r * W
-        # 2. validity
+        # 2. validity: each tap's weight times its valid flag, kept per voxel for the channels below
         if Cv > 0:
             for x in range(W):
                 i = base[x]
                 a, b, c = tx[x], ty[x], tz[x]
-                v0 = val[0, i] + a * (val[0, i + dx] - np.float32(val[0, i]))
-                v1 = val[0, i + dy] + a * (val[0, i + dy + dx] - np.float32(val[0, i + dy]))
-                v2 = val[0, i + dz] + a * (val[0, i + dz + dx] - np.float32(val[0, i + dz]))
-                v3 = val[0, i + dz + dy] + a * (val[0, i + dz + dy + dx] - np.float32(val[0, i + dz + dy]))
-                w = (v0 + b * (v1 - v0)) + c * ((v2 + b * (v3 - v2)) - (v0 + b * (v1 - v0)))
-                out_val[0, o + x] = 1 if (inside[x] and w >= 0.5 - 1e-6) else 0
+                wsum = np.float32(0.0)
+                for t in range(8):
+                    bz, by, bx = (t >> 2) & 1, (t >> 1) & 1, t & 1
+                    w = (c if bz else 1 - c) * (b if by else 1 - b) * (a if bx else 1 - a)
+                    q = i + (dz if bz else 0) + (dy if by else 0) + (dx if bx else 0)
+                    ew[t, x] = w if val[0, q] else np.float32(0.0)
+                    wsum += ew[t, x]
+                ok = inside[x] and wsum >= 0.5 - 1e-6
+                out_val[0, o + x] = 1 if ok else 0
+                inv[x] = np.float32(1.0) / wsum if ok else np.float32(0.0)
         # 3. intensity
         for c in range(Ci):
             fill = img_fill[c]
@@ -375,6 +381,16 @@ def _warp_rows(r_lo, r_hi, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, 
                     u1 = v2 + b * (v3 - v2)
                     v = u0 + cc * (u1 - u0)
                     out_img[c, o + x] = v if inside[x] else fill
+                continue
+            if img_mode[c] == 0:                                 # linear over valid taps only
+                for x in range(W):
+                    i = base[x]
+                    acc = (ew[0, x] * img[c, i] + ew[1, x] * img[c, i + dx] + ew[2, x] * img[c, i + dy]
+                           + ew[3, x] * img[c, i + dy + dx])
+                    if dz != 0:
+                        acc += (ew[4, x] * img[c, i + dz] + ew[5, x] * img[c, i + dz + dx]
+                                + ew[6, x] * img[c, i + dz + dy] + ew[7, x] * img[c, i + dz + dy + dx])
+                    out_img[c, o + x] = acc * inv[x] if inv[x] > 0 else fill
                 continue
             for x in range(W):
                 ok = out_val[0, o + x] == 1 if Cv > 0 else inside[x]
