@@ -11,11 +11,10 @@ import numpy as np
 import torch
 
 from ..core.params import as_uniform, check_positive_int
-from ..core.random import child_seed
 from ..core.sample import Sample
 from ..core.transform import IntensityTransform
 from ..errors import ParameterError
-from ..intensity import _noise, channel_stats
+from ..intensity import GaussianNoise, _noise, channel_stats
 
 __all__ = ["BiasField", "RicianNoise", "CTWindow", "CT_WINDOWS"]
 
@@ -77,8 +76,9 @@ class BiasField(IntensityTransform):
         return data * torch.exp(self.log_field(sample, params, data.device, data.dtype))
 
 
-class RicianNoise(IntensityTransform):
-    """Rician noise of magnitude MR images: ``sqrt((x + n1)^2 + n2^2)``, ``n1, n2 ~ N(0, sigma)``.
+class RicianNoise(GaussianNoise):
+    """Rician noise of magnitude MR images: ``sqrt((x + n1)^2 + n2^2)``, ``n1, n2 ~ N(0, sigma)``
+    (the arguments and draws of ``GaussianNoise``; only the noise model differs).
 
     At high SNR the mean moves from ``A`` to about ``sqrt(A^2 + sigma^2)``; in the background (A = 0)
     the noise is Rayleigh. ``sigma`` 0 is the identity.
@@ -90,16 +90,6 @@ class RicianNoise(IntensityTransform):
         layers: INTENSITY layers to change (default: all).
         p: Probability of applying.
     """
-
-    def __init__(self, std: float | tuple[float, float] = (0.0, 0.1), relative: bool = True,
-                 layers: Sequence[str] | None = None, p: float = 1.0) -> None:
-        self.std = as_uniform("std", std, low=0.0)
-        self.relative = bool(relative)
-        self._set_layers(layers)
-        self._set_p(p)
-
-    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
-        return {"std": self.std.draw(generator), "seed": child_seed(generator)}
 
     def transform_layer(self, data, valid, params, sample, name):
         if params["std"] == 0:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..core.transform import Compose
-from ..errors import ParameterError
+from ..core.params import check_choice
 from ..intensity import Gamma, GaussianBlur, GaussianNoise
 from ..spatial import Affine, Elastic, Flip
 from .kspace import Ghosting, Motion, Spike
@@ -69,6 +69,4 @@ def presets() -> list[str]:
 
 def preset(name: str) -> Compose:
     """A fresh pipeline for ``name`` (``presets()`` lists them)."""
-    if name not in _PRESETS:
-        raise ParameterError("name", name, "one of " + ", ".join(presets()))
-    return _PRESETS[name]()
+    return _PRESETS[check_choice("name", name, presets())]()

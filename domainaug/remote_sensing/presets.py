@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..core.transform import Compose
-from ..errors import ParameterError
+from ..core.params import check_choice
 from ..intensity import BrightnessContrast, GaussianBlur, GaussianNoise
 from .rotation import RotationPolicy
 from .spectral import CloudShadow, Haze, SpectralJitter
@@ -54,6 +54,4 @@ def presets() -> list[str]:
 
 def preset(name: str) -> Compose:
     """A fresh pipeline for ``name``; bands are read from channel names (``set_bands`` names them)."""
-    if name not in _PRESETS:
-        raise ParameterError("name", name, "one of " + ", ".join(presets()))
-    return _PRESETS[name]()
+    return _PRESETS[check_choice("name", name, presets())]()
