@@ -65,15 +65,20 @@ class BiasField(IntensityTransform):
         tensor = torch.zeros([self.order + 1] * space.ndim, dtype=torch.float64)
         for e, c in zip(terms, coefficients):
             tensor[e] = c
+        # the grid mean of a product of per-axis powers is the product of their means: fold it into the
+        # constant term, so the full-size field needs no extra pass to be centred
+        means = [p.mean(dim=1) for p in powers]
+        tensor[(0,) * space.ndim] -= float(sum(c * np.prod([means[a][e[a]].item() for a in range(space.ndim)])
+                                               for e, c in zip(terms, coefficients)))
         letters = "abc"[:space.ndim]
         spec = letters + "," + ",".join(f"{l}{l.upper()}" for l in letters) + "->" + letters.upper()
-        field = torch.einsum(spec, tensor, *powers)
-        return (field - field.mean()).to(device=device, dtype=dtype)
+        return torch.einsum(spec, tensor.to(dtype), *[p.to(dtype) for p in powers]).to(device)
 
     def transform_layer(self, data, valid, params, sample, name):
         if not any(params["coefficients"]):
             return data
-        return data * torch.exp(self.log_field(sample, params, data.device, data.dtype))
+        field = self.log_field(sample, params, data.device, data.dtype).exp_()
+        return field[None].mul_(data) if data.shape[0] == 1 else data * field     # one buffer for one channel
 
 
 class RicianNoise(GaussianNoise):
