@@ -264,15 +264,17 @@ def _warp_kernel(coords, steps, out_shape, src_shape,
     Cv = val.shape[0]
     plane = Hs * Ws
     rows = D * H
-    block = 64                                   # rows per task: scratch is allocated once per block
+    # rows per task: channels are processed one at a time across the whole block, so consecutive rows
+    # reuse each source plane's cache lines (channels inside the row loop thrashed the cache)
+    block = max(1, min(128, 131072 // max(W, 1)))
     for blk in nb.prange((rows + block - 1) // block):
-        base = np.empty(W, dtype=np.int64)
-        tx = np.empty(W, dtype=np.float32)
-        ty = np.empty(W, dtype=np.float32)
-        tz = np.empty(W, dtype=np.float32)
-        inside = np.empty(W, dtype=np.bool_)
-        ew = np.empty((8, W), dtype=np.float32)
-        inv = np.empty(W, dtype=np.float32)
+        base = np.empty((block, W), dtype=np.int64)
+        tx = np.empty((block, W), dtype=np.float32)
+        ty = np.empty((block, W), dtype=np.float32)
+        tz = np.empty((block, W), dtype=np.float32)
+        inside = np.empty((block, W), dtype=np.bool_)
+        ew = np.empty((block, 8, W), dtype=np.float32)
+        inv = np.empty((block, W), dtype=np.float32)
         row = np.empty((3, nx))
         _warp_rows(blk * block, min(rows, (blk + 1) * block), H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx,
                    nz, ny, nx, row, base, tx, ty, tz, inside, ew, inv, img, img_mode, img_fill, out_img, lab, lab_mode,
@@ -280,15 +282,25 @@ def _warp_kernel(coords, steps, out_shape, src_shape,
 
 
 @nb.njit(cache=True, error_model="numpy", fastmath=True)
-def _warp_rows(r_lo, r_hi, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, nx, row, base, tx, ty, tz,
-              inside, ew, inv, img, img_mode, img_fill, out_img, lab, lab_mode, lab_fill, out_lab, val, out_val,
-              Ci, Cl, Cv):
+def _warp_rows(r_lo, r_hi, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, nx, row, base2, tx2, ty2, tz2,
+               inside2, ew2, inv2, img, img_mode, img_fill, out_img, lab, lab_mode, lab_fill, out_lab, val, out_val,
+               Ci, Cl, Cv):
     """Output rows ``r_lo .. r_hi - 1`` (row ``r`` = z * H + y) of ``_warp_kernel``, with caller-owned
-    scratch arrays. One call per block keeps per-call overhead (array refcounts shared between
-    threads) off the per-row path."""
+    (rows, W) scratch: coordinates and validity for every row first, then each channel across all
+    rows. One call per block keeps per-call overhead (array refcounts shared between threads) off
+    the per-row path."""
     zplane = np.empty((3, ny, nx))
     plane_z = -1
+    # The lower tap is clamped to n - 2 (fraction 1 at the last voxel), so the neighbour offsets are
+    # the same for every voxel; an axis of size 1 has none.
+    dx = 1 if Ws > 1 else 0
+    dy = Ws if Hs > 1 else 0
+    dz = plane if Ds > 1 else 0
+    inv_lx = 1.0 / Lx
+    # A. coordinates, taps, fractions and validity, row by row
     for r in range(r_lo, r_hi):
+        j = r - r_lo
+        base, tx, ty, tz, inside = base2[j], tx2[j], ty2[j], tz2[j], inside2[j]
         z = r // H
         y = r - z * H
         # this row's coordinates at every x node: the lattice interpolated in z (once per slice), then y
@@ -297,20 +309,14 @@ def _warp_rows(r_lo, r_hi, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, 
             kz = min(z // Lz, nz - 2)
             fz = (z - kz * Lz) / Lz
             for c in range(3):
-                for j in range(ny):
+                for jj in range(ny):
                     for k in range(nx):
-                        zplane[c, j, k] = coords[c, kz, j, k] + fz * (coords[c, kz + 1, j, k] - coords[c, kz, j, k])
+                        zplane[c, jj, k] = coords[c, kz, jj, k] + fz * (coords[c, kz + 1, jj, k] - coords[c, kz, jj, k])
         ky = min(y // Ly, ny - 2)
         fy = (y - ky * Ly) / Ly
         for c in range(3):
             for k in range(nx):
                 row[c, k] = zplane[c, ky, k] + fy * (zplane[c, ky + 1, k] - zplane[c, ky, k])
-        # 1. coordinates, taps and fractions. The lower tap is clamped to n - 2 (fraction 1 at the last
-        # voxel), so the neighbour offsets are the same for every voxel; an axis of size 1 has none.
-        dx = 1 if Ws > 1 else 0
-        dy = Ws if Hs > 1 else 0
-        dz = plane if Ds > 1 else 0
-        inv_lx = 1.0 / Lx
         for kx in range(nx - 1):                 # lattice interval by interval: no division per voxel
             x_lo = kx * Lx
             if x_lo >= W:
@@ -335,9 +341,10 @@ def _warp_rows(r_lo, r_hi, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, 
                 x0 = min(int(cx), max(Ws - 2, 0))
                 tz[x], ty[x], tx[x] = cz - z0, cy - y0, cx - x0
                 base[x] = z0 * plane + y0 * Ws + x0
-        o = r * W
-        # 2. validity: each tap's weight times its valid flag, kept per voxel for the channels below
+        # validity: each tap's weight times its valid flag, kept per voxel for the channels below
         if Cv > 0:
+            ew, inv = ew2[j], inv2[j]
+            o = r * W
             for x in range(W):
                 i = base[x]
                 a, b, c = tx[x], ty[x], tz[x]
@@ -351,10 +358,15 @@ def _warp_rows(r_lo, r_hi, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, 
                 ok = inside[x] and wsum >= 0.5 - 1e-6
                 out_val[0, o + x] = 1 if ok else 0
                 inv[x] = np.float32(1.0) / wsum if ok else np.float32(0.0)
-        # 3. intensity
-        for c in range(Ci):
-            fill = img_fill[c]
-            if img_mode[c] == 0 and Cv == 0 and dz == 0:      # 2D: bilinear, 4 taps
+    # B. intensity: one channel at a time over all the block's rows
+    for c in range(Ci):
+        fill = img_fill[c]
+        mode = img_mode[c]
+        for r in range(r_lo, r_hi):
+            j = r - r_lo
+            base, tx, ty, tz, inside = base2[j], tx2[j], ty2[j], tz2[j], inside2[j]
+            o = r * W
+            if mode == 0 and Cv == 0 and dz == 0:            # 2D: bilinear, 4 taps
                 for x in range(W):
                     i = base[x]
                     a, b = tx[x], ty[x]
@@ -364,8 +376,7 @@ def _warp_rows(r_lo, r_hi, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, 
                     v1 = p1 + a * (img[c, i + dy + dx] - p1)
                     v = v0 + b * (v1 - v0)
                     out_img[c, o + x] = v if inside[x] else fill
-                continue
-            if img_mode[c] == 0 and Cv == 0:
+            elif mode == 0 and Cv == 0:
                 for x in range(W):
                     i = base[x]
                     a, b, cc = tx[x], ty[x], tz[x]
@@ -381,8 +392,8 @@ def _warp_rows(r_lo, r_hi, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, 
                     u1 = v2 + b * (v3 - v2)
                     v = u0 + cc * (u1 - u0)
                     out_img[c, o + x] = v if inside[x] else fill
-                continue
-            if img_mode[c] == 0:                                 # linear over valid taps only
+            elif mode == 0:                                  # linear over valid taps only
+                ew, inv = ew2[j], inv2[j]
                 for x in range(W):
                     i = base[x]
                     acc = (ew[0, x] * img[c, i] + ew[1, x] * img[c, i + dx] + ew[2, x] * img[c, i + dy]
@@ -391,16 +402,20 @@ def _warp_rows(r_lo, r_hi, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, 
                         acc += (ew[4, x] * img[c, i + dz] + ew[5, x] * img[c, i + dz + dx]
                                 + ew[6, x] * img[c, i + dz + dy] + ew[7, x] * img[c, i + dz + dy + dx])
                     out_img[c, o + x] = acc * inv[x] if inv[x] > 0 else fill
-                continue
-            for x in range(W):
-                ok = out_val[0, o + x] == 1 if Cv > 0 else inside[x]
-                if not ok:
-                    out_img[c, o + x] = fill
-                    continue
-                out_img[c, o + x] = _sample_general(img, val, c, img_mode[c], Cv, base[x], dx, dy, dz,
-                                                    tx[x], ty[x], tz[x], Ds, Hs, Ws)
-        # 4. labels
-        for c in range(Cl):
+            else:
+                for x in range(W):
+                    ok = out_val[0, o + x] == 1 if Cv > 0 else inside[x]
+                    if not ok:
+                        out_img[c, o + x] = fill
+                        continue
+                    out_img[c, o + x] = _sample_general(img, val, c, mode, Cv, base[x], dx, dy, dz,
+                                                        tx[x], ty[x], tz[x], Ds, Hs, Ws)
+    # C. labels: one channel at a time over all the block's rows
+    for c in range(Cl):
+        for r in range(r_lo, r_hi):
+            j = r - r_lo
+            base, tx, ty, tz, inside = base2[j], tx2[j], ty2[j], tz2[j], inside2[j]
+            o = r * W
             for x in range(W):
                 out_lab[c, o + x] = _label_at(lab, c, lab_mode[c], lab_fill[c], inside[x], base[x], dx, dy, dz,
                                               tx[x], ty[x], tz[x])
