@@ -13,3 +13,7 @@ __all__ = ["Space", "Layer", "Role", "Sample", "Transform", "SpatialTransform", 
            "Resample", "Gamma", "BrightnessContrast", "GaussianNoise", "GaussianBlur", "SaltPepper",
            "ParameterError", "ShapeError", "SpaceMismatchError", "NoDataError", "generator_for",
            "transform_from_dict", "DEFAULT_LABEL_INTERPOLATION"]
+
+# The domain modules register their transforms, so that records naming them replay in any process
+# (DataLoader workers, Dask workers) after a plain ``import domainaug``.
+from . import medical, remote_sensing  # noqa: E402,F401

@@ -59,23 +59,119 @@ def run_demo(out: Path, seed: int = 0, variants: int = 3) -> list[Path]:
     return written
 
 
+def _progress(done: int, total: int, elapsed: float) -> None:
+    eta = elapsed / done * (total - done) if done else 0.0
+    print(f"\r{done}/{total} done, {elapsed:.0f}s elapsed, ETA {eta:.0f}s", end="" if done < total else "\n",
+          file=sys.stderr, flush=True)
+
+
+def cmd_augment(args) -> int:
+    from . import offline
+    pipeline = offline.resolve_pipeline(args.preset, args.pipeline)
+    jobs = offline.plan(args.inputs, args.out, args.copies, args.label_suffix)
+    results = offline.run(jobs, pipeline, seed=args.seed, scheduler=args.scheduler, workers=args.workers,
+                          progress=_progress, bands=args.bands.split(",") if args.bands else None, sensor=args.sensor)
+    failed = [r for r in results if r["status"] == "failed"]
+    counts = {k: sum(r["status"] == k for r in results) for k in ("done", "skipped", "failed")}
+    print(f"augment: {counts['done']} written, {counts['skipped']} already complete, {counts['failed']} failed; "
+          f"manifest {Path(args.out) / 'manifest.json'}")
+    for r in failed:
+        print(f"  failed: {r['image']}: {r['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_presets(args) -> int:
+    from . import offline
+    from . import medical, remote_sensing
+    if args.name is None:
+        for name in medical.presets():
+            print(f"{name}  (medical)")
+        for name in remote_sensing.presets():
+            print(f"{name}  (remote sensing)")
+        return 0
+    print(offline.resolve_pipeline(args.name, None).to_yaml(), end="")
+    return 0
+
+
+def cmd_replay(args) -> int:
+    import json
+    import tempfile
+    from . import offline
+    doc = json.loads(Path(args.sidecar).read_text())
+    job = offline.Job(**doc["job"])
+    sample = dio.load(job.image, label=job.label)
+    manifest = Path(job.sidecar).parent / "manifest.json"
+    bands = json.loads(manifest.read_text()).get("bands") if manifest.exists() else None
+    if bands:
+        sample = remote_sensing.set_bands(sample, bands, json.loads(manifest.read_text()).get("sensor"))
+    from .core.transform import replay
+    out = replay(sample, doc["records"])
+    with tempfile.TemporaryDirectory() as tmp:
+        same = True
+        for original, layer in ((job.out_image, "image"), (job.out_label, "label")):
+            if original is None:
+                continue
+            again = dio.save(out, Path(tmp) / Path(original).name, layer=layer)
+            ok = offline.sha256(again) == doc["outputs"][original]
+            same &= ok
+            print(f"{original}: {'identical' if ok else 'DIFFERENT'}")
+    return 0 if same else 1
+
+
+def cmd_preview(args) -> int:
+    from . import offline
+    sample = dio.load(args.input, label=args.label)
+    pipeline = offline.resolve_pipeline(args.preset, args.pipeline)
+    outs = [pipeline(sample, generator_for(args.seed, 0, i)) for i in range(args.n)]
+    bands = args.bands.split(",") if args.bands else None
+    print(preview(sample, outs, args.out, title=f"{Path(args.input).name}: {sample.space.describe()}", bands=bands))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="domainaug", description=__doc__)
+    parser = argparse.ArgumentParser(prog="domainaug", description="Augmentation of 3D medical volumes and "
+                                     "multispectral rasters.")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="augment the shipped real MRI and GeoTIFF; write files and previews")
     demo.add_argument("--out", type=Path, default=Path("demo_out"))
     demo.add_argument("--seed", type=int, default=0)
+    aug = sub.add_parser("augment", help="write augmented copies of files, folders or globs (resumable)")
+    aug.add_argument("inputs", nargs="+", help="image files, folders or globs")
+    aug.add_argument("--out", required=True, help="output folder")
+    aug.add_argument("--preset", help="a preset name (domainaug presets)")
+    aug.add_argument("--pipeline", help="a pipeline YAML file")
+    aug.add_argument("-n", "--copies", type=int, default=1, help="augmented copies per input")
+    aug.add_argument("--seed", type=int, default=0)
+    aug.add_argument("--label-suffix", default=None, help="e.g. _seg: X_seg.nii.gz is the label of X.nii.gz")
+    aug.add_argument("--scheduler", default=None, help="address of a Dask scheduler (default: a local cluster)")
+    aug.add_argument("--workers", type=int, default=None, help="local worker processes (default: cores)")
+    aug.add_argument("--bands", default=None, help="band names for rasters without descriptions, e.g. B1,B2,B3")
+    aug.add_argument("--sensor", default=None, help="sensor table for --bands (sentinel2, landsat7, ...)")
+    pre = sub.add_parser("presets", help="list presets, or print one as YAML")
+    pre.add_argument("name", nargs="?")
+    rep = sub.add_parser("replay", help="regenerate an output from its sidecar and check it is identical")
+    rep.add_argument("sidecar")
+    prv = sub.add_parser("preview", help="a PNG of an input next to augmented variants")
+    prv.add_argument("input")
+    prv.add_argument("--label", default=None)
+    prv.add_argument("--preset")
+    prv.add_argument("--pipeline")
+    prv.add_argument("-n", type=int, default=3)
+    prv.add_argument("--seed", type=int, default=0)
+    prv.add_argument("--bands", default=None, help="three band names for the colour composite, e.g. B04,B03,B02")
+    prv.add_argument("--out", required=True, help="PNG path")
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
         if args.command == "demo":
             for path in run_demo(args.out, args.seed):
                 print(path)
             print(f"demo: wrote augmented volumes, rasters, sidecars and previews into {args.out}/")
-    except DomainaugError as exc:
+            return 0
+        return {"augment": cmd_augment, "presets": cmd_presets, "replay": cmd_replay, "preview": cmd_preview}[
+            args.command](args)
+    except (DomainaugError, OSError) as exc:
         print(f"domainaug: error: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,214 @@
+"""Offline generation: augmented copies of a dataset, written atomically with JSON sidecars, resumable,
+on a local Dask scheduler or an existing Dask cluster.
+
+Every output file is written under a temporary name and renamed when complete; its sidecar (records,
+input and output checksums, versions) is written last, so a sidecar whose checksums match marks a
+finished output and a re-run skips it. Generators come from ``(seed, 0, job index)`` with jobs in a
+fixed order, so outputs are identical whatever the scheduler or number of workers.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from . import __version__
+from .core.random import generator_for
+from .core.transform import Transform, transform_from_dict
+from .errors import DomainaugError, ParameterError
+from .io import atomic_path, load, save
+
+__all__ = ["Job", "plan", "run_job", "run", "resolve_pipeline", "sha256"]
+
+_EXTENSIONS = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Job:
+    index: int
+    image: str
+    label: str | None
+    copy: int
+    out_image: str
+    out_label: str | None
+    sidecar: str
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _split_ext(name: str) -> tuple[str, str]:
+    for ext in _EXTENSIONS:
+        if name.lower().endswith(ext):
+            return name[: -len(ext)], name[-len(ext):]
+    return os.path.splitext(name)
+
+
+def _expand(inputs: Sequence[str]) -> list[Path]:
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files += [f for f in sorted(p.iterdir()) if f.is_file() and f.name.lower().endswith(_EXTENSIONS)]
+        elif any(ch in item for ch in "*?["):
+            files += [Path(f) for f in sorted(glob.glob(item))]
+        else:
+            files.append(p)
+    return files
+
+
+def plan(inputs: Sequence[str], out: str | os.PathLike, copies: int = 1, label_suffix: str | None = None) -> list[Job]:
+    """Jobs for every input file (or folder, or glob) and copy; with ``label_suffix`` (e.g. ``"_seg"``),
+    ``X_seg.nii.gz`` is the label of ``X.nii.gz`` and is not augmented on its own."""
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+        raise ParameterError("copies", copies, "an integer >= 1")
+    files = _expand(inputs)
+    if not files:
+        raise ParameterError("inputs", list(inputs), "files, folders or globs that match at least one image")
+    names = {str(f) for f in files}
+    labels = set()
+    pairs = []
+    for f in files:
+        stem, ext = _split_ext(f.name)
+        if label_suffix and stem.endswith(label_suffix) and str(f.with_name(stem[: -len(label_suffix)] + ext)) in names:
+            labels.add(str(f))
+    for f in files:
+        if str(f) in labels:
+            continue
+        stem, ext = _split_ext(f.name)
+        label = f.with_name(stem + label_suffix + ext) if label_suffix else None
+        pairs.append((f, label if label is not None and label.exists() else None))
+    out = Path(out)
+    jobs = []
+    for f, label in pairs:
+        stem, ext = _split_ext(f.name)
+        for k in range(copies):
+            tag = f"_aug{k:03d}"
+            jobs.append(Job(len(jobs), str(f), None if label is None else str(label), k, str(out / f"{stem}{tag}{ext}"),
+                            None if label is None else str(out / f"{stem}{label_suffix}{tag}{ext}"),
+                            str(out / f"{stem}{tag}.json")))
+    return jobs
+
+
+def resolve_pipeline(preset: str | None = None, pipeline: str | None = None) -> Transform:
+    """A pipeline from a preset name (medical or remote sensing) or a YAML file."""
+    if (preset is None) == (pipeline is None):
+        raise ParameterError("preset", preset, "either --preset NAME or --pipeline FILE.yaml")
+    if preset is not None:
+        from . import medical, remote_sensing
+        names = medical.presets() + remote_sensing.presets()
+        if preset not in names:
+            raise ParameterError("preset", preset, "one of " + ", ".join(sorted(names)))
+        return (medical if preset in medical.presets() else remote_sensing).preset(preset)
+    import yaml
+    path = Path(pipeline)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise ParameterError("pipeline", str(path), "an existing YAML file") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise DomainaugError(f"{path}: {where}{getattr(exc, 'problem', None) or exc}") from exc
+    try:
+        return transform_from_dict(doc)
+    except TypeError as exc:                                # an unknown or missing constructor key
+        raise DomainaugError(f"{path}: {exc}") from exc
+    except ParameterError as exc:
+        raise DomainaugError(f"{path}: {exc}") from exc
+
+
+def _complete(job: Job) -> bool:
+    """The job's sidecar exists and every output it names still has its recorded checksum."""
+    try:
+        doc = json.loads(Path(job.sidecar).read_text())
+        return all(Path(p).exists() and sha256(p) == digest for p, digest in doc["outputs"].items())
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def run_job(job: Job, pipeline: dict[str, Any], seed: int, bands: Sequence[str] | None = None,
+            sensor: str | None = None) -> dict[str, Any]:
+    """Make one output (skipped when already complete); never raises for a bad input file.
+    ``bands`` (with ``sensor``) names the channels of rasters without band descriptions."""
+    if _complete(job):
+        return {"index": job.index, "status": "skipped", "image": job.image}
+    try:
+        transform = transform_from_dict(pipeline)
+        sample = load(job.image, label=job.label)
+        if bands:
+            from .remote_sensing import set_bands
+            sample = set_bands(sample, list(bands), sensor)
+        out = transform(sample, generator_for(seed, 0, job.index))
+        outputs = {job.out_image: save(out, job.out_image)}
+        if job.out_label is not None:
+            outputs[job.out_label] = save(out, job.out_label, layer="label")
+        doc = {"domainaug": __version__, "python": platform.python_version(), "seed": seed, "job": asdict(job),
+               "inputs": {p: sha256(p) for p in (job.image, job.label) if p},
+               "outputs": {str(p): sha256(p) for p in outputs},
+               "records": [r.to_dict() for r in out.history]}
+        with atomic_path(Path(job.sidecar)) as tmp:                     # the completion marker, written last
+            tmp.write_text(json.dumps(doc, indent=1))
+        return {"index": job.index, "status": "done", "image": job.image}
+    except Exception as exc:  # noqa: BLE001 - a bad input is reported and skipped, the others go on
+        return {"index": job.index, "status": "failed", "image": job.image, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str | None = None, workers: int | None = None,
+        progress: Callable[[int, int, float], None] | None = None, bands: Sequence[str] | None = None,
+        sensor: str | None = None) -> list[dict[str, Any]]:
+    """Run the jobs on a local Dask cluster (``workers`` processes; default: the machine's cores) or on
+    the Dask cluster at ``scheduler``; write ``manifest.json`` beside the outputs. Temporary files left
+    by a killed run in the output folder are removed first, so run one job per output folder at a time."""
+    from distributed import Client, LocalCluster, as_completed
+
+    if not jobs:
+        return []
+    out_dir = Path(jobs[0].sidecar).parent
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".domainaug-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ParameterError("out", str(out_dir), f"a writable folder ({exc.strerror})") from exc
+    for stale in out_dir.glob(".*.tmp*"):          # temporaries of a killed run (one run per folder at a time)
+        stale.unlink()
+    config = pipeline.to_dict()
+    cluster = None
+    if scheduler is None:
+        n = workers or os.cpu_count() or 1
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+    client = Client(scheduler if scheduler is not None else cluster)
+    try:
+        futures = client.map(run_job, list(jobs), pipeline=config, seed=seed, bands=bands, sensor=sensor, pure=False)
+        results, start = [], time.time()
+        for future in as_completed(futures):
+            results.append(future.result())
+            if progress:
+                progress(len(results), len(jobs), time.time() - start)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    results.sort(key=lambda r: r["index"])
+    manifest = {"domainaug": __version__, "seed": seed, "pipeline": config, "bands": bands, "sensor": sensor,
+                "outputs": [{"job": asdict(j), "status": r["status"], **({"error": r["error"]} if "error" in r else {})}
+                            for j, r in zip(jobs, results)]}
+    with atomic_path(out_dir / "manifest.json") as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1))
+    return results
+
+

@@ -1,0 +1,103 @@
+"""Offline generation: pairing, sidecars, replay, Dask scheduler independence, resume, bad inputs."""
+
+import json
+import shutil
+
+import pytest
+
+from domainaug import cli, offline
+
+
+@pytest.fixture
+def dataset(fixtures, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(fixtures / "KmeansTest_T1UCharRaw.nii.gz", src / "t1.nii.gz")
+    shutil.copy(fixtures / "KmeansTest_T1KmeansPrelimSegmentation.nii.gz", src / "t1_seg.nii.gz")
+    shutil.copy(fixtures / "L7_ETMs.tif", src / "scene.tif")
+    return src
+
+
+def _checksums(out):
+    return {p.name: offline.sha256(p) for p in sorted(out.iterdir()) if p.suffix in (".gz", ".tif")}
+
+
+def test_augment_pairs_labels_writes_sidecars_and_replays(dataset, tmp_path):
+    out = tmp_path / "out"
+    rc = cli.main(["augment", str(dataset / "t1.nii.gz"), "--out", str(out), "--preset", "brain-mri", "-n", "2",
+                   "--label-suffix", "_seg", "--workers", "1"])
+    assert rc == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["manifest.json", "t1_aug000.json", "t1_aug000.nii.gz", "t1_aug001.json", "t1_aug001.nii.gz",
+                     "t1_seg_aug000.nii.gz", "t1_seg_aug001.nii.gz"]
+    doc = json.loads((out / "t1_aug001.json").read_text())
+    assert doc["records"][0]["transform"] == "Compose" and set(doc["inputs"]) == {str(dataset / "t1.nii.gz"),
+                                                                                 str(dataset / "t1_seg.nii.gz")}
+    assert cli.main(["replay", str(out / "t1_aug001.json")]) == 0
+
+
+def test_outputs_do_not_depend_on_the_scheduler(dataset, tmp_path):
+    from distributed import LocalCluster
+    volumes = str(dataset / "*.nii.gz")                                 # the 3D preset's inputs
+    jobs_a = offline.plan([volumes], tmp_path / "a", copies=2, label_suffix="_seg")
+    jobs_b = offline.plan([volumes], tmp_path / "b", copies=2, label_suffix="_seg")
+    assert len(jobs_a) == 2                                             # t1 x 2 copies; t1_seg is its label
+    pipeline = offline.resolve_pipeline("brain-mri")
+    offline.run(jobs_a, pipeline, seed=3, workers=1)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        offline.run(jobs_b, pipeline, seed=3, scheduler=cluster.scheduler_address)
+    assert _checksums(tmp_path / "a") == _checksums(tmp_path / "b")
+
+
+def test_rerun_resumes_and_bad_inputs_are_reported(dataset, tmp_path, capsys):
+    (dataset / "broken.nii.gz").write_bytes(b"not a nifti")
+    out = tmp_path / "out"
+    args = ["augment", str(dataset / "*.nii.gz"), "--out", str(out), "--preset", "brain-mri", "-n", "2",
+            "--label-suffix", "_seg", "--workers", "2"]
+    assert cli.main(args) == 1                                      # the broken file failed, the rest finished
+    err = capsys.readouterr().err
+    assert "broken.nii.gz" in err
+    before = _checksums(out)
+    (out / "t1_aug001.nii.gz").unlink()                             # a lost output is made again, exactly
+    assert cli.main(args) == 1
+    assert "1 written, 1 already complete" in capsys.readouterr().out
+    assert _checksums(out) == before
+    assert not [p for p in out.iterdir() if ".tmp" in p.name]
+
+
+def test_user_mistakes_are_one_line_errors(dataset, tmp_path, capsys):
+    assert cli.main(["augment", str(dataset), "--out", str(tmp_path / "o"), "--preset", "no-such"]) == 2
+    assert "preset='no-such'" in capsys.readouterr().err
+    bad = tmp_path / "p.yaml"
+    bad.write_text("transform: Compose\nconfig:\n  transforms: [\n")
+    assert cli.main(["augment", str(dataset), "--out", str(tmp_path / "o"), "--pipeline", str(bad)]) == 2
+    assert "line" in capsys.readouterr().err
+    unknown = tmp_path / "q.yaml"
+    unknown.write_text("transform: Compose\nconfig:\n  transforms:\n  - transform: Affine\n    config: {degree: 5}\n")
+    assert cli.main(["augment", str(dataset), "--out", str(tmp_path / "o"), "--pipeline", str(unknown)]) == 2
+    assert "degree" in capsys.readouterr().err
+    assert cli.main(["presets"]) == 0 and "brain-mri" in capsys.readouterr().out
+
+
+def test_a_killed_run_resumes_to_exactly_the_full_set(dataset, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "domainaug", "augment", str(dataset / "t1.nii.gz"), "--out", str(out), "--preset",
+            "brain-mri", "-n", "8", "--label-suffix", "_seg", "--workers", "1"]
+    proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("t1_aug*.json"))) < 2:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)                                 # the CLI and its Dask workers
+    proc.wait()
+    done_before = len(list(out.glob("t1_aug*.json")))
+    assert 2 <= done_before < 8
+    assert subprocess.run(args, capture_output=True).returncode == 0
+    expected = {f"t1_aug{k:03d}{ext}" for k in range(8) for ext in (".json", ".nii.gz")} | \
+        {f"t1_seg_aug{k:03d}.nii.gz" for k in range(8)} | {"manifest.json"}
+    assert {p.name for p in out.iterdir()} == expected                  # no duplicates, no partial files
+    assert cli.main(["replay", str(out / "t1_aug007.json")]) == 0
