@@ -166,6 +166,13 @@ def run_job(job: Job, pipeline: dict[str, Any], seed: int, bands: Sequence[str] 
         return {"index": job.index, "status": "failed", "image": job.image, "error": f"{type(exc).__name__}: {exc}"}
 
 
+def _set_threads(n: int) -> None:
+    import numba
+    import torch
+    torch.set_num_threads(n)
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
 def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str | None = None, workers: int | None = None,
         progress: Callable[[int, int, float], None] | None = None, bands: Sequence[str] | None = None,
         sensor: str | None = None) -> list[dict[str, Any]]:
@@ -192,6 +199,8 @@ def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str 
         n = workers or os.cpu_count() or 1
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
     client = Client(scheduler if scheduler is not None else cluster)
+    if cluster is not None:                        # share the cores between the local workers
+        client.run(_set_threads, max(1, (os.cpu_count() or 1) // len(cluster.workers)))
     try:
         futures = client.map(run_job, list(jobs), pipeline=config, seed=seed, bands=bands, sensor=sensor, pure=False)
         results, start = [], time.time()
