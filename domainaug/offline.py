@@ -91,6 +91,13 @@ def plan(inputs: Sequence[str], out: str | os.PathLike, copies: int = 1, label_s
         label = f.with_name(stem + label_suffix + ext) if label_suffix else None
         pairs.append((f, label if label is not None and label.exists() else None))
     out = Path(out)
+    stems = {}
+    for f, _ in pairs:
+        stems.setdefault(_split_ext(f.name)[0], []).append(str(f))
+    clashes = {k: v for k, v in stems.items() if len(v) > 1}
+    if clashes:
+        raise ParameterError("inputs", sorted(sum(clashes.values(), [])), "file names that differ (their outputs "
+                             "would overwrite each other in the output folder)")
     jobs = []
     for f, label in pairs:
         stem, ext = _split_ext(f.name)

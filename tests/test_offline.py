@@ -101,3 +101,11 @@ def test_a_killed_run_resumes_to_exactly_the_full_set(dataset, tmp_path):
         {f"t1_seg_aug{k:03d}.nii.gz" for k in range(8)} | {"manifest.json"}
     assert {p.name for p in out.iterdir()} == expected                  # no duplicates, no partial files
     assert cli.main(["replay", str(out / "t1_aug007.json")]) == 0
+
+
+def test_inputs_with_the_same_name_are_refused(fixtures, tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(fixtures / "KmeansTest_T1UCharRaw.nii.gz", tmp_path / folder / "t1.nii.gz")
+    with pytest.raises(offline.ParameterError, match="^inputs="):
+        offline.plan([str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "out")
