@@ -51,7 +51,7 @@ def main() -> int:
         dask_s = time.perf_counter() - t0
         assert all(r["status"] == "done" for r in results)
     rows = {"plain Python loop (2 threads), load + preset + save": {"seconds": loop_s, "files_per_s": args.copies / loop_s},
-            "domainaug augment, local Dask cluster of 2 workers (incl. start-up, sidecars, manifest)":
+            "domainaug augment, local Dask cluster, 2 worker threads (incl. start-up, sidecars, manifest)":
                 {"seconds": dask_s, "files_per_s": args.copies / dask_s}}
     lines = [f"# Offline generation: {args.copies} copies of the T1 + labels, brain-mri preset", "",
              "| run | seconds | files per second |", "|---|---:|---:|"]

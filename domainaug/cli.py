@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     aug.add_argument("--seed", type=int, default=0)
     aug.add_argument("--label-suffix", default=None, help="e.g. _seg: X_seg.nii.gz is the label of X.nii.gz")
     aug.add_argument("--scheduler", default=None, help="address of a Dask scheduler (default: a local cluster)")
-    aug.add_argument("--workers", type=int, default=None, help="local worker processes (default: cores)")
+    aug.add_argument("--workers", type=int, default=None, help="local worker threads (default: cores)")
     aug.add_argument("--bands", default=None, help="band names for rasters without descriptions, e.g. B1,B2,B3")
     aug.add_argument("--sensor", default=None, help="sensor table for --bands (sentinel2, landsat7, ...)")
     pre = sub.add_parser("presets", help="list presets, or print one as YAML")

@@ -173,18 +173,11 @@ def run_job(job: Job, pipeline: dict[str, Any], seed: int, bands: Sequence[str] 
         return {"index": job.index, "status": "failed", "image": job.image, "error": f"{type(exc).__name__}: {exc}"}
 
 
-def _set_threads(n: int) -> None:
-    import numba
-    import torch
-    torch.set_num_threads(n)
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-
-
 def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str | None = None, workers: int | None = None,
         progress: Callable[[int, int, float], None] | None = None, bands: Sequence[str] | None = None,
         sensor: str | None = None) -> list[dict[str, Any]]:
-    """Run the jobs on a local Dask cluster (``workers`` processes; default: the machine's cores) or on
-    the Dask cluster at ``scheduler``; write ``manifest.json`` beside the outputs. Temporary files left
+    """Run the jobs on a local Dask cluster (``workers`` threads in this process; default: the machine's
+    cores) or on the Dask cluster at ``scheduler``; write ``manifest.json`` beside the outputs. Temporary files left
     by a killed run in the output folder are removed first, so run one job per output folder at a time."""
     from distributed import Client, LocalCluster, as_completed
 
@@ -203,11 +196,11 @@ def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str 
     config = pipeline.to_dict()
     cluster = None
     if scheduler is None:
+        # in-process worker threads: nothing to start or import, kernels already compiled. numba kernels
+        # hold the GIL while they run, so two of them are never launched at once; torch releases it.
         n = workers or os.cpu_count() or 1
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(n_workers=1, threads_per_worker=n, processes=False, dashboard_address=None)
     client = Client(scheduler if scheduler is not None else cluster)
-    if cluster is not None:                        # share the cores between the local workers
-        client.run(_set_threads, max(1, (os.cpu_count() or 1) // len(cluster.workers)))
     try:
         futures = client.map(run_job, list(jobs), pipeline=config, seed=seed, bands=bands, sensor=sensor, pure=False)
         results, start = [], time.time()
