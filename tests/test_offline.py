@@ -109,3 +109,17 @@ def test_inputs_with_the_same_name_are_refused(fixtures, tmp_path):
         shutil.copy(fixtures / "KmeansTest_T1UCharRaw.nii.gz", tmp_path / folder / "t1.nii.gz")
     with pytest.raises(offline.ParameterError, match="^inputs="):
         offline.plan([str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "out")
+
+
+def test_preview_writes_pngs_for_a_volume_and_a_raster(dataset, fixtures, tmp_path):
+    png = tmp_path / "p.png"
+    assert cli.main(["preview", str(dataset / "t1.nii.gz"), "--label", str(dataset / "t1_seg.nii.gz"), "--preset",
+                     "brain-mri", "-n", "2", "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    yaml_file = tmp_path / "rs.yaml"
+    yaml_file.write_text("transform: Compose\nconfig:\n  transforms:\n  - transform: RotationPolicy\n"
+                         "    config: {policy: any}\n")
+    png2 = tmp_path / "r.png"
+    assert cli.main(["preview", str(fixtures / "rgbn_suba.tif"), "--pipeline", str(yaml_file), "--bands",
+                     "band3,band2,band1", "--out", str(png2)]) == 0
+    assert png2.stat().st_size > 1000
