@@ -196,8 +196,8 @@ def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str 
     config = pipeline.to_dict()
     cluster = None
     if scheduler is None:
-        # in-process worker threads: nothing to start or import, kernels already compiled. numba kernels
-        # hold the GIL while they run, so two of them are never launched at once; torch releases it.
+        # in-process worker threads: nothing to start or import, kernels already compiled. Parallel numba
+        # kernels take a process-wide lock (core.kernels.parallel_lock); torch ops release the GIL.
         n = workers or os.cpu_count() or 1
         cluster = LocalCluster(n_workers=1, threads_per_worker=n, processes=False, dashboard_address=None)
     client = Client(scheduler if scheduler is not None else cluster)

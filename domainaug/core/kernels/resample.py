@@ -32,6 +32,7 @@ import numba as nb
 import numpy as np
 import torch
 
+from . import parallel_lock
 from .elastic import LATTICE_MAX_STEP
 from .grid import apply_affine
 from .fuse import Field, PendingMap
@@ -171,9 +172,10 @@ def _exact_cpu(spec: LayerSpec, plan, lo, hi, out_shape) -> torch.Tensor:
     view = (lambda t: t.view(torch.uint8)) if src.dtype == torch.bool else (lambda t: t)
     if all(h > l for l, h in zip(lo3, hi3)):
         tile = (8, 8) if abs(step3[2]) != 1 else (8, 1 << 30)     # transposes: 8x8 tiles; mirrored rows: rows
-        _permute_copy(view(src).reshape(src.shape[0], -1).numpy(), view(out).reshape(out.shape[0], -1).numpy(),
-                      np.array(shape3, np.int64), np.array(lo3, np.int64), np.array(hi3, np.int64),
-                      np.array(step3, np.int64), int(start), tile[0], tile[1])
+        with parallel_lock():
+            _permute_copy(view(src).reshape(src.shape[0], -1).numpy(), view(out).reshape(out.shape[0], -1).numpy(),
+                          np.array(shape3, np.int64), np.array(lo3, np.int64), np.array(hi3, np.int64),
+                          np.array(step3, np.int64), int(start), tile[0], tile[1])
     return out
 
 
@@ -529,8 +531,9 @@ def _cpu(specs: list[LayerSpec], pending: PendingMap) -> list[torch.Tensor]:
     out_img = np.empty((img.shape[0], size), work)
     out_lab = np.empty((lab.shape[0], size), lab.dtype)
     out_val = np.empty((val.shape[0], size), np.uint8)
-    _warp_kernel(coords, steps, np.array(out3, np.int64), np.array(src3, np.int64),
-                 flat(img), img_mode, img_fill, out_img, flat(lab), lab_mode, lab_fill, out_lab, flat(val), out_val)
+    with parallel_lock():
+        _warp_kernel(coords, steps, np.array(out3, np.int64), np.array(src3, np.int64),
+                     flat(img), img_mode, img_fill, out_img, flat(lab), lab_mode, lab_fill, out_lab, flat(val), out_val)
     outputs = {"intensity": out_img, "label": out_lab, "valid": out_val}
     cursor = {"intensity": 0, "label": 0, "valid": 0}
     results = []
@@ -729,7 +732,8 @@ def _field_at_points(field: Field, x: np.ndarray) -> np.ndarray:
     lattice = field.lattice
     if n == 2:                                            # lift: a depth-1 leading axis
         lattice, g = lattice[:, None], np.concatenate([np.zeros((len(g), 1)), g], axis=1)
-    return _lattice_at(np.ascontiguousarray(lattice), np.ascontiguousarray(g))
+    with parallel_lock():
+        return _lattice_at(np.ascontiguousarray(lattice), np.ascontiguousarray(g))
 
 
 @nb.njit(parallel=True, cache=True, error_model="numpy")

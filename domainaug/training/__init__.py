@@ -1,0 +1,87 @@
+"""Training integration: a PyTorch ``Dataset`` whose augmentation does not depend on DataLoader
+workers, and a ``collate`` that keeps the param records.
+
+Every sample of every epoch gets its own generator from ``(seed, epoch, index)``, so the output
+depends neither on ``num_workers`` nor on worker order, and workers never repeat each other's draws.
+With ``persistent_workers=True`` the workers keep the epoch they started with; call ``set_epoch``
+before each epoch with non-persistent workers (the default), as with a ``DistributedSampler``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from ..core.random import generator_for
+from ..core.sample import Sample
+from ..core.transform import Transform
+from ..errors import ParameterError
+
+__all__ = ["AugmentedDataset", "collate"]
+
+Item = Any   # a Sample, an image path, or an (image path, label path) pair
+
+
+class AugmentedDataset(Dataset):
+    """``items`` augmented by ``pipeline``; item ``i`` of epoch ``e`` uses ``generator_for(seed, e, i)``.
+
+    Args:
+        items: Samples, image paths, or ``(image, label)`` path pairs (loaded with ``domainaug.io``).
+        pipeline: Any transform (usually a ``Compose`` or a preset).
+        seed: Base seed of the run.
+        loader: Optional ``item -> Sample`` for other kinds of items.
+    """
+
+    def __init__(self, items: Sequence[Item], pipeline: Transform, seed: int = 0,
+                 loader: Callable[[Item], Sample] | None = None) -> None:
+        if not isinstance(pipeline, Transform):
+            raise ParameterError("pipeline", type(pipeline).__name__, "a domainaug Transform")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ParameterError("seed", seed, "a non-negative integer")
+        self.items, self.pipeline, self.seed, self.loader = list(items), pipeline, seed, loader
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ParameterError("epoch", epoch, "a non-negative integer")
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def load(self, index: int) -> Sample:
+        item = self.items[index]
+        if self.loader is not None:
+            return self.loader(item)
+        if isinstance(item, Sample):
+            return item
+        from .. import io as dio
+        if isinstance(item, (str, os.PathLike)):
+            return dio.load(item)
+        if isinstance(item, (tuple, list)) and len(item) == 2:
+            return dio.load(item[0], label=item[1])
+        raise ParameterError(f"items[{index}]", type(item).__name__, "a Sample, a path or an (image, label) pair")
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.pipeline(self.load(index), generator_for(self.seed, self.epoch, index))
+
+
+def collate(batch: Sequence[Sample]) -> dict[str, Any]:
+    """A batch dict for ``DataLoader(collate_fn=collate)``: ``"image"`` (and ``"label"``, ``"valid"``
+    when every sample has them) stacked to ``(B, C, *spatial)``, and ``"records"``: each sample's
+    param records as JSON-ready dicts, so a batch can be replayed or logged."""
+    if not batch:
+        raise ParameterError("batch", [], "at least one sample")
+    out: dict[str, Any] = {}
+    for name in batch[0].layer_names():
+        if all(name in s.layer_names() for s in batch):
+            shapes = {tuple(s[name].shape) for s in batch}
+            if len(shapes) != 1:
+                raise ParameterError("batch", sorted(shapes), f"samples whose {name!r} layers have one shape "
+                                     "(crop or pad to a common size in the pipeline)")
+            out[name] = torch.stack([s[name] for s in batch])
+    out["records"] = [[r.to_dict() for r in s.history] for s in batch]
+    return out
