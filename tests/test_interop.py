@@ -47,3 +47,33 @@ def test_mismatched_label_grid_is_an_error(t1):
     d["label"] = d["label"][:, :-1]
     with pytest.raises(da.SpaceMismatchError, match="'label'"):
         interop.from_monai(d)
+
+
+def test_pipeline_as_a_monai_dict_transform_in_a_monai_loader(t1):
+    from domainaug.training.adapters import MonaiTransform
+    from monai.data import DataLoader, Dataset
+    from monai.utils import set_determinism
+    pipeline = da.Compose([da.Affine(degrees=(-10, 10)), da.Crop((64, 64, 32), mode="center")])
+    items = [interop.to_monai(t1) for _ in range(3)]
+    transform = monai.transforms.Compose([MonaiTransform(pipeline)])
+
+    def run(workers):
+        set_determinism(seed=0)
+        loader = DataLoader(Dataset(items, transform), batch_size=3, num_workers=workers)
+        return next(iter(loader))
+
+    a, b = run(0), run(2)
+    assert a["image"].shape == (3, 1, 64, 64, 32) and set(a["label"].unique().tolist()) <= set(t1["label"].unique().tolist())
+    assert torch.equal(a["image"], b["image"])                         # MONAI's worker seeding applies
+    assert not torch.equal(a["image"][0], a["image"][1])               # each item gets its own draw
+    np.testing.assert_allclose(a["image"].affine[0, :3, :3].numpy(), t1.space.affine[:3, :3], atol=1e-6)
+
+
+def test_pipeline_as_a_torchio_transform(t1):
+    from domainaug.training.adapters import TorchioTransform
+    subject = interop.to_torchio(t1)
+    torch.manual_seed(0)
+    out = tio.Compose([TorchioTransform(da.Crop((64, 64, 32), mode="center")), tio.RandomFlip(axes=(0,), p=0.0)])(subject)
+    assert out["image"].shape == (1, 64, 64, 32) and out["label"].shape == (1, 64, 64, 32)
+    start = out.domainaug_records[0]["params"]["start"]
+    np.testing.assert_allclose(out["image"].affine[:3, 3], t1.space.index_to_world(start), atol=1e-5)
