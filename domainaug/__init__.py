@@ -17,3 +17,4 @@ __all__ = ["Space", "Layer", "Role", "Sample", "Transform", "SpatialTransform", 
 # The domain modules register their transforms, so that records naming them replay in any process
 # (DataLoader workers, Dask workers) after a plain ``import domainaug``.
 from . import medical, remote_sensing  # noqa: E402,F401
+from .policy import RandAugment, TrivialAugment  # noqa: E402,F401

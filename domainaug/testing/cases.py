@@ -8,6 +8,7 @@ import nibabel.orientations as nio
 
 from ..medical import (BiasField, CTWindow, FieldStrength, Ghosting, IntensityScale, Motion, Reorient, RicianNoise,
                        SimulateLowResolution, Spike, TissueContrast)
+from ..policy import RandAugment, TrivialAugment
 from ..remote_sensing import AppendIndex, BandDropout, CloudShadow, Haze, RotationPolicy, SpectralJitter
 from . import Case, register_case
 
@@ -126,3 +127,12 @@ register_case("SimulateLowResolution", Case(
 register_case("FieldStrength", Case(
     random=lambda s: FieldStrength(3.0, 1.5), identity=lambda s: FieldStrength(1.5, 1.5),
     bad=[("source", lambda: FieldStrength(source=0)), ("noise", lambda: FieldStrength(noise=-1))]))
+register_case("RandAugment", Case(
+    random=lambda s: RandAugment(n=3, magnitude=8, ops="remote_sensing" if s.space.ndim == 2 else "medical"),
+    identity=lambda s: RandAugment(n=2, magnitude=0, ops=["identity"]),
+    bad=[("magnitude", lambda: RandAugment(magnitude=11)), ("ops", lambda: RandAugment(ops=["warp"])),
+         ("n", lambda: RandAugment(n=-1))]))
+register_case("TrivialAugment", Case(
+    random=lambda s: TrivialAugment(ops="remote_sensing" if s.space.ndim == 2 else "medical"),
+    identity=lambda s: TrivialAugment(ops=["identity"]),
+    bad=[("max_magnitude", lambda: TrivialAugment(max_magnitude=-1)), ("ops", lambda: TrivialAugment(ops="x"))]))

@@ -1,0 +1,158 @@
+"""RandAugment / TrivialAugment over domain op sets.
+
+Magnitude runs from 0 (no change) to 10 (the strongest setting below). Each op is built from the
+magnitude ``m`` (and the sample's space, for lengths) and draws its own random sign or value inside
+its range, so the records hold both the chosen ops and their drawn params:
+
+- ``rotate``: Affine degrees in ``[-3m, 3m]``. ``scale``: Affine scales in ``[1 - 0.02m, 1 + 0.02m]``.
+  ``shear``: Affine shear in ``[-0.03m, 0.03m]``. ``flip``: Flip axis 0 (magnitude-free).
+- ``gamma``: in ``[1 / (1 + 0.05m), 1 + 0.05m]``. ``contrast``: BrightnessContrast brightness
+  ``[-0.02m, 0.02m]``, contrast ``[1 - 0.05m, 1 + 0.05m]``. ``noise``: GaussianNoise std ``[0, 0.02m]``
+  (relative). ``blur``: GaussianBlur sigma ``[0, 0.1m]`` voxels of the finest axis (in world units).
+- medical: ``bias`` BiasField coefficients ``[-0.03m, 0.03m]``; ``rician`` RicianNoise ``[0, 0.01m]``;
+  ``ghosting`` intensity ``0.05m``; ``spike`` intensity ``0.02m``; ``motion`` degrees and mm ``[-0.5m, 0.5m]``.
+- remote sensing: ``dihedral`` (exact); ``jitter`` SpectralJitter gain ``[1 - 0.02m, 1 + 0.02m]``, bias
+  ``[-0.005m, 0.005m]``; ``haze`` strength ``[0, 0.01m]``; ``dropout`` BandDropout; ``clouds``
+  CloudShadow coverage ``[0, 0.03m]``.
+- ``identity`` is in every set.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .core.params import check_choice
+from .core.sample import Sample
+from .core.space import Space
+from .core.transform import Compose, Composite, Transform, _finished
+from .errors import ParameterError
+from .intensity import BrightnessContrast, Gamma, GaussianBlur, GaussianNoise
+from .spatial import Affine, Flip
+
+__all__ = ["RandAugment", "TrivialAugment", "OPS", "OP_SETS"]
+
+MAX_MAGNITUDE = 10.0
+
+
+def _medical(name: str) -> Callable[[float, Space], Transform]:
+    def build(m: float, space: Space) -> Transform:
+        from . import medical as md
+        return {"bias": lambda: md.BiasField((-0.03 * m, 0.03 * m)), "rician": lambda: md.RicianNoise((0.0, 0.01 * m)),
+                "ghosting": lambda: md.Ghosting(intensity=0.05 * m), "spike": lambda: md.Spike(intensity=0.02 * m),
+                "motion": lambda: md.Motion((-0.5 * m, 0.5 * m), (-0.5 * m, 0.5 * m))}[name]()
+    return build
+
+
+def _remote(name: str) -> Callable[[float, Space], Transform]:
+    def build(m: float, space: Space) -> Transform:
+        from . import remote_sensing as rs
+        return {"dihedral": lambda: rs.RotationPolicy("dihedral"),
+                "jitter": lambda: rs.SpectralJitter((1 - 0.02 * m, 1 + 0.02 * m), (-0.005 * m, 0.005 * m)),
+                "haze": lambda: rs.Haze((0.0, 0.01 * m)), "dropout": lambda: rs.BandDropout(),
+                "clouds": lambda: rs.CloudShadow((0.0, 0.03 * m))}[name]()
+    return build
+
+
+#: Every op: name -> builder(magnitude, space) -> Transform.
+OPS: dict[str, Callable[[float, Space], Transform]] = {
+    "identity": lambda m, space: Compose([]),
+    "rotate": lambda m, space: Affine(degrees=(-3 * m, 3 * m)),
+    "scale": lambda m, space: Affine(scales=(1 - 0.02 * m, 1 + 0.02 * m)),
+    "shear": lambda m, space: Affine(shear=(-0.03 * m, 0.03 * m)),
+    "flip": lambda m, space: Flip(axes=(0,)),
+    "gamma": lambda m, space: Gamma((1 / (1 + 0.05 * m), 1 + 0.05 * m)),
+    "contrast": lambda m, space: BrightnessContrast((-0.02 * m, 0.02 * m), (1 - 0.05 * m, 1 + 0.05 * m)),
+    "noise": lambda m, space: GaussianNoise((0.0, 0.02 * m)),
+    "blur": lambda m, space: GaussianBlur((0.0, 0.1 * m * float(space.spacing.min()))),
+    **{name: _medical(name) for name in ("bias", "rician", "ghosting", "spike", "motion")},
+    **{name: _remote(name) for name in ("dihedral", "jitter", "haze", "dropout", "clouds")},
+}
+
+_GENERIC = ["identity", "rotate", "scale", "shear", "flip", "gamma", "contrast", "noise", "blur"]
+#: Named op sets.
+OP_SETS: dict[str, list[str]] = {
+    "generic": _GENERIC,
+    "medical": _GENERIC + ["bias", "rician", "ghosting", "spike", "motion"],
+    "remote_sensing": [o for o in _GENERIC if o != "flip"] + ["dihedral", "jitter", "haze", "dropout", "clouds"],
+}
+
+
+def _op_names(ops: str | Sequence[str]) -> list[str]:
+    if isinstance(ops, str):
+        return list(OP_SETS[check_choice("ops", ops, sorted(OP_SETS))])
+    names = list(ops)
+    unknown = [n for n in names if n not in OPS]
+    if not names or unknown:
+        raise ParameterError("ops", list(ops), f"an op set ({', '.join(sorted(OP_SETS))}) or op names from "
+                             f"{', '.join(sorted(OPS))}")
+    return names
+
+
+def _magnitude(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_MAGNITUDE:
+        raise ParameterError(name, value, f"a magnitude in [0, {MAX_MAGNITUDE:g}]")
+    return float(value)
+
+
+class RandAugment(Composite):
+    """Apply ``n`` ops drawn uniformly (with replacement) from ``ops``, all at ``magnitude``.
+
+    Params: ``{"ops": [names], "children": [params of each op]}``.
+    """
+
+    def __init__(self, n: int = 2, magnitude: float = 9.0, ops: str | Sequence[str] = "generic", p: float = 1.0) -> None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ParameterError("n", n, "an integer >= 0")
+        self.n, self.magnitude = n, _magnitude("magnitude", magnitude)
+        self.ops = ops if isinstance(ops, str) else list(ops)
+        self.names = _op_names(ops)
+        self.transforms = []
+        self._set_p(p)
+
+    def config(self) -> dict[str, Any]:
+        return {"n": self.n, "magnitude": self.magnitude, "ops": self.ops, "p": self.p}
+
+    def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool):
+        picks = [self.names[int(torch.randint(0, len(self.names), (), generator=generator).item())]
+                 for _ in range(self.n)]
+        out, children = sample, []
+        for name in picks:
+            out, params = OPS[name](self.magnitude, out.space)._call(out, generator, lazy=True)
+            children.append(params)
+        return (out if lazy else _finished(out, sample)), {"ops": picks, "children": children}
+
+    def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        out = sample
+        for name, child in zip(params["ops"], params["children"]):
+            out = OPS[check_choice("params['ops']", name, self.names)](self.magnitude, out.space).run(out, child, lazy=True)
+        return out
+
+
+class TrivialAugment(Composite):
+    """Apply one op drawn uniformly from ``ops`` at a magnitude drawn uniformly in ``[0, max_magnitude]``.
+
+    Params: ``{"op": name, "magnitude": m, "params": params of the op}``.
+    """
+
+    def __init__(self, ops: str | Sequence[str] = "generic", max_magnitude: float = MAX_MAGNITUDE, p: float = 1.0) -> None:
+        self.ops = ops if isinstance(ops, str) else list(ops)
+        self.names = _op_names(ops)
+        self.max_magnitude = _magnitude("max_magnitude", max_magnitude)
+        self.transforms = []
+        self._set_p(p)
+
+    def config(self) -> dict[str, Any]:
+        return {"ops": self.ops, "max_magnitude": self.max_magnitude, "p": self.p}
+
+    def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool):
+        name = self.names[int(torch.randint(0, len(self.names), (), generator=generator).item())]
+        m = self.max_magnitude * torch.rand((), generator=generator, dtype=torch.float64).item()
+        out, params = OPS[name](m, sample.space)._call(sample, generator, lazy=True)
+        return (out if lazy else _finished(out, sample)), {"op": name, "magnitude": m, "params": params}
+
+    def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        name = check_choice("params['op']", params["op"], self.names)
+        return OPS[name](_magnitude("params['magnitude']", params["magnitude"]), sample.space).run(
+            sample, params["params"], lazy=True)
