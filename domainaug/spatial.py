@@ -243,6 +243,9 @@ class Crop(SpatialTransform):
                 return {"start": np.clip(pick - size // 2, 0, room).astype(int).tolist()}
         return {"start": [int(torch.randint(0, int(r) + 1, (), generator=generator).item()) for r in room]}
 
+    def inference(self) -> "Crop | None":
+        return self if self.mode == "center" and self.p == 1.0 else None
+
     def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
         size = per_axis("size", self.size, space.ndim)
         start = params["start"]
@@ -268,6 +271,9 @@ class Pad(SpatialTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {}
 
+    def inference(self) -> "Pad | None":
+        return self if self.p == 1.0 else None
+
     def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
         target = np.maximum(np.array(per_axis("size", self.size, space.ndim)), space.shape)
         before = (target - np.array(space.shape)) // 2
@@ -292,6 +298,9 @@ class Resample(SpatialTransform):
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {}
+
+    def inference(self) -> "Resample | None":
+        return self if self.p == 1.0 else None
 
     def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
         n = space.ndim

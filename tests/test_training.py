@@ -75,3 +75,17 @@ def test_kernels_launched_from_many_threads_match_serial_results():
     with ThreadPoolExecutor(4) as pool:
         threaded = list(pool.map(lambda ks: t(ks[1], da.generator_for(1, 0, ks[0]))["image"], enumerate(samples)))
     assert all(torch.equal(a, b) for a, b in zip(serial, threaded))
+
+
+def test_inference_keeps_only_the_deterministic_steps(fixtures):
+    from domainaug import medical as md
+    brain = md.preset("brain-mri").inference()
+    assert [type(t).__name__ for t in brain.transforms] == ["Reorient"]
+    ct = md.preset("ct-body").inference()
+    assert [type(t).__name__ for t in ct.transforms] == ["Reorient", "CTWindow"]
+    assert ct.transforms[1].config()["level_shift"] == 0.0 and ct.transforms[1].config()["width_scale"] == 1.0
+    t1 = da.io.load(fixtures / "KmeansTest_T1UCharRaw.nii.gz")
+    a = ct(t1, torch.Generator().manual_seed(1))
+    b = ct(t1, torch.Generator().manual_seed(2))
+    assert torch.equal(a["image"], b["image"])                         # no randomness left
+    assert da.Compose([da.Affine(degrees=10)], p=0.5).inference() is None

@@ -63,6 +63,12 @@ class Transform(ABC):
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
 
+    def inference(self) -> "Transform | None":
+        """What this transform contributes to a prediction-time pipeline: ``None`` for a random
+        augmentation (the default); deterministic steps (reorientation, resampling, normalisation)
+        return themselves or their nominal, unjittered form."""
+        return None
+
     # --- the contract --------------------------------------------------------------------------
     @abstractmethod
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
@@ -271,6 +277,13 @@ class Compose(Composite):
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Transform:
         return transform_from_dict(d)
+
+    def inference(self) -> "Compose | None":
+        """The deterministic steps only, in order, for prediction (e.g. reorientation, CT windowing)."""
+        if self.p < 1.0:
+            return None
+        kept = [t.inference() for t in self.transforms]
+        return Compose([t for t in kept if t is not None])
 
     @classmethod
     def from_yaml(cls, text: str) -> Transform:

@@ -38,6 +38,9 @@ class Reorient(SpatialTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {}
 
+    def inference(self) -> "Reorient | None":
+        return self if self.p == 1.0 else None
+
     def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
         if space.ndim != 3:
             raise ShapeError(f"Reorient needs a 3D sample (scan axes in RAS mm); got {space.ndim}D {space.shape}")

@@ -141,6 +141,10 @@ class CTWindow(IntensityTransform):
         self._set_layers(layers)
         self._set_p(p)
 
+    def inference(self) -> "CTWindow":
+        """The nominal window, without the level and width jitter."""
+        return CTWindow(self.window, 0.0, 1.0, self.rescale, self.layers)
+
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         level, width = CT_WINDOWS[self.window] if isinstance(self.window, str) else self.window
         return {"level": level + self.level_shift.draw(generator), "width": width * self.width_scale.draw(generator)}

@@ -352,6 +352,9 @@ class AppendIndex(Transform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {}
 
+    def inference(self) -> "AppendIndex | None":
+        return self if self.p == 1.0 else None
+
     def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
         values = spectral_index(sample, self.index, self.sensor, self.layer)
         values = torch.nan_to_num(values, nan=0.0)
