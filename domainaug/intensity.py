@@ -235,12 +235,18 @@ class GaussianBlur(IntensityTransform):
                                  f"{sample.space.ndim}D sample")
         sigmas = [params["sigma"] * f / float(s) for f, s in zip(factors, sample.space.spacing)]
         weight = torch.ones_like(data[:1]) if valid is None else valid.to(data.dtype)
-        num, den = data * weight, weight
-        for axis, sigma in enumerate(sigmas):
-            if sigma < 1e-3:
-                continue
-            num, den = _smooth(num, axis, sigma), _smooth(den, axis, sigma)
-        return num / den.clamp(min=1e-12)
+        return normalized_smooth(data, weight, sigmas)
+
+
+def normalized_smooth(data: torch.Tensor, weight: torch.Tensor, sigmas: Sequence[float]) -> torch.Tensor:
+    """Gaussian smoothing of ``(C, *spatial)`` data with per-axis ``sigmas`` in voxels, where only
+    voxels with ``weight`` contribute (normalised convolution: no nodata and no border artefacts)."""
+    num, den = data * weight, weight
+    for axis, sigma in enumerate(sigmas):
+        if sigma < 1e-3:
+            continue
+        num, den = _smooth(num, axis, sigma), _smooth(den, axis, sigma)
+    return num / den.clamp(min=1e-12)
 
 
 def _smooth(x: torch.Tensor, axis: int, sigma: float) -> torch.Tensor:

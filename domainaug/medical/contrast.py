@@ -13,7 +13,7 @@ from ..core.params import as_axes, as_uniform, check_choice, resolve_axes
 from ..core.sample import Role, Sample
 from ..core.transform import Compose, IntensityTransform
 from ..errors import ParameterError
-from ..intensity import Gamma, _smooth, channel_quantiles
+from ..intensity import Gamma, channel_quantiles, normalized_smooth
 from .physics import BiasField, RicianNoise
 
 __all__ = ["IntensityScale", "TissueContrast", "SimulateLowResolution", "FieldStrength", "robust_range"]
@@ -93,12 +93,8 @@ class TissueContrast(IntensityTransform):
         gains = torch.ones(labels.shape, dtype=like.dtype, device=like.device)
         for value, g in params["gain"].items():
             gains[labels == int(value)] = g
-        gains = gains[None]
-        for axis, spacing in enumerate(sample.space.spacing):
-            sigma = self.smoothing / float(spacing)
-            if sigma >= 1e-3:
-                gains = _smooth(gains, axis, sigma) / _smooth(torch.ones_like(gains), axis, sigma)
-        return gains
+        sigmas = [self.smoothing / float(spacing) for spacing in sample.space.spacing]
+        return normalized_smooth(gains[None], torch.ones_like(gains[None]), sigmas)
 
     def transform_layer(self, data, valid, params, sample, name):
         return data * self.gain_map(sample, params, data)
