@@ -223,6 +223,7 @@ class Crop(SpatialTransform):
         self.mode = check_choice("mode", mode, ("random", "center", "label"))
         self.layer = layer
         self.fusable = mode != "label"
+        self.deterministic = mode == "center"
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
@@ -243,8 +244,6 @@ class Crop(SpatialTransform):
                 return {"start": np.clip(pick - size // 2, 0, room).astype(int).tolist()}
         return {"start": [int(torch.randint(0, int(r) + 1, (), generator=generator).item()) for r in room]}
 
-    def inference(self) -> "Crop | None":
-        return self if self.mode == "center" and self.p == 1.0 else None
 
     def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
         size = per_axis("size", self.size, space.ndim)
@@ -264,6 +263,8 @@ class Pad(SpatialTransform):
         p: Probability of applying.
     """
 
+    deterministic = True
+
     def __init__(self, size: int | Sequence[int], p: float = 1.0) -> None:
         self.size = as_size("size", size)
         self._set_p(p)
@@ -271,8 +272,6 @@ class Pad(SpatialTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {}
 
-    def inference(self) -> "Pad | None":
-        return self if self.p == 1.0 else None
 
     def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
         target = np.maximum(np.array(per_axis("size", self.size, space.ndim)), space.shape)
@@ -292,6 +291,8 @@ class Resample(SpatialTransform):
         p: Probability of applying.
     """
 
+    deterministic = True
+
     def __init__(self, spacing: float | Sequence[float], p: float = 1.0) -> None:
         self.spacing = as_lengths("spacing", spacing)
         self._set_p(p)
@@ -299,8 +300,6 @@ class Resample(SpatialTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {}
 
-    def inference(self) -> "Resample | None":
-        return self if self.p == 1.0 else None
 
     def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
         n = space.ndim

@@ -63,11 +63,14 @@ class Transform(ABC):
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
 
+    #: True for steps with no randomness (reorientation, resampling, padding): kept by ``inference()``.
+    deterministic: bool = False
+
     def inference(self) -> "Transform | None":
-        """What this transform contributes to a prediction-time pipeline: ``None`` for a random
-        augmentation (the default); deterministic steps (reorientation, resampling, normalisation)
-        return themselves or their nominal, unjittered form."""
-        return None
+        """What this transform contributes to a prediction-time pipeline: itself when it is
+        ``deterministic`` and always applied, else ``None`` (a random augmentation). Steps with a
+        nominal form (e.g. an unjittered CT window) override this."""
+        return self if self.deterministic and self.p == 1.0 else None
 
     # --- the contract --------------------------------------------------------------------------
     @abstractmethod

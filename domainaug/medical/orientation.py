@@ -27,6 +27,8 @@ class Reorient(SpatialTransform):
         p: Probability of applying.
     """
 
+    deterministic = True
+
     def __init__(self, orientation: str = "RAS", p: float = 1.0) -> None:
         codes = str(orientation).upper()
         groups = {"R": 0, "L": 0, "A": 1, "P": 1, "S": 2, "I": 2}
@@ -38,8 +40,6 @@ class Reorient(SpatialTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {}
 
-    def inference(self) -> "Reorient | None":
-        return self if self.p == 1.0 else None
 
     def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
         if space.ndim != 3:

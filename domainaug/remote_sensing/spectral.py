@@ -342,6 +342,8 @@ class AppendIndex(Transform):
         p: Probability of applying.
     """
 
+    deterministic = True
+
     def __init__(self, index: str = "NDVI", sensor: str | None = None, layer: str = "image", output: str | None = None,
                  p: float = 1.0) -> None:
         self.index = check_choice("index", index, sorted(INDICES))
@@ -352,8 +354,6 @@ class AppendIndex(Transform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {}
 
-    def inference(self) -> "AppendIndex | None":
-        return self if self.p == 1.0 else None
 
     def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
         values = spectral_index(sample, self.index, self.sensor, self.layer)
