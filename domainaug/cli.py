@@ -100,10 +100,10 @@ def cmd_replay(args) -> int:
     doc = json.loads(Path(args.sidecar).read_text())
     job = offline.Job(**doc["job"])
     sample = dio.load(job.image, label=job.label)
-    manifest = Path(job.sidecar).parent / "manifest.json"
-    bands = json.loads(manifest.read_text()).get("bands") if manifest.exists() else None
-    if bands:
-        sample = remote_sensing.set_bands(sample, bands, json.loads(manifest.read_text()).get("sensor"))
+    manifest_path = Path(job.sidecar).parent / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    if manifest.get("bands"):
+        sample = remote_sensing.set_bands(sample, manifest["bands"], manifest.get("sensor"))
     from .core.transform import replay
     out = replay(sample, doc["records"])
     with tempfile.TemporaryDirectory() as tmp:
