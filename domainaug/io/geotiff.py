@@ -17,7 +17,7 @@ from rasterio.windows import Window
 from ..core.space import Space
 from ..errors import NoDataError, ParameterError
 
-__all__ = ["read", "write", "to_space_affine", "to_geotransform"]
+__all__ = ["read", "write", "fit_to", "to_space_affine", "to_geotransform"]
 
 
 def to_space_affine(t: GeoTransform) -> np.ndarray:
@@ -54,6 +54,15 @@ def read(path: Path, window: Window | None = None) -> dict[str, Any]:
             "fill": fill, "valid": valid, "channels": tuple(names), "meta": meta}
 
 
+def fit_to(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Values ready for a raster of ``dtype``: integers rounded and clipped to its range."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu":
+        return data
+    info = np.iinfo(dtype)
+    return np.clip(np.round(data) if data.dtype.kind == "f" else data, info.min, info.max)
+
+
 def write(path: Path, data: np.ndarray, space: Space, meta: dict[str, Any], fill: float, valid, channels) -> None:
     if space.ndim != 2:
         raise ParameterError("path", str(path), f"a format for {space.ndim}D samples (GeoTIFF holds 2D rasters)")
@@ -61,9 +70,7 @@ def write(path: Path, data: np.ndarray, space: Space, meta: dict[str, Any], fill
         raise ParameterError("crs", None, "a CRS on the sample's space to write a GeoTIFF")
     disk = meta.get("on_disk_dtype")
     dtype = np.dtype(disk) if disk else data.dtype
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        data = np.clip(np.round(data) if data.dtype.kind == "f" else data, info.min, info.max)
+    data = fit_to(data, dtype)
     nodata = meta.get("nodata")
     if valid is not None:
         nodata = fill if nodata is None else nodata

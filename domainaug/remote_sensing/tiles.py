@@ -119,10 +119,7 @@ class TileWriter:
             valid = tile[tile.valid_name][0].cpu().numpy()[top:h - bottom, left:w - right]
             data = np.where(valid[None], data, nodata)
         dtype = np.dtype(self.profile["dtype"])
-        if dtype.kind in "iu" and data.dtype.kind == "f":      # round and clip, as the layers' own casts do
-            info = np.iinfo(dtype)
-            data = np.clip(np.round(data), info.min, info.max)
-        self._dst.write(data.astype(dtype),
+        self._dst.write(geotiff.fit_to(data, dtype).astype(dtype),
                         window=Window(c0 + left, r0 + top, data.shape[2], data.shape[1]))
 
     def close(self) -> Path:
