@@ -123,11 +123,10 @@ class RandAugment(Composite):
             children.append(params)
         return (out if lazy else _finished(out, sample)), {"ops": picks, "children": children}
 
-    def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
-        out = sample
+    def walk(self, state, params, step):
         for name, child in zip(params["ops"], params["children"]):
-            out = OPS[check_choice("params['ops']", name, self.names)](self.magnitude, out.space).run(out, child, lazy=True)
-        return out
+            state = step(OPS[check_choice("params['ops']", name, self.names)](self.magnitude, state.space), child, state)
+        return state
 
 
 class TrivialAugment(Composite):
@@ -152,7 +151,6 @@ class TrivialAugment(Composite):
         out, params = OPS[name](m, sample.space)._call(sample, generator, lazy=True)
         return (out if lazy else _finished(out, sample)), {"op": name, "magnitude": m, "params": params}
 
-    def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
+    def walk(self, state, params, step):
         name = check_choice("params['op']", params["op"], self.names)
-        return OPS[name](_magnitude("params['magnitude']", params["magnitude"]), sample.space).run(
-            sample, params["params"], lazy=True)
+        return step(OPS[name](_magnitude("params['magnitude']", params["magnitude"]), state.space), params["params"], state)

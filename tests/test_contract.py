@@ -6,7 +6,7 @@ import pytest
 import domainaug as da
 import domainaug.testing.cases  # noqa: F401 - registers the core cases
 from domainaug.testing import (CASES, check_bad_arguments, check_dtypes, check_identity, check_no_new_labels,
-                               check_points_follow, check_replay_json, check_same_seed, make_raster, make_volume)
+                               check_inverse, check_points_follow, check_replay_json, check_same_seed, make_raster, make_volume)
 
 NAMES = sorted(da.Transform.registry)
 SAMPLES = {
@@ -69,3 +69,9 @@ def test_config_round_trips(name):
     t = CASES[name].random(sample)
     again = da.transform_from_dict(t.to_dict())
     assert again.to_dict() == t.to_dict()
+
+
+@pytest.mark.parametrize("name, kind", COMBOS)
+def test_inverse_of_the_spatial_record_undoes_it(name, kind):
+    sample = SAMPLES[kind]()
+    check_inverse(CASES[name].random(sample), sample)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from dataclasses import replace
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -16,11 +16,11 @@ from .params import to_json
 from .record import ParamRecord
 from .sample import Layer, Role, Sample
 from .space import Space
-from .kernels.fuse import Stage
+from .kernels.fuse import PendingMap, Stage
 from .kernels.resample import cast
 
 __all__ = ["Transform", "SpatialTransform", "IntensityTransform", "Composite", "replay", "Compose", "OneOf",
-           "SomeOf", "RandomApply", "transform_from_dict"]
+           "SomeOf", "RandomApply", "transform_from_dict", "trace"]
 
 SKIPPED = {"applied": False}
 
@@ -86,6 +86,12 @@ class Transform(ABC):
         The default needs the data, so it resamples anything pending first."""
         return self.apply(sample.materialize(), params)
 
+    def geometry(self, pending: PendingMap, params: dict[str, Any]) -> PendingMap:
+        """``pending`` followed by this transform's spatial map (unchanged for non-spatial ops).
+        Reads no data: it rebuilds where every output voxel came from, e.g. to map a prediction
+        back (test-time augmentation)."""
+        return pending
+
     # --- driving -------------------------------------------------------------------------------
     def _skipped(self, generator: torch.Generator) -> bool:
         """The ``p`` draw: the one place a transform decides to skip itself."""
@@ -144,6 +150,11 @@ class SpatialTransform(Transform):
 
     def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
         return self.lazy(sample, params).materialize()
+
+    def geometry(self, pending: PendingMap, params: dict[str, Any]) -> PendingMap:
+        if params.get("applied", True) is False:
+            return pending
+        return pending.then(*self.spatial_map(pending.space, params))
 
 
 class IntensityTransform(Transform):
@@ -221,6 +232,16 @@ def replay(sample: Sample, records: Sequence[ParamRecord | dict[str, Any]]) -> S
     return out
 
 
+def trace(space: Space, records: Sequence[ParamRecord | dict[str, Any]]) -> PendingMap:
+    """The spatial map that ``records`` applied to a sample on ``space``, without any data: the
+    output space and the pull-back from it to ``space`` (see ``core.kernels.fuse``)."""
+    pending = PendingMap(space, space, [])
+    for record in records:
+        record = record if isinstance(record, ParamRecord) else ParamRecord.from_dict(record)
+        pending = _build(record.transform, record.config).geometry(pending, record.params)
+    return pending
+
+
 # ---------------------------------------------------------------------------------------------
 # Composites.
 # ---------------------------------------------------------------------------------------------
@@ -253,11 +274,24 @@ class Composite(Transform):
     def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
         """Draw each child's params as it runs; return the output and the nested params."""
 
+    @abstractmethod
+    def walk(self, state: Any, params: dict[str, Any], step: Callable[[Transform, dict[str, Any], Any], Any]) -> Any:
+        """Fold ``step(child, child_params, state)`` over the children that ``params`` applied, in
+        order. ``state`` has a ``space`` (a Sample or a PendingMap) for children built from it."""
+
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return self._draw_and_run(sample, generator, lazy=True)[1]
 
     def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
         return _finished(self.lazy(sample, params), sample)
+
+    def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        return self.walk(sample, params, lambda t, p, s: t.run(s, p, lazy=True))
+
+    def geometry(self, pending: PendingMap, params: dict[str, Any]) -> PendingMap:
+        if params.get("applied", True) is False:
+            return pending
+        return self.walk(pending, params, lambda t, p, s: t.geometry(s, p))
 
     def __len__(self) -> int:
         return len(self.transforms)
@@ -299,14 +333,13 @@ class Compose(Composite):
             children.append(params)
         return (out if lazy else _finished(out, sample)), {"children": children}
 
-    def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
+    def walk(self, state, params, step):
         children = params["children"]
         if len(children) != len(self.transforms):
             raise ParameterError("params", f"{len(children)} children", f"{len(self.transforms)} (one per transform)")
-        out = sample
         for t, p in zip(self.transforms, children):
-            out = t.run(out, p, lazy=True)
-        return out
+            state = step(t, p, state)
+        return state
 
 
 class OneOf(Composite):
@@ -338,8 +371,8 @@ class OneOf(Composite):
         out, params = self.transforms[i]._call(sample, generator, lazy=True)
         return (out if lazy else _finished(out, sample)), {"index": i, "params": params}
 
-    def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
-        return self.transforms[params["index"]].run(sample, params["params"], lazy=True)
+    def walk(self, state, params, step):
+        return step(self.transforms[params["index"]], params["params"], state)
 
 
 class SomeOf(Composite):
@@ -376,11 +409,10 @@ class SomeOf(Composite):
             children.append(params)
         return (out if lazy else _finished(out, sample)), {"order": order, "children": children}
 
-    def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
-        out = sample
+    def walk(self, state, params, step):
         for i, p in zip(params["order"], params["children"]):
-            out = self.transforms[i].run(out, p, lazy=True)
-        return out
+            state = step(self.transforms[i], p, state)
+        return state
 
 
 class RandomApply(Compose):

@@ -20,7 +20,7 @@ from ..core.sample import Sample
 from ..core.transform import Transform
 from ..errors import ParameterError
 
-__all__ = ["AugmentedDataset", "collate"]
+__all__ = ["AugmentedDataset", "collate", "TestTimeAugmentation"]
 
 Item = Any   # a Sample, an image path, or an (image path, label path) pair
 
@@ -85,3 +85,6 @@ def collate(batch: Sequence[Sample]) -> dict[str, Any]:
             out[name] = torch.stack([s[name] for s in batch])
     out["records"] = [[r.to_dict() for r in s.history] for s in batch]
     return out
+
+
+from .tta import TestTimeAugmentation  # noqa: E402

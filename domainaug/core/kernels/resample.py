@@ -35,9 +35,9 @@ import torch
 from . import parallel_lock
 from .elastic import LATTICE_MAX_STEP
 from .grid import apply_affine
-from .fuse import Field, PendingMap
+from .fuse import Field, PendingMap, fuse_stages
 
-__all__ = ["resample_layers", "LayerSpec", "passes", "pull_back_points", "push_forward_points", "cast"]
+__all__ = ["resample_layers", "LayerSpec", "passes", "pull_back_points", "push_forward_points", "invert_map", "cast"]
 
 INTENSITY_MODES = {"linear": 0, "cubic": 1, "nearest": 2}
 LABEL_MODES = {"nearest": 0, "argmax": 1}
@@ -722,6 +722,29 @@ def push_forward_points(stages, points: np.ndarray, iterations: int = 30) -> np.
         else:
             x = apply_affine(np.linalg.inv(stage), x)
     return x
+
+
+def invert_map(pending: PendingMap, iterations: int = 30) -> PendingMap:
+    """The map back: data on ``pending.space`` (an augmented output) resampled onto ``pending.source``.
+
+    Affine stages are inverted exactly. A field stage ``x -> x + d(x)`` becomes the field ``e`` on
+    the same lattice with ``y + e(y)`` its inverse, solved at each node by the fixed point
+    ``e <- -d(y + e)`` (as in ``push_forward_points``) and interpolated linearly between nodes.
+    """
+    stages: list = []
+    for stage in reversed(pending.stages):
+        if isinstance(stage, Field):
+            shape = stage.lattice.shape[1:]
+            nodes = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in shape], indexing="ij"), -1)
+            y = apply_affine(np.linalg.inv(stage.to_lattice), nodes.reshape(-1, len(shape)))
+            e = np.zeros_like(y)
+            for _ in range(iterations):
+                e = -_field_at_points(stage, y + e)
+            lattice = np.ascontiguousarray(np.moveaxis(e.reshape(shape + (len(shape),)), -1, 0), dtype=np.float32)
+            stages.append(Field(lattice, stage.to_lattice))
+        else:
+            stages.append(np.linalg.inv(stage))
+    return PendingMap(pending.space, pending.source, fuse_stages(stages))
 
 
 def _field_at_points(field: Field, x: np.ndarray) -> np.ndarray:
