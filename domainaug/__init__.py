@@ -1,7 +1,7 @@
 """domainaug: augmentation of 3D medical volumes and multispectral rasters, with one fused resampler."""
 
 from .core import (DEFAULT_LABEL_INTERPOLATION, Compose, IntensityTransform, Layer, OneOf, ParamRecord, RandomApply,
-                   Role, Sample, SomeOf, Space, SpatialTransform, Transform, generator_for, replay, transform_from_dict)
+                   Role, Sample, Schedule, SomeOf, Space, SpatialTransform, Transform, generator_for, replay, transform_from_dict)
 from .errors import NoDataError, ParameterError, ShapeError, SpaceMismatchError
 from .intensity import BrightnessContrast, GaussianBlur, GaussianNoise, Gamma, SaltPepper
 from .spatial import Affine, Crop, Elastic, Flip, Pad, Resample, Rot90
@@ -12,7 +12,7 @@ __all__ = ["Space", "Layer", "Role", "Sample", "Transform", "SpatialTransform", 
            "replay", "Compose", "OneOf", "SomeOf", "RandomApply", "Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad",
            "Resample", "Gamma", "BrightnessContrast", "GaussianNoise", "GaussianBlur", "SaltPepper",
            "ParameterError", "ShapeError", "SpaceMismatchError", "NoDataError", "generator_for",
-           "transform_from_dict", "DEFAULT_LABEL_INTERPOLATION"]
+           "transform_from_dict", "DEFAULT_LABEL_INTERPOLATION", "Schedule"]
 
 # The domain modules register their transforms, so that records naming them replay in any process
 # (DataLoader workers, Dask workers) after a plain ``import domainaug``.

@@ -9,6 +9,7 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from ..errors import ParameterError
+from .schedule import Schedule
 
 __all__ = ["Uniform", "as_uniform", "check_choice", "check_positive_int", "as_size", "as_axes", "as_lengths", "to_json"]
 
@@ -131,7 +132,7 @@ def per_axis(name: str, value: tuple[int, ...], ndim: int) -> tuple[int, ...]:
 
 def to_json(value: Any) -> Any:
     """Make constructor arguments JSON-ready: tuples become lists, ranges become pairs."""
-    if isinstance(value, Uniform):
+    if isinstance(value, (Uniform, Schedule)):
         return value.to_json()
     if isinstance(value, (tuple, list)):
         return [to_json(v) for v in value]

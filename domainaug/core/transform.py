@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import inspect
 from abc import ABC, abstractmethod
 from dataclasses import replace
@@ -13,6 +15,7 @@ import yaml
 
 from ..errors import ParameterError
 from .params import to_json
+from .schedule import has_schedule, key_epochs, parse_schedules, resolve_schedules
 from .record import ParamRecord
 from .sample import Layer, Role, Sample
 from .space import Space
@@ -36,9 +39,16 @@ class Transform(ABC):
 
     registry: ClassVar[dict[str, type["Transform"]]] = {}
     p: float = 1.0
+    #: The epoch the transform's schedules are evaluated at (see ``core.schedule``).
+    epoch: int = 0
+    _schedules: dict[str, Any] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _scheduled_init(cls.__dict__["__init__"])
+        if "config" in cls.__dict__:
+            cls.config = _scheduled_config(cls.__dict__["config"])
         if not inspect.isabstract(cls):
             Transform.registry[cls.__name__] = cls
 
@@ -49,9 +59,40 @@ class Transform(ABC):
         self.p = float(p)
 
     def config(self) -> dict[str, Any]:
-        """Constructor arguments, JSON-ready, so that ``type(self)(**self.config())`` is equivalent."""
+        """Constructor arguments, JSON-ready, so that ``type(self)(**self.config())`` is equivalent
+        (schedules appear as schedules, not as their current value)."""
         names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
-        return {n: to_json(getattr(self, n)) for n in names}
+        return {n: to_json(self._schedules.get(n, getattr(self, n))) for n in names}
+
+    # --- curriculum ----------------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Evaluate every schedule of this transform (and its children) at ``epoch``."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ParameterError("epoch", epoch, "a non-negative integer")
+        if self._schedules and epoch != self.epoch:
+            self._rebuild(epoch)
+        self.epoch = epoch
+
+    def _rebuild(self, epoch: int) -> None:
+        self.__dict__["_resolving"] = True
+        try:
+            type(self).__init__(self, **_resolved(self._arguments, epoch))
+        finally:
+            self.__dict__["_resolving"] = False
+
+    def _at(self, params: dict[str, Any]) -> "Transform":
+        """This transform as it was at the epoch recorded in ``params`` (itself when unscheduled)."""
+        epoch = params.get("epoch")
+        if not self._schedules or epoch is None or epoch == self.epoch:
+            return self
+        clone = copy.copy(self)
+        clone._rebuild(int(epoch))
+        clone.epoch = int(epoch)
+        return clone
+
+    def _stamp(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A scheduled transform records the epoch of its draw, so that replay rebuilds that epoch."""
+        return {**params, "epoch": self.epoch} if self._schedules and params.get("applied", True) else params
 
     def to_dict(self) -> dict[str, Any]:
         return {"transform": type(self).__name__, "config": self.config()}
@@ -99,18 +140,20 @@ class Transform(ABC):
 
     def draw(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         """``p`` first, then the transform's own parameters."""
-        return dict(SKIPPED) if self._skipped(generator) else self.sample_params(sample, generator)
+        return dict(SKIPPED) if self._skipped(generator) else self._stamp(self.sample_params(sample, generator))
 
     def run(self, sample: Sample, params: dict[str, Any], *, lazy: bool = False) -> Sample:
         """Apply recorded params (a skipped record passes the sample through)."""
         if params.get("applied", True) is False:
             return sample if lazy else sample.materialize().replace()
-        return self.lazy(sample, params) if lazy else self.apply(sample, params)
+        t = self._at(params)
+        return t.lazy(sample, params) if lazy else t.apply(sample, params)
 
     def _call(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
         if self._skipped(generator):
             return self.run(sample, dict(SKIPPED), lazy=lazy), dict(SKIPPED)
-        return self._draw_and_run(sample, generator, lazy)
+        out, params = self._draw_and_run(sample, generator, lazy)
+        return out, self._stamp(params)
 
     def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
         params = self.sample_params(sample, generator)
@@ -154,7 +197,7 @@ class SpatialTransform(Transform):
     def geometry(self, pending: PendingMap, params: dict[str, Any]) -> PendingMap:
         if params.get("applied", True) is False:
             return pending
-        return pending.then(*self.spatial_map(pending.space, params))
+        return pending.then(*self._at(params).spatial_map(pending.space, params))
 
 
 class IntensityTransform(Transform):
@@ -201,6 +244,51 @@ class IntensityTransform(Transform):
                 new = torch.where(valid, new, work)
             changed[name] = replace(layer, data=cast(new, layer.data.dtype))
         return sample.with_layers(**changed)
+
+
+def _resolved(arguments: dict[str, Any], epoch: int) -> dict[str, Any]:
+    return {k: resolve_schedules(v, epoch) for k, v in arguments.items()}
+
+
+def _scheduled_init(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a transform's ``__init__`` so that any argument may hold ``Schedule``s: the constructor
+    runs with the values of every extreme epoch (validation), then with those of epoch 0."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self: Transform, *args: Any, **kwargs: Any) -> None:
+        if self.__dict__.get("_resolving"):          # a rebuild, or a parent's __init__ via super()
+            init(self, *args, **kwargs)
+            return
+        try:
+            bound = signature.bind(self, *args, **kwargs)
+        except TypeError:
+            init(self, *args, **kwargs)               # let Python name the bad call
+            return
+        arguments = {k: parse_schedules(v) for k, v in bound.arguments.items() if k != "self"}
+        scheduled = {k: v for k, v in arguments.items() if has_schedule(v)}
+        self.__dict__["_resolving"] = True
+        try:
+            for epoch in sorted(set().union(*(key_epochs(v) for v in scheduled.values())) - {0}):
+                init(self, **_resolved(arguments, epoch))
+            init(self, **_resolved(arguments, 0))
+        finally:
+            self.__dict__["_resolving"] = False
+        if scheduled:
+            self._schedules, self._arguments = scheduled, arguments
+        self.epoch = 0
+
+    return __init__
+
+
+def _scheduled_config(config: Callable[[Transform], dict[str, Any]]) -> Callable[[Transform], dict[str, Any]]:
+    """Wrap an overridden ``config`` so that scheduled arguments show as their schedules."""
+    @functools.wraps(config)
+    def wrapped(self: Transform) -> dict[str, Any]:
+        out = config(self)
+        return {**out, **{k: to_json(v) for k, v in self._schedules.items() if k in out}} if self._schedules else out
+
+    return wrapped
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,7 +379,12 @@ class Composite(Transform):
     def geometry(self, pending: PendingMap, params: dict[str, Any]) -> PendingMap:
         if params.get("applied", True) is False:
             return pending
-        return self.walk(pending, params, lambda t, p, s: t.geometry(s, p))
+        return self._at(params).walk(pending, params, lambda t, p, s: t.geometry(s, p))
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        for t in self.transforms:
+            t.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.transforms)

@@ -45,9 +45,11 @@ class AugmentedDataset(Dataset):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """The epoch of the next draws; it also drives the pipeline's schedules (curriculum)."""
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ParameterError("epoch", epoch, "a non-negative integer")
         self.epoch = epoch
+        self.pipeline.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -66,6 +68,8 @@ class AugmentedDataset(Dataset):
         raise ParameterError(f"items[{index}]", type(item).__name__, "a Sample, a path or an (image, label) pair")
 
     def __getitem__(self, index: int) -> Sample:
+        if self.pipeline.epoch != self.epoch:       # a worker process holding an older pipeline copy
+            self.pipeline.set_epoch(self.epoch)
         return self.pipeline(self.load(index), generator_for(self.seed, self.epoch, index))
 
 

@@ -1,0 +1,139 @@
+"""Curriculum schedules: a number that changes with the training epoch.
+
+Any numeric constructor argument of any transform, its probability ``p`` included, may be a
+``Schedule`` (alone, or inside a ``(min, max)`` pair)::
+
+    Flip(axes=(0,), p=Schedule.linear(0.3, 1.0, epochs=20))         # p = 0.3 + 0.7 * epoch / 20
+    Gamma(gamma=(Schedule.cosine(1.0, 0.5, 10), Schedule.cosine(1.0, 2.0, 10)))
+
+``pipeline.set_epoch(e)`` (or ``AugmentedDataset.set_epoch``) rebuilds the transform with the values
+of epoch ``e``; the argument is validated at construction for every epoch where a schedule takes an
+extreme value, so a probability schedule leaving [0, 1] is a ``ParameterError`` up front. In
+``config()`` and records a schedule is the mapping ``{"schedule": kind, ...}``, and a scheduled
+transform records the epoch of each draw in its params, so records replay.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ParameterError
+
+__all__ = ["Schedule", "has_schedule", "parse_schedules", "resolve_schedules", "key_epochs"]
+
+KINDS = ("linear", "cosine", "step")
+
+
+def _number(name: str, v: Any) -> float | int:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ParameterError(name, v, "a finite number")
+    return v
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """``linear``/``cosine``: from ``start`` at epoch 0 to ``end`` at ``epochs``, constant after.
+    ``step``: ``values[i]`` from ``milestones[i-1]`` on (``values[0]`` before the first milestone).
+    When every value is an integer the schedule yields integers (rounded), e.g. for crop sizes."""
+
+    kind: str
+    start: float = 0.0
+    end: float = 0.0
+    epochs: int = 1
+    values: tuple = ()
+    milestones: tuple = ()
+
+    @classmethod
+    def linear(cls, start: float, end: float, epochs: int) -> "Schedule":
+        return cls._ramp("linear", start, end, epochs)
+
+    @classmethod
+    def cosine(cls, start: float, end: float, epochs: int) -> "Schedule":
+        """Half a cosine from ``start`` to ``end``: slow at both ends."""
+        return cls._ramp("cosine", start, end, epochs)
+
+    @classmethod
+    def step(cls, values: list[float], milestones: list[int]) -> "Schedule":
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ParameterError("values", values, "a non-empty list of numbers")
+        if not isinstance(milestones, (list, tuple)) or len(milestones) != len(values) - 1 or any(
+                isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in milestones) or \
+                list(milestones) != sorted(set(milestones)):
+            raise ParameterError("milestones", milestones, f"{len(values) - 1} increasing epochs >= 1 "
+                                 "(one per change of value)")
+        return cls("step", values=tuple(_number("values", v) for v in values), milestones=tuple(milestones))
+
+    @classmethod
+    def _ramp(cls, kind: str, start: float, end: float, epochs: int) -> "Schedule":
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ParameterError("epochs", epochs, "an integer >= 1 (the epoch where the schedule ends)")
+        return cls(kind, _number("start", start), _number("end", end), epochs)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Schedule":
+        kind = d.get("schedule")
+        if kind not in KINDS:
+            raise ParameterError("schedule", kind, "one of " + ", ".join(KINDS))
+        try:
+            if kind == "step":
+                return cls.step(d["values"], d["milestones"])
+            return cls._ramp(kind, d["start"], d["end"], d["epochs"])
+        except KeyError as e:
+            raise ParameterError("schedule", d, f"a {kind} schedule with {e.args[0]!r}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.kind == "step":
+            return {"schedule": "step", "values": list(self.values), "milestones": list(self.milestones)}
+        return {"schedule": self.kind, "start": self.start, "end": self.end, "epochs": self.epochs}
+
+    @property
+    def integer(self) -> bool:
+        ends = self.values if self.kind == "step" else (self.start, self.end)
+        return all(isinstance(v, int) for v in ends)
+
+    def at(self, epoch: int) -> float | int:
+        if self.kind == "step":
+            value = self.values[sum(epoch >= m for m in self.milestones)]
+        else:
+            t = min(epoch / self.epochs, 1.0)
+            t = t if self.kind == "linear" else (1.0 - math.cos(math.pi * t)) / 2.0
+            value = self.start + (self.end - self.start) * t
+        return int(round(value)) if self.integer else float(value)
+
+    def key_epochs(self) -> list[int]:
+        """Epochs where the value is extreme (every other value lies between two of these)."""
+        return [0, *self.milestones] if self.kind == "step" else [0, self.epochs]
+
+
+def parse_schedules(value: Any) -> Any:
+    """Schedule mappings (from JSON/YAML) become ``Schedule`` objects, inside lists too."""
+    if isinstance(value, dict) and "schedule" in value:
+        return Schedule.from_json(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(parse_schedules(v) for v in value)
+    return value
+
+
+def has_schedule(value: Any) -> bool:
+    if isinstance(value, Schedule):
+        return True
+    return isinstance(value, (list, tuple)) and any(has_schedule(v) for v in value)
+
+
+def resolve_schedules(value: Any, epoch: int) -> Any:
+    """``value`` with every schedule replaced by its value at ``epoch``."""
+    if isinstance(value, Schedule):
+        return value.at(epoch)
+    if isinstance(value, (list, tuple)):
+        return type(value)(resolve_schedules(v, epoch) for v in value)
+    return value
+
+
+def key_epochs(value: Any) -> set[int]:
+    if isinstance(value, Schedule):
+        return set(value.key_epochs())
+    if isinstance(value, (list, tuple)):
+        return set().union(*(key_epochs(v) for v in value)) if value else set()
+    return set()
