@@ -13,6 +13,7 @@ from .core.kernels.affine import about_center, axis_frame, homogeneous, n_rotati
     shear_matrix
 from .core.kernels.elastic import build_field, control_grid_shape, default_spacing
 from .core.kernels.fuse import Stage
+from .core.kernels.resample import push_forward_points
 from .core.params import as_axes, as_lengths, as_size, as_uniform, check_choice, per_axis, resolve_axes
 from .core.sample import Role, Sample
 from .core.space import Space
@@ -209,20 +210,32 @@ class Rot90(SpatialTransform):
 class Crop(SpatialTransform):
     """Cut a ``size`` block out of the grid (a regrid: kept voxels keep their world position).
 
+    Patch sampling for segmentation: ``mode="random"`` is uniform, ``mode="label"`` centres the
+    block on a labelled voxel. At the end of a ``Compose`` the crop fuses with the warps before it,
+    so only the block is ever resampled (the label centre is picked on the unwarped label and
+    followed through the pending map, like a point).
+
     Args:
         size: Output size in voxels, one number or one per axis; must fit in the input.
         mode: ``"random"`` (uniform position), ``"center"`` or ``"label"`` (centred on a random
-            voxel where ``layer`` is non-zero, clamped to the grid; uniform if there is none).
-            ``"label"`` reads the data, so a pending spatial map is resampled first.
+            labelled voxel, clamped to the grid; uniform if there is none).
         layer: The LABEL layer used by ``mode="label"``.
+        ratios: For ``mode="label"``: relative weights of the label values (index = value, so
+            ``[1, 1, 1]`` picks background, label 1 and label 2 equally often; values absent from
+            the sample are skipped). ``None``: any non-zero voxel, uniformly.
         p: Probability of applying.
     """
 
-    def __init__(self, size: int | Sequence[int], mode: str = "random", layer: str = "label", p: float = 1.0) -> None:
+    def __init__(self, size: int | Sequence[int], mode: str = "random", layer: str = "label",
+                 ratios: Sequence[float] | None = None, p: float = 1.0) -> None:
         self.size = as_size("size", size)
         self.mode = check_choice("mode", mode, ("random", "center", "label"))
         self.layer = layer
-        self.fusable = mode != "label"
+        if ratios is not None and (not isinstance(ratios, (list, tuple)) or not ratios or any(
+                isinstance(r, bool) or not isinstance(r, (int, float)) or not r >= 0 for r in ratios) or sum(ratios) <= 0):
+            raise ParameterError("ratios", ratios, "None or a list of non-negative weights (index = label value), "
+                                 "not all 0")
+        self.ratios = None if ratios is None else [float(r) for r in ratios]
         self.deterministic = mode == "center"
         self._set_p(p)
 
@@ -236,14 +249,34 @@ class Crop(SpatialTransform):
         if self.mode == "center":
             return {"start": (room // 2).tolist()}
         if self.mode == "label":
-            if self.layer not in sample.layer_names() or sample.layer_info(self.layer).role is not Role.LABEL:
-                raise ParameterError("layer", self.layer, f"a LABEL layer of the sample ({sample.layer_names(Role.LABEL)})")
-            where = torch.nonzero(sample[self.layer][0] != 0)
-            if len(where):
-                pick = where[int(torch.randint(0, len(where), (), generator=generator).item())].cpu().numpy()
-                return {"start": np.clip(pick - size // 2, 0, room).astype(int).tolist()}
+            centre = self._label_centre(sample, generator)
+            if centre is not None:
+                return {"start": np.clip(np.round(centre).astype(int) - size // 2, 0, room).astype(int).tolist()}
         return {"start": [int(torch.randint(0, int(r) + 1, (), generator=generator).item()) for r in room]}
 
+    def _label_centre(self, sample: Sample, generator: torch.Generator) -> np.ndarray | None:
+        """The output-grid index of a random labelled voxel (read on the source grid when a map is
+        pending), or None when there is none."""
+        if self.layer not in sample.layer_names() or sample.layer_info(self.layer).role is not Role.LABEL:
+            raise ParameterError("layer", self.layer, f"a LABEL layer of the sample ({sample.layer_names(Role.LABEL)})")
+        label = sample.layer_info(self.layer).data[0]
+        if self.ratios is None:
+            mask = label != 0
+        else:
+            present = torch.bincount(label.reshape(-1).long(), minlength=len(self.ratios))[:len(self.ratios)]
+            weights = torch.tensor(self.ratios, dtype=torch.float64) * (present.cpu() > 0)
+            if float(weights.sum()) == 0:
+                return None
+            mask = label == int(torch.multinomial(weights, 1, generator=generator).item())
+        where = torch.nonzero(mask)
+        if not len(where):
+            return None
+        index = where[int(torch.randint(0, len(where), (), generator=generator).item())].cpu().numpy().astype(float)
+        pending = sample.pending
+        if pending is None:
+            return index
+        world = push_forward_points(pending.stages, pending.source.index_to_world(index[None]))
+        return sample.space.world_to_index(world)[0]
 
     def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
         size = per_axis("size", self.size, space.ndim)

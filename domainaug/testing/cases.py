@@ -33,7 +33,8 @@ register_case("Rot90", Case(
 register_case("Crop", Case(
     random=lambda s: Crop(tuple(max(1, d - 4) for d in s.space.shape)),
     identity=lambda s: Crop(s.space.shape, mode="center"),
-    bad=[("size", lambda: Crop(0)), ("mode", lambda: Crop(4, mode="middle"))]))
+    bad=[("size", lambda: Crop(0)), ("mode", lambda: Crop(4, mode="middle")),
+         ("ratios", lambda: Crop(4, mode="label", ratios=[0, 0])), ("ratios", lambda: Crop(4, ratios=[1, -1]))]))
 register_case("Pad", Case(
     random=lambda s: Pad(tuple(d + 3 for d in s.space.shape)), identity=lambda s: Pad(1),
     bad=[("size", lambda: Pad((4, -1)))]))

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.utils.data import Dataset
 
+from ..core.params import check_positive_int
 from ..core.random import generator_for
 from ..core.sample import Sample
 from ..core.transform import Transform
@@ -33,14 +34,19 @@ class AugmentedDataset(Dataset):
         pipeline: Any transform (usually a ``Compose`` or a preset).
         seed: Base seed of the run.
         loader: Optional ``item -> Sample`` for other kinds of items.
+        patches: Patches per item and load (MONAI's ``num_samples``): with ``patches=k`` an item is
+            loaded once and the pipeline (which should end in a ``Crop``, e.g. ``mode="label"``)
+            runs ``k`` times on it, with generators ``(seed, epoch, index * k + j)``; the item is a
+            list of ``k`` Samples, and ``collate`` flattens the lists into one batch.
     """
 
     def __init__(self, items: Sequence[Item], pipeline: Transform, seed: int = 0,
-                 loader: Callable[[Item], Sample] | None = None) -> None:
+                 loader: Callable[[Item], Sample] | None = None, patches: int | None = None) -> None:
         if not isinstance(pipeline, Transform):
             raise ParameterError("pipeline", type(pipeline).__name__, "a domainaug Transform")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ParameterError("seed", seed, "a non-negative integer")
+        self.patches = None if patches is None else check_positive_int("patches", patches)
         self.items, self.pipeline, self.seed, self.loader = list(items), pipeline, seed, loader
         self.epoch = 0
 
@@ -67,16 +73,21 @@ class AugmentedDataset(Dataset):
             return dio.load(item[0], label=item[1])
         raise ParameterError(f"items[{index}]", type(item).__name__, "a Sample, a path or an (image, label) pair")
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, index: int) -> Sample | list[Sample]:
         if self.pipeline.epoch != self.epoch:       # a worker process holding an older pipeline copy
             self.pipeline.set_epoch(self.epoch)
-        return self.pipeline(self.load(index), generator_for(self.seed, self.epoch, index))
+        sample = self.load(index)
+        if self.patches is None:
+            return self.pipeline(sample, generator_for(self.seed, self.epoch, index))
+        return [self.pipeline(sample, generator_for(self.seed, self.epoch, index * self.patches + j))
+                for j in range(self.patches)]
 
 
 def collate(batch: Sequence[Sample]) -> dict[str, Any]:
     """A batch dict for ``DataLoader(collate_fn=collate)``: ``"image"`` (and ``"label"``, ``"valid"``
     when every sample has them) stacked to ``(B, C, *spatial)``, and ``"records"``: each sample's
     param records as JSON-ready dicts, so a batch can be replayed or logged."""
+    batch = [s for item in batch for s in (item if isinstance(item, list) else [item])]   # patches
     if not batch:
         raise ParameterError("batch", [], "at least one sample")
     out: dict[str, Any] = {}
