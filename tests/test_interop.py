@@ -1,5 +1,6 @@
 """Interop with MONAI dicts and TorchIO subjects: data and affine pass through, both ways."""
 
+import json
 import numpy as np
 import pytest
 import torch
@@ -67,6 +68,9 @@ def test_pipeline_as_a_monai_dict_transform_in_a_monai_loader(t1):
     assert torch.equal(a["image"], b["image"])                         # MONAI's worker seeding applies
     assert not torch.equal(a["image"][0], a["image"][1])               # each item gets its own draw
     np.testing.assert_allclose(a["image"].affine[0, :3, :3].numpy(), t1.space.affine[:3, :3], atol=1e-6)
+    records = [json.loads(r) for r in a["domainaug_records"]]          # collated as strings, replayable
+    again = da.replay(t1, records[1])
+    torch.testing.assert_close(again["image"].float(), a["image"][1].as_tensor().float(), atol=1e-4, rtol=0)
 
 
 def test_pipeline_as_a_torchio_transform(t1):

@@ -5,11 +5,14 @@
   apply; keys hold ``MetaTensor``s whose affines are kept and updated.
 - ``TorchioTransform``: a TorchIO ``Transform`` on a ``Subject``; its seeds come from torch's global
   generator, as every TorchIO random transform's do.
-The param records of the last call are on the output (``"domainaug_records"`` key / subject attribute).
+The param records of the last call are on the output: a JSON string under the ``"domainaug_records"``
+key (a string, so that MONAI's default collate batches it whatever the records hold, ``None`` included;
+``json.loads`` it to replay) and a list of dicts in the subject's ``domainaug_records`` attribute.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -56,7 +59,7 @@ class MonaiTransform(*_monai_base()):  # type: ignore[misc]
         result[self.image_key] = MetaTensor(out["image"], affine=affine.clone())
         if self.label_key and "label" in out.layer_names():
             result[self.label_key] = MetaTensor(out["label"], affine=affine.clone())
-        result["domainaug_records"] = [r.to_dict() for r in out.history]
+        result["domainaug_records"] = json.dumps([r.to_dict() for r in out.history])
         return result
 
 
