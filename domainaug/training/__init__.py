@@ -85,7 +85,8 @@ class AugmentedDataset(Dataset):
 
 def collate(batch: Sequence[Sample]) -> dict[str, Any]:
     """A batch dict for ``DataLoader(collate_fn=collate)``: ``"image"`` (and ``"label"``, ``"valid"``
-    when every sample has them) stacked to ``(B, C, *spatial)``, and ``"records"``: each sample's
+    when every sample has them) stacked to ``(B, C, *spatial)``, ``"target"`` when every sample has
+    ``meta["target"]`` (class index, or probabilities after MixUp/CutMix), and ``"records"``: each sample's
     param records as JSON-ready dicts, so a batch can be replayed or logged."""
     batch = [s for item in batch for s in (item if isinstance(item, list) else [item])]   # patches
     if not batch:
@@ -98,6 +99,10 @@ def collate(batch: Sequence[Sample]) -> dict[str, Any]:
                 raise ParameterError("batch", sorted(shapes), f"samples whose {name!r} layers have one shape "
                                      "(crop or pad to a common size in the pipeline)")
             out[name] = torch.stack([s[name] for s in batch])
+    if all("target" in s.meta for s in batch):      # classification targets (class index or probabilities)
+        targets = [s.meta["target"] for s in batch]
+        out["target"] = torch.tensor(targets, dtype=torch.int64 if all(isinstance(t, int) for t in targets)
+                                     else torch.float32)
     out["records"] = [[r.to_dict() for r in s.history] for s in batch]
     return out
 
