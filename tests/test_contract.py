@@ -6,7 +6,7 @@ import pytest
 import domainaug as da
 import domainaug.testing.cases  # noqa: F401 - registers the core cases
 from domainaug.testing import (CASES, check_bad_arguments, check_dtypes, check_identity, check_no_new_labels,
-                               check_inverse, check_points_follow, check_replay_json, check_same_seed, make_raster, make_volume)
+                               check_batched, check_inverse, check_points_follow, check_replay_json, check_same_seed, make_raster, make_volume)
 
 NAMES = sorted(da.Transform.registry)
 SAMPLES = {
@@ -75,3 +75,11 @@ def test_config_round_trips(name):
 def test_inverse_of_the_spatial_record_undoes_it(name, kind):
     sample = SAMPLES[kind]()
     check_inverse(CASES[name].random(sample), sample)
+
+
+@pytest.mark.parametrize("name, kind", COMBOS)
+def test_a_batch_equals_its_elements_alone(name, kind):
+    sample = SAMPLES[kind]()
+    if set(sample.layer_names()) - {"image", "label", "valid"}:
+        pytest.skip("BatchAugment carries image, label and valid layers")
+    check_batched(CASES[name].random(sample), sample)

@@ -200,6 +200,34 @@ def check_inverse(t: Transform, sample: Sample, tolerance: float = 0.05) -> None
     assert err.max() <= tolerance * 6, (type(t).__name__, float(err.max()))
 
 
+def check_batched(t: Transform, sample: Sample) -> None:
+    """A batch of two elements in one ``BatchAugment`` call equals each element augmented alone with
+    the same generator, and replaying the batch's records gives the batch again."""
+    from ..core.random import generator_for
+    from ..errors import ShapeError
+    from ..training.batch import BatchAugment
+    second = sample.with_layers(image=replace(sample.layer_info("image"), data=sample["image"].flip(-1)))
+    elements, indices = [sample, second], [4, 7]
+    alone = [t(e, generator_for(9, 0, i)) for e, i in zip(elements, indices)]
+    stack = lambda name: torch.stack([s[name] for s in elements]) if name in sample.layer_names() else None  # noqa: E731
+    info = sample.layer_info("image")
+    kw = dict(space=sample.space, fill=info.fill, channels=info.channels, meta=sample.meta,
+              label_interpolation=sample.layer_info("label").interpolation if "label" in sample.layer_names() else None)
+    augment = BatchAugment(t, seed=9)
+    if alone[0].space.shape != alone[1].space.shape:      # e.g. Rot90 of a non-square plane: cannot stack
+        import pytest
+        with pytest.raises(ShapeError, match="to stack them"):
+            augment(stack("image"), stack("label"), stack("valid"), indices=indices, **kw)
+        return
+    out = augment(stack("image"), stack("label"), stack("valid"), indices=indices, **kw)
+    for b, one in enumerate(alone):
+        for name in one.layer_names():
+            assert torch.equal(out[name][b], one[name]), (type(t).__name__, name)
+        assert out["records"][b] == [r.to_dict() for r in one.history]
+    again = augment(stack("image"), stack("label"), stack("valid"), records=out["records"], **kw)
+    assert torch.equal(again["image"], out["image"])
+
+
 def check_bad_arguments(case: Case) -> None:
     import pytest
     for name, call in case.bad:

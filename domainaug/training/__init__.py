@@ -21,7 +21,7 @@ from ..core.sample import Sample
 from ..core.transform import Transform
 from ..errors import ParameterError
 
-__all__ = ["AugmentedDataset", "collate", "TestTimeAugmentation"]
+__all__ = ["AugmentedDataset", "collate", "TestTimeAugmentation", "BatchAugment"]
 
 Item = Any   # a Sample, an image path, or an (image path, label path) pair
 
@@ -107,4 +107,5 @@ def collate(batch: Sequence[Sample]) -> dict[str, Any]:
     return out
 
 
+from .batch import BatchAugment  # noqa: E402
 from .tta import TestTimeAugmentation  # noqa: E402

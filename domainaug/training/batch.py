@@ -1,0 +1,108 @@
+"""Batched execution: a pipeline over a ``(B, C, *spatial)`` batch with per-sample parameters in
+one call, on the batch's device (CPU or CUDA), for augmenting on the GPU inside a training loop.
+
+Each element is wrapped as a Sample *without copying* (its tensors are views of the batch) and
+runs the pipeline with its own generator ``(seed, epoch, index)``, or replays given records, so
+element ``b`` equals the pipeline applied to that sample alone with the same record, bit for bit
+(tested). Spatial maps are still fused per element (one resampling pass each); on CUDA the
+resampler's torch path runs on the device. Elements are processed one after the other: the
+kernels are the parallel part, which pays off for volumes; for many small 2D patches, prefer
+DataLoader workers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..core.random import generator_for
+from ..core.record import ParamRecord
+from ..core.sample import Layer, Role, Sample
+from ..core.space import Space
+from ..core.transform import Transform, replay
+from ..errors import ParameterError, ShapeError
+
+__all__ = ["BatchAugment"]
+
+
+class BatchAugment:
+    """``pipeline`` applied to every element of a batch.
+
+    Args:
+        pipeline: Any transform.
+        seed: Base seed; element ``b`` of a call with ``indices`` uses ``generator_for(seed, epoch,
+            indices[b])`` (default indices ``0..B-1``: pass the dataset indices to keep draws unique).
+    """
+
+    def __init__(self, pipeline: Transform, seed: int = 0) -> None:
+        if not isinstance(pipeline, Transform):
+            raise ParameterError("pipeline", type(pipeline).__name__, "a domainaug Transform")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ParameterError("seed", seed, "a non-negative integer")
+        self.pipeline, self.seed = pipeline, seed
+
+    def samples(self, image: torch.Tensor, label: torch.Tensor | None = None, valid: torch.Tensor | None = None,
+                space: Space | Sequence[Space] | None = None, fill: float = 0.0,
+                channels: Sequence[str] | None = None, label_interpolation: str | None = None,
+                meta: dict[str, Any] | None = None) -> list[Sample]:
+        """The batch as Samples (views, no copies). ``space``: one for every element, one per
+        element, or ``None`` for unit spacing; ``fill`` and ``channels`` (band names) of the image;
+        ``label_interpolation`` overrides the label default (``"nearest"``/``"argmax"``); ``meta``
+        (e.g. ``{"sensor": "sentinel2"}``) is given to every element."""
+        if not isinstance(image, torch.Tensor) or image.dim() not in (4, 5):
+            raise ShapeError(f"image has shape {tuple(getattr(image, 'shape', ()))}; expected a (B, C, H, W) or "
+                             "(B, C, D, H, W) tensor")
+        batch, spatial = image.shape[0], tuple(image.shape[2:])
+        spaces = [space] * batch if space is None or isinstance(space, Space) else list(space)
+        if len(spaces) != batch:
+            raise ParameterError("space", f"{len(spaces)} spaces", f"one Space, or {batch} (one per element)")
+        spaces = [Space.from_spacing(spatial) if s is None else s for s in spaces]
+        for name, t in (("label", label), ("valid", valid)):
+            if t is not None and (t.dim() != image.dim() or t.shape[0] != batch or tuple(t.shape[2:]) != spatial):
+                raise ShapeError(f"{name} has shape {tuple(t.shape)}; the image batch needs "
+                                 f"({batch}, 1, {', '.join(map(str, spatial))})")
+        out = []
+        for b in range(batch):
+            if tuple(spaces[b].shape) != spatial:
+                raise ShapeError(f"space[{b}] has shape {spaces[b].shape}; the batch is {spatial}")
+            layers = {"image": Layer(image[b], Role.INTENSITY, fill, None if channels is None else tuple(channels))}
+            if label is not None:
+                layers["label"] = Layer(label[b], Role.LABEL, 0, interpolation=label_interpolation)
+            if valid is not None:
+                layers["valid"] = Layer(valid[b].bool(), Role.VALID)
+            out.append(Sample(spaces[b], layers, meta=meta))
+        return out
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor | None = None, valid: torch.Tensor | None = None,
+                 space: Space | Sequence[Space] | None = None, *, fill: float = 0.0,
+                 channels: Sequence[str] | None = None, label_interpolation: str | None = None,
+                 meta: dict[str, Any] | None = None, epoch: int = 0,
+                 indices: Sequence[int] | None = None,
+                 records: Sequence[Sequence[ParamRecord | dict[str, Any]]] | None = None) -> dict[str, Any]:
+        """Augment the batch; returns ``{"image", "label"?, "valid"?, "records", "spaces"}`` with the
+        outputs stacked (every element must end on the same grid shape, e.g. after a ``Crop``).
+        With ``records`` (one list per element) the batch is replayed instead of drawn."""
+        samples = self.samples(image, label, valid, space, fill, channels, label_interpolation, meta)
+        if records is not None:
+            if len(records) != len(samples):
+                raise ParameterError("records", f"{len(records)} lists", f"{len(samples)} (one per element)")
+            outs = [replay(s, r) for s, r in zip(samples, records)]
+        else:
+            indices = list(range(len(samples))) if indices is None else list(indices)
+            if len(indices) != len(samples):
+                raise ParameterError("indices", f"{len(indices)} indices", f"{len(samples)} (one per element)")
+            if self.pipeline.epoch != epoch:
+                self.pipeline.set_epoch(epoch)
+            outs = [self.pipeline(s, generator_for(self.seed, epoch, int(i))) for s, i in zip(samples, indices)]
+        result: dict[str, Any] = {}
+        for name in outs[0].layer_names():
+            shapes = {tuple(o[name].shape) for o in outs}
+            if len(shapes) != 1:
+                raise ShapeError(f"the pipeline gives {name!r} shapes {sorted(shapes)} across the batch; end it "
+                                 "on one grid size (e.g. with a Crop) to stack them")
+            result[name] = torch.stack([o[name] for o in outs])
+        result["records"] = [[r.to_dict() for r in o.history] for o in outs]
+        result["spaces"] = [o.space for o in outs]
+        return result
