@@ -1,6 +1,7 @@
 """MixUp and CutMix: augmentations of a *batch*, mixing each sample with a partner from it.
 
-Both take a list of Samples on one grid (the output of a pipeline, before ``collate``) and return
+Both take a list of Samples of one grid shape, voxel size and orientation (the output of a pipeline,
+before ``collate``; origins may differ: patches from anywhere, other subjects) and return
 the mixed list; each output gets a ``ParamRecord`` (``{"partner": j, "lam": ...}``) in its history,
 and ``replay(samples, params)`` rebuilds the outputs from the input batch and those params.
 
@@ -10,6 +11,9 @@ Targets:
   float32 (an INTENSITY layer: use a soft Dice or cross-entropy).
 - **classification** (``sample.meta["target"]``: a class index or a list of class probabilities):
   the target becomes the list of mixed class probabilities.
+
+Layers that not every sample of the batch has (e.g. CloudShadow's ``occlusion``, added only when
+it fires) are dropped, as ``collate`` drops them.
 
 Nodata (a VALID layer): MixUp keeps a pixel valid only where both inputs are; CutMix takes the
 partner's validity inside the box, and its class-target weight is the share of *valid* output
@@ -62,13 +66,16 @@ class _Mix:
             raise ParameterError("samples", type(samples).__name__, "a non-empty list of Samples")
         first = samples[0]
         for i, s in enumerate(samples[1:], 1):
-            if s.space.shape != first.space.shape or not s.space.same_grid(first.space):
+            linear = np.abs(s.space.affine[:-1, :-1] - first.space.affine[:-1, :-1]).max()
+            if s.space.shape != first.space.shape or linear > 1e-4 * float(first.space.spacing.min()):
                 raise SpaceMismatchError(f"{type(self).__name__}: samples[{i}] is on {s.space.describe()}, samples[0] "
-                                         f"on {first.space.describe()}; mixing needs one grid (crop or resample first)")
-            if s.layer_names() != first.layer_names():
-                raise SpaceMismatchError(f"{type(self).__name__}: samples[{i}] has layers {s.layer_names()}, "
-                                         f"samples[0] {first.layer_names()}")
-        return samples
+                                         f"on {first.space.describe()}; mixing needs one grid shape, voxel size and "
+                                         "orientation (crop or resample first)")
+        common = [n for n in first.layer_names() if all(n in s.layer_names() for s in samples)]
+        if "image" not in common:
+            raise SpaceMismatchError(f"{type(self).__name__}: every sample needs an 'image' layer")
+        return [s if len(s.layer_names()) == len(common) else s.replace(layers={n: s.layers[n] for n in common})
+                for s in samples]
 
     def sample_params(self, samples: Sequence[Sample], generator: torch.Generator) -> list[dict[str, Any]]:
         """One dict per sample: its partner and the mixing weight (and box, for CutMix)."""

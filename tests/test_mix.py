@@ -98,10 +98,10 @@ def test_replay_from_json_records_and_same_seed():
 
 def test_bad_batches_are_named():
     a, b = make_volume(), make_volume(shape=(10, 10, 10))
-    with pytest.raises(da.SpaceMismatchError, match="one grid"):
+    with pytest.raises(da.SpaceMismatchError, match="one grid shape"):
         MixUp()([a, b])
     shifted = make_volume(spacing=(1.0, 1.5, 2.5))
-    with pytest.raises(da.SpaceMismatchError, match="one grid"):
+    with pytest.raises(da.SpaceMismatchError, match="one grid shape"):
         CutMix()([a, shifted])
     with pytest.raises(da.ParameterError, match="^num_classes="):
         MixUp()([a, make_volume()])
@@ -122,3 +122,11 @@ def test_mixing_collate_in_a_dataloader_does_not_depend_on_workers():
     for x, y in zip(a, b):
         assert torch.equal(x["image"], y["image"]) and torch.equal(x["target"], y["target"])
     assert a[0]["target"].shape == (3, 3) and a[0]["target"].dtype == torch.float32
+
+
+def test_layers_missing_from_some_samples_are_dropped_like_collate_does():
+    samples = batch(2)
+    extra = da.Layer(torch.zeros_like(samples[0]["label"]), da.Role.LABEL)
+    samples[0] = samples[0].with_layers(occlusion=extra)
+    outs = CutMix(num_classes=3)(samples, torch.Generator().manual_seed(0))
+    assert all(o.layer_names() == ["image", "label"] for o in outs)
