@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DomainaugError", "ParameterError", "ShapeError", "SpaceMismatchError", "NoDataError"]
+__all__ = ["DomainaugError", "ParameterError", "ShapeError", "SpaceMismatchError", "NoDataError", "SampleError"]
 
 
 class DomainaugError(ValueError):
@@ -29,3 +29,9 @@ class SpaceMismatchError(DomainaugError):
 
 class NoDataError(DomainaugError):
     """A layer, file or region holds no valid pixel."""
+
+
+class SampleError(DomainaugError):
+    """Loading or augmenting one item of a dataset failed; the message names the item's index and
+    path and the original error, which is chained as ``__cause__`` (one string argument, so that a
+    DataLoader worker can re-raise it in the main process)."""

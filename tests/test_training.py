@@ -89,3 +89,15 @@ def test_inference_keeps_only_the_deterministic_steps(fixtures):
     b = ct(t1, torch.Generator().manual_seed(2))
     assert torch.equal(a["image"], b["image"])                         # no randomness left
     assert da.Compose([da.Affine(degrees=10)], p=0.5).inference() is None
+
+
+def test_a_failing_item_names_its_index_and_path_even_from_a_worker(tmp_path):
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"not a nifti file")
+    ds = AugmentedDataset([make_volume(), str(broken)], da.Flip(axes=(0,)))
+    with pytest.raises(da.errors.SampleError, match=r"item 1 \('.*broken\.nii\.gz'\)") as info:
+        ds[1]
+    assert isinstance(info.value.__cause__, da.errors.DomainaugError)
+    loader = DataLoader(ds, batch_size=1, num_workers=1, collate_fn=collate)
+    with pytest.raises(da.errors.SampleError, match=r"item 1 .*broken\.nii\.gz"):
+        list(loader)

@@ -19,7 +19,7 @@ from ..core.params import check_positive_int
 from ..core.random import generator_for
 from ..core.sample import Sample
 from ..core.transform import Transform
-from ..errors import ParameterError
+from ..errors import ParameterError, SampleError
 
 __all__ = ["AugmentedDataset", "collate", "TestTimeAugmentation", "BatchAugment"]
 
@@ -76,11 +76,16 @@ class AugmentedDataset(Dataset):
     def __getitem__(self, index: int) -> Sample | list[Sample]:
         if self.pipeline.epoch != self.epoch:       # a worker process holding an older pipeline copy
             self.pipeline.set_epoch(self.epoch)
-        sample = self.load(index)
-        if self.patches is None:
-            return self.pipeline(sample, generator_for(self.seed, self.epoch, index))
-        return [self.pipeline(sample, generator_for(self.seed, self.epoch, index * self.patches + j))
-                for j in range(self.patches)]
+        try:
+            sample = self.load(index)
+            if self.patches is None:
+                return self.pipeline(sample, generator_for(self.seed, self.epoch, index))
+            return [self.pipeline(sample, generator_for(self.seed, self.epoch, index * self.patches + j))
+                    for j in range(self.patches)]
+        except Exception as e:                     # name the item: a worker's traceback alone does not
+            item = self.items[index]
+            what = repr(item) if isinstance(item, (str, os.PathLike, tuple, list)) else type(item).__name__
+            raise SampleError(f"item {index} ({what}), epoch {self.epoch}: {type(e).__name__}: {e}") from e
 
 
 def collate(batch: Sequence[Sample]) -> dict[str, Any]:
