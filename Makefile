@@ -30,6 +30,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_medical.py
 	$(PY) benchmarks/label_interpolation.py
 	$(PY) benchmarks/bench_offline.py
+	$(PY) benchmarks/bench_training.py
 
 clean:
 	rm -rf demo_out .pytest_cache build *.egg-info
