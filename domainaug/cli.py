@@ -128,6 +128,14 @@ def cmd_preview(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from .evaluate.tasks import run_config
+    torch.set_num_threads(args.threads)
+    _, report = run_config(args.config, out=args.out, quick=args.quick)
+    print(report)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="domainaug", description="Augmentation of 3D medical volumes and "
                                      "multispectral rasters.")
@@ -160,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     prv.add_argument("--seed", type=int, default=0)
     prv.add_argument("--bands", default=None, help="three band names for the colour composite, e.g. B04,B03,B02")
     prv.add_argument("--out", required=True, help="PNG path")
+    ev = sub.add_parser("evaluate", help="compare pipelines by k-fold training (experiments/*.yaml); write a report")
+    ev.add_argument("config", help="a YAML config (see experiments/)")
+    ev.add_argument("--out", default=None, help="report folder (default: the config's 'out')")
+    ev.add_argument("--quick", action="store_true", help="2 folds, tiny training: check the set-up end to end")
+    ev.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
@@ -167,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(path)
             print(f"demo: wrote augmented volumes, rasters, sidecars and previews into {args.out}/")
             return 0
-        return {"augment": cmd_augment, "presets": cmd_presets, "replay": cmd_replay, "preview": cmd_preview}[
+        return {"augment": cmd_augment, "presets": cmd_presets, "replay": cmd_replay, "preview": cmd_preview,
+                "evaluate": cmd_evaluate}[
             args.command](args)
     except (DomainaugError, OSError) as exc:
         print(f"domainaug: error: {exc}", file=sys.stderr)

@@ -6,7 +6,7 @@ preset through a PyTorch DataLoader (CPU, about a minute at the defaults).
 
 Data: the Raleigh (NC) Landsat-7 scene and its 7-class land-cover map from ``../shared/data_real``
 (GRASS sample data, CC BY-SA 3.0; not shipped). Patches are read lazily with
-``remote_sensing.tiles``; a patch's class is the majority class of its labelled pixels. The west
+``remote_sensing.classification_patches``; a patch's class is the majority class of its labelled pixels. The west
 half of the scene trains, the east half tests (a spatial split: neighbouring pixels never straddle
 train and test). ``--mix cutmix`` adds CutMix with soft targets.
 """
@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 import domainaug as da
 from domainaug import remote_sensing
+from domainaug.evaluate.tasks import small_cnn
 from domainaug.mix import CutMix, mixing_collate
 from domainaug.training import AugmentedDataset, collate
 
@@ -35,23 +36,10 @@ CLASSES = 7
 def patches(size: int) -> tuple[list[da.Sample], list[da.Sample]]:
     """Labelled patches (class in ``meta["target"]``, 0-based), split west/east."""
     west, east = [], []
-    for tile in remote_sensing.tiles(SCENE, size, label=CLASSES_MAP, bands=BANDS, sensor="landsat7"):
-        label = tile["label"][0]
-        labelled = label[label > 0]
-        if labelled.numel() < label.numel() // 2 or tile.meta["window"][2:] != [size, size]:
-            continue
-        tile.meta["target"] = int(torch.bincount(labelled.long()).argmax()) - 1
-        tile = tile.replace(layers={n: l for n, l in tile.layers.items() if n != "label"})
+    for tile in remote_sensing.classification_patches(SCENE, CLASSES_MAP, size, bands=BANDS, sensor="landsat7"):
         centre = tile.meta["window"][1] + size // 2
         (west if centre < tile.meta["raster_shape"][1] // 2 else east).append(tile)
     return west, east
-
-
-def network(bands: int) -> torch.nn.Module:
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(bands, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-        torch.nn.Flatten(), torch.nn.Linear(64, CLASSES))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -70,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
     fn = mixing_collate(CutMix(alpha=1.0, num_classes=CLASSES), seed=args.seed) if args.mix == "cutmix" else collate
     loader = DataLoader(dataset, batch_size=args.batch, shuffle=True, num_workers=args.workers, collate_fn=fn,
                         generator=torch.Generator().manual_seed(args.seed))
-    net = network(len(BANDS))
+    net = small_cnn(len(BANDS), CLASSES)
     optimiser = torch.optim.Adam(net.parameters(), lr=2e-3)
     pixels = torch.cat([t["image"].float()[:, t["valid"][0]] for t in train], 1)     # valid train pixels
     mean, std = pixels.mean(1).view(1, -1, 1, 1), pixels.std(1).view(1, -1, 1, 1)

@@ -8,10 +8,10 @@ window by window.
 from .bands import SENSORS, Band, Sensor, sensor, sensors
 from .presets import preset, presets
 from .rotation import RotationPolicy
-from .tiles import TileWriter, tile_windows, tiles
+from .tiles import TileWriter, classification_patches, tile_windows, tiles
 from .spectral import (INDICES, AppendIndex, BandDropout, CloudShadow, Haze, SpectralJitter, layer_bands, set_bands,
                        spectral_index)
 
 __all__ = ["preset", "presets", "SpectralJitter", "Haze", "BandDropout", "CloudShadow", "AppendIndex",
            "RotationPolicy", "spectral_index", "INDICES", "set_bands", "layer_bands", "sensor", "sensors", "SENSORS",
-           "Band", "Sensor", "tiles", "tile_windows", "TileWriter"]
+           "Band", "Sensor", "tiles", "tile_windows", "TileWriter", "classification_patches"]

@@ -9,6 +9,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import rasterio
+import torch
 from rasterio.windows import Window
 
 from ..core.params import check_positive_int
@@ -19,9 +20,29 @@ from ..io import assemble, atomic_path
 from ..io import geotiff
 from .spectral import set_bands
 
-__all__ = ["tiles", "tile_windows", "TileWriter"]
+__all__ = ["tiles", "tile_windows", "TileWriter", "classification_patches"]
 
 CACHE_BYTES = 16 * 2**20      # GDAL block cache while tiling: a few tiles, not the raster
+
+
+def classification_patches(path: str | os.PathLike, label: str | os.PathLike, size: int, *,
+                           min_labelled: float = 0.5, bands: Sequence[str] | None = None,
+                           sensor: str | None = None) -> list[Sample]:
+    """Patches for scene classification: ``size``-pixel tiles of ``path`` (read lazily with
+    ``tiles``) whose class is the majority class of the labelled pixels of ``label`` (0 =
+    unlabelled), stored 0-based in ``meta["target"]``; the label layer is dropped. Tiles with less
+    than ``min_labelled`` of their pixels labelled, or cut by the raster edge, are skipped."""
+    if not 0.0 < min_labelled <= 1.0:
+        raise ParameterError("min_labelled", min_labelled, "a share in (0, 1]")
+    out = []
+    for tile in tiles(path, size, label=label, bands=bands, sensor=sensor):
+        lab = tile["label"][0]
+        labelled = lab[lab > 0]
+        if tile.space.shape != (size, size) or labelled.numel() < min_labelled * lab.numel():
+            continue
+        tile.meta["target"] = int(torch.bincount(labelled.long()).argmax()) - 1
+        out.append(tile.replace(layers={n: layer for n, layer in tile.layers.items() if n != "label"}))
+    return out
 
 
 def tile_windows(height: int, width: int, size: int | Sequence[int], overlap: int = 0) -> list[Window]:
