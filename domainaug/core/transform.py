@@ -201,7 +201,9 @@ class SpatialTransform(Transform):
 
 
 class IntensityTransform(Transform):
-    """A point-wise or local change of INTENSITY layers. Invalid (nodata) voxels keep their values.
+    """A point-wise or local change of INTENSITY layers. Invalid (nodata) voxels keep their values,
+    so a sample whose every voxel is invalid (e.g. a small patch an earlier step clouded over)
+    passes through unchanged.
 
     Subclasses implement ``transform_layer(data, valid, params, sample, name)`` on float data
     ``(C, *spatial)`` (float32, or float64 for float64 layers) with ``valid`` ``(1, *spatial)`` bool
@@ -235,6 +237,8 @@ class IntensityTransform(Transform):
     def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
         layers = sample.layers
         valid = layers[sample.valid_name].data if sample.valid_name else None
+        if valid is not None and not bool(valid.any()):
+            return sample.replace()          # augmentation hid everything (clouds, rotations): nothing to change
         changed = {}
         for name in self.target_layers(sample):
             layer = layers[name]
