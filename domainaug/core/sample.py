@@ -113,7 +113,7 @@ class Sample:
             raise ParameterError("layers", sorted(map(str, devices)), "every layer on one device")
         self.space = space
         self._layers = dict(layers)
-        if pending is not None and not pending.stages and pending.source == space:
+        if pending is not None and not pending.stages and not pending.values and pending.source == space:
             pending = None  # an empty map: nothing to resample
         self._pending = pending
         self.points = {name: _as_points(name, p, space.ndim) for name, p in (points or {}).items()}
@@ -184,7 +184,10 @@ class Sample:
         """The layers on ``space``; resamples once if a spatial map is pending."""
         if self._pending is not None:
             names = list(self._layers)
-            outs = resample_layers([self._layers[n].spec() for n in names], self._pending)
+            specs = [self._layers[n].spec() for n in names]
+            specs = [replace(sp, gain=self._pending.values[n][0], bias=self._pending.values[n][1])
+                     if n in self._pending.values else sp for n, sp in zip(names, specs)]
+            outs = resample_layers(specs, self._pending)
             self._layers = {n: replace(self._layers[n], data=o) for n, o in zip(names, outs)}
             self._pending = None
         return self._layers
@@ -229,10 +232,18 @@ class Sample:
     def lazy_warp(self, space: Space, stages: list[Stage]) -> "Sample":
         """A new sample whose content is pulled back through ``stages`` onto ``space``, not yet
         resampled; point sets are pushed forward now."""
+        if self._pending is not None and self._pending.values:
+            return self.materialize().lazy_warp(space, stages)
         pending = (self._pending or PendingMap(self.space, self.space, [])).then(space, stages)
         points = {name: torch.from_numpy(push_forward_points(stages, p.cpu().numpy())).to(p)
                   for name, p in self.points.items()}
         return Sample(space, self._layers, points, self.history, self.meta, pending=pending)
+
+    def with_values(self, name: str, gain: np.ndarray, bias: np.ndarray) -> "Sample":
+        """A new sample with ``x -> gain * x + bias`` (per channel, valid voxels only) pending on
+        layer ``name``, applied while the pending exact permutation copies the data."""
+        pending = (self._pending or PendingMap(self.space, self.space, [])).with_values(name, gain, bias)
+        return Sample(self.space, self._layers, self.points, self.history, self.meta, pending=pending)
 
     def with_valid(self, name: str = "valid") -> "Sample":
         """This sample with an all-true VALID layer added if it has none, so that a warp can mark

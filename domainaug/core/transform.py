@@ -20,7 +20,7 @@ from .record import ParamRecord
 from .sample import Layer, Role, Sample
 from .space import Space
 from .kernels.fuse import PendingMap, Stage
-from .kernels.resample import cast
+from .kernels.resample import cast, exact_full
 
 __all__ = ["Transform", "SpatialTransform", "IntensityTransform", "Composite", "replay", "Compose", "OneOf",
            "SomeOf", "RandomApply", "transform_from_dict", "trace"]
@@ -233,6 +233,39 @@ class IntensityTransform(Transform):
     def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
                         sample: Sample, name: str) -> torch.Tensor:
         """New values for one layer (float), computed from valid voxels where it matters."""
+
+    def channel_affine(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                       sample: Sample, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(gain, bias)`` shaped ``(C, 1, ..., 1)`` when this transform is ``gain * x + bias`` per
+        channel (given statistics of ``data`` over ``valid``), else ``None``. Such a transform is
+        fused into a pending exact permutation (flips, rot90): applied while the data is copied."""
+        return None
+
+    def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        pending = sample.pending
+        if pending is not None and not pending.n_fields and exact_full(pending):
+            fused = self._fuse(sample, params)
+            if fused is not None:
+                return fused
+        return self.apply(sample.materialize(), params)
+
+    def _fuse(self, sample: Sample, params: dict[str, Any]) -> Sample | None:
+        """``sample`` with this transform as value stages on its pending permutation, computed from the
+        source-grid data (the same statistics: a full permutation moves voxels, adds and drops none)."""
+        valid = sample.layer_info(sample.valid_name).data if sample.valid_name else None
+        if valid is not None and not bool(valid.any()):
+            return sample
+        out = sample
+        for name in self.target_layers(sample):
+            data = sample.layer_info(name).data
+            if data.dtype not in (torch.float32, torch.float64) or name in sample.pending.values:
+                return None          # (a second stage's statistics would need the first stage's output)
+            affine = self.channel_affine(data, valid, params, sample, name)
+            if affine is None:
+                return None
+            gain, bias = (t.detach().reshape(-1).double().cpu().numpy() for t in affine)
+            out = out.with_values(name, np.broadcast_to(gain, (data.shape[0],)), np.broadcast_to(bias, (data.shape[0],)))
+        return out
 
     def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
         layers = sample.layers

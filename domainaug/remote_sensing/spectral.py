@@ -128,13 +128,17 @@ class SpectralJitter(IntensityTransform):
         biases = np.interp(lam, anchors, [self.bias.draw(generator) for _ in anchors])
         return {"gain": dict(zip(names, gains.tolist())), "bias": dict(zip(names, biases.tolist()))}
 
-    def transform_layer(self, data, valid, params, sample, name):
+    def channel_affine(self, data, valid, params, sample, name):
         info = sample.layer_info(name)
         gain = _per_band(params["gain"], info, name, 1.0, data)
         bias = _per_band(params["bias"], info, name, 0.0, data)
         if self.relative:
             stats = channel_stats(data, valid, ("min", "max"))
             bias = bias * (stats["max"] - stats["min"])
+        return gain, bias
+
+    def transform_layer(self, data, valid, params, sample, name):
+        gain, bias = self.channel_affine(data, valid, params, sample, name)
         return torch.addcmul(bias, data, gain)                      # one pass
 
 

@@ -57,15 +57,32 @@ def fuse_stages(stages: list[Stage]) -> list[Stage]:
 
 @dataclass(frozen=True, eq=False)
 class PendingMap:
-    """Everything needed to resample layers that live on ``source`` onto ``space`` in one pass."""
+    """Everything needed to resample layers that live on ``source`` onto ``space`` in one pass.
+
+    ``values`` holds per-layer *value stages* for maps that are exact voxel permutations: a
+    per-channel affine ``x -> gain * x + bias`` on valid voxels (``(C,)`` float64 arrays), applied
+    while the data is copied (spectral jitter after a dihedral flip costs one pass, not three).
+    """
 
     source: Space
     space: Space
     stages: list[Stage] = field(default_factory=list)
+    values: dict = field(default_factory=dict)
 
     def then(self, space: Space, stages: list[Stage]) -> "PendingMap":
         """Compose with a further op whose output is ``space`` and whose pull-back is ``stages``."""
+        if self.values:
+            raise ValueError("value stages are pending: resample before adding a spatial map")
         return PendingMap(self.source, space, fuse_stages(list(stages) + list(self.stages)))
+
+    def with_values(self, name: str, gain: np.ndarray, bias: np.ndarray) -> "PendingMap":
+        """Add ``x -> gain * x + bias`` (after any earlier value stage of the layer)."""
+        values = dict(self.values)
+        if name in values:
+            g0, b0 = values[name]
+            gain, bias = gain * g0, gain * b0 + bias
+        values[name] = (np.asarray(gain, np.float64), np.asarray(bias, np.float64))
+        return PendingMap(self.source, self.space, self.stages, values)
 
     @property
     def n_fields(self) -> int:

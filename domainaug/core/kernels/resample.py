@@ -37,7 +37,8 @@ from .elastic import LATTICE_MAX_STEP
 from .grid import apply_affine
 from .fuse import Field, PendingMap, fuse_stages
 
-__all__ = ["resample_layers", "LayerSpec", "passes", "pull_back_points", "push_forward_points", "invert_map", "cast"]
+__all__ = ["resample_layers", "LayerSpec", "passes", "pull_back_points", "push_forward_points", "invert_map", "cast",
+           "exact_full"]
 
 INTENSITY_MODES = {"linear": 0, "cubic": 1, "nearest": 2}
 LABEL_MODES = {"nearest": 0, "argmax": 1}
@@ -59,6 +60,8 @@ class LayerSpec:
     kind: str                   # "intensity" | "label" | "valid"
     mode: str                   # an INTENSITY_MODES or LABEL_MODES key ("valid" for VALID)
     fill: float
+    gain: np.ndarray | None = None   # a value stage (C,): x -> gain * x + bias on valid voxels
+    bias: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,7 +131,21 @@ def _exact_plan(pending: PendingMap):
     return perm, sign, offset
 
 
-def _exact(specs: list[LayerSpec], pending: PendingMap, plan) -> list[torch.Tensor]:
+def exact_full(pending: PendingMap) -> bool:
+    """True when ``pending`` is an exact voxel permutation covering the whole output with the whole
+    source (flips, rot90, transposes; no crop or pad): statistics of the data are then the same
+    before and after it, so a value stage may be computed from the source and fused into the copy."""
+    plan = _exact_plan(pending)
+    if plan is None:
+        return False
+    lo, hi, _, _ = _exact_region(pending, plan)
+    return sorted(pending.source.shape) == sorted(pending.space.shape) and \
+        all(lo[i] == 0 and hi[i] == pending.space.shape[i] for i in range(pending.space.ndim))
+
+
+def _exact_region(pending: PendingMap, plan):
+    """Per output axis: the range ``lo..hi`` that comes from the source, where it starts in the
+    source, and the output axes that run backwards."""
     perm, sign, offset = plan
     out_shape, src_shape = pending.space.shape, pending.source.shape
     lo, hi, src_lo, flips = [], [], [], []
@@ -142,21 +159,47 @@ def _exact(specs: list[LayerSpec], pending: PendingMap, plan) -> list[torch.Tens
         src_lo.append(min(s * j_lo + o, s * (max(j_lo, j_hi) - 1) + o))
         if s == -1:
             flips.append(i + 1)
+    return lo, hi, src_lo, flips
+
+
+def _exact(specs: list[LayerSpec], pending: PendingMap, plan) -> list[torch.Tensor]:
+    perm, sign, offset = plan
+    out_shape = pending.space.shape
+    lo, hi, src_lo, flips = _exact_region(pending, plan)
+    full = all(lo[i] == 0 and hi[i] == out_shape[i] for i in range(len(perm)))
     rows_kept = perm[-1] == len(perm) - 1 and sign[-1] == 1     # output rows are source rows: memcpy speed
-    if specs[0].data.device.type == "cpu" and not rows_kept:
-        results = [_exact_cpu(spec, plan, lo, hi, out_shape) for spec in specs]
-    else:
-        results = [_exact_torch(spec, perm, lo, hi, src_lo, flips, out_shape) for spec in specs]
+    cpu = specs[0].data.device.type == "cpu"
+    valid_src = next((s.data for s in specs if s.kind == "valid"), None)
+    results = []
+    for spec in specs:
+        if cpu and (not rows_kept or spec.gain is not None):    # a value stage rides along with the copy
+            results.append(_exact_cpu(spec, plan, lo, hi, out_shape, valid_src))
+        else:
+            results.append(_exact_torch(spec, perm, lo, hi, src_lo, flips, out_shape))
     valid = next((r for r, s in zip(results, specs) if s.kind == "valid"), None)
-    if valid is not None:  # as in the interpolating paths: invalid voxels hold the fill
+    if not cpu:
+        results = [_apply_values(r, s, valid) for r, s in zip(results, specs)]
+    if valid is not None and not full:  # new voxels hold the fill (a permutation keeps canonical nodata)
         results = [torch.where(valid, r, torch.full_like(r, s.fill)) if s.kind == "intensity" else r
                    for r, s in zip(results, specs)]
     return results
 
 
-def _exact_cpu(spec: LayerSpec, plan, lo, hi, out_shape) -> torch.Tensor:
+def _apply_values(out: torch.Tensor, spec: LayerSpec, valid: torch.Tensor | None) -> torch.Tensor:
+    """The layer's value stage applied after resampling (paths other than the CPU exact copy)."""
+    if spec.gain is None:
+        return out
+    shape = (-1,) + (1,) * (out.dim() - 1)
+    gain = torch.as_tensor(spec.gain, dtype=out.dtype, device=out.device).view(shape)
+    bias = torch.as_tensor(spec.bias, dtype=out.dtype, device=out.device).view(shape)
+    new = out * gain + bias
+    return new if valid is None else torch.where(valid, new, out)
+
+
+def _exact_cpu(spec: LayerSpec, plan, lo, hi, out_shape, valid_src: torch.Tensor | None = None) -> torch.Tensor:
     """One contiguous output from signed source strides, for transposes and mirrored rows (a blocked
-    copy; torch would write them in the source's layout and need a second copy)."""
+    copy; torch would write them in the source's layout and need a second copy). A value stage
+    (``spec.gain``) is applied in the same pass, on voxels ``valid_src`` marks valid."""
     perm, sign, offset = plan
     src = spec.data.contiguous()
     strides = src.stride()[1:]
@@ -172,10 +215,18 @@ def _exact_cpu(spec: LayerSpec, plan, lo, hi, out_shape) -> torch.Tensor:
     view = (lambda t: t.view(torch.uint8)) if src.dtype == torch.bool else (lambda t: t)
     if all(h > l for l, h in zip(lo3, hi3)):
         tile = (8, 8) if abs(step3[2]) != 1 else (8, 1 << 30)     # transposes: 8x8 tiles; mirrored rows: rows
+        geometry = (np.array(shape3, np.int64), np.array(lo3, np.int64), np.array(hi3, np.int64),
+                    np.array(step3, np.int64), int(start), tile[0], tile[1])
+        flat_src, flat_out = view(src).reshape(src.shape[0], -1).numpy(), view(out).reshape(out.shape[0], -1).numpy()
         with parallel_lock():
-            _permute_copy(view(src).reshape(src.shape[0], -1).numpy(), view(out).reshape(out.shape[0], -1).numpy(),
-                          np.array(shape3, np.int64), np.array(lo3, np.int64), np.array(hi3, np.int64),
-                          np.array(step3, np.int64), int(start), tile[0], tile[1])
+            if spec.gain is None:
+                _permute_copy(flat_src, flat_out, *geometry)
+            else:
+                dtype = flat_src.dtype
+                valid = np.ones((1, 1), np.uint8) if valid_src is None else \
+                    valid_src.contiguous().view(torch.uint8).reshape(1, -1).numpy()
+                _permute_affine(flat_src, flat_out, valid, valid_src is not None, spec.gain.astype(dtype),
+                                spec.bias.astype(dtype), *geometry)
     return out
 
 
@@ -200,6 +251,34 @@ def _permute_copy(src, out, shape, lo, hi, step, start, by, bx):
                 for x in range(x_lo, x_hi):
                     out[c, o + x] = src[c, s]
                     s += step[2]
+
+
+@nb.njit(parallel=True, cache=True)
+def _permute_affine(src, out, valid, has_valid, gain, bias, shape, lo, hi, step, start, by, bx):
+    """``_permute_copy`` with the value stage ``gain[c] * x + bias[c]`` on valid voxels."""
+    D, H, W = shape[0], shape[1], shape[2]
+    ny = (hi[1] - lo[1] + by - 1) // by
+    for task in nb.prange(src.shape[0] * (hi[0] - lo[0]) * ny):
+        c = task // ((hi[0] - lo[0]) * ny)
+        rest = task - c * (hi[0] - lo[0]) * ny
+        z = lo[0] + rest // ny
+        y_lo = lo[1] + (rest - (rest // ny) * ny) * by
+        y_hi = min(hi[1], y_lo + by)
+        g, b = gain[c], bias[c]
+        for x_lo in range(lo[2], hi[2], min(bx, hi[2] - lo[2])):
+            x_hi = min(hi[2], x_lo + bx)
+            for y in range(y_lo, y_hi):
+                s = start + (z - lo[0]) * step[0] + (y - lo[1]) * step[1] + (x_lo - lo[2]) * step[2]
+                o = (z * H + y) * W
+                if has_valid:
+                    for x in range(x_lo, x_hi):
+                        v = src[c, s]
+                        out[c, o + x] = v * g + b if valid[0, s] else v
+                        s += step[2]
+                else:
+                    for x in range(x_lo, x_hi):
+                        out[c, o + x] = src[c, s] * g + b
+                        s += step[2]
 
 
 def _exact_torch(spec: LayerSpec, perm, lo, hi, src_lo, flips, out_shape) -> torch.Tensor:
@@ -689,10 +768,15 @@ def resample_layers(specs: list[LayerSpec], pending: PendingMap, *, backend: str
         raise ValueError("the map is not an exact voxel permutation")
     device = specs[0].data.device
     if backend == "torch" or (backend is None and device.type != "cpu"):
-        return _torch(specs, pending)
-    outs = _cpu(specs, pending)
-    return [cast(o, s.data.dtype) if s.kind == "intensity" else
-            (o.bool() if s.kind == "valid" else o.to(s.data.dtype)) for o, s in zip(outs, specs)]
+        outs = _torch(specs, pending)
+    else:
+        outs = _cpu(specs, pending)
+        outs = [cast(o, s.data.dtype) if s.kind == "intensity" else
+                (o.bool() if s.kind == "valid" else o.to(s.data.dtype)) for o, s in zip(outs, specs)]
+    if any(s.gain is not None for s in specs):
+        valid = next((o for o, s in zip(outs, specs) if s.kind == "valid"), None)
+        outs = [_apply_values(o, s, valid) for o, s in zip(outs, specs)]
+    return outs
 
 
 def pull_back_points(stages, points: np.ndarray) -> np.ndarray:
