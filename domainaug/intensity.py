@@ -143,9 +143,14 @@ class BrightnessContrast(IntensityTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {"brightness": self.brightness.draw(generator), "contrast": self.contrast.draw(generator)}
 
-    def transform_layer(self, data, valid, params, sample, name):
+    def channel_affine(self, data, valid, params, sample, name):
         s = channel_stats(data, valid, ("min", "max", "mean"))
-        return s["mean"] + params["contrast"] * (data - s["mean"]) + params["brightness"] * (s["max"] - s["min"])
+        c = params["contrast"]
+        return torch.full_like(s["mean"], c), (1 - c) * s["mean"] + params["brightness"] * (s["max"] - s["min"])
+
+    def transform_layer(self, data, valid, params, sample, name):
+        gain, bias = self.channel_affine(data, valid, params, sample, name)
+        return torch.addcmul(bias, data, gain)
 
 
 class GaussianNoise(IntensityTransform):

@@ -21,11 +21,13 @@ def unfused(steps, sample, params):
 @pytest.mark.parametrize("spatial", [da.Flip(axes=(0,)), da.Flip(axes=(1,)), da.Rot90(axes=(0, 1)),
                                      rs.RotationPolicy("dihedral")])
 @pytest.mark.parametrize("nodata", [True, False])
-def test_jitter_after_a_permutation_is_one_pass_and_equals_the_unfused_result(spatial, nodata):
+@pytest.mark.parametrize("op", [JITTER, da.BrightnessContrast((-0.1, 0.1), (0.8, 1.2)), rs.Haze((0.02, 0.1))],
+                         ids=["jitter", "brightness-contrast", "haze"])
+def test_channel_affine_ops_after_a_permutation_are_one_pass_and_equal_the_unfused_result(spatial, nodata, op):
     sample = make_raster(shape=(24, 24))
     if not nodata:
         sample = sample.replace(layers={n: l for n, l in sample.layers.items() if n != "valid"})
-    steps = [spatial, JITTER]
+    steps = [spatial, op]
     pipeline = da.Compose(steps)
     for seed in range(4):
         before = resample.passes()

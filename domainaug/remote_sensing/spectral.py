@@ -168,13 +168,17 @@ class Haze(IntensityTransform):
         layer_bands(sample, self.layer, self.sensor)            # fail early on unknown bands
         return {"strength": self.strength.draw(generator), "exponent": self.exponent.draw(generator)}
 
-    def transform_layer(self, data, valid, params, sample, name):
+    def channel_affine(self, data, valid, params, sample, name):
         lam = torch.tensor([b.center_nm for b in layer_bands(sample, self.layer, self.sensor)], dtype=data.dtype,
                            device=data.device)
         shape = (lam.min() / lam) ** params["exponent"]
         stats = channel_stats(data, valid, ("min", "max"))
         scale = (stats["max"] - stats["min"]).mean()
-        return data + (params["strength"] * scale * shape).view((-1,) + (1,) * (data.dim() - 1))
+        bias = (params["strength"] * scale * shape).view((-1,) + (1,) * (data.dim() - 1))
+        return torch.ones_like(bias), bias
+
+    def transform_layer(self, data, valid, params, sample, name):
+        return data + self.channel_affine(data, valid, params, sample, name)[1]
 
 
 class BandDropout(IntensityTransform):
