@@ -330,8 +330,10 @@ def _argmax_label(l0, l1, l2, l3, l4, l5, l6, l7, w0, w1, w2, w3, w4, w5, w6, w7
 def _warp_kernel(coords, steps, out_shape, src_shape,
                  img, img_mode, img_fill, out_img,
                  lab, lab_mode, lab_fill, out_lab,
-                 val, out_val):
+                 val, out_val, weighted):
     """One pass: coordinates from the lattice, then every intensity, label and valid channel.
+    ``weighted``: interpolate intensities over valid taps only (False when the source is valid
+    everywhere, e.g. a VALID layer just added to mark what a rotation brings in: plain taps then).
 
     Arrays are flat per channel: ``img`` (Ci, Vs), ``out_img`` (Ci, V), etc. Each output row is
     done in simple loops (coordinates -> taps -> each channel) that the compiler can vectorise.
@@ -359,13 +361,13 @@ def _warp_kernel(coords, steps, out_shape, src_shape,
         row = np.empty((3, nx))
         _warp_rows(blk * block, min(rows, (blk + 1) * block), H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx,
                    nz, ny, nx, row, base, tx, ty, tz, inside, ew, inv, img, img_mode, img_fill, out_img, lab, lab_mode,
-                   lab_fill, out_lab, val, out_val, Ci, Cl, Cv)
+                   lab_fill, out_lab, val, out_val, Ci, Cl, Cv, weighted)
 
 
 @nb.njit(cache=True, error_model="numpy", fastmath=True)
 def _warp_rows(r_lo, r_hi, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, nx, row, base2, tx2, ty2, tz2,
                inside2, ew2, inv2, img, img_mode, img_fill, out_img, lab, lab_mode, lab_fill, out_lab, val, out_val,
-               Ci, Cl, Cv):
+               Ci, Cl, Cv, weighted):
     """Output rows ``r_lo .. r_hi - 1`` (row ``r`` = z * H + y) of ``_warp_kernel``, with caller-owned
     (rows, W) scratch: coordinates and validity for every row first, then each channel across all
     rows. One call per block keeps per-call overhead (array refcounts shared between threads) off
@@ -423,7 +425,11 @@ def _warp_rows(r_lo, r_hi, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, 
                 tz[x], ty[x], tx[x] = cz - z0, cy - y0, cx - x0
                 base[x] = z0 * plane + y0 * Ws + x0
         # validity: each tap's weight times its valid flag, kept per voxel for the channels below
-        if Cv > 0:
+        if Cv > 0 and not weighted:
+            o = r * W
+            for x in range(W):
+                out_val[0, o + x] = 1 if inside[x] else 0
+        elif Cv > 0:
             ew, inv = ew2[j], inv2[j]
             o = r * W
             for x in range(W):
@@ -447,7 +453,7 @@ def _warp_rows(r_lo, r_hi, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, 
             j = r - r_lo
             base, tx, ty, tz, inside = base2[j], tx2[j], ty2[j], tz2[j], inside2[j]
             o = r * W
-            if mode == 0 and Cv == 0 and dz == 0:            # 2D: bilinear, 4 taps
+            if mode == 0 and not weighted and dz == 0:       # 2D: bilinear, 4 taps
                 for x in range(W):
                     i = base[x]
                     a, b = tx[x], ty[x]
@@ -457,7 +463,7 @@ def _warp_rows(r_lo, r_hi, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, 
                     v1 = p1 + a * (img[c, i + dy + dx] - p1)
                     v = v0 + b * (v1 - v0)
                     out_img[c, o + x] = v if inside[x] else fill
-            elif mode == 0 and Cv == 0:
+            elif mode == 0 and not weighted:
                 for x in range(W):
                     i = base[x]
                     a, b, cc = tx[x], ty[x], tz[x]
@@ -489,7 +495,7 @@ def _warp_rows(r_lo, r_hi, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, 
                     if not ok:
                         out_img[c, o + x] = fill
                         continue
-                    out_img[c, o + x] = _sample_general(img, val, c, mode, Cv, base[x], dx, dy, dz,
+                    out_img[c, o + x] = _sample_general(img, val, c, mode, Cv if weighted else 0, base[x], dx, dy, dz,
                                                         tx[x], ty[x], tz[x], Ds, Hs, Ws)
     # C. labels: one channel at a time over all the block's rows
     for c in range(Cl):
@@ -612,7 +618,8 @@ def _cpu(specs: list[LayerSpec], pending: PendingMap) -> list[torch.Tensor]:
     out_val = np.empty((val.shape[0], size), np.uint8)
     with parallel_lock():
         _warp_kernel(coords, steps, np.array(out3, np.int64), np.array(src3, np.int64),
-                     flat(img), img_mode, img_fill, out_img, flat(lab), lab_mode, lab_fill, out_lab, flat(val), out_val)
+                     flat(img), img_mode, img_fill, out_img, flat(lab), lab_mode, lab_fill, out_lab, flat(val), out_val,
+                     bool(val.shape[0] > 0 and not val.all()))
     outputs = {"intensity": out_img, "label": out_lab, "valid": out_val}
     cursor = {"intensity": 0, "label": 0, "valid": 0}
     results = []
