@@ -24,7 +24,7 @@ __all__ = ["Gamma", "BrightnessContrast", "GaussianNoise", "GaussianBlur", "Salt
 def channel_stats(data: torch.Tensor, valid: torch.Tensor | None,
                   which: tuple[str, ...] = ("min", "max", "mean", "std")) -> dict[str, torch.Tensor]:
     """Per-channel statistics over valid voxels, shaped ``(C, 1, ..., 1)``; only those in ``which``
-    are computed (min and max together in one pass)."""
+    are computed."""
     flat = data.reshape(data.shape[0], -1)
     out: dict[str, torch.Tensor] = {}
     if valid is not None:
@@ -33,8 +33,8 @@ def channel_stats(data: torch.Tensor, valid: torch.Tensor | None,
         if int(count[0]) == 0:
             raise NoDataError("the sample's VALID layer marks no voxel valid; intensity statistics are undefined")
     if "min" in which or "max" in which:
-        if valid is None:
-            out["min"], out["max"] = torch.aminmax(flat, dim=1)
+        if valid is None:       # (amin + amax: 2 x 1.4 ms on 12x1024^2 here, aminmax 14 ms)
+            out["min"], out["max"] = flat.amin(1), flat.amax(1)
         else:
             out["min"] = torch.where(mask, flat, torch.full_like(flat, math.inf)).amin(1)
             out["max"] = torch.where(mask, flat, torch.full_like(flat, -math.inf)).amax(1)
