@@ -365,7 +365,7 @@ def _warp_kernel(coords, steps, out_shape, src_shape,
     rows = D * H
     # rows per task: channels are processed one at a time across the whole block, so consecutive rows
     # reuse each source plane's cache lines (channels inside the row loop thrashed the cache)
-    block = max(1, min(128, 131072 // max(W, 1)))
+    block = max(1, min(128, 32768 // max(W, 1)))
     for blk in nb.prange((rows + block - 1) // block):
         base = np.empty((block, W), dtype=np.int64)
         tx = np.empty((block, W), dtype=np.float32)
