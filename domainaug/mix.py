@@ -13,7 +13,8 @@ Targets:
   the target becomes the list of mixed class probabilities.
 
 Layers that not every sample of the batch has (e.g. CloudShadow's ``occlusion``, added only when
-it fires) are dropped, as ``collate`` drops them.
+it fires) are dropped, as ``collate`` drops them; a VALID layer on some samples (e.g. only those a
+rotation turned) is instead given to all, all-true where there was none.
 
 Nodata (a VALID layer): MixUp keeps a pixel valid only where both inputs are; CutMix takes the
 partner's validity inside the box, and its class-target weight is the share of *valid* output
@@ -71,7 +72,9 @@ class _Mix:
                 raise SpaceMismatchError(f"{type(self).__name__}: samples[{i}] is on {s.space.describe()}, samples[0] "
                                          f"on {first.space.describe()}; mixing needs one grid shape, voxel size and "
                                          "orientation (crop or resample first)")
-        common = [n for n in first.layer_names() if all(n in s.layer_names() for s in samples)]
+        from .training import with_common_valid
+        samples = with_common_valid(samples)          # nodata marked on some samples stays marked
+        common = [n for n in samples[0].layer_names() if all(n in s.layer_names() for s in samples)]
         if "image" not in common:
             raise SpaceMismatchError(f"{type(self).__name__}: every sample needs an 'image' layer")
         return [s if len(s.layer_names()) == len(common) else s.replace(layers={n: s.layers[n] for n in common})
@@ -95,6 +98,7 @@ class _Mix:
             raise ParameterError("params", f"{len(params)} dicts", f"{len(samples)} (one per sample)")
         outs = []
         for i, p in enumerate(params):
+            p = dict(p)
             j = p["partner"]
             if isinstance(j, bool) or not isinstance(j, int) or not 0 <= j < len(samples):
                 raise ParameterError(f"params[{i}]['partner']", j, f"a sample index in [0, {len(samples) - 1}]")
@@ -218,7 +222,9 @@ class CutMix(_Mix):
 def mixing_collate(mix: _Mix, seed: int = 0, collate: Callable[[list[Sample]], Any] | None = None
                    ) -> Callable[[list[Any]], Any]:
     """A ``DataLoader`` ``collate_fn`` that mixes each batch, then collates it. The batch's generator
-    comes from ``seed`` and the batch's own records, so it does not depend on worker count or order."""
+    comes from ``seed``, the samples' ``meta["draw"]`` (seed, epoch, index, set by
+    ``AugmentedDataset``) and their records, so it differs per batch and epoch and does not depend
+    on worker count or order."""
     import hashlib
     import json
     from .training import collate as default_collate
@@ -226,8 +232,8 @@ def mixing_collate(mix: _Mix, seed: int = 0, collate: Callable[[list[Sample]], A
 
     def collate_fn(batch: list[Any]) -> Any:
         samples = [s for item in batch for s in (item if isinstance(item, list) else [item])]
-        digest = hashlib.sha256(json.dumps([[r.to_dict() for r in s.history] for s in samples],
-                                           sort_keys=True).encode()).digest()
+        key = [[s.meta.get("draw"), [r.to_dict() for r in s.history]] for s in samples]   # draw: (seed, epoch, index)
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).digest()
         generator = generator_for(seed, 0, int.from_bytes(digest[:7], "little"))
         return finish(mix(samples, generator))
 

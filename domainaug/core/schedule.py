@@ -36,7 +36,8 @@ def _number(name: str, v: Any) -> float | int:
 class Schedule:
     """``linear``/``cosine``: from ``start`` at epoch 0 to ``end`` at ``epochs``, constant after.
     ``step``: ``values[i]`` from ``milestones[i-1]`` on (``values[0]`` before the first milestone).
-    When every value is an integer the schedule yields integers (rounded), e.g. for crop sizes."""
+    ``integer=True`` rounds the values (for counts and sizes, e.g. a crop size); otherwise they are
+    floats, so ``Schedule.linear(0, 1, 10)`` is a smooth ramp."""
 
     kind: str
     start: float = 0.0
@@ -44,18 +45,19 @@ class Schedule:
     epochs: int = 1
     values: tuple = ()
     milestones: tuple = ()
+    integer: bool = False
 
     @classmethod
-    def linear(cls, start: float, end: float, epochs: int) -> "Schedule":
-        return cls._ramp("linear", start, end, epochs)
+    def linear(cls, start: float, end: float, epochs: int, integer: bool = False) -> "Schedule":
+        return cls._ramp("linear", start, end, epochs, integer)
 
     @classmethod
-    def cosine(cls, start: float, end: float, epochs: int) -> "Schedule":
+    def cosine(cls, start: float, end: float, epochs: int, integer: bool = False) -> "Schedule":
         """Half a cosine from ``start`` to ``end``: slow at both ends."""
-        return cls._ramp("cosine", start, end, epochs)
+        return cls._ramp("cosine", start, end, epochs, integer)
 
     @classmethod
-    def step(cls, values: list[float], milestones: list[int]) -> "Schedule":
+    def step(cls, values: list[float], milestones: list[int], integer: bool = False) -> "Schedule":
         if not isinstance(values, (list, tuple)) or not values:
             raise ParameterError("values", values, "a non-empty list of numbers")
         if not isinstance(milestones, (list, tuple)) or len(milestones) != len(values) - 1 or any(
@@ -63,13 +65,14 @@ class Schedule:
                 list(milestones) != sorted(set(milestones)):
             raise ParameterError("milestones", milestones, f"{len(values) - 1} increasing epochs >= 1 "
                                  "(one per change of value)")
-        return cls("step", values=tuple(_number("values", v) for v in values), milestones=tuple(milestones))
+        return cls("step", values=tuple(_number("values", v) for v in values), milestones=tuple(milestones),
+                   integer=bool(integer))
 
     @classmethod
-    def _ramp(cls, kind: str, start: float, end: float, epochs: int) -> "Schedule":
+    def _ramp(cls, kind: str, start: float, end: float, epochs: int, integer: bool = False) -> "Schedule":
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ParameterError("epochs", epochs, "an integer >= 1 (the epoch where the schedule ends)")
-        return cls(kind, _number("start", start), _number("end", end), epochs)
+        return cls(kind, _number("start", start), _number("end", end), epochs, integer=bool(integer))
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Schedule":
@@ -78,20 +81,17 @@ class Schedule:
             raise ParameterError("schedule", kind, "one of " + ", ".join(KINDS))
         try:
             if kind == "step":
-                return cls.step(d["values"], d["milestones"])
-            return cls._ramp(kind, d["start"], d["end"], d["epochs"])
+                return cls.step(d["values"], d["milestones"], d.get("integer", False))
+            return cls._ramp(kind, d["start"], d["end"], d["epochs"], d.get("integer", False))
         except KeyError as e:
             raise ParameterError("schedule", d, f"a {kind} schedule with {e.args[0]!r}") from None
 
     def to_json(self) -> dict[str, Any]:
         if self.kind == "step":
-            return {"schedule": "step", "values": list(self.values), "milestones": list(self.milestones)}
-        return {"schedule": self.kind, "start": self.start, "end": self.end, "epochs": self.epochs}
-
-    @property
-    def integer(self) -> bool:
-        ends = self.values if self.kind == "step" else (self.start, self.end)
-        return all(isinstance(v, int) for v in ends)
+            out = {"schedule": "step", "values": list(self.values), "milestones": list(self.milestones)}
+        else:
+            out = {"schedule": self.kind, "start": self.start, "end": self.end, "epochs": self.epochs}
+        return {**out, "integer": True} if self.integer else out
 
     def at(self, epoch: int) -> float | int:
         if self.kind == "step":

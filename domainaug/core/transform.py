@@ -28,6 +28,33 @@ __all__ = ["Transform", "SpatialTransform", "IntensityTransform", "Composite", "
 SKIPPED = {"applied": False}
 
 
+def _argument_names(cls: type) -> list[str]:
+    """The named constructor arguments; a subclass whose ``__init__`` only forwards ``*args`` and
+    ``**kwargs`` has its parent's."""
+    for klass in cls.__mro__:
+        if "__init__" not in klass.__dict__:
+            continue
+        params = [p for n, p in inspect.signature(klass.__init__).parameters.items() if n != "self"]
+        named = [p.name for p in params if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+        if named or not params:
+            return named
+    return []
+
+
+def _at_recorded_epoch(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``apply``/``lazy``/``spatial_map(x, params)`` so that params recorded at another epoch
+    (``params["epoch"]``) run on the transform as it was then."""
+    if getattr(method, "__isabstractmethod__", False):
+        return method
+
+    @functools.wraps(method)
+    def wrapped(self: Transform, x: Any, params: dict[str, Any], *rest: Any) -> Any:
+        t = self._at(params) if self._schedules and isinstance(params, dict) else self
+        return method(t, x, params, *rest)
+
+    return wrapped
+
+
 class Transform(ABC):
     """Base of every transform.
 
@@ -49,6 +76,9 @@ class Transform(ABC):
             cls.__init__ = _scheduled_init(cls.__dict__["__init__"])
         if "config" in cls.__dict__:
             cls.config = _scheduled_config(cls.__dict__["config"])
+        for name in ("apply", "lazy", "spatial_map"):      # a record replays at its recorded epoch
+            if name in cls.__dict__ and not inspect.isabstract(cls.__dict__[name]):
+                setattr(cls, name, _at_recorded_epoch(cls.__dict__[name]))
         if not inspect.isabstract(cls):
             Transform.registry[cls.__name__] = cls
 
@@ -61,8 +91,7 @@ class Transform(ABC):
     def config(self) -> dict[str, Any]:
         """Constructor arguments, JSON-ready, so that ``type(self)(**self.config())`` is equivalent
         (schedules appear as schedules, not as their current value)."""
-        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
-        return {n: to_json(self._schedules.get(n, getattr(self, n))) for n in names}
+        return {n: to_json(self._schedules.get(n, getattr(self, n))) for n in _argument_names(type(self))}
 
     # --- curriculum ----------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -76,7 +105,8 @@ class Transform(ABC):
     def _rebuild(self, epoch: int) -> None:
         self.__dict__["_resolving"] = True
         try:
-            type(self).__init__(self, **_resolved(self._arguments, epoch))
+            args, kwargs = _call_args(*self._arguments, epoch)
+            type(self).__init__(self, *args, **kwargs)
         finally:
             self.__dict__["_resolving"] = False
 
@@ -283,13 +313,35 @@ class IntensityTransform(Transform):
         return sample.with_layers(**changed)
 
 
-def _resolved(arguments: dict[str, Any], epoch: int) -> dict[str, Any]:
-    return {k: resolve_schedules(v, epoch) for k, v in arguments.items()}
+def _call_args(args: tuple, kwargs: dict[str, Any], epoch: int) -> tuple[tuple, dict[str, Any]]:
+    return tuple(resolve_schedules(v, epoch) for v in args), {k: resolve_schedules(v, epoch) for k, v in kwargs.items()}
+
+
+def _check_epochs(schedules: list[Any]) -> list[int]:
+    """Epochs at which to validate a transform's scheduled arguments. One schedule is extreme at its
+    key epochs (and just before a step), but two schedules in one argument (a ``(min, max)`` pair
+    of different kinds) can cross in between: then every epoch up to the last key one is checked
+    (at most 1000, then 1000 evenly spaced)."""
+    keys = set().union(*(key_epochs(v) for v in schedules))
+    keys |= {e - 1 for e in keys if e > 0}
+    if sum(_count(v) for v in schedules) > 1:
+        last = max(keys)
+        keys |= set(range(last + 1)) if last <= 1000 else set(np.linspace(0, last, 1000).astype(int).tolist())
+    return sorted(keys)
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, (list, tuple)):
+        return sum(_count(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_count(v) for v in value.values())
+    return int(has_schedule(value))
 
 
 def _scheduled_init(init: Callable[..., None]) -> Callable[..., None]:
     """Wrap a transform's ``__init__`` so that any argument may hold ``Schedule``s: the constructor
-    runs with the values of every extreme epoch (validation), then with those of epoch 0."""
+    runs with the values of every epoch where they may be extreme (validation), then with those of
+    epoch 0. Subclasses that forward ``*args``/``**kwargs`` work too."""
     signature = inspect.signature(init)
 
     @functools.wraps(init)
@@ -302,17 +354,30 @@ def _scheduled_init(init: Callable[..., None]) -> Callable[..., None]:
         except TypeError:
             init(self, *args, **kwargs)               # let Python name the bad call
             return
-        arguments = {k: parse_schedules(v) for k, v in bound.arguments.items() if k != "self"}
-        scheduled = {k: v for k, v in arguments.items() if has_schedule(v)}
+        call_args = tuple(parse_schedules(v) for v in bound.args[1:])
+        call_kwargs = {k: parse_schedules(v) for k, v in bound.kwargs.items()}
+        named: dict[str, Any] = {}                    # argument name -> value, **kwargs entries included
+        for name, value in bound.arguments.items():
+            kind = signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                named.update({k: parse_schedules(v) for k, v in value.items()})
+            elif kind is not inspect.Parameter.VAR_POSITIONAL and name != "self":
+                named[name] = parse_schedules(value)
+        scheduled = {k: v for k, v in named.items() if has_schedule(v)}
+        if not scheduled and any(has_schedule(v) for v in call_args):
+            scheduled = {"*args": list(call_args)}
         self.__dict__["_resolving"] = True
         try:
-            for epoch in sorted(set().union(*(key_epochs(v) for v in scheduled.values())) - {0}):
-                init(self, **_resolved(arguments, epoch))
-            init(self, **_resolved(arguments, 0))
+            if scheduled:
+                for epoch in _check_epochs(list(scheduled.values())):
+                    a, k = _call_args(call_args, call_kwargs, epoch)
+                    init(self, *a, **k)
+            a, k = _call_args(call_args, call_kwargs, 0)
+            init(self, *a, **k)
         finally:
             self.__dict__["_resolving"] = False
         if scheduled:
-            self._schedules, self._arguments = scheduled, arguments
+            self._schedules, self._arguments = scheduled, (call_args, call_kwargs)
         self.epoch = 0
 
     return __init__

@@ -25,7 +25,8 @@ ECE_BINS = 15
 
 def group_kfold(n: int, folds: int, seed: int = 0, groups: Sequence[Any] | None = None) -> list[np.ndarray]:
     """Test indices of each fold. Items of one group (e.g. one spatial block, one patient) always
-    share a fold; groups are shuffled with ``seed`` and dealt to the fold with the fewest items."""
+    share a fold; groups are dealt, largest first (equal sizes in an order shuffled with ``seed``),
+    to the fold with the fewest items."""
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ParameterError("folds", folds, "an integer >= 2")
     groups = list(range(n)) if groups is None else list(groups)
@@ -34,12 +35,13 @@ def group_kfold(n: int, folds: int, seed: int = 0, groups: Sequence[Any] | None 
     names = sorted(set(groups), key=repr)
     if len(names) < folds:
         raise ParameterError("folds", folds, f"at most the number of groups ({len(names)})")
-    order = np.random.default_rng(seed).permutation(len(names))
     members: dict[Any, list[int]] = {}
     for i, g in enumerate(groups):
         members.setdefault(g, []).append(i)
+    shuffled = np.random.default_rng(seed).permutation(len(names))
+    order = sorted(shuffled, key=lambda k: -len(members[names[k]]))   # largest first; ties in random order
     fold_items: list[list[int]] = [[] for _ in range(folds)]
-    for k in order:                                  # largest-first would be more even; shuffled is unbiased
+    for k in order:
         target = min(range(folds), key=lambda f: len(fold_items[f]))
         fold_items[target].extend(members[names[k]])
     return [np.array(sorted(f), dtype=int) for f in fold_items]

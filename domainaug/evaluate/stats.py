@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -44,7 +45,8 @@ def paired_ttest(a: Sequence[float], b: Sequence[float], confidence: float = 0.9
         statistic, pvalue = float(result.statistic), float(result.pvalue)
         half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / np.sqrt(n))
     return {"statistic": statistic, "pvalue": pvalue, "mean_difference": mean, "ci_low": mean - half,
-            "ci_high": mean + half, "effect_size": mean / sd if sd else 0.0, "n": n}
+            "ci_high": mean + half, "effect_size": mean / sd if sd else (0.0 if mean == 0 else math.copysign(math.inf, mean)),
+            "n": n}
 
 
 def wilcoxon(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:

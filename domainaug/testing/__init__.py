@@ -206,7 +206,11 @@ def check_batched(t: Transform, sample: Sample) -> None:
     from ..core.random import generator_for
     from ..errors import ShapeError
     from ..training.batch import BatchAugment
-    second = sample.with_layers(image=replace(sample.layer_info("image"), data=sample["image"].flip(-1)))
+    image = sample["image"]
+    changed = (image.double() * 0.5 + 1).to(image.dtype)
+    if sample.valid_name:                             # keep nodata canonical: invalid voxels hold the fill
+        changed = torch.where(sample[sample.valid_name], changed, image)
+    second = sample.with_layers(image=replace(sample.layer_info("image"), data=changed))
     elements, indices = [sample, second], [4, 7]
     alone = [t(e, generator_for(9, 0, i)) for e, i in zip(elements, indices)]
     stack = lambda name: torch.stack([s[name] for s in elements]) if name in sample.layer_names() else None  # noqa: E731

@@ -9,6 +9,7 @@ before each epoch with non-persistent workers (the default), as with a ``Distrib
 
 from __future__ import annotations
 
+import numbers
 import os
 from typing import Any, Callable, Sequence
 
@@ -21,7 +22,7 @@ from ..core.sample import Sample
 from ..core.transform import Transform
 from ..errors import ParameterError, SampleError
 
-__all__ = ["AugmentedDataset", "collate", "TestTimeAugmentation", "BatchAugment"]
+__all__ = ["AugmentedDataset", "collate", "with_common_valid", "TestTimeAugmentation", "BatchAugment"]
 
 Item = Any   # a Sample, an image path, or an (image path, label path) pair
 
@@ -73,19 +74,32 @@ class AugmentedDataset(Dataset):
             return dio.load(item[0], label=item[1])
         raise ParameterError(f"items[{index}]", type(item).__name__, "a Sample, a path or an (image, label) pair")
 
+    def _stamp(self, sample: Sample, draw: int) -> Sample:
+        """Where the sample's draw came from: ``meta["draw"] = [seed, epoch, index]`` (batch-level
+        steps such as ``mixing_collate`` derive their own generator from it)."""
+        sample.meta["draw"] = [self.seed, self.epoch, draw]
+        return sample
+
     def __getitem__(self, index: int) -> Sample | list[Sample]:
         if self.pipeline.epoch != self.epoch:       # a worker process holding an older pipeline copy
             self.pipeline.set_epoch(self.epoch)
         try:
             sample = self.load(index)
             if self.patches is None:
-                return self.pipeline(sample, generator_for(self.seed, self.epoch, index))
-            return [self.pipeline(sample, generator_for(self.seed, self.epoch, index * self.patches + j))
-                    for j in range(self.patches)]
+                return self._stamp(self.pipeline(sample, generator_for(self.seed, self.epoch, index)), index)
+            return [self._stamp(self.pipeline(sample, generator_for(self.seed, self.epoch, index * self.patches + j)),
+                                index * self.patches + j) for j in range(self.patches)]
         except Exception as e:                     # name the item: a worker's traceback alone does not
             item = self.items[index]
             what = repr(item) if isinstance(item, (str, os.PathLike, tuple, list)) else type(item).__name__
             raise SampleError(f"item {index} ({what}), epoch {self.epoch}: {type(e).__name__}: {e}") from e
+
+
+def with_common_valid(samples: Sequence[Sample]) -> list[Sample]:
+    """When some samples have a VALID layer (e.g. only those a rotation turned), give the others an
+    all-true one, so that batching keeps nodata marked instead of dropping the layer."""
+    name = next((s.valid_name for s in samples if s.valid_name is not None), None)
+    return list(samples) if name is None else [s if s.valid_name else s.with_valid(name) for s in samples]
 
 
 def collate(batch: Sequence[Sample]) -> dict[str, Any]:
@@ -96,6 +110,7 @@ def collate(batch: Sequence[Sample]) -> dict[str, Any]:
     batch = [s for item in batch for s in (item if isinstance(item, list) else [item])]   # patches
     if not batch:
         raise ParameterError("batch", [], "at least one sample")
+    batch = with_common_valid(batch)
     out: dict[str, Any] = {}
     for name in batch[0].layer_names():
         if all(name in s.layer_names() for s in batch):
@@ -106,8 +121,9 @@ def collate(batch: Sequence[Sample]) -> dict[str, Any]:
             out[name] = torch.stack([s[name] for s in batch])
     if all("target" in s.meta for s in batch):      # classification targets (class index or probabilities)
         targets = [s.meta["target"] for s in batch]
-        out["target"] = torch.tensor(targets, dtype=torch.int64 if all(isinstance(t, int) for t in targets)
-                                     else torch.float32)
+        whole = all(isinstance(t, numbers.Integral) and not isinstance(t, bool) for t in targets)
+        out["target"] = torch.tensor([int(t) for t in targets] if whole else targets,
+                                     dtype=torch.int64 if whole else torch.float32)
     out["records"] = [[r.to_dict() for r in s.history] for s in batch]
     return out
 

@@ -1,7 +1,8 @@
 """Batched execution: a pipeline over a ``(B, C, *spatial)`` batch with per-sample parameters in
 one call, on the batch's device (CPU or CUDA), for augmenting on the GPU inside a training loop.
 
-Each element is wrapped as a Sample *without copying* (its tensors are views of the batch) and
+Each element is wrapped as a Sample *without copying* (its tensors are views of the batch; with
+``valid``, the image is copied once so that invalid voxels hold the fill, as everywhere else) and
 runs the pipeline with its own generator ``(seed, epoch, index)``, or replays given records, so
 element ``b`` equals the pipeline applied to that sample alone with the same record, bit for bit
 (tested). Spatial maps are still fused per element (one resampling pass each); on CUDA the
@@ -23,6 +24,7 @@ from ..core.sample import Layer, Role, Sample
 from ..core.space import Space
 from ..core.transform import Transform, replay
 from ..errors import ParameterError, ShapeError
+from . import with_common_valid
 
 __all__ = ["BatchAugment"]
 
@@ -67,7 +69,8 @@ class BatchAugment:
         for b in range(batch):
             if tuple(spaces[b].shape) != spatial:
                 raise ShapeError(f"space[{b}] has shape {spaces[b].shape}; the batch is {spatial}")
-            layers = {"image": Layer(image[b], Role.INTENSITY, fill, None if channels is None else tuple(channels))}
+            data = image[b] if valid is None else torch.where(valid[b].bool(), image[b], torch.full_like(image[b], fill))
+            layers = {"image": Layer(data, Role.INTENSITY, fill, None if channels is None else tuple(channels))}
             if label is not None:
                 layers["label"] = Layer(label[b], Role.LABEL, 0, interpolation=label_interpolation)
             if valid is not None:
@@ -96,6 +99,7 @@ class BatchAugment:
             if self.pipeline.epoch != epoch:
                 self.pipeline.set_epoch(epoch)
             outs = [self.pipeline(s, generator_for(self.seed, epoch, int(i))) for s, i in zip(samples, indices)]
+        outs = with_common_valid(outs)              # a rotation may mark nodata on some elements only
         result: dict[str, Any] = {}
         for name in outs[0].layer_names():
             shapes = {tuple(o[name].shape) for o in outs}
