@@ -31,6 +31,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/label_interpolation.py
 	$(PY) benchmarks/bench_offline.py
 	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/suite.py
 
 clean:
 	rm -rf demo_out .pytest_cache build *.egg-info

@@ -1,0 +1,396 @@
+"""The peer benchmark suite (issue: benchmarks): every workload in its own process, on 2 CPU threads,
+domainaug against the peers doing the same work, and the floor measured in the same process.
+
+    .venv/bin/python benchmarks/suite.py [--runs N] [--only WORKLOAD ...]
+
+Writes benchmarks/results/latest.md and latest.json: per workload and tool the version, median and
+min per sample over N >= 5 interleaved rounds after warm-up, the ratio to the fastest peer and to
+the floor, and the transient memory of the first call. Peers that cannot do the work (more than 4
+bands, 3D masks, no such op) are listed with the reason instead of being timed on something else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import THREADS, make_data, reset_peak, rss_kb  # noqa: E402  (sets the thread counts)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import domainaug as da  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+Row = tuple[str, str, Callable[[], object], str]      # (tool, version, call, note)
+
+
+def _version(module: str) -> str:
+    try:
+        return __import__(module).__version__
+    except Exception:  # noqa: BLE001
+        return "-"
+
+
+def _ours(transform: da.Transform, sample: da.Sample) -> Callable[[], object]:
+    counter = {"seed": 0}
+
+    def call():
+        counter["seed"] += 1
+        return transform(sample, torch.Generator().manual_seed(counter["seed"])).layers
+
+    return call
+
+
+def _volume():
+    image, label = make_data()
+    sample = da.Sample(da.Space.from_spacing(tuple(image.shape[1:]), 1.0), {
+        "image": da.Layer(image, da.Role.INTENSITY), "label": da.Layer(label, da.Role.LABEL)})
+    return image, label, sample
+
+
+def _floor_3d(image) -> Row:
+    shape = tuple(image.shape[1:])
+    grid = F.affine_grid(torch.eye(3, 4)[None], (1, 1) + shape, align_corners=True)
+    halves = torch.cat([grid[:, : shape[0] // 2], grid[:, shape[0] // 2:]])
+    x2 = image[None].expand(2, -1, -1, -1, -1)
+    return ("floor", torch.__version__, lambda: F.grid_sample(x2, halves, mode="bilinear", align_corners=True),
+            "grid_sample trilinear, identity grid, 2 slabs (image only)")
+
+
+def _floor_copy(tensor) -> Row:
+    return ("floor", torch.__version__, lambda: tensor.clone(), "one copy of the image")
+
+
+def _monai(transforms, image, label) -> Callable[[], object]:
+    from monai.transforms import Compose
+    from monai.utils import set_determinism
+    set_determinism(seed=0)
+    pipeline = Compose(transforms)
+    return lambda: pipeline({"image": image, "label": label})
+
+
+def _torchio(transform, image, label) -> Callable[[], object]:
+    import torchio as tio
+    subject = tio.Subject(image=tio.ScalarImage(tensor=image.clone(), affine=np.eye(4)),
+                          label=tio.LabelMap(tensor=label.clone(), affine=np.eye(4)))
+    torch.manual_seed(0)
+    return lambda: transform(subject)
+
+
+# ---------------------------------------------------------------------------------------------
+# Workloads: each returns its rows (the floor first). Same work everywhere: 160x192x160 float32 +
+# uint8 labels, image linear and labels nearest, zero padding, new random parameters every call.
+# ---------------------------------------------------------------------------------------------
+def w_affine() -> list[Row]:
+    image, label, sample = _volume()
+    rows = [_floor_3d(image),
+            ("domainaug", da.__version__, _ours(da.Affine(degrees=(-10, 10), scales=(0.9, 1.1), translation=(-5, 5)),
+                                                sample), "")]
+    import SimpleITK as sitk
+    sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(THREADS)
+    itk_img, itk_lab = sitk.GetImageFromArray(image[0].numpy()), sitk.GetImageFromArray(label[0].numpy())
+    rng = np.random.default_rng(1)
+
+    def itk():
+        params = {"degrees": rng.uniform(-10, 10, 3).tolist(), "scales": rng.uniform(0.9, 1.1, 3).tolist(),
+                  "shear": [0.0] * 3, "translation": rng.uniform(-5, 5, 3).tolist()}
+        inv = np.linalg.inv(da.Affine.forward(sample.space, params))
+        tx = sitk.AffineTransform(3)
+        tx.SetMatrix(inv[:3, :3].ravel().tolist())
+        tx.SetTranslation(inv[:3, 3].tolist())
+        return (sitk.GetArrayFromImage(sitk.Resample(itk_img, itk_img, tx, sitk.sitkLinear, 0.0)),
+                sitk.GetArrayFromImage(sitk.Resample(itk_lab, itk_lab, tx, sitk.sitkNearestNeighbor, 0)))
+
+    rows.append(("SimpleITK", sitk.Version.VersionString(), itk, "Resample called directly"))
+    from scipy import ndimage
+    img_np, lab_np = image[0].numpy(), label[0].numpy()
+
+    def scipy_affine():
+        m = np.eye(3) * rng.uniform(0.9, 1.1, 3)
+        return (ndimage.affine_transform(img_np, m, order=1), ndimage.affine_transform(lab_np, m, order=0))
+
+    rows.append(("scipy", _version("scipy"), scipy_affine, "ndimage.affine_transform order 1 + order 0, 1 thread"))
+    try:
+        from monai.transforms import RandAffined
+        rows.append(("MONAI", _version("monai"), _monai([RandAffined(
+            ["image", "label"], prob=1.0, rotate_range=[np.radians(10)] * 3, scale_range=[0.1] * 3,
+            translate_range=[5] * 3, mode=("bilinear", "nearest"), padding_mode="zeros")], image, label), "RandAffined"))
+    except ImportError:
+        pass
+    try:
+        import torchio as tio
+        rows.append(("TorchIO", _version("torchio"), _torchio(tio.RandomAffine(scales=(0.9, 1.1), degrees=10,
+                                                                               translation=5), image, label),
+                     "RandomAffine (ITK inside; subject deep-copied per call)"))
+    except ImportError:
+        pass
+    return rows
+
+
+def w_elastic(with_affine: bool = False) -> list[Row]:
+    image, label, sample = _volume()
+    elastic = da.Elastic(spacing=32.0, max_displacement=(3.0, 6.0))
+    affine = da.Affine(degrees=(-10, 10), scales=(0.9, 1.1))
+    rows = [_floor_3d(image), ("domainaug", da.__version__,
+                               _ours(da.Compose([affine, elastic]) if with_affine else elastic, sample), "")]
+    try:
+        from monai.transforms import Rand3DElasticd
+        extra = dict(rotate_range=[np.radians(10)] * 3, scale_range=[0.1] * 3) if with_affine else {}
+        rows.append(("MONAI", _version("monai"), _monai([Rand3DElasticd(
+            ["image", "label"], sigma_range=(5, 8), magnitude_range=(100, 200), prob=1.0,
+            mode=("bilinear", "nearest"), padding_mode="zeros", **extra)], image, label),
+            "Rand3DElasticd (full-resolution smoothed noise field)"))
+    except ImportError:
+        pass
+    try:
+        import torchio as tio
+        elastic_tio = tio.RandomElasticDeformation(num_control_points=7, max_displacement=6)
+        t = tio.Compose([tio.RandomAffine(scales=(0.9, 1.1), degrees=10), elastic_tio]) if with_affine else elastic_tio
+        rows.append(("TorchIO", _version("torchio"), _torchio(t, image, label),
+                     "RandomElasticDeformation (ITK B-spline)" + (" after RandomAffine: 2 resamplings" if with_affine else "")))
+    except ImportError:
+        pass
+    return rows
+
+
+def w_intensity(kind: str) -> list[Row]:
+    from domainaug import medical as md
+    image, label, sample = _volume()
+    ours = {"bias field": md.BiasField((-0.3, 0.3), order=3), "gamma": da.Gamma((0.7, 1.5)),
+            "Rician noise": md.RicianNoise((0.05, 0.1)), "motion": md.Motion((-3, 3), (-3, 3), num_movements=2)}[kind]
+    rows = [_floor_copy(image), ("domainaug", da.__version__, _ours(ours, sample), "")]
+    try:
+        from monai.transforms import RandAdjustContrastd, RandBiasFieldd, RandRicianNoised
+        monai_t = {"bias field": lambda: RandBiasFieldd(["image"], degree=3, coeff_range=(0.0, 0.3), prob=1.0),
+                   "gamma": lambda: RandAdjustContrastd(["image"], gamma=(0.7, 1.5), prob=1.0),
+                   "Rician noise": lambda: RandRicianNoised(["image"], std=0.1, prob=1.0)}.get(kind)
+        if monai_t is not None:
+            rows.append(("MONAI", _version("monai"), _monai([monai_t()], image, label), ""))
+        else:
+            rows.append(("MONAI", _version("monai"), None, "no motion artefact transform"))
+    except ImportError:
+        pass
+    try:
+        import torchio as tio
+        tio_t = {"bias field": lambda: tio.RandomBiasField(coefficients=0.3, order=3),
+                 "gamma": lambda: tio.RandomGamma(log_gamma=(-0.36, 0.4)),
+                 "motion": lambda: tio.RandomMotion(degrees=3, translation=3, num_transforms=2)}.get(kind)
+        if tio_t is not None:
+            rows.append(("TorchIO", _version("torchio"), _torchio(tio_t(), image, label),
+                         "subject deep-copied per call"))
+        else:
+            rows.append(("TorchIO", _version("torchio"), None, "no Rician noise transform"))
+    except ImportError:
+        pass
+    return rows
+
+
+def w_preset() -> list[Row]:
+    from domainaug import medical as md
+    image, label, sample = _volume()
+    return [_floor_copy(image), ("domainaug", da.__version__, _ours(md.preset("brain-mri"), sample),
+                                 "10 steps: reorient, affine, elastic, bias, gamma, noise, blur, ghosting, spike, motion"),
+            ("MONAI / TorchIO", "-", None, "no equivalent preset; their single ops are timed in the rows above")]
+
+
+def w_atlas() -> list[Row]:
+    image, label, sample = _volume()
+    rng = np.random.default_rng(0)
+    atlas = np.kron(rng.permutation(np.arange(1, 117)).reshape(4, 29, 1), np.ones((40, 6, 160), int))
+    atlas = np.pad(atlas, ((0, 0), (0, 192 - atlas.shape[1]), (0, 0)))[:, :, :160].astype(np.uint8)
+    atlas_t = torch.from_numpy(atlas)[None]
+    atlas_sample = sample.with_layers(label=da.Layer(atlas_t, da.Role.LABEL))
+    rows = [_floor_3d(image), ("domainaug", da.__version__, _ours(da.Affine(degrees=(-10, 10), scales=(0.9, 1.1)),
+                                                                  atlas_sample), "116 labels, nearest")]
+    try:
+        from monai.transforms import RandAffined
+        rows.append(("MONAI", _version("monai"), _monai([RandAffined(
+            ["image", "label"], prob=1.0, rotate_range=[np.radians(10)] * 3, scale_range=[0.1] * 3,
+            mode=("bilinear", "nearest"), padding_mode="zeros")], image, atlas_t), "RandAffined, 116 labels"))
+    except ImportError:
+        pass
+    return rows
+
+
+def _raster():
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_rs
+    return bench_rs.make_sample()
+
+
+def w_raster(kind: str) -> list[Row]:
+    from domainaug import remote_sensing as rs
+    sample = _raster()
+    image, label = sample["image"], sample["label"]
+    ours = {"dihedral": rs.RotationPolicy("dihedral"),
+            "any-angle rotation": rs.RotationPolicy("any"),
+            "spectral jitter": rs.SpectralJitter(gain=(0.9, 1.1), bias=(-0.02, 0.02)),
+            "crop 512": da.Crop(512)}[kind]
+    if kind == "any-angle rotation":
+        shape = tuple(image.shape[1:])
+        grid = F.affine_grid(torch.eye(2, 3)[None], (1, 1) + shape, align_corners=True)
+        halves = torch.cat([grid[:, : shape[0] // 2], grid[:, shape[0] // 2:]])
+        x2 = image[None].expand(2, -1, -1, -1)
+        floor: Row = ("floor", torch.__version__, lambda: F.grid_sample(x2, halves, mode="bilinear", align_corners=True),
+                      "grid_sample bilinear, identity grid, 2 slabs (image only)")
+    else:
+        floor = _floor_copy(image)
+    rows = [floor, ("domainaug", da.__version__, _ours(ours, sample), "CHW, image + label (+ validity for any-angle)")]
+    try:
+        import albumentations as A
+        hwc, mask = np.ascontiguousarray(image.permute(1, 2, 0).numpy()), label[0].numpy()
+        op = {"dihedral": lambda: A.D4(p=1.0), "any-angle rotation": lambda: A.Rotate(limit=180, p=1.0),
+              "spectral jitter": lambda: A.MultiplicativeNoise(multiplier=(0.9, 1.1), per_channel=True, p=1.0),
+              "crop 512": lambda: A.RandomCrop(512, 512, p=1.0)}[kind]()
+        compose = A.Compose([op], seed=0)
+        rows.append(("Albumentations", A.__version__, lambda: compose(image=hwc, mask=mask),
+                     "HWC input (a CHW user pays 2 transposes more)" + ("; gain only" if kind == "spectral jitter" else "")))
+    except ImportError:
+        pass
+    try:
+        import kornia.augmentation as K
+        x, m = image[None], label[None].float()
+        aug = {"dihedral": lambda: [K.RandomHorizontalFlip(p=0.5), K.RandomRotation90(times=(0, 3), p=1.0)],
+               "any-angle rotation": lambda: [K.RandomRotation(degrees=180.0, p=1.0)],
+               "crop 512": lambda: [K.RandomCrop((512, 512), p=1.0)]}.get(kind)
+        if aug is None:
+            rows.append(("Kornia", _version("kornia"), None, "no per-band gain/bias for 12 bands"))
+        else:
+            seq = K.AugmentationSequential(*aug(), data_keys=["input", "mask"])
+            rows.append(("Kornia", _version("kornia"), lambda: seq(x, m),
+                         "rot90 is a bilinear warp" if kind == "dihedral" else ""))
+    except ImportError:
+        pass
+    return rows
+
+
+WORKLOADS: dict[str, Callable[[], list[Row]]] = {
+    "3D affine": w_affine,
+    "3D elastic": lambda: w_elastic(False),
+    "3D affine + elastic": lambda: w_elastic(True),
+    "3D affine, 116-label atlas": w_atlas,
+    "bias field": lambda: w_intensity("bias field"),
+    "gamma": lambda: w_intensity("gamma"),
+    "Rician noise": lambda: w_intensity("Rician noise"),
+    "motion": lambda: w_intensity("motion"),
+    "brain-mri preset": w_preset,
+    "2D 12-band dihedral": lambda: w_raster("dihedral"),
+    "2D 12-band any-angle rotation": lambda: w_raster("any-angle rotation"),
+    "2D 12-band spectral jitter": lambda: w_raster("spectral jitter"),
+    "2D 12-band crop 512": lambda: w_raster("crop 512"),
+}
+
+
+def run_workload(name: str, runs: int) -> list[dict]:
+    """Warm-up, then ``runs`` interleaved rounds over the rows; transient memory of the first call."""
+    rows = WORKLOADS[name]()
+    out = []
+    timed = [(i, r) for i, r in enumerate(rows) if r[2] is not None]
+    peak = {}
+    for i, (tool, version, call, note) in timed:
+        reset_peak()
+        rss0, _ = rss_kb()
+        t0 = time.perf_counter()
+        call()
+        first = time.perf_counter() - t0
+        _, hwm = rss_kb()
+        peak[i] = max(0, hwm - rss0) / 1024
+        if first < 1.0:
+            call()
+    times = {i: [] for i, _ in timed}
+    for _ in range(runs):
+        for i, (tool, version, call, note) in timed:
+            t0 = time.perf_counter()
+            call()
+            times[i].append(time.perf_counter() - t0)
+    for i, (tool, version, call, note) in enumerate(rows):
+        row = {"workload": name, "tool": tool, "version": version, "note": note}
+        if call is not None:
+            row.update(median_ms=1e3 * float(np.median(times[i])), min_ms=1e3 * min(times[i]), peak_mb=peak[i])
+        out.append(row)
+    return out
+
+
+def summarise(rows: list[dict]) -> tuple[list[str], dict]:
+    lines = [f"# Peer benchmark suite ({time.strftime('%Y-%m-%d %H:%M')})", "",
+             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores seen, {THREADS} threads; "
+             f"Python {platform.python_version()}, torch {torch.__version__}. Each workload ran in its own process; "
+             "rows interleaved within it; times per sample. `x fastest peer` < 1 means domainaug is faster.", ""]
+    verdicts = {}
+    for name in WORKLOADS:
+        group = [r for r in rows if r["workload"] == name]
+        if not group:
+            continue
+        floor = next((r["median_ms"] for r in group if r["tool"] == "floor"), None)
+        peers = [r["median_ms"] for r in group if r["tool"] not in ("floor", "domainaug") and "median_ms" in r]
+        fastest = min(peers) if peers else None
+        lines += [f"## {name}", "", "| tool | version | median ms | min ms | x fastest peer | x floor | peak MB | note |",
+                  "|---|---|---:|---:|---:|---:|---:|---|"]
+        for r in group:
+            if "median_ms" not in r:
+                lines.append(f"| {r['tool']} | {r['version']} | — | — | — | — | — | cannot: {r['note']} |")
+                continue
+            vs_peer = f"{r['median_ms'] / fastest:.2f}" if fastest and r["tool"] != "floor" else ""
+            vs_floor = f"{r['median_ms'] / floor:.2f}" if floor else ""
+            lines.append(f"| {r['tool']} | {r['version']} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {vs_peer} | "
+                         f"{vs_floor} | {r['peak_mb']:.0f} | {r['note']} |")
+        ours = next((r for r in group if r["tool"] == "domainaug"), None)
+        if ours is not None and "median_ms" in ours:
+            speedup = fastest / ours["median_ms"] if fastest else None
+            near_floor = floor is not None and ours["median_ms"] <= 1.5 * floor
+            verdicts[name] = {"speedup_vs_fastest_peer": speedup, "x_floor": ours["median_ms"] / floor if floor else None,
+                              "met": bool((speedup is not None and speedup >= 3) or near_floor)}
+            lines += ["", "Target (>= 3x faster than the fastest peer, or within 1.5x of the floor): " +
+                      ("MET" if verdicts[name]["met"] else "NOT MET") +
+                      (f" (fastest peer / domainaug = {speedup:.1f}x" if speedup else " (no peer timed") +
+                      (f", {ours['median_ms'] / floor:.2f}x floor)." if floor else ").")]
+        lines.append("")
+    return lines, verdicts
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", nargs="*", default=None, help="workload names (default: all)")
+    parser.add_argument("--workload", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.runs < 5:
+        parser.error("--runs must be >= 5")
+    if args.workload:                                   # child process: one workload
+        print(json.dumps(run_workload(args.workload, args.runs)))
+        return 0
+    rows = []
+    for name in args.only or WORKLOADS:
+        print(f"... {name}", flush=True)
+        out = subprocess.run([sys.executable, __file__, "--workload", name, "--runs", str(args.runs)],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            print(out.stderr[-2000:], file=sys.stderr)
+            rows.append({"workload": name, "tool": "domainaug", "version": da.__version__,
+                         "note": f"the workload failed: {out.stderr.strip().splitlines()[-1] if out.stderr else '?'}"})
+            continue
+        rows.extend(json.loads(out.stdout.strip().splitlines()[-1]))
+    lines, verdicts = summarise(rows)
+    met = sum(v["met"] for v in verdicts.values())
+    lines.insert(4, f"Targets met on {met} of {len(verdicts)} workloads.\n")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.md").write_text(text)
+    (RESULTS / "latest.json").write_text(json.dumps({"threads": THREADS, "runs": args.runs, "rows": rows,
+                                                     "verdicts": verdicts}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
