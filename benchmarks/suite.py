@@ -366,7 +366,7 @@ def summarise(rows: list[dict]) -> tuple[list[str], dict]:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--only", nargs="*", default=None, help="workload names (default: all)")
     parser.add_argument("--workload", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
