@@ -392,9 +392,10 @@ def main() -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.md").write_text(text)
-    (RESULTS / "latest.json").write_text(json.dumps({"threads": THREADS, "runs": args.runs, "rows": rows,
-                                                     "verdicts": verdicts}, indent=1))
+    stem = "latest" if not args.only else "partial"       # a partial run never replaces the full table
+    (RESULTS / f"{stem}.md").write_text(text)
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"threads": THREADS, "runs": args.runs, "rows": rows,
+                                                      "verdicts": verdicts}, indent=1))
     return 0
 
 
