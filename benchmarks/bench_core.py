@@ -91,9 +91,16 @@ def workloads(image: torch.Tensor, label: torch.Tensor) -> dict[str, object]:
     work["domainaug Affine image + label (nearest)"] = ours(affine, sample)
     work["domainaug Compose[Affine, Elastic] image only"] = ours(da.Compose([affine, elastic]), image_only)
     try:
-        import SimpleITK as sitk
+        work[SITK] = sitk_affine(image, label, sample.space)
     except ImportError:
-        return work
+        pass
+    return work
+
+
+def sitk_affine(image: torch.Tensor, label: torch.Tensor, space: "da.Space"):
+    """SimpleITK ``Resample`` doing our Affine's work (same random ranges, image linear + label
+    nearest, zero padding); a new draw per call."""
+    import SimpleITK as sitk
     itk_img, itk_lab = sitk.GetImageFromArray(image[0].numpy()), sitk.GetImageFromArray(label[0].numpy())
     sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(THREADS)
     rng = np.random.default_rng(1)
@@ -101,15 +108,14 @@ def workloads(image: torch.Tensor, label: torch.Tensor) -> dict[str, object]:
     def itk_affine():
         params = {"degrees": rng.uniform(-10, 10, 3).tolist(), "scales": rng.uniform(0.9, 1.1, 3).tolist(),
                   "shear": [0.0] * 3, "translation": rng.uniform(-5, 5, 3).tolist()}
-        inv = np.linalg.inv(da.Affine.forward(sample.space, params))
+        inv = np.linalg.inv(da.Affine.forward(space, params))
         tx = sitk.AffineTransform(3)
         tx.SetMatrix(inv[:3, :3].ravel().tolist())
         tx.SetTranslation(inv[:3, 3].tolist())
         return (sitk.GetArrayFromImage(sitk.Resample(itk_img, itk_img, tx, sitk.sitkLinear, 0.0)),
                 sitk.GetArrayFromImage(sitk.Resample(itk_lab, itk_lab, tx, sitk.sitkNearestNeighbor, 0)))
 
-    work[SITK] = itk_affine
-    return work
+    return itk_affine
 
 
 def peak_memory(name: str) -> float:

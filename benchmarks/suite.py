@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import THREADS, make_data, reset_peak, rss_kb  # noqa: E402  (sets the thread counts)
+from bench_core import THREADS, make_data, reset_peak, rss_kb, sitk_affine  # noqa: E402  (sets the thread counts)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -97,27 +97,18 @@ def w_affine() -> list[Row]:
             ("domainaug", da.__version__, _ours(da.Affine(degrees=(-10, 10), scales=(0.9, 1.1), translation=(-5, 5)),
                                                 sample), "")]
     import SimpleITK as sitk
-    sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(THREADS)
-    itk_img, itk_lab = sitk.GetImageFromArray(image[0].numpy()), sitk.GetImageFromArray(label[0].numpy())
     rng = np.random.default_rng(1)
-
-    def itk():
-        params = {"degrees": rng.uniform(-10, 10, 3).tolist(), "scales": rng.uniform(0.9, 1.1, 3).tolist(),
-                  "shear": [0.0] * 3, "translation": rng.uniform(-5, 5, 3).tolist()}
-        inv = np.linalg.inv(da.Affine.forward(sample.space, params))
-        tx = sitk.AffineTransform(3)
-        tx.SetMatrix(inv[:3, :3].ravel().tolist())
-        tx.SetTranslation(inv[:3, 3].tolist())
-        return (sitk.GetArrayFromImage(sitk.Resample(itk_img, itk_img, tx, sitk.sitkLinear, 0.0)),
-                sitk.GetArrayFromImage(sitk.Resample(itk_lab, itk_lab, tx, sitk.sitkNearestNeighbor, 0)))
-
-    rows.append(("SimpleITK", sitk.Version.VersionString(), itk, "Resample called directly"))
+    rows.append(("SimpleITK", sitk.Version.VersionString(), sitk_affine(image, label, sample.space),
+                 "Resample called directly"))
     from scipy import ndimage
     img_np, lab_np = image[0].numpy(), label[0].numpy()
 
-    def scipy_affine():
-        m = np.eye(3) * rng.uniform(0.9, 1.1, 3)
-        return (ndimage.affine_transform(img_np, m, order=1), ndimage.affine_transform(lab_np, m, order=0))
+    def scipy_affine():                        # the same kind of map: rotation, scaling, translation
+        params = {"degrees": rng.uniform(-10, 10, 3).tolist(), "scales": rng.uniform(0.9, 1.1, 3).tolist(),
+                  "shear": [0.0] * 3, "translation": rng.uniform(-5, 5, 3).tolist()}
+        inv = np.linalg.inv(da.Affine.forward(sample.space, params))          # unit spacing: world = index
+        return (ndimage.affine_transform(img_np, inv[:3, :3], inv[:3, 3], order=1),
+                ndimage.affine_transform(lab_np, inv[:3, :3], inv[:3, 3], order=0))
 
     rows.append(("scipy", _version("scipy"), scipy_affine, "ndimage.affine_transform order 1 + order 0, 1 thread"))
     try:
