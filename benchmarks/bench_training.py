@@ -23,14 +23,14 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 import domainaug as da  # noqa: E402
 from domainaug import medical  # noqa: E402
-from domainaug.training import AugmentedDataset, BatchAugment, collate  # noqa: E402
+from domainaug.training import AugmentedDataset, BatchAugment, collate, with_patch  # noqa: E402
 
 
 def patch_pipeline(patch: int = 96) -> da.Compose:
+    """The brain-mri preset (without its reorientation: the volume is already RAS) with a 96^3
+    label-weighted patch crop fused after its spatial steps."""
     steps = [t for t in medical.preset("brain-mri").transforms if type(t).__name__ != "Reorient"]
-    spatial = [t for t in steps if isinstance(t, da.SpatialTransform)]
-    rest = [t for t in steps if not isinstance(t, da.SpatialTransform)]
-    return da.Compose(spatial + [da.Crop(patch, mode="label", ratios=[1.0] * 5)] + rest)
+    return with_patch(da.Compose(steps), da.Crop(patch, mode="label", ratios=[1.0] * 5))
 
 
 def loader_rate(sample: da.Sample, pipeline: da.Transform, workers: int, samples: int) -> float:

@@ -271,14 +271,12 @@ def w_loader() -> list[Row]:
     """Training throughput: 8 samples per call through a DataLoader with 2 worker processes, the
     brain-mri-like augmentation with a 96^3 label-weighted patch, time per sample."""
     from torch.utils.data import DataLoader
-    from domainaug import medical as md
     from domainaug.training import AugmentedDataset, collate
     image, label, sample = _volume()
     n = 8
-    steps = [t for t in md.preset("brain-mri").transforms if type(t).__name__ != "Reorient"]
-    spatial = [t for t in steps if isinstance(t, da.SpatialTransform)]
-    ours_pipeline = da.Compose(spatial + [da.Crop(96, mode="label", ratios=[1.0] * 5)] +
-                               [t for t in steps if not isinstance(t, da.SpatialTransform)])
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_training import patch_pipeline
+    ours_pipeline = patch_pipeline(96)
     ours_pipeline(sample, torch.Generator().manual_seed(0))          # compile before forking
     ds = AugmentedDataset([sample] * n, ours_pipeline, seed=0)
     epoch = {"e": 0}

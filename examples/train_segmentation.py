@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 import domainaug as da
 from domainaug import medical
-from domainaug.training import AugmentedDataset, collate
+from domainaug.training import AugmentedDataset, collate, with_patch
 
 ROOT = Path(__file__).resolve().parents[1]
 T1 = ROOT / "data_fixtures" / "KmeansTest_T1UCharRaw.nii.gz"
@@ -30,11 +30,7 @@ CLASSES = 7                                    # background + 6 k-means tissue c
 
 def pipeline(patch: int) -> da.Compose:
     """The brain-MRI preset with a label-weighted patch crop right after its spatial steps."""
-    steps = medical.preset("brain-mri").transforms
-    spatial = [t for t in steps if isinstance(t, da.SpatialTransform)]
-    rest = [t for t in steps if not isinstance(t, da.SpatialTransform)]
-    crop = da.Crop(patch, mode="label", ratios=[1.0] * CLASSES)
-    return da.Compose(spatial + [crop] + rest)
+    return with_patch(medical.preset("brain-mri"), da.Crop(patch, mode="label", ratios=[1.0] * CLASSES))
 
 
 def main(argv: list[str] | None = None) -> dict:

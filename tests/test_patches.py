@@ -59,3 +59,14 @@ def test_dataset_patches_per_item_flatten_into_one_batch():
     assert len(starts) > 1                                      # every patch has its own draw
     again = collate([ds[0], ds[1]])
     assert torch.equal(batch["image"], again["image"])
+
+
+def test_with_patch_puts_the_crop_after_the_leading_spatial_steps_in_order():
+    from domainaug.training import with_patch
+    steps = [da.Affine(degrees=5), da.Elastic(max_displacement=1.0), da.Gamma((0.8, 1.2)), da.Flip(axes=(0,))]
+    crop = da.Crop(8, mode="label", ratios=[0, 1, 1])
+    pipeline = with_patch(da.Compose(steps), crop)
+    assert [type(t).__name__ for t in pipeline.transforms] == ["Affine", "Elastic", "Crop", "Gamma", "Flip"]
+    before = resample.passes()
+    out = pipeline(blob_volume(), torch.Generator().manual_seed(0))
+    assert out.space.shape == (8, 8, 8) and resample.passes() - before == 2   # warp+crop once, the flip once

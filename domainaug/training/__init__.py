@@ -19,10 +19,10 @@ from torch.utils.data import Dataset
 from ..core.params import check_positive_int
 from ..core.random import generator_for
 from ..core.sample import Sample
-from ..core.transform import Transform
+from ..core.transform import Compose, SpatialTransform, Transform
 from ..errors import ParameterError, SampleError
 
-__all__ = ["AugmentedDataset", "collate", "with_common_valid", "TestTimeAugmentation", "BatchAugment"]
+__all__ = ["AugmentedDataset", "collate", "with_common_valid", "with_patch", "TestTimeAugmentation", "BatchAugment"]
 
 Item = Any   # a Sample, an image path, or an (image path, label path) pair
 
@@ -93,6 +93,15 @@ class AugmentedDataset(Dataset):
             item = self.items[index]
             what = repr(item) if isinstance(item, (str, os.PathLike, tuple, list)) else type(item).__name__
             raise SampleError(f"item {index} ({what}), epoch {self.epoch}: {type(e).__name__}: {e}") from e
+
+
+def with_patch(pipeline: Transform, crop: Transform) -> Compose:
+    """``pipeline`` with ``crop`` placed right after its leading spatial steps (a preset's
+    reorientation, affine, elastic), so the crop fuses with them and only the patch is resampled;
+    the steps after it then run on the patch. The order of the steps is kept."""
+    steps = list(pipeline.transforms) if isinstance(pipeline, Compose) and pipeline.p == 1.0 else [pipeline]
+    lead = next((i for i, t in enumerate(steps) if not isinstance(t, SpatialTransform)), len(steps))
+    return Compose(steps[:lead] + [crop] + steps[lead:])
 
 
 def with_common_valid(samples: Sequence[Sample]) -> list[Sample]:
