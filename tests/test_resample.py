@@ -18,7 +18,10 @@ def _pending(t, sample, seed=3):
     return t.run(sample, t.draw(sample, G(seed)), lazy=True).pending
 
 
-@pytest.mark.parametrize("make", [lambda: make_volume(with_valid=True), lambda: make_raster()])
+@pytest.mark.parametrize("make", [lambda: make_volume(with_valid=True), lambda: make_raster(),
+                                  # wider than the CPU kernel's output tile (rs.TILE_W), not a multiple of it
+                                  lambda: make_raster(shape=(30, 2 * rs.TILE_W + 37)),
+                                  lambda: make_volume(shape=(5, 7, rs.TILE_W + 19), with_valid=True)])
 def test_numba_and_torch_paths_agree(make):
     sample = make()
     t = da.Compose([da.Affine(degrees=(-20, 20), scales=(0.9, 1.1), shear=(-0.1, 0.1)), da.Elastic(),

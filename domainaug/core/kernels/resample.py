@@ -44,6 +44,10 @@ __all__ = ["resample_layers", "LayerSpec", "passes", "pull_back_points", "push_f
 INTENSITY_MODES = {"linear": 0, "cubic": 1, "nearest": 2}
 LABEL_MODES = {"nearest": 0, "argmax": 1}
 _EPS = 1e-6
+#: Output tile width of the CPU kernel. A rotated map walks a full-width output row across up to W
+#: source rows (one cache line and one 4 KiB page each); tiles keep a row's source lines in L1 for
+#: the next row. 12x1024x1024 bilinear: 90 degrees 27 ms with full rows, see benchmarks/bench_rs.py.
+TILE_W = 256
 
 _counter = {"passes": 0}
 
@@ -346,13 +350,14 @@ def _argmax_label(l0, l1, l2, l3, l4, l5, l6, l7, w0, w1, w2, w3, w4, w5, w6, w7
 def _warp_kernel(coords, steps, out_shape, src_shape,
                  img, img_mode, img_fill, out_img,
                  lab, lab_mode, lab_fill, out_lab,
-                 val, out_val, weighted):
+                 val, out_val, weighted, tile_w):
     """One pass: coordinates from the lattice, then every intensity, label and valid channel.
     ``weighted``: interpolate intensities over valid taps only (False when the source is valid
     everywhere, e.g. a VALID layer just added to mark what a rotation brings in: plain taps then).
 
-    Arrays are flat per channel: ``img`` (Ci, Vs), ``out_img`` (Ci, V), etc. Each output row is
-    done in simple loops (coordinates -> taps -> each channel) that the compiler can vectorise.
+    Arrays are flat per channel: ``img`` (Ci, Vs), ``out_img`` (Ci, V), etc. The output is cut into
+    tiles of ``tile_w`` columns by up to 32768 // tile_w rows; each tile is done in simple loops
+    (coordinates -> taps -> each channel) that the compiler can vectorise.
     """
     D, H, W = out_shape[0], out_shape[1], out_shape[2]
     Ds, Hs, Ws = src_shape[0], src_shape[1], src_shape[2]
@@ -363,74 +368,82 @@ def _warp_kernel(coords, steps, out_shape, src_shape,
     Cv = val.shape[0]
     plane = Hs * Ws
     rows = D * H
-    # rows per task: channels are processed one at a time across the whole block, so consecutive rows
+    tw = min(W, tile_w)
+    cols = (W + tw - 1) // tw
+    # rows per tile: channels are processed one at a time across the whole tile, so consecutive rows
     # reuse each source plane's cache lines (channels inside the row loop thrashed the cache)
-    block = max(1, min(128, 32768 // max(W, 1)))
-    for blk in nb.prange((rows + block - 1) // block):
-        base = np.empty((block, W), dtype=np.int64)
-        tx = np.empty((block, W), dtype=np.float32)
-        ty = np.empty((block, W), dtype=np.float32)
-        tz = np.empty((block, W), dtype=np.float32)
-        inside = np.empty((block, W), dtype=np.bool_)
-        ew = np.empty((block, 8, W), dtype=np.float32)
-        inv = np.empty((block, W), dtype=np.float32)
+    block = max(1, min(128, 32768 // tw))
+    tiles = (rows + block - 1) // block
+    for t in nb.prange(tiles * cols):
+        blk, col = t // cols, t % cols
+        base = np.empty((block, tw), dtype=np.int64)
+        tx = np.empty((block, tw), dtype=np.float32)
+        ty = np.empty((block, tw), dtype=np.float32)
+        tz = np.empty((block, tw), dtype=np.float32)
+        inside = np.empty((block, tw), dtype=np.bool_)
+        ew = np.empty((block, 8, tw), dtype=np.float32)
+        inv = np.empty((block, tw), dtype=np.float32)
         row = np.empty((3, nx))
-        _warp_rows(blk * block, min(rows, (blk + 1) * block), H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx,
-                   nz, ny, nx, row, base, tx, ty, tz, inside, ew, inv, img, img_mode, img_fill, out_img, lab, lab_mode,
-                   lab_fill, out_lab, val, out_val, Ci, Cl, Cv, weighted)
+        _warp_rows(blk * block, min(rows, (blk + 1) * block), col * tw, min(W, (col + 1) * tw), H, W, Ds, Hs, Ws,
+                   plane, coords, Lz, Ly, Lx, nz, ny, nx, row, base, tx, ty, tz, inside, ew, inv, img, img_mode,
+                   img_fill, out_img, lab, lab_mode, lab_fill, out_lab, val, out_val, Ci, Cl, Cv, weighted)
 
 
 @nb.njit(cache=True, error_model="numpy", fastmath=True)
-def _warp_rows(r_lo, r_hi, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, nx, row, base2, tx2, ty2, tz2,
-               inside2, ew2, inv2, img, img_mode, img_fill, out_img, lab, lab_mode, lab_fill, out_lab, val, out_val,
-               Ci, Cl, Cv, weighted):
-    """Output rows ``r_lo .. r_hi - 1`` (row ``r`` = z * H + y) of ``_warp_kernel``, with caller-owned
-    (rows, W) scratch: coordinates and validity for every row first, then each channel across all
-    rows. One call per block keeps per-call overhead (array refcounts shared between threads) off
-    the per-row path."""
+def _warp_rows(r_lo, r_hi, xs, xe, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, nx, row, base2, tx2, ty2,
+               tz2, inside2, ew2, inv2, img, img_mode, img_fill, out_img, lab, lab_mode, lab_fill, out_lab, val,
+               out_val, Ci, Cl, Cv, weighted):
+    """Columns ``xs .. xe - 1`` of output rows ``r_lo .. r_hi - 1`` (row ``r`` = z * H + y) of
+    ``_warp_kernel``, with caller-owned (rows, xe - xs) scratch: coordinates and validity for every
+    row first, then each channel across all rows. One call per tile keeps per-call overhead (array
+    refcounts shared between threads) off the per-row path."""
     zplane = np.empty((3, ny, nx))
     plane_z = -1
+    n = xe - xs
     # The lower tap is clamped to n - 2 (fraction 1 at the last voxel), so the neighbour offsets are
     # the same for every voxel; an axis of size 1 has none.
     dx = 1 if Ws > 1 else 0
     dy = Ws if Hs > 1 else 0
     dz = plane if Ds > 1 else 0
+    udx, udy = np.uint64(dx), np.uint64(dy)
     inv_lx = 1.0 / Lx
+    k_lo = min(xs // Lx, nx - 2)                 # the lattice intervals this tile's columns fall in
+    k_hi = min((xe - 1) // Lx, nx - 2)
     # A. coordinates, taps, fractions and validity, row by row
     for r in range(r_lo, r_hi):
         j = r - r_lo
         base, tx, ty, tz, inside = base2[j], tx2[j], ty2[j], tz2[j], inside2[j]
         z = r // H
         y = r - z * H
-        # this row's coordinates at every x node: the lattice interpolated in z (once per slice), then y
+        # this row's coordinates at the tile's x nodes: the lattice interpolated in z (once per
+        # slice), then y
         if z != plane_z:
             plane_z = z
             kz = min(z // Lz, nz - 2)
             fz = (z - kz * Lz) / Lz
             for c in range(3):
                 for jj in range(ny):
-                    for k in range(nx):
+                    for k in range(k_lo, k_hi + 2):
                         zplane[c, jj, k] = coords[c, kz, jj, k] + fz * (coords[c, kz + 1, jj, k] - coords[c, kz, jj, k])
         ky = min(y // Ly, ny - 2)
         fy = (y - ky * Ly) / Ly
         for c in range(3):
-            for k in range(nx):
+            for k in range(k_lo, k_hi + 2):
                 row[c, k] = zplane[c, ky, k] + fy * (zplane[c, ky + 1, k] - zplane[c, ky, k])
-        for kx in range(nx - 1):                 # lattice interval by interval: no division per voxel
+        for kx in range(k_lo, k_hi + 1):         # lattice interval by interval: no division per voxel
             x_lo = kx * Lx
-            if x_lo >= W:
-                break
             x_hi = W if kx == nx - 2 else min(W, x_lo + Lx)
             z_at, y_at, x_at = row[0, kx], row[1, kx], row[2, kx]
             z_step = (row[0, kx + 1] - z_at) * inv_lx
             y_step = (row[1, kx + 1] - y_at) * inv_lx
             x_step = (row[2, kx + 1] - x_at) * inv_lx
-            for x in range(x_lo, x_hi):
+            for x in range(max(x_lo, xs), min(x_hi, xe)):
                 t = x - x_lo
+                u = x - xs
                 qz = z_at + t * z_step
                 qy = y_at + t * y_step
                 qx = x_at + t * x_step
-                inside[x] = (qz >= -0.5 - 1e-6) & (qz <= Ds - 0.5 + 1e-6) & (qy >= -0.5 - 1e-6) & \
+                inside[u] = (qz >= -0.5 - 1e-6) & (qz <= Ds - 0.5 + 1e-6) & (qy >= -0.5 - 1e-6) & \
                     (qy <= Hs - 0.5 + 1e-6) & (qx >= -0.5 - 1e-6) & (qx <= Ws - 0.5 + 1e-6)
                 cz = min(max(qz, 0.0), Ds - 1.0)
                 cy = min(max(qy, 0.0), Hs - 1.0)
@@ -438,51 +451,42 @@ def _warp_rows(r_lo, r_hi, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, 
                 z0 = min(int(cz), max(Ds - 2, 0))
                 y0 = min(int(cy), max(Hs - 2, 0))
                 x0 = min(int(cx), max(Ws - 2, 0))
-                tz[x], ty[x], tx[x] = cz - z0, cy - y0, cx - x0
-                base[x] = z0 * plane + y0 * Ws + x0
+                tz[u], ty[u], tx[u] = cz - z0, cy - y0, cx - x0
+                base[u] = z0 * plane + y0 * Ws + x0
         # validity: each tap's weight times its valid flag, kept per voxel for the channels below
+        o = r * W + xs
         if Cv > 0 and not weighted:
-            o = r * W
-            for x in range(W):
-                out_val[0, o + x] = 1 if inside[x] else 0
+            for u in range(n):
+                out_val[0, o + u] = 1 if inside[u] else 0
         elif Cv > 0:
             ew, inv = ew2[j], inv2[j]
-            o = r * W
-            for x in range(W):
-                i = base[x]
-                a, b, c = tx[x], ty[x], tz[x]
+            for u in range(n):
+                i = base[u]
+                a, b, c = tx[u], ty[u], tz[u]
                 wsum = np.float32(0.0)
                 for t in range(8):
                     bz, by, bx = (t >> 2) & 1, (t >> 1) & 1, t & 1
                     w = (c if bz else 1 - c) * (b if by else 1 - b) * (a if bx else 1 - a)
                     q = i + (dz if bz else 0) + (dy if by else 0) + (dx if bx else 0)
-                    ew[t, x] = w if val[0, q] else np.float32(0.0)
-                    wsum += ew[t, x]
-                ok = inside[x] and wsum >= 0.5 - 1e-6
-                out_val[0, o + x] = 1 if ok else 0
-                inv[x] = np.float32(1.0) / wsum if ok else np.float32(0.0)
-    # B. intensity: one channel at a time over all the block's rows
+                    ew[t, u] = w if val[0, q] else np.float32(0.0)
+                    wsum += ew[t, u]
+                ok = inside[u] and wsum >= 0.5 - 1e-6
+                out_val[0, o + u] = 1 if ok else 0
+                inv[u] = np.float32(1.0) / wsum if ok else np.float32(0.0)
+    # B. intensity: one channel at a time over all the tile's rows
     for c in range(Ci):
         fill = img_fill[c]
         mode = img_mode[c]
         for r in range(r_lo, r_hi):
             j = r - r_lo
-            base, tx, ty, tz, inside = base2[j], tx2[j], ty2[j], tz2[j], inside2[j]
-            o = r * W
+            base, tx, ty, tz, inside = base2[j, :n], tx2[j, :n], ty2[j, :n], tz2[j, :n], inside2[j, :n]
+            o = r * W + xs
             if mode == 0 and not weighted and dz == 0:       # 2D: bilinear, 4 taps
-                for x in range(W):
-                    i = base[x]
-                    a, b = tx[x], ty[x]
-                    p0 = img[c, i]
-                    p1 = img[c, i + dy]
-                    v0 = p0 + a * (img[c, i + dx] - p0)
-                    v1 = p1 + a * (img[c, i + dy + dx] - p1)
-                    v = v0 + b * (v1 - v0)
-                    out_img[c, o + x] = v if inside[x] else fill
+                _bilinear_row(img[c], out_img[c, o:o + n], base, tx, ty, inside, fill, udx, udy)
             elif mode == 0 and not weighted:
-                for x in range(W):
-                    i = base[x]
-                    a, b, cc = tx[x], ty[x], tz[x]
+                for u in range(n):
+                    i = base[u]
+                    a, b, cc = tx[u], ty[u], tz[u]
                     p0 = img[c, i]
                     p1 = img[c, i + dy]
                     p2 = img[c, i + dz]
@@ -494,34 +498,50 @@ def _warp_rows(r_lo, r_hi, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, 
                     u0 = v0 + b * (v1 - v0)
                     u1 = v2 + b * (v3 - v2)
                     v = u0 + cc * (u1 - u0)
-                    out_img[c, o + x] = v if inside[x] else fill
+                    out_img[c, o + u] = v if inside[u] else fill
             elif mode == 0:                                  # linear over valid taps only
                 ew, inv = ew2[j], inv2[j]
-                for x in range(W):
-                    i = base[x]
-                    acc = (ew[0, x] * img[c, i] + ew[1, x] * img[c, i + dx] + ew[2, x] * img[c, i + dy]
-                           + ew[3, x] * img[c, i + dy + dx])
+                for u in range(n):
+                    i = base[u]
+                    acc = (ew[0, u] * img[c, i] + ew[1, u] * img[c, i + dx] + ew[2, u] * img[c, i + dy]
+                           + ew[3, u] * img[c, i + dy + dx])
                     if dz != 0:
-                        acc += (ew[4, x] * img[c, i + dz] + ew[5, x] * img[c, i + dz + dx]
-                                + ew[6, x] * img[c, i + dz + dy] + ew[7, x] * img[c, i + dz + dy + dx])
-                    out_img[c, o + x] = acc * inv[x] if inv[x] > 0 else fill
+                        acc += (ew[4, u] * img[c, i + dz] + ew[5, u] * img[c, i + dz + dx]
+                                + ew[6, u] * img[c, i + dz + dy] + ew[7, u] * img[c, i + dz + dy + dx])
+                    out_img[c, o + u] = acc * inv[u] if inv[u] > 0 else fill
             else:
-                for x in range(W):
-                    ok = out_val[0, o + x] == 1 if Cv > 0 else inside[x]
+                for u in range(n):
+                    ok = out_val[0, o + u] == 1 if Cv > 0 else inside[u]
                     if not ok:
-                        out_img[c, o + x] = fill
+                        out_img[c, o + u] = fill
                         continue
-                    out_img[c, o + x] = _sample_general(img, val, c, mode, Cv if weighted else 0, base[x], dx, dy, dz,
-                                                        tx[x], ty[x], tz[x], Ds, Hs, Ws)
-    # C. labels: one channel at a time over all the block's rows
+                    out_img[c, o + u] = _sample_general(img, val, c, mode, Cv if weighted else 0, base[u], dx, dy, dz,
+                                                        tx[u], ty[u], tz[u], Ds, Hs, Ws)
+    # C. labels: one channel at a time over all the tile's rows
     for c in range(Cl):
         for r in range(r_lo, r_hi):
             j = r - r_lo
             base, tx, ty, tz, inside = base2[j], tx2[j], ty2[j], tz2[j], inside2[j]
-            o = r * W
-            for x in range(W):
-                out_lab[c, o + x] = _label_at(lab, c, lab_mode[c], lab_fill[c], inside[x], base[x], dx, dy, dz,
-                                              tx[x], ty[x], tz[x])
+            o = r * W + xs
+            for u in range(n):
+                out_lab[c, o + u] = _label_at(lab, c, lab_mode[c], lab_fill[c], inside[u], base[u], dx, dy, dz,
+                                              tx[u], ty[u], tz[u])
+
+
+@nb.njit(cache=True, error_model="numpy", fastmath=True)
+def _bilinear_row(src, dst, base, tx, ty, inside, fill, udx, udy):
+    """One output row of a 2D bilinear warp. A function of its own, compiled alone: inside
+    ``_warp_rows`` LLVM turned this loop into vector gathers, which ran 2x slower than scalar loads
+    on the AMD EPYC here. Unsigned offsets skip numba's negative-index wraparound per tap."""
+    for x in range(dst.shape[0]):
+        i = np.uint64(base[x])
+        a, b = tx[x], ty[x]
+        p0 = src[i]
+        p1 = src[i + udy]
+        v0 = p0 + a * (src[i + udx] - p0)
+        v1 = p1 + a * (src[i + udy + udx] - p1)
+        v = v0 + b * (v1 - v0)
+        dst[x] = v if inside[x] else fill
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
@@ -635,7 +655,7 @@ def _cpu(specs: list[LayerSpec], pending: PendingMap) -> list[torch.Tensor]:
     with parallel_lock():
         _warp_kernel(coords, steps, np.array(out3, np.int64), np.array(src3, np.int64),
                      flat(img), img_mode, img_fill, out_img, flat(lab), lab_mode, lab_fill, out_lab, flat(val), out_val,
-                     bool(val.shape[0] > 0 and not val.all()))
+                     bool(val.shape[0] > 0 and not val.all()), TILE_W)
     outputs = {"intensity": out_img, "label": out_lab, "valid": out_val}
     cursor = {"intensity": 0, "label": 0, "valid": 0}
     results = []
