@@ -21,6 +21,10 @@ from pathlib import Path
 THREADS = 2
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 os.environ.setdefault("NUMBA_NUM_THREADS", str(THREADS))
+# What ``import domainaug`` sets when it comes before torch (see domainaug/__init__.py): torch's
+# OpenMP threads sleep after an op instead of spinning for 5-20 ms over the cores numba needs.
+# Every tool in a run works under it; the reports print it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -367,7 +367,8 @@ def run_workload(name: str, runs: int) -> list[dict]:
 
 def summarise(rows: list[dict]) -> tuple[list[str], dict]:
     lines = [f"# Peer benchmark suite ({time.strftime('%Y-%m-%d %H:%M')})", "",
-             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores seen, {THREADS} threads; "
+             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores seen, {THREADS} threads, "
+             f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} for every tool; "
              f"Python {platform.python_version()}, torch {torch.__version__}. Each workload ran in its own process; "
              "rows interleaved within it; times per sample. `x fastest peer` < 1 means domainaug is faster.", ""]
     verdicts = {}
