@@ -34,6 +34,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 Row = tuple[str, str, Callable[[], object], str]      # (tool, version, call, note)
 
 
+def _version_dist(name: str) -> str:
+    """The installed version of a distribution whose module has no ``__version__``; ImportError
+    when it is not installed."""
+    __import__(name)
+    import importlib.metadata
+    return importlib.metadata.version(name)
+
+
 def _version(module: str) -> str:
     try:
         return __import__(module).__version__
@@ -87,6 +95,33 @@ def _torchio(transform, image, label) -> Callable[[], object]:
     return lambda: transform(subject)
 
 
+def _bg(transforms, image, label, in_place: bool = False) -> Callable[[], object]:
+    """batchgenerators (nnU-Net's augmentation) on a batch of one: data (1, C, ...) float32 and seg
+    (1, 1, ...), as its transforms take them. ``in_place``: the transform writes into its input,
+    so each call gets a fresh copy (counted in its time)."""
+    from batchgenerators.transforms.abstract_transforms import Compose
+    pipeline = Compose(transforms)
+    data, seg = image[None].numpy(), label[None].numpy().astype(np.float32)
+    np.random.seed(0)
+    if in_place:
+        return lambda: pipeline(data=data.copy(), seg=seg)
+    return lambda: pipeline(data=data, seg=seg)
+
+
+def _bg_spatial(shape, rotation: float = 0.0, scale=None, elastic: bool = False):
+    """batchgenerators' SpatialTransform: the whole image as the patch, centred (no translation:
+    it only moves the patch centre through random cropping), image linear, seg nearest, zero fill."""
+    from batchgenerators.transforms.spatial_transforms import SpatialTransform
+    angle = (-rotation, rotation)
+    return SpatialTransform(shape, patch_center_dist_from_border=None, random_crop=False,
+                            do_elastic_deform=elastic, alpha=(0.0, 900.0), sigma=(9.0, 13.0),
+                            do_rotation=rotation > 0, angle_x=angle, angle_y=angle, angle_z=angle,
+                            do_scale=scale is not None, scale=scale or (1.0, 1.0),
+                            border_mode_data="constant", border_cval_data=0, order_data=1,
+                            border_mode_seg="constant", border_cval_seg=0, order_seg=0,
+                            p_el_per_sample=1.0, p_rot_per_sample=1.0, p_scale_per_sample=1.0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Workloads: each returns its rows (the floor first). Same work everywhere: 160x192x160 float32 +
 # uint8 labels, image linear and labels nearest, zero padding, new random parameters every call.
@@ -125,6 +160,12 @@ def w_affine() -> list[Row]:
                      "RandomAffine (ITK inside; subject deep-copied per call)"))
     except ImportError:
         pass
+    try:
+        rows.append(("batchgenerators", _version_dist("batchgenerators"),
+                     _bg([_bg_spatial(tuple(image.shape[1:]), np.radians(10), (0.9, 1.1))], image, label),
+                     "SpatialTransform rotation + scale (no translation), scipy map_coordinates, 1 thread"))
+    except ImportError:
+        pass
     return rows
 
 
@@ -149,6 +190,14 @@ def w_elastic(with_affine: bool = False) -> list[Row]:
         t = tio.Compose([tio.RandomAffine(scales=(0.9, 1.1), degrees=10), elastic_tio]) if with_affine else elastic_tio
         rows.append(("TorchIO", _version("torchio"), _torchio(t, image, label),
                      "RandomElasticDeformation (ITK B-spline)" + (" after RandomAffine: 2 resamplings" if with_affine else "")))
+    except ImportError:
+        pass
+    try:
+        spatial = _bg_spatial(tuple(image.shape[1:]), np.radians(10) if with_affine else 0.0,
+                              (0.9, 1.1) if with_affine else None, elastic=True)
+        rows.append(("batchgenerators", _version_dist("batchgenerators"), _bg([spatial], image, label),
+                     "SpatialTransform elastic (alpha 0-900, sigma 9-13: full-resolution smoothed noise field)"
+                     + (" + rotation + scale, one resampling" if with_affine else "") + ", 1 thread"))
     except ImportError:
         pass
     return rows
@@ -183,6 +232,20 @@ def w_intensity(kind: str) -> list[Row]:
             rows.append(("TorchIO", _version("torchio"), None, "no Rician noise transform"))
     except ImportError:
         pass
+    try:
+        version = _version_dist("batchgenerators")
+        from batchgenerators.transforms.color_transforms import GammaTransform
+        from batchgenerators.transforms.noise_transforms import RicianNoiseTransform
+        bg_t = {"gamma": lambda: GammaTransform((0.7, 1.5), p_per_sample=1.0),
+                "Rician noise": lambda: RicianNoiseTransform((0.05 ** 2, 0.1 ** 2), p_per_sample=1.0)}.get(kind)
+        if bg_t is not None:
+            rows.append(("batchgenerators", version, _bg([bg_t()], image, label, in_place=True),
+                         "writes into its input: a fresh copy per call is counted"
+                         + ("; noise variance in intensity units" if kind == "Rician noise" else "")))
+        else:
+            rows.append(("batchgenerators", version, None, f"no {kind} transform"))
+    except ImportError:
+        pass
     return rows
 
 
@@ -208,6 +271,12 @@ def w_atlas() -> list[Row]:
         rows.append(("MONAI", _version("monai"), _monai([RandAffined(
             ["image", "label"], prob=1.0, rotate_range=[np.radians(10)] * 3, scale_range=[0.1] * 3,
             mode=("bilinear", "nearest"), padding_mode="zeros")], image, atlas_t), "RandAffined, 116 labels"))
+    except ImportError:
+        pass
+    try:
+        rows.append(("batchgenerators", _version_dist("batchgenerators"),
+                     _bg([_bg_spatial(tuple(image.shape[1:]), np.radians(10), (0.9, 1.1))], image, atlas_t),
+                     "SpatialTransform rotation + scale, seg order 0 (116 labels), 1 thread"))
     except ImportError:
         pass
     return rows
@@ -264,6 +333,24 @@ def w_raster(kind: str) -> list[Row]:
                          "rot90 is a bilinear warp" if kind == "dihedral" else ""))
     except ImportError:
         pass
+    try:
+        version = _version_dist("batchgenerators")
+        from batchgenerators.transforms.color_transforms import BrightnessMultiplicativeTransform
+        from batchgenerators.transforms.crop_and_pad_transforms import RandomCropTransform
+        from batchgenerators.transforms.spatial_transforms import MirrorTransform, Rot90Transform
+        bg_ops = {"dihedral": lambda: [MirrorTransform(axes=(0,)), Rot90Transform((0, 1, 2, 3), axes=(0, 1),
+                                                                                  p_per_sample=1.0)],
+                  "any-angle rotation": lambda: [_bg_spatial(tuple(image.shape[1:]), np.pi)],
+                  "spectral jitter": lambda: [BrightnessMultiplicativeTransform((0.9, 1.1), per_channel=True,
+                                                                                p_per_sample=1.0)],
+                  "crop 512": lambda: [RandomCropTransform(512)]}[kind]()
+        note = {"any-angle rotation": "SpatialTransform 2D, scipy map_coordinates per band, 1 thread",
+                "spectral jitter": "gain only; writes into its input: a fresh copy per call is counted",
+                "dihedral": "mirror + rot90 (numpy)"}.get(kind, "")
+        rows.append(("batchgenerators", version, _bg(bg_ops, image, label, in_place=kind == "spectral jitter"),
+                     note))
+    except ImportError:
+        pass
     return rows
 
 
@@ -310,6 +397,11 @@ def w_loader() -> list[Row]:
         monai.samples = n
         rows.append(("MONAI", _version("monai"), monai, "RandAffined (no elastic: it costs 2 s a sample) + "
                      "RandCropByLabelClassesd 96^3 after the full-volume warp + intensity ops, monai DataLoader"))
+    except ImportError:
+        pass
+    try:
+        rows.append(("batchgenerators", _version_dist("batchgenerators"), None,
+                     "not timed: it feeds training through its own MultiThreadedAugmenter, not a torch DataLoader"))
     except ImportError:
         pass
     return rows
