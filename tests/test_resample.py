@@ -21,6 +21,7 @@ def _pending(t, sample, seed=3):
 @pytest.mark.parametrize("make", [lambda: make_volume(with_valid=True), lambda: make_raster(),
                                   # wider than the CPU kernel's output tile (rs.TILE_W), not a multiple of it
                                   lambda: make_raster(shape=(30, 2 * rs.TILE_W + 37)),
+                                  lambda: make_raster(shape=(30, 2 * rs.TILE_W + 37), nodata_border=0),
                                   lambda: make_volume(shape=(5, 7, rs.TILE_W + 19), with_valid=True)])
 def test_numba_and_torch_paths_agree(make):
     sample = make()

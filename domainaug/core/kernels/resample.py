@@ -45,8 +45,9 @@ INTENSITY_MODES = {"linear": 0, "cubic": 1, "nearest": 2}
 LABEL_MODES = {"nearest": 0, "argmax": 1}
 _EPS = 1e-6
 #: Output tile width of the CPU kernel. A rotated map walks a full-width output row across up to W
-#: source rows (one cache line and one 4 KiB page each); tiles keep a row's source lines in L1 for
-#: the next row. 12x1024x1024 bilinear: 90 degrees 27 ms with full rows, see benchmarks/bench_rs.py.
+#: source rows (one cache line and one 4 KiB page each); tiles keep a row's source lines in cache for
+#: the next row. 12x1024x1024 bilinear, mean over 8 angles: 29 ms with full rows, 22 ms with 256
+#: (64: 33 ms, 128: 26 ms; per-angle numbers in the issue notes; benchmarks/bench_rs.py).
 TILE_W = 256
 
 _counter = {"passes": 0}
@@ -409,6 +410,7 @@ def _warp_rows(r_lo, r_hi, xs, xe, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, 
     inv_lx = 1.0 / Lx
     k_lo = min(xs // Lx, nx - 2)                 # the lattice intervals this tile's columns fall in
     k_hi = min((xe - 1) // Lx, nx - 2)
+    y_min, y_max, x_min, x_max = Hs, -1, Ws, -1      # the source rectangle the tile's taps read
     # A. coordinates, taps, fractions and validity, row by row
     for r in range(r_lo, r_hi):
         j = r - r_lo
@@ -453,6 +455,8 @@ def _warp_rows(r_lo, r_hi, xs, xe, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, 
                 x0 = min(int(cx), max(Ws - 2, 0))
                 tz[u], ty[u], tx[u] = cz - z0, cy - y0, cx - x0
                 base[u] = z0 * plane + y0 * Ws + x0
+                y_min, y_max = min(y_min, y0), max(y_max, y0)
+                x_min, x_max = min(x_min, x0), max(x_max, x0)
         # validity: each tap's weight times its valid flag, kept per voxel for the channels below
         o = r * W + xs
         if Cv > 0 and not weighted:
@@ -473,10 +477,18 @@ def _warp_rows(r_lo, r_hi, xs, xe, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, 
                 ok = inside[u] and wsum >= 0.5 - 1e-6
                 out_val[0, o + u] = 1 if ok else 0
                 inv[u] = np.float32(1.0) / wsum if ok else np.float32(0.0)
+    sink = np.zeros(1, np.float32)
+    box = (y_min, y_max, x_min, x_max)
+    # pre-read when the tile's rows run within 45 degrees of the source rows: each output row then
+    # crosses a source row every few pixels, which the hardware prefetcher does not follow
+    # (1 degree: 31 -> 16 ms for 12x1024x1024); steeper maps read columns, where it only costs
+    touch = dz == 0 and y_max - y_min <= x_max - x_min
     # B. intensity: one channel at a time over all the tile's rows
     for c in range(Ci):
         fill = img_fill[c]
         mode = img_mode[c]
+        if mode == 0 and not weighted and touch:
+            _touch(img[c], box, Ws, dx, dy, sink)
         for r in range(r_lo, r_hi):
             j = r - r_lo
             base, tx, ty, tz, inside = base2[j, :n], tx2[j, :n], ty2[j, :n], tz2[j, :n], inside2[j, :n]
@@ -526,6 +538,20 @@ def _warp_rows(r_lo, r_hi, xs, xe, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, 
             for u in range(n):
                 out_lab[c, o + u] = _label_at(lab, c, lab_mode[c], lab_fill[c], inside[u], base[u], dx, dy, dz,
                                               tx[u], ty[u], tz[u])
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _touch(src, box, Ws, dx, dy, out):
+    """Read one value per cache line of the source rectangle ``box`` = (y_min, y_max, x_min,
+    x_max) of lower taps (and their neighbours), row by row in address order, so the lines are in
+    cache when a rotated map reads them out of order."""
+    y_min, y_max, x_min, x_max = box
+    acc = np.float32(0.0)
+    for y in range(y_min, y_max + (1 if dy else 0) + 1):
+        start = y * Ws
+        for k in range(start + x_min, start + x_max + (1 if dx else 0) + 1, 16):
+            acc += src[k]
+    out[0] = acc
 
 
 @nb.njit(cache=True, error_model="numpy", fastmath=True)
