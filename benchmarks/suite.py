@@ -457,20 +457,23 @@ def run_workload(name: str, runs: int) -> list[dict]:
     return out
 
 
-def summarise(rows: list[dict]) -> tuple[list[str], dict]:
-    lines = [f"# Peer benchmark suite ({time.strftime('%Y-%m-%d %H:%M')})", "",
+def summarise(rows: list[dict], date: str | None = None) -> tuple[list[str], dict]:
+    lines = [f"# Peer benchmark suite ({date or time.strftime('%Y-%m-%d %H:%M')})", "",
              f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores seen, {THREADS} threads, "
              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} for every tool; "
              f"Python {platform.python_version()}, torch {torch.__version__}. Each workload ran in its own process; "
              "rows interleaved within it; times per sample. `x fastest peer` < 1 means domainaug is faster.", ""]
     verdicts = {}
+    summary = ["| workload | domainaug median (min) ms | fastest peer, median ms | peer / domainaug | x floor | target |",
+               "|---|---:|---|---:|---:|---|"]
     for name in WORKLOADS:
         group = [r for r in rows if r["workload"] == name]
         if not group:
             continue
         floor = next((r["median_ms"] for r in group if r["tool"] == "floor"), None)
-        peers = [r["median_ms"] for r in group if r["tool"] not in ("floor", "domainaug") and "median_ms" in r]
-        fastest = min(peers) if peers else None
+        timed = [r for r in group if r["tool"] not in ("floor", "domainaug") and "median_ms" in r]
+        best = min(timed, key=lambda r: r["median_ms"]) if timed else None
+        fastest = best["median_ms"] if best else None
         lines += [f"## {name}", "", "| tool | version | median ms | min ms | x fastest peer | x floor | peak MB | note |",
                   "|---|---|---:|---:|---:|---:|---:|---|"]
         for r in group:
@@ -491,25 +494,39 @@ def summarise(rows: list[dict]) -> tuple[list[str], dict]:
                 continue
             verdicts[name] = {"speedup_vs_fastest_peer": speedup, "x_floor": ours["median_ms"] / floor if floor else None,
                               "met": bool((speedup is not None and speedup >= 3) or near_floor)}
+            summary.append(f"| {name} | {ours['median_ms']:.1f} ({ours['min_ms']:.1f}) | "
+                           + (f"{best['tool']}, {fastest:.1f} | {speedup:.1f}x" if best else "none | ") + " | "
+                           + (f"{ours['median_ms'] / floor:.2f}" if floor else "") + " | "
+                           + ("met" if verdicts[name]["met"] else "**not met**") + " |")
             lines += ["", "Target (>= 3x faster than the fastest peer, or within 1.5x of the floor): " +
                       ("MET" if verdicts[name]["met"] else "NOT MET") +
                       (f" (fastest peer / domainaug = {speedup:.1f}x" if speedup else " (no peer timed") +
                       (f", {ours['median_ms'] / floor:.2f}x floor)." if floor else ").")]
         lines.append("")
+    lines[4:4] = ["## Summary", "", "Target: at least 3x faster than the fastest peer, or within 1.5x of the floor "
+                  "measured in the same process.", ""] + summary + [""]
     return lines, verdicts
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=11)
     parser.add_argument("--only", nargs="*", default=None, help="workload names (default: all)")
     parser.add_argument("--workload", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite results/latest.md from results/latest.json (after a format change)")
     args = parser.parse_args()
     if args.runs < 5:
         parser.error("--runs must be >= 5")
     if args.workload:                                   # child process: one workload
         print(json.dumps(run_workload(args.workload, args.runs)))
         return 0
+    if args.render:
+        saved = json.loads((RESULTS / "latest.json").read_text())
+        args.runs = saved["runs"]
+        date = saved.get("date") or time.strftime("%Y-%m-%d %H:%M",
+                                                  time.localtime((RESULTS / "latest.json").stat().st_mtime))
+        return _write(saved["rows"], args, date)
     rows = []
     for name in args.only or WORKLOADS:
         print(f"... {name}", flush=True)
@@ -521,16 +538,21 @@ def main() -> int:
                          "note": f"the workload failed: {out.stderr.strip().splitlines()[-1] if out.stderr else '?'}"})
             continue
         rows.extend(json.loads(out.stdout.strip().splitlines()[-1]))
-    lines, verdicts = summarise(rows)
+    return _write(rows, args, time.strftime("%Y-%m-%d %H:%M"))
+
+
+def _write(rows: list[dict], args, date: str) -> int:
+    lines, verdicts = summarise(rows, date)
     met = sum(v["met"] for v in verdicts.values())
     lines.insert(4, f"Targets met on {met} of {len(verdicts)} workloads.\n")
+    lines.insert(4, f"Reproduce: `make bench`, or `.venv/bin/python benchmarks/suite.py --runs {args.runs}`.\n")
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.mkdir(exist_ok=True)
     stem = "latest" if not args.only else "partial"       # a partial run never replaces the full table
     (RESULTS / f"{stem}.md").write_text(text)
-    (RESULTS / f"{stem}.json").write_text(json.dumps({"threads": THREADS, "runs": args.runs, "rows": rows,
-                                                      "verdicts": verdicts}, indent=1))
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"date": date, "threads": THREADS, "runs": args.runs,
+                                                      "rows": rows, "verdicts": verdicts}, indent=1))
     return 0
 
 
