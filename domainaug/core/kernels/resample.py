@@ -178,7 +178,9 @@ def _exact(specs: list[LayerSpec], pending: PendingMap, plan) -> list[torch.Tens
     valid_src = next((s.data for s in specs if s.kind == "valid"), None)
     results = []
     for spec in specs:
-        if cpu and (not rows_kept or spec.gain is not None):    # a value stage rides along with the copy
+        # torch for plain copies and crops; the blocked numba copy for transposes, mirrors (torch.flip
+        # of whole rows ran 1.6x slower) and value stages, which ride along with the copy
+        if cpu and (not rows_kept or flips or spec.gain is not None):
             results.append(_exact_cpu(spec, plan, lo, hi, out_shape, valid_src))
         else:
             results.append(_exact_torch(spec, perm, lo, hi, src_lo, flips, out_shape))
