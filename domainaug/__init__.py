@@ -7,8 +7,9 @@ import os as _os
 # shares the cores with them and runs up to 2x slower (4.6 ms -> 9 ms for a gamma curve on a
 # 160x192x160 volume here). Sleeping instead of spinning costs torch nothing measurable on volumes
 # this size. libgomp reads this when torch is first imported (import domainaug before torch, or set
-# it in the environment); a policy the user chose is kept, and processes started later inherit it.
-if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
+# it in the environment). A policy the user chose is kept (OMP_WAIT_POLICY=ACTIVE opts out), and
+# processes started later inherit it, the user's own torch code included.
+if not any(v in _os.environ for v in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")):
     _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 from .core import (DEFAULT_LABEL_INTERPOLATION, Compose, IntensityTransform, Layer, OneOf, ParamRecord, RandomApply,

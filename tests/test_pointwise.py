@@ -31,7 +31,7 @@ def test_power_is_within_a_few_ulp_of_float64_pow(gamma):
     assert out.dtype == torch.float32 and out.shape == x.shape
     # (x - lo) * (1 / span) carries ~1.5 ulp of float32 rounding, which x ** gamma scales by gamma;
     # lo + span * v is rounded on the scale of its larger term. (torch's float32 exp(gamma log x)
-    # is off by 9 ulp at gamma 0.7 and 14 at 1.5 on the same data.)
+    # is off by 9 ulp at gamma 0.7 and 14 at 1.5 on a similar volume.)
     ulp = torch.finfo(torch.float32).eps * torch.maximum(ref.abs(), lo.double().abs()).clamp(min=1e-30)
     assert ((out.double() - ref).abs() / ulp).max() <= 6.0 + 1.5 * gamma
 
@@ -67,3 +67,17 @@ def test_gamma_transform_float32_and_float64_agree():
     a, b = da.Gamma().apply(s32, params)["image"], da.Gamma().apply(s64, params)["image"]
     assert a.dtype == torch.float32 and b.dtype == torch.float64
     torch.testing.assert_close(a.double(), b, rtol=1e-6, atol=1e-6 * 1000)
+
+
+def test_power_of_subnormal_normalised_values():
+    # a channel spanning 40 orders of magnitude: (x - lo) / span falls below float32's smallest normal
+    x = torch.tensor([[0.0, 1e-10, 1e-3, 1.0, 1e30]])
+    out = power(x, 0.0, 1e30, 0.01)
+    ref = _reference(x, torch.tensor(0.0), torch.tensor(1e30, dtype=torch.float64), 0.01)
+    torch.testing.assert_close(out.double(), ref, rtol=2e-6, atol=0)
+
+
+def test_power_takes_numbers_and_tensors_that_require_grad():
+    x = torch.rand(2, 8, 9, requires_grad=True)
+    out = power(x, 0.0, 1.0, 2.0)
+    torch.testing.assert_close(out, x.detach() ** 2, rtol=2e-6, atol=1e-7)

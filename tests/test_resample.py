@@ -302,3 +302,14 @@ def test_exact_copy_paths_agree(make):
         if spec.kind == "intensity" and "valid" in sample.layer_names():
             ref = torch.where(cpu[sample.layer_names().index("valid")], ref, torch.full_like(ref, spec.fill))
         assert torch.equal(got, ref) and got.is_contiguous()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("axes", [0, 1, [0, 1]])
+def test_exact_flips_of_half_precision_layers(dtype, axes):
+    x = torch.arange(20.0).view(1, 4, 5)
+    sample = da.Sample.from_numpy(x.numpy(), spacing=(1.0, 1.0))
+    sample = sample.with_layers(image=replace(sample.layer_info("image"), data=x.to(dtype)))
+    out = da.Flip(axes=axes).apply(sample, {"axes": [axes] if isinstance(axes, int) else axes})["image"]
+    dims = [1 + a for a in ([axes] if isinstance(axes, int) else axes)]
+    assert out.dtype == dtype and torch.equal(out, torch.flip(x.to(dtype), dims))

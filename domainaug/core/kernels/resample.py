@@ -180,7 +180,9 @@ def _exact(specs: list[LayerSpec], pending: PendingMap, plan) -> list[torch.Tens
     for spec in specs:
         # torch for plain copies and crops; the blocked numba copy for transposes, mirrors (torch.flip
         # of whole rows ran 1.6x slower) and value stages, which ride along with the copy
-        if cpu and (not rows_kept or flips or spec.gain is not None):
+        # (float16/bfloat16 have no numpy/numba copy: torch)
+        numba_ok = spec.data.dtype not in (torch.float16, torch.bfloat16)
+        if cpu and numba_ok and (not rows_kept or flips or spec.gain is not None):
             results.append(_exact_cpu(spec, plan, lo, hi, out_shape, valid_src))
         else:
             results.append(_exact_torch(spec, perm, lo, hi, src_lo, flips, out_shape))
