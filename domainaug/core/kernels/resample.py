@@ -361,7 +361,7 @@ def _warp_kernel(coords, steps, out_shape, src_shape,
     everywhere, e.g. a VALID layer just added to mark what a rotation brings in: plain taps then).
 
     Arrays are flat per channel: ``img`` (Ci, Vs), ``out_img`` (Ci, V), etc. The output is cut into
-    tiles of ``tile_w`` columns by up to 32768 // tile_w rows; each tile is done in simple loops
+    tiles of ``tile_w`` columns by up to min(128, 32768 // tile_w) rows; each tile is done in simple loops
     (coordinates -> taps -> each channel) that the compiler can vectorise.
     """
     D, H, W = out_shape[0], out_shape[1], out_shape[2]
