@@ -81,3 +81,14 @@ def test_power_takes_numbers_and_tensors_that_require_grad():
     x = torch.rand(2, 8, 9, requires_grad=True)
     out = power(x, 0.0, 1.0, 2.0)
     torch.testing.assert_close(out, x.detach() ** 2, rtol=2e-6, atol=1e-7)
+
+
+def test_power_of_a_channel_narrower_than_two_to_the_minus_64():
+    # 1 / span >= 2 ** 64: the kernel cannot pre-scale such a channel by 2 ** 64 (it would overflow),
+    # and needs no scaling either: its smallest non-zero (x - lo) / span is normal
+    span = 1e-30
+    x = torch.tensor([[0.0, 1e-45, 3e-38, 1e-33, 2.5e-31, 1e-30], [0.0, 0.1, 0.2, 0.5, 0.9, 1.0]])
+    out = power(x, 0.0, torch.tensor([[span], [1.0]]), 0.6)
+    ref = _reference(x, torch.tensor(0.0), torch.tensor([[span], [1.0]], dtype=torch.float64), 0.6)
+    torch.testing.assert_close(out.double(), ref, rtol=2e-6, atol=0)
+    assert out[0, 0] == 0 and out[0, -1] == torch.tensor(span)
