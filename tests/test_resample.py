@@ -1,5 +1,7 @@
 """The resampler against independent references, and its properties."""
 
+import math
+
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -313,3 +315,29 @@ def test_exact_flips_of_half_precision_layers(dtype, axes):
     out = da.Flip(axes=axes).apply(sample, {"axes": [axes] if isinstance(axes, int) else axes})["image"]
     dims = [1 + a for a in ([axes] if isinstance(axes, int) else axes)]
     assert out.dtype == dtype and torch.equal(out, torch.flip(x.to(dtype), dims))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int16, torch.uint8, torch.bool, torch.int64])
+@pytest.mark.parametrize("shape", [(3, 32, 48), (2, 37, 50), (1, 17, 16)])
+def test_all_eight_dihedral_elements_equal_torch_rot90_and_flip(dtype, shape):
+    # transposes move full 16 x 16 tiles in registers and the ragged edge element by element
+    x = (torch.arange(math.prod(shape)) * 7919 % 251).view(shape).to(dtype)
+    role = da.Role.INTENSITY
+    if dtype == torch.bool:                                  # (a VALID layer: one channel)
+        x, role = x[:1] > 100, da.Role.VALID
+    sample = da.Sample(da.Space.from_spacing(shape[1:], 1.0), {"image": da.Layer(x, role)})
+    for k in range(4):
+        for flip in (False, True):
+            t = da.Compose([da.Flip(axes=(1,))] * flip + [da.Rot90(axes=(0, 1), k=k)])
+            ref = torch.rot90(torch.flip(x, [2]) if flip else x, k, [1, 2])
+            out = t(sample, G())["image"]
+            assert out.dtype == dtype and torch.equal(out, ref), (k, flip)
+
+
+@pytest.mark.parametrize("axes", [(1, 2), (0, 1), (0, 2)])
+def test_rot90_of_volumes_on_every_plane_equals_torch(axes):
+    x = torch.rand(2, 33, 18, 40)
+    sample = da.Sample(da.Space.from_spacing((33, 18, 40), 1.0), {"image": da.Layer(x, da.Role.INTENSITY)})
+    for k in (1, 3):
+        out = da.Rot90(axes=axes, k=k)(sample, G())["image"]
+        assert torch.equal(out, torch.rot90(x, k, [1 + a for a in axes]))

@@ -6,8 +6,8 @@ is 8 element-wise passes (subtract, divide, clamp, log, scale, exp, scale, shift
 one vectorised loop, with ``x ** gamma = 2 ** (gamma * log2 x)`` written out (numba has no vector
 ``log``/``exp``): ``log2`` from the float's exponent bits plus an odd polynomial in
 ``(m - 1) / (m + 1)`` on the mantissa, ``2 ** y`` from a polynomial on the fraction and exponent bits
-for the integer part. Bits move through two LLVM intrinsics that stay in int32 (numba's own int32
-arithmetic widens to int64, which halves the vector width). Both polynomials are below float32
+for the integer part. Bits move through two LLVM intrinsics (``simd.py``) that stay in int32 (numba's
+own int32 arithmetic widens to int64, which halves the vector width). Both polynomials are below float32
 rounding; what remains is the float32 rounding of ``(x - lo) / span`` (scaled by gamma) and of
 ``lo + span * v``: 4-7 ulp of the result against float64 for gamma 0.7-1.5 on a 0-1000 volume, where
 torch's float32 ``exp(gamma log x)`` is 9-14 ulp off (tests/test_pointwise.py bounds it). 1.8 ms
@@ -22,12 +22,9 @@ import math
 import numba as nb
 import numpy as np
 import torch
-from llvmlite import ir
-from numba.core import types
-from numba.extending import intrinsic
-
 from . import parallel_lock
 from .memory import empty
+from .simd import exp2i, split_sqrt2
 
 __all__ = ["power"]
 
@@ -78,37 +75,6 @@ _LN2 = np.float32(math.log(2.0))
 _F, _I = np.float32, np.int32
 
 
-@intrinsic
-def _split(typingctx, x):
-    """``x = 2 ** e * m`` with ``m`` in ``[sqrt(1/2), sqrt(2))`` for a positive normal float32 ``x``:
-    ``(e, m)`` as float32, from the bits (numba has no vectorisable bit cast; its int32 arithmetic
-    widens to int64, which halves the vector width)."""
-    if x != types.float32:
-        return None
-    sig = types.UniTuple(types.float32, 2)(types.float32)
-
-    def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        bits = builder.bitcast(args[0], i32)
-        e = builder.ashr(builder.sub(bits, ir.Constant(i32, 0x3F3504F3)), ir.Constant(i32, 23))  # 0x3F3504F3: sqrt(1/2)
-        m = builder.bitcast(builder.sub(bits, builder.shl(e, ir.Constant(i32, 23))), ir.FloatType())
-        return context.make_tuple(builder, signature.return_type, [builder.sitofp(e, ir.FloatType()), m])
-    return sig, codegen
-
-
-@intrinsic
-def _exp2i(typingctx, w):
-    """``2 ** w`` for an int32 ``w`` in ``[-127, 127]``; -127 gives +0.0 (its bits are 0)."""
-    if w != types.int32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        bits = builder.shl(builder.add(args[0], ir.Constant(i32, 127)), ir.Constant(i32, 23))
-        return builder.bitcast(bits, ir.FloatType())
-    return types.float32(types.int32), codegen
-
-
 @nb.njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
 def _power_kernel(src, out, lo, inv_span, span, top, e_shift, gamma, g_hi, g_lo):
     C, N = src.shape
@@ -126,7 +92,7 @@ def _power_run(src, dst, lo, inv_span, span, top, e_shift, gamma, g_hi, g_lo):
         # x = clamp((src - lo) / span, 0, 1) * 2 ** e_shift: the scale (folded into inv_span) makes
         # subnormal x normal, and is taken off the exponent
         x = min(max((src[j] - lo) * inv_span, _F(0.0)), top)
-        e, m = _split(x)
+        e, m = split_sqrt2(x)
         e = e - e_shift
         z = (m - _F(1.0)) / (m + _F(1.0))
         z2 = z * z
@@ -139,5 +105,5 @@ def _power_run(src, dst, lo, inv_span, span, top, e_shift, gamma, g_hi, g_lo):
         f = ((hi - _F(w)) + small) * _LN2                # hi - w is exact; |f| <= ~ln 2 / 2
         f = min(max(f, _F(-1.0)), _F(1.0))               # (only when y < -2 ** 31: the result is 0 then)
         p = _F(1.0) + f * (_X1 + f * (_X2 + f * (_X3 + f * (_X4 + f * (_X5 + f * _X6)))))
-        v = p * _exp2i(max(w, _I(-127))) if x > _F(0.0) else _F(0.0)   # 2 ** -127 and below: 0
+        v = p * exp2i(max(w, _I(-127))) if x > _F(0.0) else _F(0.0)   # 2 ** -127 and below: 0
         dst[j] = lo + span * v
