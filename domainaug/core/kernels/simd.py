@@ -4,6 +4,10 @@ numba compiles ``int32`` arithmetic to ``int64`` (which halves the vector width)
 of a scalar; and LLVM does not turn a 16x16 tile copy with a transposed index into register
 shuffles. These few functions emit the IR directly. They do no bounds checks: callers guarantee
 that every index they pass is inside the arrays.
+
+numba's on-disk cache keys a kernel on its own file only: after editing this file, delete the
+``*.nbi``/``*.nbc`` files in ``domainaug/core/kernels/__pycache__`` or kernels in other files keep the
+old code.
 """
 
 from __future__ import annotations
