@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from .core.kernels.memory import empty, empty_like
 from .core.kernels.pointwise import power
 from .core.params import as_uniform
 from .core.random import child_seed, generator_for
@@ -19,7 +20,7 @@ from .core.transform import IntensityTransform
 from .errors import NoDataError, ParameterError
 
 __all__ = ["Gamma", "BrightnessContrast", "GaussianNoise", "GaussianBlur", "SaltPepper", "channel_stats",
-           "channel_quantiles"]
+           "channel_quantiles", "affine_values"]
 
 
 def channel_stats(data: torch.Tensor, valid: torch.Tensor | None,
@@ -53,6 +54,13 @@ def channel_stats(data: torch.Tensor, valid: torch.Tensor | None,
     return {k: v.view(shape) for k, v in out.items()}
 
 
+def affine_values(data: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``gain * data + bias`` (per-channel ``(C, 1, ..., 1)`` or scalars) in one pass, into a new
+    buffer (a recycled one for large CPU data: a fresh 48 MB one cost 13 ms of page faults here,
+    the arithmetic 3 ms)."""
+    return torch.addcmul(bias, data, gain, out=empty_like(data))
+
+
 NOISE_CHUNK = 1 << 20
 
 
@@ -79,7 +87,7 @@ def _noise(seed: int, shape: Sequence[int], device: torch.device, dtype: torch.d
     ``(seed, chunk)``: the chunks are drawn in parallel (torch releases the GIL), and the result
     does not depend on the number of threads.
     """
-    out = torch.empty(tuple(shape), dtype=torch.float32)
+    out = empty(tuple(shape), torch.float32)
     flat = out.view(-1)
     n_chunks = (flat.numel() + NOISE_CHUNK - 1) // NOISE_CHUNK
 
@@ -150,8 +158,7 @@ class BrightnessContrast(IntensityTransform):
         return torch.full_like(s["mean"], c), (1 - c) * s["mean"] + params["brightness"] * (s["max"] - s["min"])
 
     def transform_layer(self, data, valid, params, sample, name):
-        gain, bias = self.channel_affine(data, valid, params, sample, name)
-        return torch.addcmul(bias, data, gain)
+        return affine_values(data, *self.channel_affine(data, valid, params, sample, name))
 
 
 class GaussianNoise(IntensityTransform):

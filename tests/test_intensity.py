@@ -6,6 +6,7 @@ import scipy.ndimage as ndi
 import torch
 
 import domainaug as da
+from domainaug.intensity import affine_values
 from domainaug.testing import make_raster, make_volume
 
 G = lambda seed=0: torch.Generator().manual_seed(seed)  # noqa: E731
@@ -82,3 +83,39 @@ def test_anisotropic_blur_in_mm_matches_scipy():
     np.testing.assert_allclose(out[inner], ref[inner], rtol=1e-4)
     with pytest.raises(da.ParameterError, match="^axis_scale="):
         da.GaussianBlur(1.0, axis_scale=(1.0, 2.0)).apply(sample, {"sigma": 1.0})
+
+
+class _Returns(da.IntensityTransform):
+    """transform_layer returns its input (or a view of it) untouched, or doubled."""
+
+    def __init__(self, how):
+        self.how = how
+        self._set_layers(None)
+        self._set_p(1.0)
+
+    def sample_params(self, sample, generator):
+        return {}
+
+    def transform_layer(self, data, valid, params, sample, name):
+        return {"same": data, "view": data[:, :], "double": data * 2}[self.how]
+
+
+@pytest.mark.parametrize("how", ["same", "view", "double"])
+def test_nodata_merge_never_writes_into_the_input(how):
+    # the valid/nodata merge runs in place only in a buffer the transform made itself
+    sample = make_raster(shape=(40, 36), nodata_border=6)
+    before = sample["image"].clone()
+    out = _Returns(how)(sample, torch.Generator())["image"]
+    assert torch.equal(sample["image"], before)
+    valid = sample["valid"][0]
+    expected = before * 2 if how == "double" else before
+    assert torch.equal(out[:, valid], expected[:, valid]) and torch.equal(out[:, ~valid], before[:, ~valid])
+    assert out.untyped_storage().data_ptr() != sample["image"].untyped_storage().data_ptr()   # (read-only inputs)
+
+
+def test_affine_values_is_addcmul_into_a_fresh_buffer():
+    x = torch.rand(3, 1100, 1000)                        # 13 MB: a pooled buffer
+    gain, bias = torch.rand(3, 1, 1), torch.rand(3, 1, 1)
+    a = affine_values(x, gain, bias)
+    b = affine_values(x, gain, bias)
+    assert torch.equal(a, torch.addcmul(bias, x, gain)) and a.data_ptr() != b.data_ptr() != x.data_ptr()

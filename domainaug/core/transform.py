@@ -307,8 +307,11 @@ class IntensityTransform(Transform):
             layer = layers[name]
             work = layer.data.to(torch.float64 if layer.data.dtype == torch.float64 else torch.float32)
             new = self.transform_layer(work, valid, params, sample, name)
-            if valid is not None:
-                new = torch.where(valid, new, work)
+            if valid is not None:       # in place when ``new`` is a buffer of its own (a fresh one costs page faults)
+                own = new.shape == work.shape and new.is_contiguous() and \
+                    new.untyped_storage().data_ptr() not in (work.untyped_storage().data_ptr(),
+                                                             layer.data.untyped_storage().data_ptr())
+                new = torch.where(valid, new, work, out=new if own else None)
             changed[name] = replace(layer, data=cast(new, layer.data.dtype))
         return sample.with_layers(**changed)
 

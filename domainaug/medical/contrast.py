@@ -13,7 +13,7 @@ from ..core.params import as_axes, as_uniform, check_choice, resolve_axes
 from ..core.sample import Role, Sample
 from ..core.transform import Compose, IntensityTransform
 from ..errors import ParameterError
-from ..intensity import Gamma, channel_quantiles, normalized_smooth
+from ..intensity import Gamma, affine_values, channel_quantiles, normalized_smooth
 from .physics import BiasField, RicianNoise
 
 __all__ = ["IntensityScale", "TissueContrast", "SimulateLowResolution", "FieldStrength", "robust_range"]
@@ -57,7 +57,7 @@ class IntensityScale(IntensityTransform):
         if self.units == "percentile":
             lo, hi = robust_range(data, valid)
             offset = offset * (hi - lo)
-        return torch.addcmul(offset, data, gain)
+        return affine_values(data, gain, offset)
 
 
 class TissueContrast(IntensityTransform):

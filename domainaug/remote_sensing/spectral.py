@@ -22,7 +22,7 @@ from ..core.random import child_seed
 from ..core.sample import Layer, Role, Sample
 from ..core.transform import IntensityTransform, Transform
 from ..errors import ParameterError
-from ..intensity import _noise, channel_quantiles, channel_stats
+from ..intensity import _noise, affine_values, channel_quantiles, channel_stats
 from .bands import Band, resolve_bands, sensor as sensor_table
 
 __all__ = ["set_bands", "layer_bands", "SpectralJitter", "Haze", "BandDropout", "CloudShadow", "INDICES",
@@ -138,8 +138,7 @@ class SpectralJitter(IntensityTransform):
         return gain, bias
 
     def transform_layer(self, data, valid, params, sample, name):
-        gain, bias = self.channel_affine(data, valid, params, sample, name)
-        return torch.addcmul(bias, data, gain)                      # one pass
+        return affine_values(data, *self.channel_affine(data, valid, params, sample, name))
 
 
 class Haze(IntensityTransform):

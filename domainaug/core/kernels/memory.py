@@ -27,7 +27,7 @@ import threading
 import numpy as np
 import torch
 
-__all__ = ["empty", "empty_like_numpy", "HUGE_MIN_BYTES", "pool_bytes"]
+__all__ = ["empty", "empty_like", "empty_like_numpy", "HUGE_MIN_BYTES", "pool_bytes"]
 
 HUGE_PAGE = 1 << 21
 #: Below this, a buffer is a plain ``torch.empty`` (advice costs a syscall; small buffers are reused).
@@ -126,6 +126,13 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     if fresh and _MADVISE is not None:    # advice only: failure is harmless
         _MADVISE(start, (nbytes // HUGE_PAGE + 1) * HUGE_PAGE, _MADV_HUGEPAGE)
     return out
+
+
+def empty_like(tensor: torch.Tensor) -> torch.Tensor:
+    """``empty`` with the shape and dtype of ``tensor``, on its device (buffers are pooled on the CPU)."""
+    if tensor.device.type != "cpu":
+        return torch.empty(tuple(tensor.shape), dtype=tensor.dtype, device=tensor.device)
+    return empty(tuple(tensor.shape), tensor.dtype)
 
 
 def empty_like_numpy(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
