@@ -35,7 +35,10 @@ def channel_stats(data: torch.Tensor, valid: torch.Tensor | None,
         if int(count[0]) == 0:
             raise NoDataError("the sample's VALID layer marks no voxel valid; intensity statistics are undefined")
     if "min" in which or "max" in which:
-        if valid is None:       # (amin + amax: 2 x 1.4 ms on 12x1024^2 here, aminmax 14 ms)
+        if valid is None and flat.shape[0] == 1:       # one pass: 0.6 ms cold on 160x192x160, amin + amax 0.85
+            lo, hi = torch.aminmax(flat)
+            out["min"], out["max"] = lo.view(1), hi.view(1)
+        elif valid is None:     # (amin + amax: 2 x 1.4 ms on 12x1024^2 here, aminmax along dim 1: 14 ms)
             out["min"], out["max"] = flat.amin(1), flat.amax(1)
         else:
             out["min"] = torch.where(mask, flat, torch.full_like(flat, math.inf)).amin(1)
