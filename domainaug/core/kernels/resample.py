@@ -300,16 +300,30 @@ def _permute_affine(src, out, valid, has_valid, gain, bias, shape, lo, hi, step,
         y_hi = min(hi[1], y_lo + by)
         g = gain[c] if affine else src[0, 0]
         b = bias[c] if affine else src[0, 0]
+        tile_valid = np.empty(TILE * TILE, valid.dtype)
         for x_lo in range(lo[2], hi[2], min(bx, hi[2] - lo[2])):
             x_hi = min(hi[2], x_lo + bx)
             n = x_hi - x_lo
-            if n == TILE and y_hi - y_lo == TILE and (step[1] == 1 or step[1] == -1) and not affine:
+            if n == TILE and y_hi - y_lo == TILE and (step[1] == 1 or step[1] == -1):
                 s = start + (z - lo[0]) * step[0] + (y_lo - lo[1]) * step[1] + (x_lo - lo[2]) * step[2]
                 o = (z * H + y_lo) * W + x_lo                 # out[y_lo + k, x_lo + i] = src[s + i*step2 + k*step1]
                 if step[1] == 1:
                     transpose_tile16(src[c], s, step[2], out[c], o, W)
+                    if has_valid:                         # the tile's validity, transposed alike
+                        transpose_tile16(valid[0], s, step[2], tile_valid, 0, TILE)
                 else:                                     # read each run upwards: its rows land bottom-up
                     transpose_tile16(src[c], s - (TILE - 1), step[2], out[c], o + (TILE - 1) * W, -W)
+                    if has_valid:
+                        transpose_tile16(valid[0], s - (TILE - 1), step[2], tile_valid, (TILE - 1) * TILE, -TILE)
+                if affine:                                # the value stage on the tile, while it is in L1
+                    for k in range(TILE):
+                        d = out[c, o + k * W:o + k * W + TILE]
+                        if has_valid:
+                            for i in range(TILE):
+                                d[i] = d[i] * g + b if tile_valid[k * TILE + i] else d[i]
+                        else:
+                            for i in range(TILE):
+                                d[i] = d[i] * g + b
                 continue
             for y in range(y_lo, y_hi):
                 s = start + (z - lo[0]) * step[0] + (y - lo[1]) * step[1] + (x_lo - lo[2]) * step[2]
