@@ -1,8 +1,10 @@
 """Kernels: index/world math (grid), matrices (affine), control-point fields (elastic), map
 composition (fuse) and the one resampler (resample)."""
 
+import hashlib as _hashlib
 import os as _os
 import threading as _threading
+from pathlib import Path as _Path
 
 import numba as _numba
 
@@ -28,3 +30,26 @@ _os.register_at_fork(after_in_child=_reset_lock)
 def parallel_lock() -> _threading.Lock:
     """The lock to hold while a parallel numba kernel runs (the current one after a fork)."""
     return PARALLEL_LOCK
+
+
+def drop_stale_caches(folder: _Path) -> bool:
+    """Delete numba's cached kernels in ``folder/__pycache__`` when ``folder/simd.py`` changed since
+    they were compiled; True if it did. numba keys a cached kernel on the kernel's own file only, so
+    kernels that use simd.py's intrinsics would keep the old code after an edit or a checkout of it.
+    A hash of simd.py kept next to the cache files tells. (A fresh install has no cache to drop.)"""
+    cache = folder / "__pycache__"
+    try:
+        digest = _hashlib.sha256((folder / "simd.py").read_bytes()).hexdigest()
+        stamp = cache / "simd.sha256"
+        if stamp.is_file() and stamp.read_text() == digest:
+            return False
+        for stale in list(cache.glob("*.nbi")) + list(cache.glob("*.nbc")):
+            stale.unlink(missing_ok=True)
+        cache.mkdir(exist_ok=True)
+        stamp.write_text(digest)
+        return True
+    except OSError:             # a read-only install: numba caches elsewhere, keyed on fresh files
+        return False
+
+
+drop_stale_caches(_Path(__file__).resolve().parent)

@@ -5,9 +5,9 @@ of a scalar; and LLVM does not turn a 16x16 tile copy with a transposed index in
 shuffles. These few functions emit the IR directly. They do no bounds checks: callers guarantee
 that every index they pass is inside the arrays.
 
-numba's on-disk cache keys a kernel on its own file only: after editing this file, delete the
-``*.nbi``/``*.nbc`` files in ``domainaug/core/kernels/__pycache__`` or kernels in other files keep the
-old code.
+numba's on-disk cache keys a kernel on its own file only, so kernels in other files would keep the
+old code after an edit of this one: ``kernels/__init__.py`` drops the cache when this file's hash
+changes (``drop_stale_caches``).
 """
 
 from __future__ import annotations
