@@ -407,6 +407,126 @@ def w_loader() -> list[Row]:
     return rows
 
 
+# ---------------------------------------------------------------------------------------------
+# GPU section: the same kinds of work on batches, on a CUDA device; absent without one.
+# DOMAINAUG_BENCH_DEVICE=cpu runs it on the CPU (a check of the code path, not a measurement).
+# ---------------------------------------------------------------------------------------------
+def bench_device() -> torch.device | None:
+    name = os.environ.get("DOMAINAUG_BENCH_DEVICE")
+    if name:
+        return torch.device(name)
+    return torch.device("cuda") if torch.cuda.is_available() else None
+
+
+def _on(device: torch.device, fn: Callable[[], object], batch: int) -> Callable[[], object]:
+    """``fn`` timed to its end on ``device`` (CUDA runs asynchronously), per sample of ``batch``."""
+    def call():
+        out = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return out
+    call.samples = batch
+    return call
+
+
+def _batched(transform: da.Transform, images: torch.Tensor, labels: torch.Tensor) -> Callable[[], object]:
+    from domainaug.training import BatchAugment
+    batch, counter = BatchAugment(transform, seed=0), {"call": 0}
+
+    def call():
+        counter["call"] += 1
+        b = images.shape[0]
+        return batch(images, labels, indices=[counter["call"] * b + k for k in range(b)])
+    return call
+
+
+def g_volume(kind: str, device: torch.device, b: int = 4) -> list[Row]:
+    image, label = make_data()
+    images, labels = image[None].repeat(b, 1, 1, 1, 1).to(device), label[None].repeat(b, 1, 1, 1, 1).to(device)
+    if kind == "gamma":
+        ours = da.Gamma((0.7, 1.5))
+        floor: Row = ("floor", torch.__version__, _on(device, images.clone, b), "one copy of the batch")
+    else:
+        ours = da.Compose([da.Affine(degrees=(-10, 10), scales=(0.9, 1.1)),
+                           da.Elastic(spacing=32.0, max_displacement=(3.0, 6.0))])
+        grid = F.affine_grid(torch.eye(3, 4, device=device)[None].expand(b, -1, -1), tuple(images.shape),
+                             align_corners=True)
+        floor = ("floor", torch.__version__, _on(device, lambda: F.grid_sample(images, grid, align_corners=True), b),
+                 "grid_sample trilinear, identity grid (image only)")
+    rows = [floor, ("domainaug", da.__version__, _on(device, _batched(ours, images, labels), b),
+                    "BatchAugment (elements one after another), image + label")]
+    try:
+        from monai.transforms import Rand3DElasticd, RandAdjustContrastd
+        from monai.utils import set_determinism
+        set_determinism(seed=0)
+        t = RandAdjustContrastd(["image"], gamma=(0.7, 1.5), prob=1.0) if kind == "gamma" else Rand3DElasticd(
+            ["image", "label"], sigma_range=(5, 8), magnitude_range=(100, 200), prob=1.0, mode=("bilinear", "nearest"),
+            padding_mode="zeros", rotate_range=[np.radians(10)] * 3, scale_range=[0.1] * 3, device=device)
+        rows.append(("MONAI", _version("monai"), _on(device, lambda: [t({"image": images[k], "label": labels[k]})
+                                                                      for k in range(b)], b),
+                     "per element, tensors on the device"))
+    except ImportError:
+        pass
+    rows.append(("TorchIO", _version("torchio"), None, "CPU only"))
+    rows.append(("Kornia", _version("kornia"), None, "gamma on 2D images only" if kind == "gamma" else "no 3D elastic"))
+    return rows
+
+
+def g_raster(kind: str, device: torch.device, b: int = 8) -> list[Row]:
+    from domainaug import remote_sensing as rs
+    sample = _raster()
+    image, label = sample["image"], sample["label"]
+    images, labels = image[None].repeat(b, 1, 1, 1).to(device), label[None].repeat(b, 1, 1, 1).to(device)
+    if kind == "dihedral":
+        floor: Row = ("floor", torch.__version__, _on(device, images.clone, b), "one copy of the batch")
+    else:
+        grid = F.affine_grid(torch.eye(2, 3, device=device)[None].expand(b, -1, -1), tuple(images.shape),
+                             align_corners=True)
+        floor = ("floor", torch.__version__, _on(device, lambda: F.grid_sample(images, grid, align_corners=True), b),
+                 "grid_sample bilinear, identity grid (image only)")
+    ours = rs.RotationPolicy("dihedral" if kind == "dihedral" else "any")
+    rows = [floor, ("domainaug", da.__version__, _on(device, _batched(ours, images, labels), b),
+                    "BatchAugment (elements one after another), image + label (+ validity for any-angle)")]
+    try:
+        import kornia.augmentation as K
+        aug = [K.RandomHorizontalFlip(p=0.5), K.RandomRotation90(times=(0, 3), p=1.0)] if kind == "dihedral" else \
+            [K.RandomRotation(degrees=180.0, p=1.0)]
+        seq = K.AugmentationSequential(*aug, data_keys=["input", "mask"])
+        masks = labels.float()
+        rows.append(("Kornia", _version("kornia"), _on(device, lambda: seq(images, masks), b),
+                     "batched; rot90 is a bilinear warp" if kind == "dihedral" else "batched"))
+    except ImportError:
+        pass
+    try:
+        from monai.transforms import RandRotated, RandRotate90d, RandFlipd
+        t = [RandFlipd(["image", "label"], prob=0.5, spatial_axis=1), RandRotate90d(["image", "label"], prob=1.0)] \
+            if kind == "dihedral" else [RandRotated(["image", "label"], range_x=np.pi, prob=1.0,
+                                                    mode=("bilinear", "nearest"), padding_mode="zeros")]
+
+        def monai_call():
+            out = []
+            for k in range(b):
+                d = {"image": images[k], "label": labels[k]}
+                for op in t:
+                    d = op(d)
+                out.append(d)
+            return out
+        rows.append(("MONAI", _version("monai"), _on(device, monai_call, b), "per element, tensors on the device"))
+    except ImportError:
+        pass
+    rows.append(("Albumentations", _version("albumentations"), None, "numpy on the CPU only"))
+    return rows
+
+
+GPU_DEVICE = bench_device()
+GPU_WORKLOADS: dict[str, Callable[[], list[Row]]] = {} if GPU_DEVICE is None else {
+    "GPU 3D affine + elastic, batch of 4": lambda: g_volume("affine + elastic", GPU_DEVICE),
+    "GPU gamma, batch of 4": lambda: g_volume("gamma", GPU_DEVICE),
+    "GPU 2D 12-band dihedral, batch of 8": lambda: g_raster("dihedral", GPU_DEVICE),
+    "GPU 2D 12-band any-angle rotation, batch of 8": lambda: g_raster("any-angle rotation", GPU_DEVICE),
+}
+
+
 WORKLOADS: dict[str, Callable[[], list[Row]]] = {
     "3D affine": w_affine,
     "3D elastic": lambda: w_elastic(False),
@@ -422,6 +542,7 @@ WORKLOADS: dict[str, Callable[[], list[Row]]] = {
     "2D 12-band spectral jitter": lambda: w_raster("spectral jitter"),
     "2D 12-band crop 512": lambda: w_raster("crop 512"),
     "training DataLoader, 2 workers": w_loader,
+    **GPU_WORKLOADS,
 }
 
 
@@ -449,6 +570,9 @@ def run_workload(name: str, runs: int) -> list[dict]:
             times[i].append(time.perf_counter() - t0)
     for i, (tool, version, call, note) in enumerate(rows):
         row = {"workload": name, "tool": tool, "version": version, "note": note}
+        if name in GPU_WORKLOADS:
+            row["device"] = str(GPU_DEVICE) + (f" ({torch.cuda.get_device_name(GPU_DEVICE)})"
+                                               if GPU_DEVICE.type == "cuda" else "")
         if call is not None:
             per = getattr(call, "samples", 1)                # calls that process several samples
             row.update(median_ms=1e3 * float(np.median(times[i])) / per, min_ms=1e3 * min(times[i]) / per,
@@ -457,16 +581,26 @@ def run_workload(name: str, runs: int) -> list[dict]:
     return out
 
 
+def _gpu_line(rows: list[dict]) -> str:
+    gpu = [r for r in rows if r["workload"].startswith("GPU ")]
+    if not gpu:
+        return "GPU section: not run (no CUDA device here)."
+    device = gpu[0].get("device", "?")
+    return (f"GPU section: {device}, batches, same peers where they run on a GPU." if device.startswith("cuda")
+            else f"GPU section run on {device}: a check of its code path, not a measurement.")
+
+
 def summarise(rows: list[dict], date: str | None = None) -> tuple[list[str], dict]:
     lines = [f"# Peer benchmark suite ({date or time.strftime('%Y-%m-%d %H:%M')})", "",
              f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores seen, {THREADS} threads, "
              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} for every tool; "
              f"Python {platform.python_version()}, torch {torch.__version__}. Each workload ran in its own process; "
-             "rows interleaved within it; times per sample. `x fastest peer` < 1 means domainaug is faster.", ""]
+             "rows interleaved within it; times per sample. `x fastest peer` < 1 means domainaug is faster.",
+             "", _gpu_line(rows), ""]
     verdicts = {}
     summary = ["| workload | domainaug median (min) ms | fastest peer, median ms | peer / domainaug | x floor | target |",
                "|---|---:|---|---:|---:|---|"]
-    for name in WORKLOADS:
+    for name in list(WORKLOADS) + [n for n in dict.fromkeys(r["workload"] for r in rows) if n not in WORKLOADS]:
         group = [r for r in rows if r["workload"] == name]
         if not group:
             continue
