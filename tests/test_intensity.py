@@ -119,3 +119,30 @@ def test_affine_values_is_addcmul_into_a_fresh_buffer():
     a = affine_values(x, gain, bias)
     b = affine_values(x, gain, bias)
     assert torch.equal(a, torch.addcmul(bias, x, gain)) and a.data_ptr() != b.data_ptr() != x.data_ptr()
+
+
+class _Keeps(_Returns):
+    """transform_layer returns a tensor the transform keeps (a template)."""
+
+    def transform_layer(self, data, valid, params, sample, name):
+        if not hasattr(self, "template"):
+            self.template = torch.full_like(data, 7.0)
+        return self.template
+
+
+def test_nodata_merge_never_writes_into_a_tensor_the_transform_keeps():
+    sample = make_raster(shape=(40, 36), nodata_border=6)
+    t = _Keeps("same")
+    out = t(sample, torch.Generator())["image"]
+    assert torch.equal(t.template, torch.full_like(t.template, 7.0))
+    assert out.untyped_storage().data_ptr() != t.template.untyped_storage().data_ptr()
+
+
+@pytest.mark.parametrize("op", [lambda: da.BrightnessContrast(), lambda: da.Gamma()])
+def test_intensity_ops_keep_gradients_with_nodata(op):
+    sample = make_raster(shape=(40, 36), nodata_border=6)
+    image = sample["image"].clone().requires_grad_()
+    sample = sample.with_layers(image=da.Layer(image, da.Role.INTENSITY, fill=sample.layer_info("image").fill))
+    out = op()(sample, torch.Generator())["image"]
+    out.sum().backward()
+    assert image.grad is not None and torch.isfinite(image.grad).all()

@@ -49,16 +49,51 @@ def test_a_buffer_moved_to_shared_memory_is_never_reused(pool):
     a.share_memory_()                   # (what a DataLoader worker does to a tensor it sends back)
     del a
     b = memory.empty(SHAPE, torch.float32)
-    assert len(pool.entries) == 1 and pool.entries[0][0].untyped_storage().data_ptr() <= b.data_ptr()
+    assert len(pool.entries) == 1 and pool.entries[0].raw.untyped_storage().data_ptr() <= b.data_ptr()
     assert not b.untyped_storage().is_shared()
 
 
-def test_free_buffers_kept_stay_under_the_limit(pool):
+def test_buffers_tracked_stay_under_the_limit_at_all_times(pool):
     pool.limit = 30 << 20
-    buffers = [memory.empty(SHAPE, torch.float32) for _ in range(5)]        # 5 x 14 MiB
+    buffers = [memory.empty(SHAPE, torch.float32) for _ in range(5)]        # 5 x 14 MiB: 2 tracked, 3 plain
+    assert len(pool.entries) == 2
     del buffers
-    a = memory.empty(SHAPE, torch.float32)                                  # takes one, trims the rest
-    assert memory.pool_bytes() <= 30 << 20 and len(pool.entries) == 3 and a.shape == SHAPE
+    assert memory.pool_bytes() <= 30 << 20                                  # without another call
+    a = memory.empty(SHAPE, torch.float32)                                  # takes a tracked one
+    assert len(pool.entries) == 2 and memory.pool_bytes() == 14 << 20 and a.shape == SHAPE
+
+
+def test_a_buffer_held_only_through_its_storage_is_not_reused(pool):
+    a = memory.empty(SHAPE, torch.float32)
+    a.fill_(1.0)
+    storage, offset = a.untyped_storage(), a.storage_offset()
+    del a
+    memory.empty(SHAPE, torch.float32).fill_(2.0)
+    kept = torch.empty(0).set_(storage, offset, SHAPE)
+    assert float(kept[0, 0, 0]) == 1.0 and float(kept[-1, -1, -1]) == 1.0
+
+
+def test_a_fork_while_another_thread_holds_the_pool_lock_does_not_hang_the_child(pool):
+    import os
+    import time
+    with pool.lock:                                     # (as if another thread were inside empty())
+        pid = os.fork()
+        if pid == 0:                                    # the child: allocate, then leave at once
+            try:
+                memory.empty(SHAPE, torch.float32)
+            finally:
+                os._exit(0)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung on the pool's lock")
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_no_pool_when_the_limit_is_zero(pool):

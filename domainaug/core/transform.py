@@ -243,6 +243,10 @@ class IntensityTransform(Transform):
     """
 
     layers: Sequence[str] | None = None
+    #: ``transform_layer`` always returns a new tensor that nothing else refers to, so the nodata
+    #: merge may write into it (a fresh large buffer costs more in page faults than the merge). Off
+    #: by default: a subclass may return its input, a view of it, or a tensor it keeps.
+    fresh_output: ClassVar[bool] = False
 
     def _set_layers(self, layers: Sequence[str] | None) -> None:
         if layers is not None and (isinstance(layers, str) or not all(isinstance(n, str) for n in layers)):
@@ -307,10 +311,11 @@ class IntensityTransform(Transform):
             layer = layers[name]
             work = layer.data.to(torch.float64 if layer.data.dtype == torch.float64 else torch.float32)
             new = self.transform_layer(work, valid, params, sample, name)
-            if valid is not None:       # in place when ``new`` is a buffer of its own (a fresh one costs page faults)
-                own = new.shape == work.shape and new.is_contiguous() and \
-                    new.untyped_storage().data_ptr() not in (work.untyped_storage().data_ptr(),
-                                                             layer.data.untyped_storage().data_ptr())
+            if valid is not None:       # in place when ``new`` is a buffer of its own (``fresh_output``)
+                own = self.fresh_output and new.shape == work.shape and new.dtype == work.dtype and \
+                    new.is_contiguous() and not (torch.is_grad_enabled() and (new.requires_grad or work.requires_grad)) \
+                    and new.untyped_storage().data_ptr() not in (work.untyped_storage().data_ptr(),
+                                                                 layer.data.untyped_storage().data_ptr())
                 new = torch.where(valid, new, work, out=new if own else None)
             changed[name] = replace(layer, data=cast(new, layer.data.dtype))
         return sample.with_layers(**changed)

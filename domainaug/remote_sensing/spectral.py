@@ -84,6 +84,8 @@ class SpectralJitter(IntensityTransform):
         p: Probability of applying.
     """
 
+    fresh_output = True
+
     def __init__(self, gain: float | tuple[float, float] = (0.9, 1.1), bias: float | tuple[float, float] = (-0.02, 0.02),
                  correlation_nm: float | None = None, relative: bool = True, bands: Sequence[str] | None = None,
                  sensor: str | None = None, min_bands: int = 1, layer: str = "image", p: float = 1.0) -> None:

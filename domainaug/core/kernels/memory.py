@@ -11,9 +11,10 @@ Fresh pages still cost: the kernel zeroes every page it maps (~2 ms per 48 MB he
 is fragmented, stalls to compact it into huge pages (single calls of 30-70 ms were measured on a
 12x1024x1024 dihedral transform that otherwise takes 10 ms). So large buffers are recycled, as
 PyTorch's CUDA allocator does: the pool keeps a reference to every large buffer it hands out and
-reuses one once nothing else refers to its storage (the storage's use count is back to the pool's
-own). A buffer whose storage moved (``share_memory_``, ``resize_``) is dropped, never reused. Free
-buffers kept: at most ``DOMAINAUG_BUFFER_POOL_MB`` (default 512; 0 turns recycling off).
+reuses one once nothing else refers to its storage (the storage's use count and its Python object's
+refcount are back to the pool's own). A buffer whose storage moved (``share_memory_``, ``resize_``)
+is dropped, never reused. Buffers tracked, in use or free: at most ``DOMAINAUG_BUFFER_POOL_MB``
+(default 512; 0 turns recycling off); beyond that, buffers are plain ones.
 """
 
 from __future__ import annotations
@@ -54,48 +55,79 @@ _MADVISE = _madvise()
 def _pool_limit() -> int:
     try:
         return max(0, int(float(os.environ.get("DOMAINAUG_BUFFER_POOL_MB", "512")) * (1 << 20)))
-    except ValueError:
+    except (ValueError, OverflowError):
         return 512 << 20
+
+
+class _Entry:
+    """A pooled buffer and what refers to it when nobody else does."""
+
+    __slots__ = ("raw", "ptr", "nbytes", "storage", "uses", "refs")
+
+    def __init__(self, raw: torch.Tensor) -> None:
+        self.raw, self.ptr = raw, raw.data_ptr()
+        # the storage's Python object is one per storage: whoever holds it (``untyped_storage()``, a
+        # TypedStorage) raises its refcount, not the storage's use count
+        self.storage = raw.untyped_storage()
+        self.nbytes = self.storage.nbytes()
+        self.uses = torch._C._storage_Use_Count(self.storage._cdata)
+        self.refs = sys.getrefcount(self.storage)
+
+    def free(self) -> bool:
+        return torch._C._storage_Use_Count(self.storage._cdata) == self.uses and \
+            sys.getrefcount(self.storage) == self.refs
+
+    def moved(self) -> bool:
+        """The storage was moved to shared memory or resized since: never hand it out again."""
+        return self.raw.data_ptr() != self.ptr or self.storage.nbytes() != self.nbytes or self.storage.is_shared()
 
 
 class _Pool:
     """Large buffers handed out, most recently used last; one is free when only the pool refers to
     it. Callers hold ``lock`` from ``take`` or ``add`` until the buffer is referenced elsewhere, then
-    ``trim``."""
+    ``trim``. The buffers tracked (in use or free) total at most ``limit`` bytes, so the memory the
+    pool keeps beyond what callers hold is bounded at all times; larger demand gets plain buffers."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.entries: list[tuple[torch.Tensor, int, int]] = []    # (raw bytes, data pointer, own use count)
+        self.entries: list[_Entry] = []
         self.lock = threading.Lock()
 
-    @staticmethod
-    def _free(entry) -> bool:
-        raw, ptr, own = entry
-        return torch._C._storage_Use_Count(raw.untyped_storage()._cdata) == own
-
     def free_bytes(self) -> int:
-        return sum(e[0].numel() for e in self.entries if self._free(e))
+        return sum(e.nbytes for e in self.entries if e.free())
 
     def take(self, nbytes: int) -> torch.Tensor | None:
         """A free buffer of ``nbytes`` to ``1.25 * nbytes`` (+1 page), or None."""
-        # a storage moved to shared memory or resized since: let it go
-        self.entries = [e for e in self.entries if e[0].data_ptr() == e[1] and not e[0].untyped_storage().is_shared()]
+        self.entries = [e for e in self.entries if not e.moved()]
         for i, entry in enumerate(self.entries):
-            if nbytes <= entry[0].numel() <= nbytes + nbytes // 4 + HUGE_PAGE and self._free(entry):
+            if nbytes <= entry.nbytes <= nbytes + nbytes // 4 + HUGE_PAGE and entry.free():
                 self.entries.append(self.entries.pop(i))
-                return entry[0]
+                return entry.raw
         return None
 
     def add(self, raw: torch.Tensor) -> None:
-        self.entries.append((raw, raw.data_ptr(), torch._C._storage_Use_Count(raw.untyped_storage()._cdata)))
+        """Track ``raw`` if the buffers tracked stay within the limit (dropping free ones first)."""
+        need = raw.numel()
+        while sum(e.nbytes for e in self.entries) + need > self.limit:
+            free = next((i for i, e in enumerate(self.entries) if e.free()), None)
+            if free is None:
+                return                                    # all in use: ``raw`` stays a plain buffer
+            del self.entries[free]                        # the least recently used free buffer
+        self.entries.append(_Entry(raw))
 
     def trim(self) -> None:
         while self.free_bytes() > self.limit:
-            del self.entries[next(i for i, e in enumerate(self.entries) if self._free(e))]   # least recently used
-        del self.entries[:-64]                                # (buffers still in use: only forgotten)
+            del self.entries[next(i for i, e in enumerate(self.entries) if e.free())]
 
 
 _POOL = _Pool(_pool_limit())
+
+
+def _after_fork() -> None:                # a thread may have held the lock at the fork
+    _POOL.lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def pool_bytes() -> int:

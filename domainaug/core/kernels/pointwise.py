@@ -35,7 +35,9 @@ def power(data: torch.Tensor, lo: torch.Tensor, span: torch.Tensor, gamma: float
     """``lo + span * clamp((data - lo) / span, 0, 1) ** gamma`` per channel, as a new tensor.
 
     ``data`` is ``(C, *spatial)``; ``lo`` and ``span`` are numbers or tensors that broadcast per
-    channel (``(C, 1, ..., 1)``), ``span > 0``; ``gamma > 0``.
+    channel (``(C, 1, ..., 1)``), ``span > 0``; ``gamma > 0``. In the float32 CPU kernel, NaN inputs
+    come out as ``lo`` (it is compiled assuming no NaN; nodata is merged back by the caller), and
+    values below ``2 ** -190 * span`` above ``lo`` are computed as float32 subnormals (coarsely).
     """
     lo = torch.as_tensor(lo, dtype=data.dtype, device=data.device)
     span = torch.as_tensor(span, dtype=data.dtype, device=data.device)
