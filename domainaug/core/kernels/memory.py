@@ -84,8 +84,8 @@ class _Entry:
 
 class _Pool:
     """Large buffers handed out, most recently used last; one is free when only the pool refers to
-    it. Callers hold ``lock`` from ``take`` or ``add`` until the buffer is referenced elsewhere, then
-    ``trim``. The buffers tracked (in use or free) total at most ``limit`` bytes, so the memory the
+    it. Callers hold ``lock`` from ``take`` or ``add`` until the buffer is referenced elsewhere. The
+    buffers tracked (in use or free) total at most ``limit`` bytes, so the memory the
     pool keeps beyond what callers hold is bounded at all times; larger demand gets plain buffers."""
 
     def __init__(self, limit: int) -> None:
@@ -114,10 +114,6 @@ class _Pool:
                 return                                    # all in use: ``raw`` stays a plain buffer
             del self.entries[free]                        # the least recently used free buffer
         self.entries.append(_Entry(raw))
-
-    def trim(self) -> None:
-        while self.free_bytes() > self.limit:
-            del self.entries[next(i for i, e in enumerate(self.entries) if e.free())]
 
 
 _POOL = _Pool(_pool_limit())
@@ -154,7 +150,6 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
                 _POOL.add(raw)
         start = (raw.data_ptr() + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1)
         out = raw[start - raw.data_ptr():start - raw.data_ptr() + nbytes].view(dtype).view(shape)
-        _POOL.trim()                                  # (after ``out`` exists: the buffer taken is not free)
     if fresh and _MADVISE is not None:    # advice only: failure is harmless
         _MADVISE(start, (nbytes // HUGE_PAGE + 1) * HUGE_PAGE, _MADV_HUGEPAGE)
     return out

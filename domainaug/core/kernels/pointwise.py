@@ -22,6 +22,7 @@ import math
 import numba as nb
 import numpy as np
 import torch
+
 from . import parallel_lock
 from .memory import empty
 from .simd import exp2i, split_sqrt2
