@@ -6,7 +6,9 @@ import pytest
 import domainaug as da
 import domainaug.testing.cases  # noqa: F401 - registers the core cases
 from domainaug.testing import (CASES, check_bad_arguments, check_dtypes, check_identity, check_no_new_labels,
-                               check_batched, check_inverse, check_points_follow, check_replay_json, check_same_seed, make_raster, make_volume)
+                               check_batched, check_inverse, check_points_follow, check_replay_json, check_same_seed,
+                               check_valid_values, make_raster, make_volume, with_image_dtype)
+import torch
 
 NAMES = sorted(da.Transform.registry)
 SAMPLES = {
@@ -49,6 +51,13 @@ def test_no_new_labels_and_dtypes_kept(name, kind):
     t = CASES[name].random(sample)
     check_no_new_labels(t, sample)
     check_dtypes(t, sample)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("name, kind", COMBOS)
+def test_float_in_same_float_out_and_no_nan_in_valid_voxels(name, kind, dtype):
+    sample = with_image_dtype(SAMPLES[kind](), dtype)
+    check_valid_values(CASES[name].random(sample), sample)
 
 
 @pytest.mark.parametrize("name, kind", COMBOS)

@@ -76,7 +76,7 @@ def test_ct_window_clips_exactly():
     expected = (np.clip(hu, level - width / 2, level + width / 2) - (level - width / 2)) / width
     np.testing.assert_allclose(out[0].numpy(), expected, atol=1e-6)
     kept = md.CTWindow("bone", rescale=False)(s, G())["image"]
-    assert kept.dtype == torch.int16 and int(kept.min()) == -500 and int(kept.max()) == 1300
+    assert kept.dtype == torch.float32 and int(kept.min()) == -500 and int(kept.max()) == 1300
 
 
 def test_reorient_keeps_every_voxels_world_coordinate(t1):

@@ -146,6 +146,10 @@ def save(sample: Sample, path: str | os.PathLike, layer: str = "image") -> Path:
     data = data_layer.data.detach().cpu().numpy()
     if data_layer.role is Role.VALID:
         data = data.astype(np.uint8)
+    disk = meta.get("on_disk_dtype")
+    if data_layer.role is Role.INTENSITY and disk and np.dtype(disk).kind in "iu" and meta.get("scl_slope") is None:
+        info = np.iinfo(np.dtype(disk))            # values policy: rounded and clipped once, here
+        data = np.clip(np.round(data), info.min, info.max).astype(np.dtype(disk))
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         _writer(fmt)(tmp, data, sample.space, meta=meta, fill=data_layer.fill, valid=valid,

@@ -21,6 +21,7 @@ from ..errors import ParameterError
 
 __all__ = ["Case", "CASES", "register_case", "make_volume", "make_raster", "check_same_seed", "check_replay_json",
            "check_identity", "check_no_new_labels", "check_points_follow", "check_dtypes", "check_bad_arguments",
+           "check_valid_values", "with_image_dtype",
            "assert_samples_equal"]
 
 
@@ -150,6 +151,27 @@ def check_dtypes(t: Transform, sample: Sample) -> None:
     out = t(sample, torch.Generator().manual_seed(5))
     for name in sample.layer_names():
         assert out[name].dtype == sample[name].dtype, (name, out[name].dtype, sample[name].dtype)
+
+
+def with_image_dtype(sample: Sample, dtype: torch.dtype) -> Sample:
+    """``sample`` with its ``"image"`` layer cast to another float dtype (values kept as they round)."""
+    info = sample.layer_info("image")
+    return sample.with_layers(image=replace(info, data=sample["image"].to(dtype)))
+
+
+def check_valid_values(t: Transform, sample: Sample, seeds: int = 3) -> None:
+    """Float input gives the same float dtype out, and no NaN/Inf in any valid voxel of an INTENSITY
+    layer (a NaN fill, an overflow to Inf in float16, or a 0/0 in a statistic would show here)."""
+    for seed in range(seeds):
+        out = t(sample, torch.Generator().manual_seed(seed))
+        valid = out[out.valid_name][0] if out.valid_name else None
+        for name in out.layer_names(Role.INTENSITY):
+            x = out[name]
+            if name in sample.layer_names():
+                assert x.dtype == sample[name].dtype, (type(t).__name__, name, x.dtype, sample[name].dtype)
+            finite = torch.isfinite(x).all(0)
+            bad = ~finite if valid is None else ~finite & valid
+            assert not bool(bad.any()), (type(t).__name__, name, f"{int(bad.sum())} NaN/Inf valid voxels, seed {seed}")
 
 
 def check_points_follow(t: Transform, sample: Sample, tolerance_voxels: float = 1.0) -> None:
