@@ -138,3 +138,14 @@ def test_with_a_valid_layer_no_nan_reaches_a_valid_voxel(op):
         out = op(s, G(seed))
         valid = out["valid"][0] if out.valid_name else torch.ones(out.space.shape, dtype=torch.bool)
         assert bool(torch.isfinite(out["image"][:, valid]).all())
+
+
+def test_a_regrid_past_the_voxel_limit_is_a_named_error(monkeypatch):
+    """Found by the fuzz: Resample to 1.3e-5 of a grid with a 1e-5 axis and 0.5 mm axes asked for
+    1.5e9 voxels (a 5.9 GB allocation) instead of naming the mistake."""
+    s = da.Sample.from_numpy(np.ones((1, 1, 1), np.uint8), spacing=[0.5, 1e-5, 0.5])
+    with pytest.raises(da.ShapeError, match="DOMAINAUG_MAX_VOXELS"):
+        da.Resample(1.3e-5)(s, G())
+    monkeypatch.setenv("DOMAINAUG_MAX_VOXELS", "100")
+    with pytest.raises(da.ShapeError, match="over the limit of 100"):
+        da.Pad((5, 5, 5))(da.Sample.from_numpy(np.ones((2, 2, 2), np.float32)), G())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import math
+import os
 import re
 from typing import Any, Sequence
 
@@ -13,7 +15,17 @@ from .params import as_lengths
 
 from .kernels.grid import apply_affine
 
-__all__ = ["Space", "apply_affine", "as_crs", "crs_equal", "crs_name"]
+__all__ = ["Space", "apply_affine", "as_crs", "crs_equal", "crs_name", "max_voxels"]
+
+#: Default limit on the voxels of one grid (1024**3): a regrid past it (e.g. ``Resample`` of a
+#: degree-spaced raster in metres) is a named error instead of a multi-GB allocation.
+MAX_VOXELS = 2**30
+
+
+def max_voxels() -> int:
+    """The largest grid a ``Space`` may have: ``DOMAINAUG_MAX_VOXELS`` if set, else ``MAX_VOXELS``."""
+    value = os.environ.get("DOMAINAUG_MAX_VOXELS")
+    return int(float(value)) if value else MAX_VOXELS
 
 _EPSG_ROOT = re.compile(r'AUTHORITY\["EPSG","(\d+)"\]\]\s*$')
 
@@ -90,6 +102,9 @@ class Space:
             raise ShapeError(f"space shape {shape} has {len(shape)} spatial axes; expected 2 (H, W) or 3 (D, H, W)")
         if any(s < 1 for s in shape):
             raise ShapeError(f"space shape {shape} has an empty axis; every axis needs at least 1 voxel")
+        if math.prod(shape) > max_voxels():
+            raise ShapeError(f"space shape {shape} has {math.prod(shape):,} voxels, over the limit of {max_voxels():,} "
+                             "(DOMAINAUG_MAX_VOXELS); a spacing or size in the wrong units makes such grids")
         n = len(shape)
         affine = np.array(self.affine, dtype=np.float64, copy=True)
         if affine.shape != (n + 1, n + 1):
