@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -15,7 +16,11 @@ from .kernels.resample import INTENSITY_MODES, LABEL_MODES, LayerSpec, push_forw
 from .record import ParamRecord
 from .space import Space
 
-__all__ = ["Role", "Layer", "Sample", "DEFAULT_LABEL_INTERPOLATION", "as_tensor", "as_label"]
+__all__ = ["Role", "Layer", "Sample", "DEFAULT_LABEL_INTERPOLATION", "FILL_STATISTICS", "as_tensor", "as_label",
+           "intensity_dtype", "resolve_fill", "check_fill"]
+
+#: Fills computed from the layer itself, over valid voxels and every channel.
+FILL_STATISTICS = ("minimum", "mean")
 
 #: Default interpolation of LABEL layers, settled by measurement (benchmarks/label_interpolation.py):
 #: after a forward-then-inverse warp, one-hot-linear-argmax scores a slightly higher per-label Dice on
@@ -61,6 +66,10 @@ class Layer:
             raise ParameterError("valid", str(dtype), "torch.bool for a VALID layer")
         if self.role is Role.INTENSITY and (dtype == torch.bool or dtype.is_complex):
             raise ParameterError("image", str(dtype), "a real numeric dtype for an INTENSITY layer")
+        if self.role is Role.INTENSITY and not dtype.is_floating_point:   # values policy: compute in float
+            object.__setattr__(self, "data", self.data.to(torch.float32))
+        if self.role is not Role.VALID:
+            object.__setattr__(self, "fill", check_fill(self.fill, self.data.dtype))
         modes = {Role.INTENSITY: INTENSITY_MODES, Role.LABEL: LABEL_MODES, Role.VALID: {}}[self.role]
         if self.interpolation is not None and self.interpolation not in modes:
             raise ParameterError("interpolation", self.interpolation,
@@ -123,12 +132,18 @@ class Sample:
     # --- construction --------------------------------------------------------------------------
     @classmethod
     def from_numpy(cls, image: Any, label: Any = None, valid: Any = None, affine: Any = None,
-                   spacing: Any = None, crs: str | None = None, channels: Sequence[str] | None = None,
-                   fill: float = 0.0, points: Mapping[str, Any] | None = None) -> "Sample":
+                   spacing: Any = None, crs: Any = None, channels: Sequence[str] | None = None,
+                   fill: float | str = "minimum", points: Mapping[str, Any] | None = None,
+                   dtype: str | torch.dtype | None = None) -> "Sample":
         """A sample from arrays. ``image`` is ``(C, *spatial)``; a bare ``(H, W)`` or ``(D, H, W)``
         array gets C=1 (a 3D array is a volume unless ``affine``/``spacing`` say it is 2D).
         ``label`` (integer, >= 0) and ``valid`` (bool) are ``(*spatial)`` or ``(1, *spatial)``.
-        Give ``affine`` (index of voxel centres -> world) or ``spacing``, not both."""
+        Give ``affine`` (index of voxel centres -> world) or ``spacing``, not both. ``crs`` is an EPSG
+        code, a CRS string (``"EPSG:32633"``, WKT) or a ``rasterio.crs.CRS``.
+
+        Values: an integer image becomes float32 (a float image keeps its dtype); ``dtype`` picks
+        another float type. ``fill`` (the value outside the field of view and at nodata) is a number,
+        or ``"minimum"`` (default) / ``"mean"`` of the valid voxels, so CT gets air, not water."""
         image_t = as_tensor("image", image)
         if affine is not None and spacing is not None:
             raise ParameterError("spacing", spacing, "None when affine is given (the affine holds the spacing)")
@@ -165,9 +180,11 @@ class Sample:
             if bad.any():
                 raise ParameterError("image", f"{int(bad.sum())} NaN/Inf voxels", "finite values (mark nodata "
                                      "with `valid` instead)")
+        image_t = image_t.to(intensity_dtype(image_t.dtype, dtype))
+        fill = resolve_fill(image_t, valid_t, fill)
         if valid_t is not None:  # canonical nodata: invalid voxels hold the fill value
             image_t = torch.where(valid_t, image_t, torch.full_like(image_t, fill))
-        layers["image"] = Layer(image_t, Role.INTENSITY, float(fill), tuple(channels) if channels else None)
+        layers["image"] = Layer(image_t, Role.INTENSITY, fill, tuple(channels) if channels else None)
         if label is not None:
             layers["label"] = Layer(_spatial("label", as_label("label", label), shape), Role.LABEL, 0)
         if valid_t is not None:
@@ -264,6 +281,54 @@ class Sample:
                            for n, l in self._layers.items())
         lazy = " (resampling pending)" if self._pending is not None else ""
         return f"Sample({self.space.describe()}; {layers}; {len(self.history)} records{lazy})"
+
+
+def intensity_dtype(source: torch.dtype | np.dtype | str, requested: str | torch.dtype | None = None) -> torch.dtype:
+    """The in-memory dtype of an intensity layer: ``requested`` (a float type) when given, else the
+    source's float type, else float32 (integers, and scaled integers of a file)."""
+    if requested is not None:
+        dtype = getattr(torch, requested.replace("torch.", ""), None) if isinstance(requested, str) else requested
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ParameterError("dtype", str(requested), "a float dtype for intensity layers (float16, bfloat16, "
+                                 "float32, float64); the on-disk type is chosen at save")
+        return dtype
+    if isinstance(source, torch.dtype):
+        return source if source.is_floating_point else torch.float32
+    return torch.float64 if np.dtype(source) == np.float64 else torch.float32
+
+
+def resolve_fill(data: torch.Tensor, valid: torch.Tensor | None, fill: float | str) -> float:
+    """``fill`` as a number: a number as given, or ``"minimum"``/``"mean"`` of ``data`` over valid
+    voxels (every channel). Checked by ``check_fill`` against ``data``'s dtype."""
+    if isinstance(fill, str):
+        if fill not in FILL_STATISTICS:
+            raise ParameterError("fill", fill, f"a number or one of {list(FILL_STATISTICS)}")
+        values = data if valid is None else data[valid.expand_as(data)]
+        values = values[torch.isfinite(values)] if values.dtype.is_floating_point else values
+        if values.numel() == 0:
+            fill = 0.0                       # no valid voxel: nothing to take a statistic of
+        else:
+            fill = float(values.min()) if fill == "minimum" else float(values.double().mean())
+    return check_fill(fill, data.dtype)
+
+
+def check_fill(fill: Any, dtype: torch.dtype) -> float:
+    """``fill`` as a float, or a ``ParameterError`` naming it when it is NaN/Inf or ``dtype`` cannot
+    hold it (a NaN fill would leak into valid voxels through interpolation)."""
+    if isinstance(fill, bool) or not isinstance(fill, (int, float, np.integer, np.floating)):
+        raise ParameterError("fill", fill, f"a finite number that {str(dtype).replace('torch.', '')} can hold")
+    value = float(fill)
+    if not math.isfinite(value):
+        raise ParameterError("fill", value, f"a finite number that {str(dtype).replace('torch.', '')} can hold "
+                             "(mark nodata with a VALID layer; a NaN fill would leak into valid voxels)")
+    if dtype.is_floating_point:
+        ok = abs(value) <= torch.finfo(dtype).max
+    else:
+        info = torch.iinfo(dtype)
+        ok = value == round(value) and info.min <= value <= info.max
+    if not ok:
+        raise ParameterError("fill", value, f"a value that {str(dtype).replace('torch.', '')} can hold")
+    return value
 
 
 def as_tensor(name: str, value: Any) -> torch.Tensor:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+import re
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -12,7 +13,61 @@ from .params import as_lengths
 
 from .kernels.grid import apply_affine
 
-__all__ = ["Space", "apply_affine"]
+__all__ = ["Space", "apply_affine", "as_crs", "crs_equal", "crs_name"]
+
+_EPSG_ROOT = re.compile(r'AUTHORITY\["EPSG","(\d+)"\]\]\s*$')
+
+
+def as_crs(value: Any) -> str | None:
+    """A CRS as domainaug keeps it: ``"EPSG:<code>"`` when the definition *is* that EPSG code, else
+    its full WKT, never a guessed code. Accepts ``None``, an EPSG code (``32633``), a string (``"EPSG:32633"``,
+    WKT, PROJ) or a CRS object with ``to_wkt()`` (``rasterio.crs.CRS``, ``pyproj.CRS``)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ParameterError("crs", value, "None, an EPSG code, a CRS string (EPSG:..., WKT) or a rasterio CRS")
+    if isinstance(value, (int, np.integer)):
+        return f"EPSG:{int(value)}"
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise ParameterError("crs", value, "None, an EPSG code, a CRS string (EPSG:..., WKT) or a rasterio CRS")
+        if text.upper().startswith("EPSG:") and text[5:].isdigit():
+            return f"EPSG:{int(text[5:])}"
+        return text
+    to_wkt = getattr(value, "to_wkt", None)
+    if to_wkt is None:
+        raise ParameterError("crs", type(value).__name__, "None, an EPSG code, a CRS string (EPSG:..., WKT) or a "
+                             "rasterio CRS")
+    try:                                     # rasterio's default is WKT1 (GDAL), whose root carries the code
+        wkt = to_wkt(version="WKT1_GDAL") if "rasterio" in type(value).__module__ else to_wkt()
+    except TypeError:
+        wkt = to_wkt()
+    match = _EPSG_ROOT.search(wkt)
+    return f"EPSG:{match.group(1)}" if match else wkt
+
+
+def crs_equal(a: str | None, b: str | None) -> bool:
+    """Whether two CRSs denote the same system, decided by PROJ (``rasterio.crs.CRS.__eq__``): an
+    EPSG code and its WKT, or an ESRI WKT that PROJ calls equal, are equal. Identical strings are equal
+    without PROJ; ``None`` equals only ``None``."""
+    if a == b:
+        return True
+    if a is None or b is None:
+        return False
+    from rasterio.crs import CRS
+    try:
+        return bool(CRS.from_user_input(a) == CRS.from_user_input(b))
+    except Exception:                        # a string PROJ cannot parse equals only itself
+        return False
+
+
+def crs_name(crs: str | None) -> str | None:
+    """A short name for messages: the EPSG code, or the WKT's first quoted name."""
+    if crs is None or crs.startswith("EPSG:") or len(crs) < 60:
+        return crs
+    match = re.search(r'"([^"]+)"', crs)
+    return f"WKT {match.group(1)!r}" if match else crs[:60] + "..."
 
 
 @dataclass(frozen=True, eq=False)
@@ -21,12 +76,13 @@ class Space:
 
     The affine is ``(n+1)x(n+1)`` float64 and maps the array index of a voxel/pixel *centre*, in
     array-axis order, to world units (mm for scans, CRS units for rasters). ``crs`` names the
-    coordinate reference system of a raster (``None`` for scans, which are in RAS+ mm).
+    coordinate reference system of a raster (``None`` for scans, which are in RAS+ mm), kept as
+    ``"EPSG:<code>"`` or full WKT (see ``as_crs``; an EPSG code, WKT or a rasterio CRS are accepted).
     """
 
     shape: tuple[int, ...]
     affine: np.ndarray = field(repr=False)
-    crs: str | None = None
+    crs: Any = None
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in self.shape)
@@ -47,13 +103,12 @@ class Space:
         affine.setflags(write=False)
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "affine", affine)
-        if self.crs is not None and not isinstance(self.crs, str):
-            raise ParameterError("crs", self.crs, "None or a CRS string such as 'EPSG:32633'")
+        object.__setattr__(self, "crs", as_crs(self.crs))
 
     # --- constructors -------------------------------------------------------------------------
     @classmethod
     def from_spacing(cls, shape: Sequence[int], spacing: Sequence[float] | float = 1.0,
-                     origin: Sequence[float] | None = None, crs: str | None = None) -> "Space":
+                     origin: Sequence[float] | None = None, crs: Any = None) -> "Space":
         """An axis-aligned grid with the given voxel size; ``origin`` is the world position of index 0."""
         n = len(shape)
         spacing = np.broadcast_to(np.asarray(as_lengths("spacing", spacing, n), dtype=np.float64), (n,))
@@ -100,15 +155,36 @@ class Space:
         """The same CRS on another grid."""
         return Space(tuple(shape), affine, self.crs)
 
-    def same_grid(self, other: "Space", tolerance: float = 1e-4) -> bool:
+    def same_grid(self, other: "Space", tolerance: float = 1e-4, *, equivalent_crs: bool = False) -> bool:
         """Same shape and CRS, and every voxel centre within ``tolerance`` voxels of its twin. The
         comparison is in index units (``A^-1 B`` against the identity), so a raster with a large
-        origin gets no more slack than a scan."""
-        if self.shape != other.shape or self.crs != other.crs:
+        origin gets no more slack than a scan. ``equivalent_crs`` compares CRSs with PROJ
+        (``crs_equal``) instead of as written."""
+        if self.shape != other.shape:
+            return False
+        if self.crs != other.crs and not (equivalent_crs and crs_equal(self.crs, other.crs)):
             return False
         corners = np.array(np.meshgrid(*[[0, s - 1] for s in self.shape], indexing="ij")).reshape(self.ndim, -1).T
         moved = apply_affine(self.inverse @ other.affine, corners)   # an affine drift is largest at a corner
         return bool(np.abs(moved - corners).max() <= tolerance)
+
+    def differences(self, other: "Space") -> str:
+        """What differs between two grids (shape, spacing, origin, direction, CRS), for error messages."""
+        out = []
+        if self.shape != other.shape:
+            out.append(f"shape {self.shape} vs {other.shape}")
+        if not np.allclose(self.spacing, other.spacing, rtol=1e-6, atol=0):
+            out.append(f"spacing {tuple(np.round(self.spacing, 6).tolist())} vs "
+                       f"{tuple(np.round(other.spacing, 6).tolist())}")
+        a, b = self.affine[:-1, -1], other.affine[:-1, -1]
+        if not np.allclose(a, b, rtol=0, atol=1e-6 * max(1.0, float(np.abs(a).max()))):
+            out.append(f"origin {tuple(np.round(a, 6).tolist())} vs {tuple(np.round(b, 6).tolist())}")
+        if not np.allclose(self.direction, other.direction, atol=1e-6):
+            out.append(f"direction {np.round(self.direction, 4).tolist()} vs {np.round(other.direction, 4).tolist()}")
+        if self.crs != other.crs:
+            out.append(f"crs {crs_name(self.crs)} vs {crs_name(other.crs)}"
+                       + (" (equivalent by PROJ)" if crs_equal(self.crs, other.crs) else ""))
+        return "; ".join(out) or "nothing beyond rounding (within 1e-6)"
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Space) and self.shape == other.shape and self.crs == other.crs
@@ -119,4 +195,4 @@ class Space:
 
     def describe(self) -> str:
         return (f"shape {self.shape}, spacing {tuple(np.round(self.spacing, 6).tolist())}"
-                + (f", crs {self.crs}" if self.crs else ""))
+                + (f", crs {crs_name(self.crs)}" if self.crs else ""))

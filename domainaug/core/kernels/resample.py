@@ -856,8 +856,12 @@ def _cubic_values(flat, valid_flat, c, src3, linear_value):
 
 
 def cast(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Intensity back to the layer's dtype: floats as they are, integers rounded and clipped."""
+    """Values back to the layer's dtype: float32/float64 as they are, narrower floats (float16,
+    bfloat16) clipped to their finite range (never Inf), integers (labels) rounded and clipped."""
     if dtype.is_floating_point:
+        if value.dtype != dtype and torch.finfo(dtype).max < torch.finfo(value.dtype).max:
+            top = torch.finfo(dtype).max
+            value = value.clamp(-top, top)
         return value.to(dtype)
     info = torch.iinfo(dtype)
     return value.round().clamp(info.min, info.max).to(dtype)
