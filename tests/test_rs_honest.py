@@ -176,6 +176,7 @@ def test_fixed_ops_with_scene_stats_leave_no_seam_between_tiles(fixtures):
            rs.CloudShadow(coverage=0.0, stats="scene", sensor="landsat7")]
     pipeline = da.Compose(ops)
     whole = rs.set_bands(dio.load(path), L7, sensor="landsat7")
+    whole.meta["scene_stats"] = {"image": rs.scene_stats(path, L7)}
     whole_out = pipeline(whole, G(0))["image"]
     tiles = list(rs.tiles(path, (160, 200), overlap=48, bands=L7, sensor="landsat7", scene_stats=True))
     assert len(tiles) >= 4
