@@ -270,3 +270,11 @@ def test_a_quarter_turn_of_a_non_square_raster_rotates_its_grid_and_keeps_its_fo
     assert torch.equal(out["image"].flatten().sort().values, landsat["image"].flatten().sort().values)
     i, j = np.round(out.space.world_to_index(out.points["p"].numpy())[0]).astype(int)
     assert torch.equal(out["image"][:, i, j], landsat["image"][:, 10, 20])   # content moved with the world
+
+
+def test_half_turns_and_mirrors_of_a_non_square_raster_keep_its_grid(landsat):
+    for k, flip in ((2, False), (0, True), (2, True)):
+        out = rs.RotationPolicy("dihedral").apply(landsat, {"k": k, "flip": flip, "degrees": 0.0, "axes": [0, 1]})
+        assert out.space == landsat.space
+    out = rs.RotationPolicy("any").apply(landsat, {"k": 0, "flip": False, "degrees": 30.0, "axes": [0, 1]})
+    assert out.space == landsat.space and not out["valid"].all()          # fixed grid, corners nodata

@@ -194,7 +194,8 @@ def naming_hint(count: int, sensor_name: str | None) -> str:
     if len(example) < count:
         example = example + ["..."]
     listed = ", ".join(repr(n) for n in example)
-    return (f"name them with domainaug.remote_sensing.set_bands(sample, [{listed}], sensor={sensor_text!r}) "
+    return (f"name them in file order, e.g. domainaug.remote_sensing.set_bands(sample, [{listed}], "
+            f"sensor={sensor_text!r}) "
             f"or on the command line with --bands {','.join(example)} --sensor {sensor_text} "
             f"(band descriptions such as B02_blue, B1_blue or SR_B4 in the file are understood)")
 
