@@ -278,3 +278,20 @@ def test_half_turns_and_mirrors_of_a_non_square_raster_keep_its_grid(landsat):
         assert out.space == landsat.space
     out = rs.RotationPolicy("any").apply(landsat, {"k": 0, "flip": False, "degrees": 30.0, "axes": [0, 1]})
     assert out.space == landsat.space and not out["valid"].all()          # fixed grid, corners nodata
+
+
+def test_clouds_are_cold_in_thermal_bands_and_shadows_leave_them_alone():
+    rng = np.random.default_rng(1)
+    refl = 0.05 + 0.1 * rng.random((2, 48, 48))
+    thermal = 290.0 + 10.0 * rng.random((1, 48, 48))                  # brightness temperature, K
+    s = da.Sample.from_numpy(np.concatenate([refl, thermal]).astype(np.float32), channels=["B4", "B5", "B10"],
+                             spacing=(30.0, 30.0))
+    t = rs.CloudShadow(coverage=0.3, reflectance_scale=1.0, sensor="landsat8")
+    out = t.apply(s, _opaque(t, s, seed=2))
+    marks = out["occlusion"][0]
+    assert out["image"][2][marks == 1].mean() < s["image"][2][marks == 1].mean()      # colder under cloud
+    shade = marks == 2                                                 # shadows do not cool (a soft cloud edge may)
+    assert (out["image"][2][shade] <= s["image"][2][shade]).all()
+    assert (out["image"][2][shade] == s["image"][2][shade]).float().mean() > 0.5
+    assert (out["image"][:2][:, shade] < s["image"][:2][:, shade]).float().mean() > 0.9
+    assert (out["image"][:2][:, marks == 1].mean(dim=1) > 0.6).all()
