@@ -153,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     aug.add_argument("--label-suffix", default=None, help="e.g. _seg: X_seg.nii.gz is the label of X.nii.gz")
     aug.add_argument("--scheduler", default=None, help="address of a Dask scheduler (default: a local cluster)")
     aug.add_argument("--workers", type=int, default=None, help="local worker threads (default: cores)")
-    aug.add_argument("--bands", default=None, help="band names for rasters without descriptions, e.g. B1,B2,B3")
+    aug.add_argument("--bands", default=None, help="band names, in file order, for rasters without band descriptions "
+                     "(read as band1, band2, ...), e.g. B1,B2,B3,B4,B5,B7 with --sensor landsat7; descriptions such "
+                     "as B02_blue, B1_blue or SR_B4 in the file need no flag (a preset brings its sensor)")
     aug.add_argument("--sensor", default=None, help="sensor table for --bands (sentinel2, landsat7, ...)")
     pre = sub.add_parser("presets", help="list presets, or print one as YAML")
     pre.add_argument("name", nargs="?")

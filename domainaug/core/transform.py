@@ -254,7 +254,11 @@ class IntensityTransform(Transform):
         self.layers = None if layers is None else list(layers)
 
     def target_layers(self, sample: Sample) -> list[str]:
-        names = sample.layer_names(Role.INTENSITY) if self.layers is None else list(self.layers)
+        if self.layers is None:      # layers computed from others (AppendIndex) change only when named
+            derived = set(sample.meta.get("derived_layers", ()))
+            names = [n for n in sample.layer_names(Role.INTENSITY) if n not in derived]
+        else:
+            names = list(self.layers)
         for n in names:
             if n not in sample.layer_names():
                 raise ParameterError("layers", self.layers, f"names of layers in the sample ({sample.layer_names()})")

@@ -5,13 +5,14 @@ through the core resampler. I/O is ``domainaug.io`` (rasterio); ``tiles`` reads 
 window by window.
 """
 
-from .bands import SENSORS, Band, Sensor, sensor, sensors
+from .bands import SENSORS, Band, Sensor, match_band, resolve_bands, sensor, sensors
 from .presets import preset, presets
 from .rotation import RotationPolicy
-from .tiles import TileWriter, classification_patches, tile_windows, tiles
-from .spectral import (INDICES, AppendIndex, BandDropout, CloudShadow, Haze, SpectralJitter, layer_bands, set_bands,
-                       spectral_index)
+from .tiles import TileWriter, classification_patches, scene_stats, tile_windows, tiles
+from .spectral import (INDICES, AppendIndex, BandDropout, CloudShadow, Haze, SpectralJitter, band_stats,
+                       cloud_reflectance, derived_layers, layer_bands, set_bands, source_layers, spectral_index)
 
 __all__ = ["preset", "presets", "SpectralJitter", "Haze", "BandDropout", "CloudShadow", "AppendIndex",
            "RotationPolicy", "spectral_index", "INDICES", "set_bands", "layer_bands", "sensor", "sensors", "SENSORS",
-           "Band", "Sensor", "tiles", "tile_windows", "TileWriter", "classification_patches"]
+           "Band", "Sensor", "tiles", "tile_windows", "TileWriter", "classification_patches", "scene_stats",
+           "resolve_bands", "match_band", "band_stats", "cloud_reflectance", "derived_layers", "source_layers"]

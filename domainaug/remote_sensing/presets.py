@@ -1,4 +1,10 @@
-"""Presets: documented pipelines per sensor, printable and editable as YAML (``preset(name).to_yaml()``)."""
+"""Presets: documented pipelines per sensor, printable and editable as YAML (``preset(name).to_yaml()``).
+
+Every preset changes the values of the ``image`` layer only (an index added by ``AppendIndex``, or
+any other INTENSITY layer, moves with the spatial steps but keeps its values). Band names are read
+from the channels (``bands`` explains which descriptions resolve); unnamed bands and too few bands
+are refused with a message saying what is needed.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +28,8 @@ def _satellite(sensor: str, min_bands: int) -> Compose:
         SpectralJitter(gain=(0.93, 1.07), bias=(-0.01, 0.01), correlation_nm=200.0, sensor=sensor,
                        min_bands=min_bands),
         Haze(strength=(0.0, 0.05), exponent=(1.0, 2.0), sensor=sensor, p=0.3),
-        GaussianNoise(std=(0.0, 0.02), p=0.3),
-        CloudShadow(coverage=(0.02, 0.2), p=0.1),
+        GaussianNoise(std=(0.0, 0.02), layers=["image"], p=0.3),
+        CloudShadow(coverage=(0.02, 0.2), sensor=sensor, p=0.1),
     ])
 
 
@@ -34,8 +40,8 @@ def _aerial_rgbn() -> Compose:
     return Compose([
         RotationPolicy("any"),
         SpectralJitter(gain=(0.9, 1.1), bias=(-0.03, 0.03), sensor="aerial-rgbn", min_bands=4),
-        BrightnessContrast(brightness=(-0.05, 0.05), contrast=(0.9, 1.1)),
-        GaussianBlur(sigma=(0.0, 0.5), p=0.2),
+        BrightnessContrast(brightness=(-0.05, 0.05), contrast=(0.9, 1.1), layers=["image"]),
+        GaussianBlur(sigma=(0.0, 0.5), layers=["image"], p=0.2),
     ])
 
 

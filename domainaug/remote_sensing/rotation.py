@@ -31,6 +31,22 @@ class RotationPolicy(SpatialTransform):
       These interpolate and fill the corners on a fixed grid; the corners are marked invalid (a
       VALID layer is added when the sample has none).
 
+    What happens to the grid and the footprint (the world area the raster covers):
+
+    - ``"rot90"``/``"dihedral"`` on a square grid with equal spacing: the grid stays the same (a
+      warp); the content turns inside the same footprint.
+    - on a non-square grid (or unequal spacing), an odd quarter turn rotates the *grid* with the
+      content (``Rot90``): the output ``Space`` has rows and columns swapped (``(H, W) -> (W, H)``,
+      and their spacings), its affine turns by 90 degrees about the grid centre, and the footprint is
+      the input's, turned about its centre. Every pixel keeps its value and is placed at its
+      rotated world position; nothing is cut off or filled. The grid is then no longer north-up, so
+      such a tile cannot be written back into the source mosaic (``TileWriter`` refuses it), and
+      tiles of one batch may differ in shape: use square tiles when that matters. Half turns and
+      mirrors keep the grid (the content moves inside the same footprint), so on a non-square
+      raster half of the eight ``"dihedral"`` draws keep the ``Space`` and half rotate it.
+    - ``"small"``/``"any"`` keep the grid and the footprint: the content turns inside it, what
+      leaves the footprint is lost and what comes in is nodata (marked invalid).
+
     Overhead scenes have no "up", so rotations are usually safe. They are harmful when the class
     depends on orientation: shadow direction (sun azimuth) in building or tree-height tasks, slope
     aspect, north-up map symbols or text, and wind or wave patterns. Mirroring (``"dihedral"``) also

@@ -1,9 +1,28 @@
 """Band-aware, nodata-aware spectral transforms and indices for multispectral rasters.
 
 Bands are named by the layer's channel names: a sensor's band names (``"B04"``, with ``sensor=``
-or ``sample.meta["sensor"]``) or common names (``"red"``, ``"nir"``; no sensor needed). Params are
-keyed by band name, so logs stay meaningful when bands are dropped or reordered. Every op leaves
-invalid (nodata) pixels untouched; integer rasters keep their dtype (rounded, clipped).
+or ``sample.meta["sensor"]``) or common names (``"red"``, ``"nir"``; no sensor needed); band
+descriptions such as ``B02_blue`` or ``SR_B4`` resolve by the rules in ``bands``. Params are keyed by
+band name, so logs stay meaningful when bands are dropped or reordered. Every op leaves invalid
+(nodata) pixels untouched and computes in float.
+
+**Reflectance units.** The physical models (``Haze``, ``CloudShadow``) work in reflectance. With
+``reflectance_scale`` a number, the data is ``reflectance * reflectance_scale`` (1 for reflectance,
+10000 for Sentinel-2 or Landsat digital numbers scaled that way). With ``None`` (the default, for
+uncalibrated DN such as 8-bit products) each band's valid range stands for reflectance 0..1: its
+darkest valid value for 0 (the dark-object assumption, Chavez 1988) and its brightest for 1.
+
+**Band statistics.** Ops that read band statistics (``SpectralJitter`` with a relative bias,
+``Haze`` and ``CloudShadow`` without a ``reflectance_scale``, ``BandDropout(value="mean")``) take
+``stats``: ``None`` (each sample's own valid pixels: tiles of a mosaic then differ at their seams),
+``"scene"`` (``sample.meta["scene_stats"][layer]``, computed once per file by
+``tiles(..., scene_stats=True)`` or ``scene_stats(path)``), or explicit values ``{band: {"min",
+"max", "mean", "std"}}`` (JSON-ready, so records replay).
+
+**Derived layers.** ``AppendIndex`` lists the layer it adds in ``sample.meta["derived_layers"]``;
+``source_layers(sample)`` gives the INTENSITY layers that are not derived, for ``layers=`` of
+generic intensity ops (the core skips derived layers once ``IntensityTransform.target_layers``
+reads that key).
 """
 
 from __future__ import annotations
@@ -21,23 +40,32 @@ from ..core.params import as_uniform, check_choice, check_positive_int
 from ..core.random import child_seed
 from ..core.sample import Layer, Role, Sample
 from ..core.transform import IntensityTransform, Transform
-from ..errors import ParameterError
+from ..errors import ParameterError, ShapeError
 from ..intensity import _noise, affine_values, channel_quantiles, channel_stats
-from .bands import Band, resolve_bands, sensor as sensor_table
+from .bands import Band, is_unnamed, naming_hint, resolve_bands, sensor as sensor_table
 
 __all__ = ["set_bands", "layer_bands", "SpectralJitter", "Haze", "BandDropout", "CloudShadow", "INDICES",
-           "spectral_index", "AppendIndex"]
+           "spectral_index", "AppendIndex", "band_stats", "check_stats", "cloud_reflectance", "derived_layers",
+           "source_layers", "REFERENCE_NM", "STAT_KEYS"]
 
 
 def set_bands(sample: Sample, names: Sequence[str], sensor: str | None = None, layer: str = "image") -> Sample:
-    """Name the channels of ``layer`` (e.g. a GeoTIFF without band descriptions) and record the sensor."""
+    """Name the channels of ``layer`` (e.g. a GeoTIFF without band descriptions) and record the sensor.
+
+    With ``sensor``, every name must resolve to one of its bands (the rules in ``bands``: ``B02``,
+    ``B2``, ``B02_blue``, ``SR_B2`` and ``blue`` all name Sentinel-2 B02). Scene statistics in
+    ``sample.meta["scene_stats"][layer]`` are renamed with the channels, by position.
+    """
     info = sample.layer_info(layer)
     names = [str(n) for n in names]
     if len(names) != info.data.shape[0]:
         raise ParameterError("names", names, f"{info.data.shape[0]} band names for layer {layer!r}")
     if sensor is not None:
-        sensor_table(sensor).select(names)                      # every name must be a band of the sensor
+        resolve_bands(names, sensor_table(sensor).name, layer)       # every name must be a band of the sensor
     meta = {**sample.meta, **({"sensor": sensor} if sensor else {})}
+    scene = meta.get("scene_stats", {})
+    if layer in scene and len(scene[layer]) == len(names):
+        meta["scene_stats"] = {**scene, layer: dict(zip(names, scene[layer].values()))}
     return sample.replace(layers={**sample.layers, layer: replace(sample.layers[layer], channels=tuple(names))},
                           meta=meta)
 
@@ -45,6 +73,104 @@ def set_bands(sample: Sample, names: Sequence[str], sensor: str | None = None, l
 def layer_bands(sample: Sample, layer: str, sensor: str | None) -> list[Band]:
     """The ``Band`` of every channel of ``layer`` (sensor from the argument or ``sample.meta``)."""
     return resolve_bands(sample.layer_info(layer).channels, sensor or sample.meta.get("sensor"), layer)
+
+
+def _check_named(sample: Sample, layer: str, sensor: str | None) -> list[str]:
+    """The channel names of ``layer``; unnamed bands (``band1``...) are refused with how to name them."""
+    info = sample.layer_info(layer)
+    channels = list(info.channels or [None] * info.data.shape[0])
+    if any(is_unnamed(c) for c in channels):
+        resolve_bands(channels, sensor or sample.meta.get("sensor"), layer)       # raises, with the hint
+    return [str(c) for c in channels]
+
+
+def _check_band_count(sample: Sample, layer: str, need: int, who: str) -> None:
+    have = sample.layer_info(layer).data.shape[0]
+    if have < need:
+        raise ShapeError(f"{who} on layer {layer!r} needs at least {need} bands, got {have} (min_bands={need}: "
+                         f"it is for multispectral input)")
+
+
+# --- statistics ----------------------------------------------------------------------------------
+STAT_KEYS = ("min", "max", "mean", "std")
+
+
+def check_stats(stats: Any) -> None | str | dict[str, dict[str, float]]:
+    """``stats`` argument: ``None``, ``"scene"`` or ``{band: {"min", "max", "mean", "std"}}`` (numbers)."""
+    if stats is None or stats == "scene":
+        return stats
+    expected = 'None, "scene", or {band name: {"min", "max", "mean", "std"}} with finite numbers'
+    if not isinstance(stats, dict) or not stats:
+        raise ParameterError("stats", stats, expected)
+    out: dict[str, dict[str, float]] = {}
+    for band, values in stats.items():
+        if not isinstance(values, dict) or not all(k in values for k in STAT_KEYS):
+            raise ParameterError("stats", stats, expected + f"; band {band!r} has {values!r}")
+        try:
+            out[str(band)] = {k: float(values[k]) for k in STAT_KEYS}
+        except (TypeError, ValueError):
+            raise ParameterError("stats", stats, expected + f"; band {band!r} has {values!r}") from None
+        if not all(math.isfinite(v) for v in out[str(band)].values()):
+            raise ParameterError("stats", stats, expected + f"; band {band!r} has {values!r}")
+    return out
+
+
+def band_stats(sample: Sample, layer: str, data: torch.Tensor, valid: torch.Tensor | None, stats: Any,
+               which: tuple[str, ...] = STAT_KEYS) -> dict[str, torch.Tensor]:
+    """Per-band statistics ``(C, 1, ..., 1)`` of ``layer``: of ``data`` over ``valid`` (``stats``
+    ``None``), from ``sample.meta["scene_stats"][layer]`` (``"scene"``), or from a given table."""
+    if stats is None:
+        return channel_stats(data, valid, which)
+    if stats == "scene":
+        scene = sample.meta.get("scene_stats", {})
+        if layer not in scene:
+            raise ParameterError("stats", "scene", f"scene statistics of layer {layer!r} in sample.meta['scene_stats'] "
+                                 "(remote_sensing.tiles(..., scene_stats=True) puts them there; or pass "
+                                 "stats=remote_sensing.scene_stats(path))")
+        table = scene[layer]
+    else:
+        table = stats
+    channels = list(sample.layer_info(layer).channels or ())
+    missing = [c for c in channels if c not in table]
+    if missing or not channels:
+        raise ParameterError("stats", sorted(table), f"statistics for every band of layer {layer!r} "
+                             f"({channels}); missing {missing}")
+    shape = (-1,) + (1,) * (data.dim() - 1)
+    return {k: torch.tensor([float(table[c][k]) for c in channels], dtype=data.dtype, device=data.device).view(shape)
+            for k in which}
+
+
+def _reflectance_units(sample: Sample, layer: str, data: torch.Tensor, valid: torch.Tensor | None, stats: Any,
+                       reflectance_scale: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(offset, unit)`` per band, ``(C, 1, ..., 1)``: data = offset + reflectance * unit."""
+    shape = (data.shape[0],) + (1,) * (data.dim() - 1)
+    if reflectance_scale is not None:
+        return (torch.zeros(shape, dtype=data.dtype, device=data.device),
+                torch.full(shape, reflectance_scale, dtype=data.dtype, device=data.device))
+    st = band_stats(sample, layer, data, valid, stats, ("min", "max"))
+    return st["min"], st["max"] - st["min"]
+
+
+def _check_scale(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
+        raise ParameterError("reflectance_scale", value, "None (each band's valid range is reflectance 0..1) or "
+                             "the data value of reflectance 1, > 0")
+    return float(value)
+
+
+# --- derived layers ------------------------------------------------------------------------------
+def derived_layers(sample: Sample) -> list[str]:
+    """Layers computed from others (``AppendIndex``), from ``sample.meta["derived_layers"]``."""
+    return [n for n in sample.meta.get("derived_layers", ()) if n in sample.layer_names()]
+
+
+def source_layers(sample: Sample) -> list[str]:
+    """The INTENSITY layers that are not derived: ``layers=`` for a generic intensity op that must
+    leave appended indices alone."""
+    derived = set(derived_layers(sample))
+    return [n for n in sample.layer_names(Role.INTENSITY) if n not in derived]
 
 
 def _channel_index(layer: Layer, names: Sequence[str], layer_name: str) -> list[int]:
@@ -78,17 +204,26 @@ class SpectralJitter(IntensityTransform):
         correlation_nm: ``None`` (independent bands) or the anchor spacing in nm.
         relative: Bias as a fraction of the band's valid range.
         bands: Band names to jitter (default: every band of the layer).
-        sensor: Sensor table for band names (default: ``sample.meta["sensor"]``).
+        sensor: Sensor table for band names (default: ``sample.meta["sensor"]``); with a sensor every
+            band must resolve to one of its bands.
         min_bands: Fewest bands the layer must have (presets use it to refuse 1-band input).
+        stats: Band statistics for the relative bias: ``None`` (per sample), ``"scene"`` or a table
+            (see the module docstring); fixed parameters with scene statistics leave no seams
+            between tiles.
         layer: The INTENSITY layer holding the bands.
         p: Probability of applying.
+
+    Raises:
+        ShapeError: the layer has fewer than ``min_bands`` bands.
+        ParameterError: unnamed bands (``band1``...), or names that do not resolve.
     """
 
     fresh_output = True
 
     def __init__(self, gain: float | tuple[float, float] = (0.9, 1.1), bias: float | tuple[float, float] = (-0.02, 0.02),
                  correlation_nm: float | None = None, relative: bool = True, bands: Sequence[str] | None = None,
-                 sensor: str | None = None, min_bands: int = 1, layer: str = "image", p: float = 1.0) -> None:
+                 sensor: str | None = None, min_bands: int = 1, stats: Any = None, layer: str = "image",
+                 p: float = 1.0) -> None:
         self.gain = as_uniform("gain", gain, low=1e-6)
         self.bias = as_uniform("bias", bias)
         if correlation_nm is not None and (isinstance(correlation_nm, bool) or not isinstance(correlation_nm, (int, float))
@@ -101,18 +236,17 @@ class SpectralJitter(IntensityTransform):
         self.bands = None if bands is None else [str(b) for b in bands]
         self.sensor = None if sensor is None else sensor_table(sensor).name
         self.min_bands = check_positive_int("min_bands", min_bands)
+        self.stats = check_stats(stats)
         self.layer = layer
         self._set_layers([layer])
         self._set_p(p)
 
     def _names(self, sample: Sample) -> list[str]:
         info = sample.layer_info(self.layer)
-        channels = list(info.channels or ())
-        if info.data.shape[0] < self.min_bands:
-            raise ParameterError("min_bands", self.min_bands, f"at most the {info.data.shape[0]} band(s) of layer "
-                                 f"{self.layer!r}: this transform is for multispectral input")
-        if not channels:
-            raise ParameterError("bands", None, f"channel names on layer {self.layer!r} (remote_sensing.set_bands)")
+        _check_band_count(sample, self.layer, self.min_bands, type(self).__name__)
+        channels = _check_named(sample, self.layer, self.sensor)
+        if self.sensor or sample.meta.get("sensor") or self.correlation_nm is not None:
+            layer_bands(sample, self.layer, self.sensor)              # every band must be a band of the sensor
         names = self.bands or channels
         _channel_index(info, names, self.layer)
         return names
@@ -135,7 +269,7 @@ class SpectralJitter(IntensityTransform):
         gain = _per_band(params["gain"], info, name, 1.0, data)
         bias = _per_band(params["bias"], info, name, 0.0, data)
         if self.relative:
-            stats = channel_stats(data, valid, ("min", "max"))
+            stats = band_stats(sample, name, data, valid, self.stats, ("min", "max"))
             bias = bias * (stats["max"] - stats["min"])
         return gain, bias
 
@@ -143,24 +277,37 @@ class SpectralJitter(IntensityTransform):
         return affine_values(data, *self.channel_affine(data, valid, params, sample, name))
 
 
+#: Reference wavelength of ``Haze`` strength, nm (green; a band's haze does not depend on the others).
+REFERENCE_NM = 550.0
+
+
 class Haze(IntensityTransform):
-    """Additive path radiance, stronger at short wavelengths: ``x + s * R * (lambda_0 / lambda) ** k``,
-    with ``lambda_0`` the layer's shortest band, ``R`` the mean valid range of the bands (so ``s`` is
-    a fraction of the data's range), ``k`` between ~1 (haze, aerosols) and 4 (Rayleigh).
+    """Additive path radiance, stronger at short wavelengths (an Angstrom law):
+    ``x + s * u * (550 nm / lambda) ** k`` per band, with ``lambda`` the band's centre wavelength,
+    ``s`` the haze reflectance at 550 nm and ``u`` the band's reflectance unit (see the module
+    docstring: ``reflectance_scale``, or the band's valid range). ``k`` is the Angstrom exponent:
+    ~1-2 for aerosol haze, 4 for Rayleigh scattering (Angstrom 1929, Geogr. Ann. 11;
+    Kaufman et al. 1997, J. Geophys. Res. 102(D14)). A band's change depends only on that band, never on which other
+    bands the sample has.
 
     Args:
-        strength: ``s``, >= 0; a number or a range.
+        strength: ``s``, reflectance at 550 nm, >= 0; a number or a range.
         exponent: ``k``, >= 0; a number or a range.
         sensor: Sensor table for band names (default: ``sample.meta["sensor"]``).
+        reflectance_scale: Data value of reflectance 1 (``None``: each band's valid range).
+        stats: Band statistics when ``reflectance_scale`` is ``None``: ``None``, ``"scene"`` or a table.
         layer: The INTENSITY layer holding the bands.
         p: Probability of applying.
     """
 
     def __init__(self, strength: float | tuple[float, float] = (0.0, 0.1), exponent: float | tuple[float, float] = (1.0, 2.0),
-                 sensor: str | None = None, layer: str = "image", p: float = 1.0) -> None:
+                 sensor: str | None = None, reflectance_scale: float | None = None, stats: Any = None,
+                 layer: str = "image", p: float = 1.0) -> None:
         self.strength = as_uniform("strength", strength, low=0.0)
         self.exponent = as_uniform("exponent", exponent, low=0.0, high=8.0)
         self.sensor = None if sensor is None else sensor_table(sensor).name
+        self.reflectance_scale = _check_scale(reflectance_scale)
+        self.stats = check_stats(stats)
         self.layer = layer
         self._set_layers([layer])
         self._set_p(p)
@@ -170,12 +317,10 @@ class Haze(IntensityTransform):
         return {"strength": self.strength.draw(generator), "exponent": self.exponent.draw(generator)}
 
     def channel_affine(self, data, valid, params, sample, name):
-        lam = torch.tensor([b.center_nm for b in layer_bands(sample, self.layer, self.sensor)], dtype=data.dtype,
-                           device=data.device)
-        shape = (lam.min() / lam) ** params["exponent"]
-        stats = channel_stats(data, valid, ("min", "max"))
-        scale = (stats["max"] - stats["min"]).mean()
-        bias = (params["strength"] * scale * shape).view((-1,) + (1,) * (data.dim() - 1))
+        lam = torch.tensor([b.center_nm for b in layer_bands(sample, self.layer, self.sensor)], dtype=torch.float64)
+        shape = ((REFERENCE_NM / lam) ** params["exponent"]).to(data.dtype).to(data.device)
+        _, unit = _reflectance_units(sample, name, data, valid, self.stats, self.reflectance_scale)
+        bias = params["strength"] * unit * shape.view(unit.shape)
         return torch.ones_like(bias), bias
 
     def transform_layer(self, data, valid, params, sample, name):
@@ -189,17 +334,19 @@ class BandDropout(IntensityTransform):
         max_bands: Most bands dropped per call (at least one is).
         bands: Candidate band names (default: every band).
         value: ``"zero"`` or ``"mean"``.
+        stats: Band means for ``"mean"``: ``None`` (per sample), ``"scene"`` or a table.
         layer: The INTENSITY layer holding the bands.
         p: Probability of applying.
     """
 
     def __init__(self, max_bands: int = 1, bands: Sequence[str] | None = None, value: str = "zero",
-                 layer: str = "image", p: float = 1.0) -> None:
+                 stats: Any = None, layer: str = "image", p: float = 1.0) -> None:
         self.max_bands = check_positive_int("max_bands", max_bands)
         if bands is not None and (isinstance(bands, str) or not bands):
             raise ParameterError("bands", bands, "None or a non-empty list of band names")
         self.bands = None if bands is None else [str(b) for b in bands]
         self.value = check_choice("value", value, ("zero", "mean"))
+        self.stats = check_stats(stats)
         self.layer = layer
         self._set_layers([layer])
         self._set_p(p)
@@ -217,32 +364,64 @@ class BandDropout(IntensityTransform):
     def transform_layer(self, data, valid, params, sample, name):
         out = data.clone()
         index = _channel_index(sample.layer_info(name), params["bands"], name)
-        fill = channel_stats(data, valid, ("mean",))["mean"] if self.value == "mean" else torch.zeros_like(data[:, :1])
+        fill = band_stats(sample, name, data, valid, self.stats, ("mean",))["mean"] if self.value == "mean" \
+            else torch.zeros_like(data[:, :1])
         for i in index:
             out[i] = fill[i].expand_as(out[i])
         return out
 
 
+#: Reflectance of an optically thick water cloud at the top of the atmosphere, by wavelength (nm):
+#: bright and flat over the visible and near infrared, falling in the SWIR where liquid water and
+#: ice absorb (King et al. 1992, IEEE TGRS 30(1); the basis of Fmask's cloud tests, Zhu & Woodcock
+#: 2012, Remote Sens. Environ. 118). Beyond ``THERMAL_NM`` clouds are cold, not bright.
+CLOUD_REFLECTANCE = ((400.0, 0.80), (1000.0, 0.78), (1250.0, 0.72), (1650.0, 0.55), (2200.0, 0.35), (2500.0, 0.30))
+THERMAL_NM = 3000.0
+
+
+def cloud_reflectance(center_nm: float) -> float:
+    """The reflectance of a thick cloud at a band centre (``CLOUD_REFLECTANCE``, linear in between,
+    constant beyond its ends); ``nan`` for thermal bands (centre above ``THERMAL_NM``)."""
+    if center_nm > THERMAL_NM:
+        return math.nan
+    lam, rho = zip(*CLOUD_REFLECTANCE)
+    return float(np.interp(center_nm, lam, rho))
+
+
 class CloudShadow(Transform):
     """Occlude the scene with smooth random clouds and their shadows, and mark what they hide.
 
-    Cloud pixels are blended towards a bright value per band (its 99th valid percentile); shadow
-    pixels (the cloud field shifted by ``shadow_shift``) are darkened. A LABEL layer ``mask``
-    records 0 clear, 1 cloud, 2 shadow; invalid pixels stay untouched and clear.
+    A physical blend per band, in reflectance units (module docstring: ``reflectance_scale``, or the
+    band's valid range for uncalibrated DN):
+
+    - cloud: ``x -> (1 - a) x + a * rho_c(lambda)``, ``a`` the cloud's opacity (a smooth field up to
+      ``opacity``) and ``rho_c`` the reflectance of a thick cloud at the band's centre wavelength
+      (``CLOUD_REFLECTANCE``: ~0.8 in VNIR, 0.55 at 1.6 um, 0.35 at 2.2 um). Clouds are therefore
+      brighter than a clear scene in VNIR and less so in SWIR. Thermal bands are blended towards
+      their valid minimum (cloud tops are cold).
+    - shadow (the cloud field shifted by ``shadow_shift``, where no cloud is): reflectance scaled
+      by ``darkness`` (the diffuse skylight left when the direct beam is blocked); thermal bands
+      are left as they are.
+
+    A LABEL layer ``mask`` records 0 clear, 1 cloud, 2 shadow; invalid pixels stay untouched and clear.
 
     Args:
         coverage: Fraction of valid pixels under cloud; a number or a range in [0, 1].
         scale: Size of cloud structures in world units (default: one eighth of the longest extent).
         shadow_shift: Largest shadow offset in world units per axis (default: ``scale``); 0 disables
             shadows.
+        reflectance_scale: Data value of reflectance 1 (``None``: each band's valid range).
+        stats: Band statistics when ``reflectance_scale`` is ``None`` (and for thermal bands):
+            ``None`` (per sample), ``"scene"`` or a table.
+        sensor: Sensor table for band names (default: ``sample.meta["sensor"]``).
         layer: The INTENSITY layer to occlude.
         mask: Name of the LABEL layer that marks occlusions (created or overwritten).
         p: Probability of applying.
     """
 
     def __init__(self, coverage: float | tuple[float, float] = (0.05, 0.3), scale: float | None = None,
-                 shadow_shift: float | None = None, layer: str = "image", mask: str = "occlusion",
-                 p: float = 1.0) -> None:
+                 shadow_shift: float | None = None, reflectance_scale: float | None = None, stats: Any = None,
+                 sensor: str | None = None, layer: str = "image", mask: str = "occlusion", p: float = 1.0) -> None:
         self.coverage = as_uniform("coverage", coverage, low=0.0, high=1.0)
         if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
             raise ParameterError("scale", scale, "None or one world length > 0")
@@ -251,6 +430,9 @@ class CloudShadow(Transform):
                                          or shadow_shift < 0):
             raise ParameterError("shadow_shift", shadow_shift, "None or a world length >= 0")
         self.shadow_shift = None if shadow_shift is None else float(shadow_shift)
+        self.reflectance_scale = _check_scale(reflectance_scale)
+        self.stats = check_stats(stats)
+        self.sensor = None if sensor is None else sensor_table(sensor).name
         self.layer, self.mask = layer, mask
         self._set_p(p)
 
@@ -259,13 +441,14 @@ class CloudShadow(Transform):
         return self.scale if self.scale is not None else float(max(extent.max(), sample.space.spacing.max()) / 8)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        layer_bands(sample, self.layer, self.sensor)            # the model needs every band's wavelength
         scale = self._scale(sample)
         limit = scale if self.shadow_shift is None else self.shadow_shift
         shift = [(2 * torch.rand((), generator=generator, dtype=torch.float64).item() - 1) * limit
                  for _ in range(sample.space.ndim)]
         return {"coverage": self.coverage.draw(generator), "seed": child_seed(generator), "scale": scale,
-                "shadow_shift": shift, "brightness": 0.6 + 0.4 * torch.rand((), generator=generator,
-                                                                              dtype=torch.float64).item(),
+                "shadow_shift": shift, "opacity": 0.6 + 0.4 * torch.rand((), generator=generator,
+                                                                         dtype=torch.float64).item(),
                 "darkness": 0.3 + 0.4 * torch.rand((), generator=generator, dtype=torch.float64).item()}
 
     def _field(self, sample: Sample, params: dict[str, Any]) -> torch.Tensor:
@@ -287,11 +470,24 @@ class CloudShadow(Transform):
             cloud = ((field - threshold[0].float()) / 0.05 + 0.5).clamp(0, 1) * valid   # soft edge centred on it
         shift = [int(round(d / s)) for d, s in zip(params["shadow_shift"], sample.space.spacing)]
         shadow = _shifted(cloud, shift) * (1 - cloud) * valid if any(shift) else torch.zeros_like(cloud)
+        if not bool(cloud.any()) and not bool(shadow.any()):
+            return sample.with_layers(**{self.layer: image, self.mask: Layer(
+                torch.zeros((1,) + tuple(cloud.shape), dtype=torch.uint8, device=cloud.device), Role.LABEL, 0)})
         data = image.data.double()
-        bright = channel_quantiles(data, valid[None], [99.0])[0] * params["brightness"] if bool(valid.any()) \
-            else torch.zeros((data.shape[0],) + (1,) * cloud.dim(), dtype=data.dtype)
-        out = data * (1 - cloud) + bright * cloud
-        out = out * (1 - shadow * (1 - params["darkness"]))
+        v = valid[None]
+        offset, unit = _reflectance_units(sample, self.layer, data, v, self.stats, self.reflectance_scale)
+        rho = torch.tensor([cloud_reflectance(b.center_nm) for b in layer_bands(sample, self.layer, self.sensor)],
+                           dtype=data.dtype, device=data.device).view(offset.shape)
+        thermal = torch.isnan(rho)
+        if bool(thermal.any()):
+            cold = band_stats(sample, self.layer, data, v, self.stats, ("min",))["min"]
+            target = torch.where(thermal, cold, offset + torch.nan_to_num(rho) * unit)
+        else:
+            target = offset + rho * unit
+        alpha = cloud.double() * params["opacity"]
+        out = data * (1 - alpha) + target * alpha
+        dim = 1 - shadow.double() * (1 - params["darkness"])
+        out = torch.where(thermal, out, offset + (out - offset) * dim)
         marks = torch.where(cloud > 0.5, 1, torch.where(shadow > 0.5, 2, 0)).to(torch.uint8)[None]
         return sample.with_layers(**{self.layer: replace(image, data=cast(out, image.data.dtype)),
                                      self.mask: Layer(marks, Role.LABEL, 0)})
@@ -341,7 +537,9 @@ def spectral_index(sample: Sample, index: str, sensor: str | None = None, layer:
 
 class AppendIndex(Transform):
     """Add a spectral index as a new one-channel float32 INTENSITY layer (named ``output``, default the
-    index name); invalid pixels hold 0 (the layer's fill) and stay marked by the VALID layer.
+    index name); invalid pixels hold 0 (the layer's fill) and stay marked by the VALID layer. The
+    layer is listed in ``sample.meta["derived_layers"]``, so intensity ops leave it alone unless
+    ``layers=`` names it (``source_layers``).
 
     Args:
         index: One of ``INDICES`` (NDVI, NDWI, MNDWI, NDBI, NBR, NDSI, NDRE).
@@ -367,4 +565,8 @@ class AppendIndex(Transform):
     def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
         values = spectral_index(sample, self.index, self.sensor, self.layer)
         values = torch.nan_to_num(values, nan=0.0)
-        return sample.with_layers(**{self.output or self.index: Layer(values, Role.INTENSITY, 0.0, (self.index,))})
+        name = self.output or self.index
+        out = sample.with_layers(**{name: Layer(values, Role.INTENSITY, 0.0, (self.index,))})
+        derived = [n for n in sample.meta.get("derived_layers", ()) if n != name]
+        out.meta = {**out.meta, "derived_layers": derived + [name]}
+        return out

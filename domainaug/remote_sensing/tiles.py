@@ -20,7 +20,7 @@ from ..io import assemble, atomic_path
 from ..io import geotiff
 from .spectral import set_bands
 
-__all__ = ["tiles", "tile_windows", "TileWriter", "classification_patches"]
+__all__ = ["tiles", "tile_windows", "TileWriter", "classification_patches", "scene_stats"]
 
 CACHE_BYTES = 16 * 2**20      # GDAL block cache while tiling: a few tiles, not the raster
 
@@ -67,16 +67,19 @@ def tile_windows(height: int, width: int, size: int | Sequence[int], overlap: in
 
 
 def tiles(path: str | os.PathLike, size: int | Sequence[int], overlap: int = 0, *, label: str | os.PathLike | None = None,
-          bands: Sequence[str] | None = None, sensor: str | None = None) -> Iterator[Sample]:
+          bands: Sequence[str] | None = None, sensor: str | None = None, scene_stats: bool = False) -> Iterator[Sample]:
     """Yield tiles of a GeoTIFF (and its label raster) as Samples, reading one window at a time.
 
     Each tile's ``Space`` places it in the raster's CRS (kept pixels keep their world
     coordinates); ``meta["window"]`` is ``[row_off, col_off, height, width]``. ``bands`` names the
-    channels (with ``sensor``) when the file has no band descriptions.
+    channels (with ``sensor``) when the file has no band descriptions. With ``scene_stats``, the
+    statistics of the whole file (``scene_stats(path)``, one extra pass) are in every tile's
+    ``meta["scene_stats"]["image"]``, for ops given ``stats="scene"`` (no seams between tiles).
     """
     with rasterio.open(path) as src:
         height, width = src.height, src.width
     windows = tile_windows(height, width, size, overlap)
+    stats = _read_scene_stats(path, bands) if scene_stats else None
     for window in windows:
         with rasterio.Env(GDAL_CACHEMAX=CACHE_BYTES):         # GDAL's block cache would grow to the raster
             image = geotiff.read(Path(path), window)
@@ -91,6 +94,8 @@ def tiles(path: str | os.PathLike, size: int | Sequence[int], overlap: int = 0, 
                            raster_shape=[height, width])
         if bands is not None:
             sample = set_bands(sample, bands, sensor)
+        if stats is not None:
+            sample.meta["scene_stats"] = {"image": {b: dict(v) for b, v in stats.items()}}
         yield sample
 
 
@@ -157,3 +162,53 @@ class TileWriter:
         else:
             self._dst.close()
             self._atomic.__exit__(exc_type, exc, tb)
+
+
+def scene_stats(path: str | os.PathLike, bands: Sequence[str] | None = None,
+                block: int = 1024) -> dict[str, dict[str, float]]:
+    """Per-band ``{"min", "max", "mean", "std", "count"}`` over the valid pixels of a whole GeoTIFF
+    (valid as ``tiles`` and ``load`` see them), read ``block`` rows and columns at a time. Keys are
+    ``bands`` or the file's channel names; the result is JSON-ready (``stats=`` of spectral ops).
+
+    Raises:
+        NoDataError: the file has no valid pixel.
+    """
+    return _read_scene_stats(path, bands, block)
+
+
+def _read_scene_stats(path: str | os.PathLike, bands: Sequence[str] | None = None,
+                      block: int = 1024) -> dict[str, dict[str, float]]:
+    with rasterio.open(path) as src:
+        height, width = src.height, src.width
+    shift = total = squares = low = high = None
+    count = 0
+    names: list[str] = []
+    for window in tile_windows(height, width, check_positive_int("block", block)):
+        with rasterio.Env(GDAL_CACHEMAX=CACHE_BYTES):
+            image = geotiff.read(Path(path), window)
+        if image.get("valid") is not None and not image["valid"].any():
+            continue
+        try:
+            sample = assemble(image, None, path)
+        except NoDataError:
+            continue
+        names = [str(b) for b in bands] if bands is not None else list(sample.layer_info("image").channels or ())
+        data = sample["image"].double().reshape(sample["image"].shape[0], -1)
+        if sample.valid_name:
+            data = data[:, sample[sample.valid_name].reshape(-1)]
+        if shift is None:                       # sums about a first estimate of the mean: no cancellation
+            shift = data.mean(1)
+            total, squares = torch.zeros_like(shift), torch.zeros_like(shift)
+            low, high = data.amin(1), data.amax(1)
+        d = data - shift[:, None]
+        count += data.shape[1]
+        total, squares = total + d.sum(1), squares + (d * d).sum(1)
+        low, high = torch.minimum(low, data.amin(1)), torch.maximum(high, data.amax(1))
+    if shift is None:
+        raise NoDataError(f"{path}: no valid pixel, so no scene statistics")
+    if len(names) != len(shift):
+        raise ParameterError("bands", names, f"{len(shift)} band names for {path}")
+    mean = total / count
+    std = (squares / count - mean * mean).clamp_min(0).sqrt()
+    return {n: {"min": float(low[i]), "max": float(high[i]), "mean": float(shift[i] + mean[i]), "std": float(std[i]),
+                "count": int(count)} for i, n in enumerate(names)}
