@@ -11,8 +11,9 @@ as it came: dtype, nodata (NaN included), compression, predictor, tiling, interl
 interpretation (alpha only where the source had alpha), band descriptions, tags, scales, offsets,
 units, colour map and the exact source CRS definition.
 
-Writing invalid pixels: they hold the source's nodata value; a source without nodata (or a dtype
-that cannot hold it) gets an internal mask band instead (``GDAL_TIFF_INTERNAL_MASK``), so no data
+Writing invalid pixels: they hold the source's nodata value (NaN when the source marked them
+with NaN alone); a source without nodata (or a dtype that cannot hold it) gets an internal mask
+band instead (``GDAL_TIFF_INTERNAL_MASK``), so no data
 value is ever taken over and invalid pixels are never silent zeros. A valid pixel whose on-disk
 value would equal the nodata value is moved one step away from it (it would read back as nodata).
 """
@@ -177,8 +178,9 @@ def disk_values(data: np.ndarray, role: str, src: dict[str, Any], *, fill: float
                 dtype: Any = None) -> tuple[np.ndarray, Any, bool]:
     """``(values on disk, nodata for the header or None, whether an internal mask is needed)``.
 
-    Intensity: invalid pixels get the source's nodata (NaN included) when the dtype holds it, else
-    the fill and a mask; valid pixels never take the nodata value. Labels: when no labelled pixel
+    Intensity: invalid pixels get the source's nodata (NaN included) when the dtype holds it; NaN
+    when the source marked them with NaN alone (no nodata tag) and the dtype is float; else the
+    fill and an internal mask. Valid pixels never take the nodata value. Labels: when no labelled pixel
     was 0 at load, 0 (unlabelled) is written as the source's nodata value.
     """
     disk = _disk_dtype(data, role, src, dtype)
@@ -200,6 +202,9 @@ def disk_values(data: np.ndarray, role: str, src: dict[str, Any], *, fill: float
         if invalid is not None:
             values[invalid] = nodata_d
         return values, nodata_d, False
+    if invalid is not None and disk.kind == "f" and src.get("non_finite"):   # NaN marked them in the source
+        values[invalid] = np.nan
+        return values, None, False
     return values, None, invalid is not None
 
 
