@@ -70,7 +70,8 @@ def cmd_augment(args) -> int:
     pipeline = offline.resolve_pipeline(args.preset, args.pipeline)
     jobs = offline.plan(args.inputs, args.out, args.copies, args.label_suffix)
     results = offline.run(jobs, pipeline, seed=args.seed, scheduler=args.scheduler, workers=args.workers,
-                          progress=_progress, bands=args.bands.split(",") if args.bands else None, sensor=args.sensor)
+                          progress=_progress, bands=args.bands.split(",") if args.bands else None, sensor=args.sensor,
+                          equivalent_crs=args.equivalent_crs)
     failed = [r for r in results if r["status"] == "failed"]
     counts = {k: sum(r["status"] == k for r in results) for k in ("done", "skipped", "failed")}
     print(f"augment: {counts['done']} written, {counts['skipped']} already complete, {counts['failed']} failed; "
@@ -99,9 +100,9 @@ def cmd_replay(args) -> int:
     from . import offline
     doc = json.loads(Path(args.sidecar).read_text())
     job = offline.Job(**doc["job"])
-    sample = dio.load(job.image, label=job.label)
     manifest_path = Path(job.sidecar).parent / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    sample = dio.load(job.image, label=job.label, equivalent_crs=bool(manifest.get("equivalent_crs", False)))
     if manifest.get("bands"):
         sample = remote_sensing.set_bands(sample, manifest["bands"], manifest.get("sensor"))
     from .core.transform import replay
@@ -120,7 +121,7 @@ def cmd_replay(args) -> int:
 
 def cmd_preview(args) -> int:
     from . import offline
-    sample = dio.load(args.input, label=args.label)
+    sample = dio.load(args.input, label=args.label, equivalent_crs=args.equivalent_crs)
     pipeline = offline.resolve_pipeline(args.preset, args.pipeline)
     outs = [pipeline(sample, generator_for(args.seed, 0, i)) for i in range(args.n)]
     bands = args.bands.split(",") if args.bands else None
@@ -157,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                      "(read as band1, band2, ...), e.g. B1,B2,B3,B4,B5,B7 with --sensor landsat7; descriptions such "
                      "as B02_blue, B1_blue or SR_B4 in the file need no flag (a preset brings its sensor)")
     aug.add_argument("--sensor", default=None, help="sensor table for --bands (sentinel2, landsat7, ...)")
+    aug.add_argument("--equivalent-crs", action="store_true",
+                     help="accept a label whose CRS is written differently but is the same system (by PROJ)")
     pre = sub.add_parser("presets", help="list presets, or print one as YAML")
     pre.add_argument("name", nargs="?")
     rep = sub.add_parser("replay", help="regenerate an output from its sidecar and check it is identical")
@@ -164,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     prv = sub.add_parser("preview", help="a PNG of an input next to augmented variants")
     prv.add_argument("input")
     prv.add_argument("--label", default=None)
+    prv.add_argument("--equivalent-crs", action="store_true", help="as for augment")
     prv.add_argument("--preset")
     prv.add_argument("--pipeline")
     prv.add_argument("-n", type=int, default=3)

@@ -147,14 +147,16 @@ def _complete(job: Job) -> bool:
 
 
 def run_job(job: Job, pipeline: dict[str, Any], seed: int, bands: Sequence[str] | None = None,
-            sensor: str | None = None) -> dict[str, Any]:
+            sensor: str | None = None, equivalent_crs: bool = False) -> dict[str, Any]:
     """Make one output (skipped when already complete); never raises for a bad input file.
-    ``bands`` (with ``sensor``) names the channels of rasters without band descriptions."""
+    ``bands`` (with ``sensor``) names the channels of rasters without band descriptions;
+    ``equivalent_crs`` accepts a label whose CRS PROJ calls equal to the image's. Outputs keep
+    their source's on-disk type and metadata (``domainaug.io.save``)."""
     if _complete(job):
         return {"index": job.index, "status": "skipped", "image": job.image}
     try:
         transform = transform_from_dict(pipeline)
-        sample = load(job.image, label=job.label)
+        sample = load(job.image, label=job.label, equivalent_crs=equivalent_crs)
         if bands:
             from .remote_sensing import set_bands
             sample = set_bands(sample, list(bands), sensor)
@@ -175,10 +177,11 @@ def run_job(job: Job, pipeline: dict[str, Any], seed: int, bands: Sequence[str] 
 
 def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str | None = None, workers: int | None = None,
         progress: Callable[[int, int, float], None] | None = None, bands: Sequence[str] | None = None,
-        sensor: str | None = None) -> list[dict[str, Any]]:
+        sensor: str | None = None, equivalent_crs: bool = False) -> list[dict[str, Any]]:
     """Run the jobs on a local Dask cluster (``workers`` threads in this process; default: the machine's
     cores) or on the Dask cluster at ``scheduler``; write ``manifest.json`` beside the outputs. Temporary files left
-    by a killed run in the output folder are removed first, so run one job per output folder at a time."""
+    by a killed run in the output folder are removed first, so run one job per output folder at a time.
+    ``equivalent_crs`` (recorded in the manifest, for replay) accepts labels whose CRS PROJ calls equal."""
     from distributed import Client, LocalCluster, as_completed
 
     if not jobs:
@@ -202,7 +205,8 @@ def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str 
         cluster = LocalCluster(n_workers=1, threads_per_worker=n, processes=False, dashboard_address=None)
     client = Client(scheduler if scheduler is not None else cluster)
     try:
-        futures = client.map(run_job, list(jobs), pipeline=config, seed=seed, bands=bands, sensor=sensor, pure=False)
+        futures = client.map(run_job, list(jobs), pipeline=config, seed=seed, bands=bands, sensor=sensor,
+                             equivalent_crs=equivalent_crs, pure=False)
         results, start = [], time.time()
         for future in as_completed(futures):
             results.append(future.result())
@@ -214,6 +218,7 @@ def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str 
             cluster.close()
     results.sort(key=lambda r: r["index"])
     manifest = {"domainaug": __version__, "seed": seed, "pipeline": config, "bands": bands, "sensor": sensor,
+                "equivalent_crs": equivalent_crs,
                 "outputs": [{"job": asdict(j), "status": r["status"], **({"error": r["error"]} if "error" in r else {})}
                             for j, r in zip(jobs, results)]}
     with atomic_path(out_dir / "manifest.json") as tmp:

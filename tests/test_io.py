@@ -21,7 +21,8 @@ def test_nifti_round_trip_keeps_affine_dtype_and_codes(fixtures, tmp_path):
     s = dio.load(fixtures / T1, label=fixtures / SEG)
     src = nib.load(str(fixtures / T1))
     assert np.allclose(s.space.affine, src.affine)
-    assert s["image"].dtype == torch.float32 and s["label"].dtype == torch.uint8   # int16 on disk
+    assert s["image"].dtype == torch.float32 and s["label"].dtype == torch.uint8    # compute in float
+    assert s.meta["layers"]["image"]["on_disk_dtype"] == "int16"
     dio.save(s, tmp_path / "t1.nii.gz")
     dio.save(s, tmp_path / "seg.nii.gz", layer="label")
     back = nib.load(str(tmp_path / "t1.nii.gz"))
@@ -165,12 +166,13 @@ def test_nifti_scaling_is_applied_and_kept(tmp_path):
     nib.save(img, str(tmp_path / "scaled.nii.gz"))
     assert nib.load(str(tmp_path / "scaled.nii.gz")).dataobj.slope != 1.0
     s = dio.load(tmp_path / "scaled.nii.gz")
-    assert s.meta["scl_slope"] is not None
+    assert s.meta["layers"]["image"]["scl_slope"] is not None and s["image"].dtype == torch.float32
     np.testing.assert_allclose(s["image"][0].numpy(), values, atol=1e-3)
     dio.save(s, tmp_path / "again.nii.gz")
     back = nib.load(str(tmp_path / "again.nii.gz"))
     assert back.get_data_dtype() == np.int16                           # on-disk dtype kept, values scaled
     np.testing.assert_allclose(np.asanyarray(back.dataobj), values, atol=2e-3)
+    assert back.dataobj.slope == nib.load(str(tmp_path / "scaled.nii.gz")).dataobj.slope      # the scaling kept
 
 
 def test_label_raster_one_pixel_off_is_an_error(fixtures, tmp_path):

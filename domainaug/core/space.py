@@ -192,14 +192,16 @@ class Space:
             out.append(f"spacing {tuple(np.round(self.spacing, 6).tolist())} vs "
                        f"{tuple(np.round(other.spacing, 6).tolist())}")
         a, b = self.affine[:-1, -1], other.affine[:-1, -1]
-        if not np.allclose(a, b, rtol=0, atol=1e-6 * max(1.0, float(np.abs(a).max()))):
-            out.append(f"origin {tuple(np.round(a, 6).tolist())} vs {tuple(np.round(b, 6).tolist())}")
+        shift = apply_affine(self.inverse, b)                     # the other origin, in this grid's voxels
+        if np.abs(shift).max() > 1e-4:                            # (as same_grid: in voxels, not world units)
+            out.append(f"origin {tuple(np.round(a, 6).tolist())} vs {tuple(np.round(b, 6).tolist())} "
+                       f"({tuple(np.round(shift, 4).tolist())} voxels)")
         if not np.allclose(self.direction, other.direction, atol=1e-6):
             out.append(f"direction {np.round(self.direction, 4).tolist()} vs {np.round(other.direction, 4).tolist()}")
         if self.crs != other.crs:
             out.append(f"crs {crs_name(self.crs)} vs {crs_name(other.crs)}"
                        + (" (equivalent by PROJ)" if crs_equal(self.crs, other.crs) else ""))
-        return "; ".join(out) or "nothing beyond rounding (within 1e-6)"
+        return "; ".join(out) or "nothing beyond rounding (within 1e-4 voxels)"
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Space) and self.shape == other.shape and self.crs == other.crs

@@ -7,8 +7,12 @@ converted here and only here: a loaded ``Space`` always maps array indices of ce
 - ``load(path, label=None)`` gives layers ``"image"``, ``"label"`` (when given) and ``"valid"``
   (when the file has nodata or a mask). An image and a label on different grids is an error,
   never a silent resample.
-- ``save(sample, path, layer="image")`` writes one layer with the sample's space (affine, CRS) and
-  the metadata kept at load (on-disk dtype, NIfTI codes, nodata, band names). Writes are atomic: a
+- Values: intensity layers are float32 in memory (float64 when the file is, or on request); labels
+  stay integer; ``"valid"`` is bool. What each layer's file was is kept in
+  ``sample.meta["layers"][name]`` (on-disk dtype, scaling, NIfTI header, GeoTIFF layout, nodata,
+  band descriptions, colour interpretation, tags, CRS definition).
+- ``save(sample, path, layer="image", dtype=None)`` writes one layer with the sample's space (affine,
+  CRS) and that metadata; values are fitted to the on-disk type there, once. Writes are atomic: a
   temporary file in the same folder is renamed when complete.
 """
 
@@ -22,8 +26,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..core.sample import Layer, Role, Sample, as_label, as_tensor
-from ..core.space import Space
+from ..core.sample import Layer, Role, Sample, as_label, intensity_dtype, resolve_fill
+from ..core.space import Space, crs_equal
 from ..errors import DomainaugError, NoDataError, ParameterError, SpaceMismatchError
 
 __all__ = ["load", "save", "format_of", "atomic_path", "assemble"]
@@ -75,85 +79,163 @@ def _read(path: str | os.PathLike) -> dict[str, Any]:
     except DomainaugError:
         raise
     except Exception as exc:  # corrupt or truncated files: name the file and the reader's reason
-        raise DomainaugError(f"{path}: cannot read it as {fmt}: {exc}") from exc
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise DomainaugError(f"{path}: cannot read it as {fmt}: {reason}") from exc
 
 
 def load(path: str | os.PathLike, label: str | os.PathLike | None = None, *, device: str | torch.device = "cpu",
-         equivalent_crs: bool = False) -> Sample:
+         equivalent_crs: bool = False, dtype: str | torch.dtype | None = None,
+         fill: float | str | None = None) -> Sample:
     """Load an image (and optionally a label map on the same grid) into a ``Sample``.
 
-    Nodata, masks and non-finite voxels (NaN/Inf) of the image become the ``"valid"`` layer, with the
-    fill value in place. Label nodata (e.g. unlabelled pixels of a label raster) becomes 0. A label
-    on another grid or CRS is an error; ``equivalent_crs=True`` accepts a CRS written differently
-    that denotes the same system (e.g. an EPSG code and its WKT).
+    Args:
+        path: The image file (or DICOM folder).
+        label: An optional label map on the same grid.
+        device: Where the layers go.
+        equivalent_crs: Accept a label whose CRS is written differently but denotes the same
+            system, as PROJ decides (``crs_equal``: an EPSG code and its WKT, an ESRI WKT).
+        dtype: The in-memory type of the image: float32 by default (float64 when the file is
+            float64); the on-disk type is remembered and applied by ``save``.
+        fill: The value outside the field of view and at nodata: a number, ``"minimum"`` or
+            ``"mean"`` of the valid voxels. Default ``None``: the raster's nodata value when it has
+            a finite one, else ``"minimum"`` (CT gets air, MRI its background). Labels fill with 0.
+
+    Values: intensity layers are float32 (the file's scaling, e.g. NIfTI ``scl_slope``, applied
+    once); labels stay integer; ``"valid"`` is bool. A pixel is valid only where every band is valid
+    (nodata, masks) and finite; invalid pixels hold the fill. Label nodata (unlabelled pixels of
+    a label raster) becomes 0.
+
+    What the file was (on-disk dtype, scaling, NIfTI header, GeoTIFF layout and metadata) is kept
+    per layer in ``sample.meta["layers"][name]``; ``sample.meta["path"]``/``["format"]`` name the
+    image file.
+
+    Raises:
+        SpaceMismatchError: The label is on another grid or CRS (the message says what differs).
+        DomainaugError: A file that cannot be read, declares more data than it holds, or more than
+            the load limit (``DOMAINAUG_MAX_LOAD_GB``, see ``domainaug.io.common``); named.
     """
-    sample = assemble(_read(path), None if label is None else _read(label), path, label, equivalent_crs)
+    sample = assemble(_read(path), None if label is None else _read(label), path, label, equivalent_crs,
+                      dtype=dtype, fill=fill)
     return sample.to(device) if str(device) != "cpu" else sample
 
 
+def _intensity(raw: np.ndarray, scale: tuple[float, float] | None, dtype: str | torch.dtype | None) -> torch.Tensor:
+    """Raw file values as a float tensor (float32 unless the file is float64 or ``dtype`` says),
+    scaled once."""
+    target = intensity_dtype(np.dtype(raw.dtype), dtype)
+    np_target = {torch.float32: np.float32, torch.float64: np.float64}.get(target, np.float32)
+    array = np.asarray(raw).astype(np_target, copy=not (raw.flags.writeable and raw.dtype == np_target
+                                                         and scale is None))
+    t = torch.from_numpy(np.ascontiguousarray(array))
+    if scale is not None:
+        t.mul_(scale[0]).add_(scale[1])
+    return t if t.dtype == target else t.to(target)
+
+
+def _grid_error(space: Space, other: Space) -> str:
+    what = space.differences(other)
+    if what.startswith("nothing"):                        # a drift below differences()' rounding
+        corners = np.array(np.meshgrid(*[[0, s - 1] for s in space.shape], indexing="ij")).reshape(space.ndim, -1).T
+        moved = np.abs(space.world_to_index(other.index_to_world(corners)) - corners).max()
+        what = f"voxel centres up to {moved:.3g} voxels apart"
+    return what
+
+
 def assemble(image: dict[str, Any], lab: dict[str, Any] | None, path: Any, label: Any = None,
-             equivalent_crs: bool = False) -> Sample:
+             equivalent_crs: bool = False, *, dtype: str | torch.dtype | None = None,
+             fill: float | str | None = None) -> Sample:
     """A ``Sample`` from what a reader returned (whole files, or windows of them)."""
     space = image["space"]
-    data = as_tensor("image", image["data"])
+    data = _intensity(image["data"], image.get("scale"), dtype)
+    image_meta = {**image["meta"], "path": str(path)}
     valid = None if image.get("valid") is None else torch.from_numpy(np.asarray(image["valid"], dtype=bool))
-    if data.dtype.is_floating_point and not bool(torch.isfinite(data).all()):
+    if not bool(torch.isfinite(data).all()):
         finite = torch.isfinite(data).all(0, keepdim=True)
         valid = finite if valid is None else valid & finite
+        image_meta["non_finite"] = True
+    if valid is not None and not bool(valid.any()):
+        raise NoDataError(f"{path}: no valid voxel (nodata, mask or NaN everywhere)")
+    if fill is None:
+        fill = image.get("fill")
+        if fill is None or not np.isfinite(fill) or abs(fill) > torch.finfo(data.dtype).max:
+            fill = "minimum"
+    fill_value = resolve_fill(data, valid, fill)
     if valid is not None:                                     # canonical nodata: invalid voxels hold the fill
-        if not bool(valid.any()):
-            raise NoDataError(f"{path}: no valid voxel (nodata, mask or NaN everywhere)")
-        data = torch.where(valid, data, torch.full_like(data, image["fill"]))
-    layers = {"image": Layer(data, Role.INTENSITY, image["fill"], image.get("channels"))}
-    meta = {"path": str(path), "format": image["format"], **image["meta"]}
+        data = torch.where(valid, data, torch.full_like(data, fill_value))
+    layers = {"image": Layer(data, Role.INTENSITY, fill_value, image.get("channels"))}
+    meta: dict[str, Any] = {"path": str(path), "format": image["format"], "layers": {"image": image_meta}}
     if lab is not None:
         lab_space = lab["space"]
-        if equivalent_crs and lab_space.crs != space.crs and _same_crs(lab_space.crs, space.crs):
-            lab_space = Space(lab_space.shape, lab_space.affine, space.crs)
-        if not lab_space.same_grid(space, tolerance=1e-3):
+        if not lab_space.same_grid(space, tolerance=1e-3, equivalent_crs=equivalent_crs):
             raise SpaceMismatchError(f"label {label} is on another grid or CRS than image {path}: "
-                                     f"{lab['space'].describe()} vs {space.describe()}; resample one of them first")
+                                     f"{_grid_error(space, lab_space)} (image vs label); resample one of them first"
+                                     + ("" if equivalent_crs or not crs_equal(space.crs, lab_space.crs) else
+                                        "; the CRSs are equivalent by PROJ: pass equivalent_crs=True to accept"))
         values = lab["data"]
+        if lab.get("scale") is not None:
+            values = values * lab["scale"][0] + lab["scale"][1]
+        lab_meta = {**lab["meta"], "path": str(label)}
         if lab.get("valid") is not None:                      # unlabelled pixels -> 0
-            values = np.where(np.asarray(lab["valid"], dtype=bool), values, 0)
+            lab_valid = np.broadcast_to(np.asarray(lab["valid"], dtype=bool), values.shape)
+            lab_meta["unlabelled"] = "zero" if bool((values[lab_valid] == 0).any()) else "nodata"
+            values = np.where(lab_valid, values, 0)
         layers["label"] = Layer(as_label(f"label ({label})", values), Role.LABEL, 0)
-        meta["label_meta"] = {"path": str(label), "format": lab["format"], **lab["meta"]}
+        meta["layers"]["label"] = lab_meta
     if valid is not None:
         layers["valid"] = Layer(valid, Role.VALID)
     return Sample(space, layers, meta=meta)
 
 
-def _same_crs(a: str | None, b: str | None) -> bool:
-    if a is None or b is None:
-        return False
-    from rasterio.crs import CRS
-    try:
-        return CRS.from_user_input(a) == CRS.from_user_input(b)
-    except Exception:
-        return False
+#: What a VALID layer's file takes over from the image's source: the grid's CRS and the layout.
+_VALID_KEYS = ("format", "crs", "crs_wkt", "compress", "predictor", "tiled", "blockxsize", "blockysize", "z_offset")
 
 
-def save(sample: Sample, path: str | os.PathLike, layer: str = "image") -> Path:
-    """Write one layer of ``sample`` to ``path`` (format from the extension), atomically."""
+def save(sample: Sample, path: str | os.PathLike, layer: str = "image", *, dtype: Any = None) -> Path:
+    """Write one layer of ``sample`` to ``path`` (format from the extension), atomically.
+
+    Args:
+        sample: The sample; its space gives the grid and CRS.
+        path: The file (``.nii``/``.nii.gz``, ``.mha``/``.nrrd``, ``.tif``).
+        layer: Which layer.
+        dtype: The on-disk type; default: the layer's source type (its file's, kept at load), else
+            the in-memory type (labels: the smallest integer type that holds them).
+
+    Values are fitted to the on-disk type once, here: integers rounded to the nearest (ties to
+    even) and clipped to the type's range, after removing the file's scaling (NIfTI
+    ``scl_slope``/``scl_inter``, kept when the type is the source's). Invalid pixels of an intensity
+    layer are written as the source's nodata value (GeoTIFF, NaN included), or NaN (float NIfTI/ITK
+    whose source had NaN), else the layer's fill; a GeoTIFF whose source had no nodata gets an
+    internal mask. The rest of the source's metadata is written back (see ``nifti`` and
+    ``geotiff``), so load -> save -> load gives the same data, grid, CRS, nodata, dtype and bands.
+    """
     path = Path(path)
     fmt = format_of(path)
     if layer not in sample.layer_names():
         raise ParameterError("layer", layer, f"a layer of the sample ({sample.layer_names()})")
+    if dtype is not None:
+        try:
+            dtype = np.dtype(str(dtype).replace("torch.", ""))
+        except TypeError as exc:
+            raise ParameterError("dtype", dtype, "a numpy dtype name (uint8, int16, float32, ...)") from exc
+        if dtype.kind not in "iuf":
+            raise ParameterError("dtype", str(dtype), "an integer or float dtype")
     data_layer = sample.layers[layer]
-    meta = dict(sample.meta.get("label_meta", {}) if data_layer.role is Role.LABEL else sample.meta)
+    layers_meta = sample.meta.get("layers", {})
+    if data_layer.role is Role.VALID:
+        image_meta = layers_meta.get("image", {})
+        meta = {k: image_meta[k] for k in _VALID_KEYS if k in image_meta}
+    else:
+        meta = dict(layers_meta.get(layer, {}))
     valid = sample.layers[sample.valid_name].data.cpu().numpy()[0] if sample.valid_name and \
         data_layer.role is Role.INTENSITY else None
-    data = data_layer.data.detach().cpu().numpy()
-    if data_layer.role is Role.VALID:
-        data = data.astype(np.uint8)
-    disk = meta.get("on_disk_dtype")
-    if data_layer.role is Role.INTENSITY and disk and np.dtype(disk).kind in "iu" and meta.get("scl_slope") is None:
-        info = np.iinfo(np.dtype(disk))            # values policy: rounded and clipped once, here
-        data = np.clip(np.round(data), info.min, info.max).astype(np.dtype(disk))
+    tensor = data_layer.data.detach().cpu()
+    if tensor.dtype in (torch.float16, torch.bfloat16):
+        tensor = tensor.float()
+    data = tensor.numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        _writer(fmt)(tmp, data, sample.space, meta=meta, fill=data_layer.fill, valid=valid,
-                     channels=data_layer.channels)
+        _writer(fmt)(tmp, data, sample.space, meta=meta, role=data_layer.role.value, fill=data_layer.fill,
+                     valid=valid, channels=data_layer.channels, dtype=dtype)
     return path
 
 

@@ -59,10 +59,14 @@ def _build(parts: dict[str, tuple[torch.Tensor, Any]], image: str, label: str | 
         if key is None or key not in parts:
             continue
         t, other = parts[key]
-        if tuple(t.shape[1:]) != space.shape or (other is not None and not _space_of(other, space.shape, key)
-                                                 .same_grid(space, tolerance=1e-3)):
-            raise SpaceMismatchError(f"{key!r} is on another grid than {image!r}: {tuple(t.shape)} vs "
+        if tuple(t.shape[1:]) != space.shape:
+            raise SpaceMismatchError(f"{key!r} is on another grid than {image!r}: shape {tuple(t.shape)} vs "
                                      f"{tuple(tensor.shape)}")
+        if other is not None:
+            other_space = _space_of(other, space.shape, key)
+            if not other_space.same_grid(space, tolerance=1e-3):
+                raise SpaceMismatchError(f"{key!r} is on another grid than {image!r}: "
+                                         f"{other_space.differences(space)} ({key} vs {image})")
         layers["label" if role is Role.LABEL else "valid"] = Layer(
             as_label(key, t) if role is Role.LABEL else t.bool(), role)
     return Sample(space, layers)

@@ -7,12 +7,14 @@ NIfTI or from ITK gives the same array, and flip the first two world axes (LPS -
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..core.space import Space
+from ..errors import DomainaugError
+from .common import check_load_size, fits, smallest_integer_dtype, to_disk
 
 __all__ = ["read", "write"]
 
@@ -32,6 +34,12 @@ def read(path: Path) -> dict[str, Any]:
         reader.SetFileNames(files)
         image = reader.Execute()
     else:
+        info = sitk.ImageFileReader()
+        info.SetFileName(str(path))
+        info.ReadImageInformation()                               # the header only: check before allocating
+        itemsize = np.dtype(sitk.GetArrayViewFromImage(sitk.Image([1] * info.GetDimension(), info.GetPixelID(),
+                                                                   info.GetNumberOfComponents())).dtype).itemsize
+        check_load_size(path, (info.GetNumberOfComponents(),) + tuple(info.GetSize()), itemsize)
         image = sitk.ReadImage(str(path))
     n = image.GetDimension()
     if n not in (2, 3):
@@ -47,18 +55,41 @@ def read(path: Path) -> dict[str, Any]:
     affine[:n, :n] = direction @ np.diag(image.GetSpacing())
     affine[:n, n] = image.GetOrigin()
     affine = _lps_to_ras(n) @ affine                      # 2D ITK images are in L, P too
-    meta = {"on_disk_dtype": str(sitk.GetArrayViewFromImage(image).dtype)}
-    return {"format": "itk", "data": array, "space": Space(array.shape[1:], affine), "fill": 0.0, "meta": meta}
+    try:
+        space = Space(array.shape[1:], affine)
+    except DomainaugError as exc:
+        raise DomainaugError(f"{path}: origin, spacing and direction are not a usable index -> world map: {exc}") \
+            from exc
+    meta = {"format": "itk", "on_disk_dtype": str(sitk.GetArrayViewFromImage(image).dtype)}
+    return {"format": "itk", "data": array, "space": space, "fill": None, "meta": meta}
 
 
-def write(path: Path, data: np.ndarray, space: Space, meta: dict[str, Any], fill: float, valid, channels) -> None:
+#: Integer types tried, in order, for labels their source type cannot hold.
+ITK_INTEGER_DTYPES = ("uint8", "int16", "uint16", "int32", "int64")
+
+
+def write(path: Path, data: np.ndarray, space: Space, *, meta: dict[str, Any], role: str, fill: float,
+          valid: np.ndarray | None, channels: Sequence[str] | None, dtype: Any = None) -> None:
+    """Write with the on-disk dtype kept (any source format's), values rounded and clipped to it once
+    (``common.to_disk``); invalid voxels hold the fill (NaN when the type is float and the source had NaN)."""
     n = space.ndim
-    array = np.transpose(data, (0,) + tuple(range(n, 0, -1)))        # (C, z, y, x)
-    disk = meta.get("on_disk_dtype")
-    if disk and np.dtype(disk).kind in "iu" and array.dtype.kind in "iu":
-        info = np.iinfo(np.dtype(disk))
-        if array.size == 0 or (array.min() >= info.min and array.max() <= info.max):
-            array = array.astype(np.dtype(disk))
+    disk = np.dtype(dtype) if dtype is not None else (np.dtype(meta["on_disk_dtype"]) if meta.get("on_disk_dtype")
+                                                      else None)
+    if role == "valid":
+        disk = np.dtype("uint8")
+    elif role == "label":
+        disk = disk if disk is not None and (disk.kind == "f" or fits(data, disk)) else \
+            smallest_integer_dtype(data, ITK_INTEGER_DTYPES)
+    else:
+        if dtype is None and (meta.get("scl_slope") is not None or meta.get("scl_inter") is not None):
+            disk = np.dtype("float32")            # a scaled NIfTI source: ITK files cannot hold the scaling
+        disk = disk or data.dtype
+        disk = np.dtype("float32") if disk.kind == "f" and disk.itemsize < 4 else disk
+    values = data.astype(np.uint8) if role == "valid" else data
+    if role == "intensity" and valid is not None and not valid.all():
+        nan = disk.kind == "f" and meta.get("non_finite", False)
+        values = np.where(~np.broadcast_to(valid, data.shape), np.nan if nan else data.dtype.type(fill), data)
+    array = np.transpose(to_disk(values, disk), (0,) + tuple(range(n, 0, -1)))        # (C, z, y, x)
     if array.shape[0] == 1:
         image = sitk.GetImageFromArray(np.ascontiguousarray(array[0]))
     else:

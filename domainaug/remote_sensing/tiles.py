@@ -9,13 +9,14 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import rasterio
+import rasterio.errors
 import torch
 from rasterio.windows import Window
 
 from ..core.params import check_positive_int
 from ..core.sample import Role, Sample
-from ..core.space import Space
-from ..errors import NoDataError, ParameterError, SpaceMismatchError
+from ..core.space import Space, as_crs, crs_equal, crs_name
+from ..errors import DomainaugError, NoDataError, ParameterError, SpaceMismatchError
 from ..io import assemble, atomic_path
 from ..io import geotiff
 from .spectral import set_bands
@@ -66,28 +67,46 @@ def tile_windows(height: int, width: int, size: int | Sequence[int], overlap: in
     return [Window(c, r, min(tw, width), min(th, height)) for r in starts(height, th) for c in starts(width, tw)]
 
 
+def _read_window(path: str | os.PathLike, window: Window) -> dict:
+    try:
+        return geotiff.read(Path(path), window)
+    except DomainaugError:
+        raise
+    except Exception as exc:                               # a truncated or corrupt file: name it and the window
+        raise DomainaugError(f"{path}: cannot read window rows {int(window.row_off)}..{int(window.row_off + window.height)}"
+                             f", cols {int(window.col_off)}..{int(window.col_off + window.width)}: "
+                             f"{type(exc).__name__}: {exc}") from exc
+
+
 def tiles(path: str | os.PathLike, size: int | Sequence[int], overlap: int = 0, *, label: str | os.PathLike | None = None,
-          bands: Sequence[str] | None = None, sensor: str | None = None, scene_stats: bool = False) -> Iterator[Sample]:
+          bands: Sequence[str] | None = None, sensor: str | None = None, equivalent_crs: bool = False,
+          dtype: str | torch.dtype | None = None, fill: float | str | None = None,
+          scene_stats: bool = False) -> Iterator[Sample]:
     """Yield tiles of a GeoTIFF (and its label raster) as Samples, reading one window at a time.
 
     Each tile's ``Space`` places it in the raster's CRS (kept pixels keep their world
     coordinates); ``meta["window"]`` is ``[row_off, col_off, height, width]``. ``bands`` names the
-    channels (with ``sensor``) when the file has no band descriptions. With ``scene_stats``, the
-    statistics of the whole file (``scene_stats(path)``, one extra pass) are in every tile's
-    ``meta["scene_stats"]["image"]``, for ops given ``stats="scene"`` (no seams between tiles).
+    channels (with ``sensor``) when the file has no band descriptions. ``equivalent_crs``,
+    ``dtype`` and ``fill`` are those of ``domainaug.io.load`` (a statistic fill is taken per tile).
+    With ``scene_stats``, the statistics of the whole file (``scene_stats(path)``, one extra pass)
+    are in every tile's ``meta["scene_stats"]["image"]``, for ops given ``stats="scene"`` (no seams
+    between tiles).
     """
-    with rasterio.open(path) as src:
-        height, width = src.height, src.width
+    try:
+        with rasterio.open(path) as src:
+            height, width = src.height, src.width
+    except rasterio.errors.RasterioIOError as exc:
+        raise DomainaugError(f"{path}: cannot read it as geotiff: {exc}") from exc
     windows = tile_windows(height, width, size, overlap)
     stats = _read_scene_stats(path, bands) if scene_stats else None
     for window in windows:
         with rasterio.Env(GDAL_CACHEMAX=CACHE_BYTES):         # GDAL's block cache would grow to the raster
-            image = geotiff.read(Path(path), window)
-            lab = geotiff.read(Path(label), window) if label is not None else None
+            image = _read_window(path, window)
+            lab = _read_window(label, window) if label is not None else None
         if image.get("valid") is not None and not image["valid"].any():
             continue                                       # a tile of nodata only: nothing to learn from
         try:
-            sample = assemble(image, lab, path, label)
+            sample = assemble(image, lab, path, label, equivalent_crs, dtype=dtype, fill=fill)
         except NoDataError:                                # e.g. NaN everywhere in a float tile
             continue
         sample.meta.update(window=[int(window.row_off), int(window.col_off), int(window.height), int(window.width)],
@@ -107,30 +126,42 @@ class TileWriter:
     left to the neighbour on each side that has one, so tiles meet without seams. Tiles must keep
     the source grid (spatial warps such as dihedral turns and rotations do; crops and resampling
     do not). The file appears under its final name only when the writer is closed without error.
+
+    The file is written as ``like`` is (``domainaug.io.geotiff``): dtype (or ``dtype``), nodata,
+    compression, predictor, tiling, colour interpretation, tags, scales/offsets, CRS; band names
+    are those of the tiles' channels. Invalid pixels (nodata, or brought in by a rotation) are
+    written as ``like``'s nodata value or, when it has none, marked in an internal mask; never
+    silent zeros. ``equivalent_crs`` accepts tiles whose CRS PROJ calls equal.
     """
 
     def __init__(self, path: str | os.PathLike, like: str | os.PathLike, overlap: int = 0, layer: str = "image",
-                 count: int | None = None, dtype: str | None = None) -> None:
-        self.path, self.overlap, self.layer = Path(path), int(overlap), layer
+                 count: int | None = None, dtype: str | None = None, *, equivalent_crs: bool = False) -> None:
+        self.path, self.overlap, self.layer, self.equivalent_crs = Path(path), int(overlap), layer, equivalent_crs
         with rasterio.open(like) as src:
-            self.profile = src.profile.copy()
-            self.space = Space((src.height, src.width), geotiff.to_space_affine(src.transform), src.crs.to_string())
-        self.profile.update(driver="GTiff", compress="deflate", count=count or self.profile["count"],
-                            dtype=dtype or self.profile["dtype"])
-        if self.space.shape[0] >= 256 and self.space.shape[1] >= 256:
-            self.profile.update(tiled=True, blockxsize=256, blockysize=256)
+            self.source = geotiff.source_meta(src)
+            self.space = Space((src.height, src.width), geotiff.to_space_affine(src.transform), as_crs(src.crs))
+            count = count or src.count
+        self.dtype = None if dtype is None else np.dtype(dtype)
+        disk = self.dtype or np.dtype(self.source["on_disk_dtype"])
+        self.nodata = None if self.source["nodata"] is None else geotiff.nodata_in(self.source["nodata"], disk)
+        self.profile = geotiff.creation_profile(self.source, self.space, count, disk, self.nodata)
+        self._masked: list[Window] | None = None             # windows written before a mask was needed
+        self._written: list[Window] = []
+        self._bands_done = False
         self._atomic = atomic_path(self.path)
         self._tmp = self._atomic.__enter__()
         self._dst = rasterio.open(self._tmp, "w", **self.profile)
 
     def write(self, tile: Sample) -> None:
-        if tile.space.crs != self.space.crs:
-            raise SpaceMismatchError(f"tile CRS {tile.space.crs} differs from the mosaic's {self.space.crs}")
+        if tile.space.crs != self.space.crs and not (self.equivalent_crs and crs_equal(tile.space.crs, self.space.crs)):
+            raise SpaceMismatchError(f"tile CRS {crs_name(tile.space.crs)} differs from the mosaic's "
+                                     f"{crs_name(self.space.crs)}" + ("; they are equivalent by PROJ: pass "
+                                     "equivalent_crs=True to accept" if crs_equal(tile.space.crs, self.space.crs) else ""))
         offset = self.space.world_to_index(tile.space.index_to_world(np.zeros(2)))
         relative = self.space.inverse @ tile.space.affine
         if not np.allclose(relative[:2, :2], np.eye(2), atol=1e-6) or not np.allclose(offset, np.round(offset), atol=1e-4):
             raise SpaceMismatchError("the tile is not on the mosaic's pixel grid (was it cropped, resampled or "
-                                     f"rotated into another grid?): {tile.space.describe()}")
+                                     f"rotated into another grid?): {tile.space.differences(self.space)} (tile vs mosaic)")
         r0, c0 = (int(v) for v in np.round(offset))
         h, w = tile.space.shape
         H, W = self.space.shape
@@ -139,14 +170,29 @@ class TileWriter:
         left = half if c0 > 0 else 0
         bottom = self.overlap - half if r0 + h < H else 0
         right = self.overlap - half if c0 + w < W else 0
+        info = tile.layer_info(self.layer)
+        if not self._bands_done:                              # before the first pixel: GDAL fixes colour then
+            geotiff.finish_bands(self._dst, self.source, info.channels, self.profile["count"])
+            self._bands_done = True
         data = tile[self.layer].cpu().numpy()[:, top:h - bottom, left:w - right]
-        nodata = self.profile.get("nodata")
-        if tile.valid_name and tile.layer_info(self.layer).role is Role.INTENSITY and nodata is not None:
+        valid = None
+        if tile.valid_name and info.role is Role.INTENSITY:
             valid = tile[tile.valid_name][0].cpu().numpy()[top:h - bottom, left:w - right]
-            data = np.where(valid[None], data, nodata)
-        dtype = np.dtype(self.profile["dtype"])
-        self._dst.write(geotiff.fit_to(data, dtype).astype(dtype),
-                        window=Window(c0 + left, r0 + top, data.shape[2], data.shape[1]))
+        values, _, use_mask = geotiff.disk_values(data, info.role.value, self.source, fill=info.fill, valid=valid,
+                                                  dtype=self.dtype)
+        window = Window(c0 + left, r0 + top, data.shape[2], data.shape[1])
+        self._dst.write(values, window=window)
+        if use_mask and self._masked is None:                 # the first invalid pixel: every earlier window is valid
+            self._masked = list(self._written)
+            with geotiff.write_env():                         # the mask goes inside the TIFF
+                for earlier in self._masked:
+                    self._dst.write_mask(np.full((int(earlier.height), int(earlier.width)), 255, np.uint8),
+                                         window=earlier)
+        if self._masked is not None:
+            mask = np.full(data.shape[1:], 255, np.uint8) if valid is None else np.where(valid, 255, 0).astype(np.uint8)
+            with geotiff.write_env():
+                self._dst.write_mask(mask, window=window)
+        self._written.append(window)
 
     def close(self) -> Path:
         self._dst.close()

@@ -39,16 +39,20 @@ class AugmentedDataset(Dataset):
             loaded once and the pipeline (which should end in a ``Crop``, e.g. ``mode="label"``)
             runs ``k`` times on it, with generators ``(seed, epoch, index * k + j)``; the item is a
             list of ``k`` Samples, and ``collate`` flattens the lists into one batch.
+        equivalent_crs: For path items: accept a label whose CRS PROJ calls equal to the image's
+            (``domainaug.io.load(..., equivalent_crs=True)``).
     """
 
     def __init__(self, items: Sequence[Item], pipeline: Transform, seed: int = 0,
-                 loader: Callable[[Item], Sample] | None = None, patches: int | None = None) -> None:
+                 loader: Callable[[Item], Sample] | None = None, patches: int | None = None, *,
+                 equivalent_crs: bool = False) -> None:
         if not isinstance(pipeline, Transform):
             raise ParameterError("pipeline", type(pipeline).__name__, "a domainaug Transform")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ParameterError("seed", seed, "a non-negative integer")
         self.patches = None if patches is None else check_positive_int("patches", patches)
         self.items, self.pipeline, self.seed, self.loader = list(items), pipeline, seed, loader
+        self.equivalent_crs = bool(equivalent_crs)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -71,7 +75,7 @@ class AugmentedDataset(Dataset):
         if isinstance(item, (str, os.PathLike)):
             return dio.load(item)
         if isinstance(item, (tuple, list)) and len(item) == 2:
-            return dio.load(item[0], label=item[1])
+            return dio.load(item[0], label=item[1], equivalent_crs=self.equivalent_crs)
         raise ParameterError(f"items[{index}]", type(item).__name__, "a Sample, a path or an (image, label) pair")
 
     def _stamp(self, sample: Sample, draw: int) -> Sample:
