@@ -100,7 +100,7 @@ def test_affine_translation_on_a_raster_is_along_crs_x_and_y():
 @pytest.mark.parametrize("kwargs, ndim, name", [
     (dict(translation=(5, 0, 0)), 2, "translation"),
     (dict(scales=[(1, 1), (2, 2)]), 3, "scales"),
-    (dict(shear=[0.1, 0.2]), 3, "shear"),
+    (dict(shear=[(0.1, 0.1), 0.2]), 3, "shear"),
     (dict(degrees=[0, 0, 5]), 2, "degrees"),
 ])
 def test_affine_per_axis_count_is_checked_against_the_sample(kwargs, ndim, name):
@@ -126,7 +126,7 @@ def test_affine_bad_per_axis_values_are_named(kwargs, name):
 
 
 def test_affine_per_axis_config_survives_json():
-    t = da.Affine(degrees=[0, 0, (-15, 15)], scales=[(0.9, 1.1), 1, 1], translation=[(5, 5), (0, 0)])
+    t = da.Affine(degrees=[(-15, 15)], scales=[(0.9, 1.1), 1], translation=[(5, 5), (0, 0)])
     config = json.loads(json.dumps(t.config()))
     assert config["translation"] == [[5.0, 5.0], [0.0, 0.0]]
     assert da.Affine(**config).config() == config
