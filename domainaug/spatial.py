@@ -269,8 +269,11 @@ class Crop(SpatialTransform):
         if self.ratios is None:
             mask = label != 0
         else:
-            present = torch.bincount(label.reshape(-1).long(), minlength=len(self.ratios))[:len(self.ratios)]
-            weights = torch.tensor(self.ratios, dtype=torch.float64) * (present.cpu() > 0)
+            values = torch.unique(label).cpu().long()           # the values present, not a bin per possible value
+            values = values[(values >= 0) & (values < len(self.ratios))]
+            present = torch.zeros(len(self.ratios), dtype=torch.float64)
+            present[values] = 1.0
+            weights = torch.tensor(self.ratios, dtype=torch.float64) * present
             if float(weights.sum()) == 0:
                 return None
             mask = label == int(torch.multinomial(weights, 1, generator=generator).item())
