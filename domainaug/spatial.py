@@ -4,7 +4,8 @@ scans, CRS units for rasters); angles in degrees; sizes of crops and pads in vox
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import math
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -101,13 +102,25 @@ class Elastic(SpatialTransform):
     along each array axis) at control points ``spacing`` apart (world units) and interpolated with
     a cubic B-spline, so the field is smooth and never larger than ``max_displacement``.
 
+    The record holds every control-point displacement (``ndim`` numbers per point), so the
+    control grid is bounded: a spacing that would need more than ``MAX_CONTROL_POINTS`` points on
+    the sample's grid (e.g. a spacing of a voxel or two on a large volume) is refused.
+
     Args:
         spacing: Control-point spacing in world units (mm, or CRS units), one number or one per
-            axis. Default: one fifth of the grid's longest world extent.
+            axis. Default: one fifth of the grid's longest world extent (at most 8 points per axis).
         max_displacement: Largest displacement in world units, a number or a ``(min, max)`` range
             drawn once per call. Default: ``spacing / 10`` (no folding).
         p: Probability of applying.
+
+    Raises:
+        ParameterError: ``spacing`` needs more than ``MAX_CONTROL_POINTS`` control points on the
+            sample's grid (named with the count and the grid).
     """
+
+    #: Most control points (product over axes, border points included) one call may draw: 10^5
+    #: points are a record of at most 3 x 10^5 numbers (a few MB of JSON).
+    MAX_CONTROL_POINTS: ClassVar[int] = 100_000
 
     def __init__(self, spacing: float | Sequence[float] | None = None,
                  max_displacement: float | tuple[float, float] | None = None, p: float = 1.0) -> None:
@@ -124,11 +137,19 @@ class Elastic(SpatialTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         space = sample.space
         spacing = self._spacing(space)
+        grid = control_grid_shape(space, spacing)
+        count = math.prod(grid)
+        if count > self.MAX_CONTROL_POINTS:
+            raise ParameterError("spacing", spacing.tolist(), f"at most Elastic.MAX_CONTROL_POINTS = "
+                                 f"{self.MAX_CONTROL_POINTS} control points, but on a grid of {space.describe()} it "
+                                 f"needs {' x '.join(map(str, grid))} = {count} (use a larger spacing)")
         limit = (self.max_displacement.draw(generator) if self.max_displacement is not None
                  else float(spacing.min()) / 10)
-        shape = (space.ndim,) + control_grid_shape(space, spacing)
-        u = torch.rand(shape, generator=generator, dtype=torch.float64)
-        return {"spacing": spacing.tolist(), "displacement": ((2 * u - 1) * limit).tolist()}
+        shape = (space.ndim,) + grid
+        u = torch.rand(shape, generator=generator, dtype=torch.float64).numpy()
+        # 7 significant digits of the limit (far below a voxel) halve the JSON; apply reads these values
+        decimals = 6 - math.floor(math.log10(limit)) if limit > 0 else 0
+        return {"spacing": spacing.tolist(), "displacement": np.round((2 * u - 1) * limit, decimals).tolist()}
 
     def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
         spacing = np.asarray(params["spacing"], dtype=np.float64)
