@@ -5,7 +5,7 @@ scans, CRS units for rasters); angles in degrees; sizes of crops and pads in vox
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -23,6 +23,10 @@ from .core.transform import SpatialTransform
 from .errors import ParameterError, ShapeError
 
 __all__ = ["Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad", "Resample"]
+
+
+#: A value for every axis (a number or a (min, max) pair) or one number or pair per axis.
+AxisValues = Union[float, Tuple[float, float], Sequence[Union[float, Tuple[float, float]]]]
 
 
 def _translate(offset: Sequence[float]) -> np.ndarray:
@@ -61,8 +65,8 @@ class Affine(SpatialTransform):
         >>> out = Affine(degrees=(-10, 10), translation=[(-5, 5), 0, 0])(sample, torch.Generator().manual_seed(0))
     """
 
-    def __init__(self, degrees: Any = 0.0, scales: Any = 1.0, shear: Any = 0.0, translation: Any = 0.0,
-                 isotropic: bool = False, p: float = 1.0) -> None:
+    def __init__(self, degrees: AxisValues = 0.0, scales: AxisValues = 1.0, shear: AxisValues = 0.0,
+                 translation: AxisValues = 0.0, isotropic: bool = False, p: float = 1.0) -> None:
         self.degrees = as_per_axis("degrees", degrees, low=-360, high=360)
         self.scales = as_per_axis("scales", scales, low=1e-3)
         self.shear = as_per_axis("shear", shear, low=-10, high=10)

@@ -118,6 +118,7 @@ def test_affine_per_axis_count_is_checked_against_the_sample(kwargs, ndim, name)
     (dict(shear=[0, 0, 11]), "shear"),
     (dict(translation=[]), "translation"),
     (dict(translation=[[1, 2, 3]]), "translation"),
+    (dict(translation=[5, 0]), "translation"),          # a pair is a range; the message shows the per-axis form
 ])
 def test_affine_bad_per_axis_values_are_named(kwargs, name):
     with pytest.raises(ParameterError) as err:

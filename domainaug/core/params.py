@@ -86,8 +86,12 @@ def as_per_axis(name: str, value: Any, low: float | None = None, high: float | N
     """
     if isinstance(value, PerAxis):
         value = value.to_json()
-    if _is_number(value) or isinstance(value, Uniform) or (
-            isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_number(v) for v in value)):
+    if _is_number(value) or isinstance(value, Uniform):
+        return as_uniform(name, value, low, high)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_number(v) for v in value):
+        if value[0] > value[1]:
+            raise ParameterError(name, value, "min <= max: a pair of numbers is one (min, max) range for every "
+                                 "axis; fixed values for two axes are written as pairs, e.g. [(5, 5), (0, 0)]")
         return as_uniform(name, value, low, high)
     if not isinstance(value, (tuple, list)) or not value:
         raise ParameterError(name, value, "a number, a (min, max) pair, or one number or pair per axis")
