@@ -105,8 +105,8 @@ def draw_per_axis(name: str, spec: Uniform | PerAxis, count: int, ndim: int,
     if isinstance(spec, Uniform):
         return [spec.draw(generator) for _ in range(count)]
     if len(spec.values) != count:
-        raise ParameterError(name, spec.to_json(), f"one number or (min, max) pair, or {count} of them "
-                             f"(one per axis) for a {ndim}D sample")
+        raise ParameterError(name, spec.to_json(), f"a number, a (min, max) pair, or a list of exactly {count} "
+                             f"numbers or pairs for a {ndim}D sample")
     return spec.draw(generator)
 
 
