@@ -229,8 +229,15 @@ class GaussianBlur(IntensityTransform):
     per-axis sigmas in voxels. Only valid voxels contribute (normalised convolution), which also
     handles the borders without padding artefacts.
 
+    The kernel is truncated at 3 sigma and at the grid: never wider than ``2 n - 1`` taps on an
+    axis of ``n`` voxels, which gives exactly the untruncated result (farther taps only meet the
+    padding). A sigma much larger than the grid therefore costs no more than one covering it and
+    tends to the mean of the valid voxels along that axis (e.g. ``sigma=1`` on an EPSG:4326 tile
+    is one degree, about 10^5 pixels of 1e-5 deg).
+
     Args:
-        sigma: Standard deviation in world units, >= 0. A number is fixed; ``(min, max)`` is drawn.
+        sigma: Standard deviation in world units (mm, or CRS units: degrees for a geographic
+            CRS), >= 0. A number is fixed; ``(min, max)`` is drawn.
         axis_scale: Optional factor per axis for an anisotropic blur (e.g. ``(1, 1, 3)``: three
             times the sigma, in mm, across thick slices); ``None`` is isotropic in world units.
         layers: INTENSITY layers to change (default: all).
@@ -272,8 +279,13 @@ def normalized_smooth(data: torch.Tensor, weight: torch.Tensor, sigmas: Sequence
 
 
 def _smooth(x: torch.Tensor, axis: int, sigma: float) -> torch.Tensor:
-    """1D Gaussian along spatial ``axis`` of ``(C, *spatial)`` with zero padding (truncated at 3 sigma)."""
-    radius = max(1, int(math.ceil(3 * sigma)))
+    """1D Gaussian along spatial ``axis`` of ``(C, *spatial)`` with zero padding, truncated at 3 sigma
+    and at the axis length: a tap farther than ``n - 1`` voxels only ever meets padding, and the
+    kernel's normalisation cancels in the normalised convolution, so the bound changes nothing."""
+    n = x.shape[axis + 1]
+    radius = min(max(1, int(math.ceil(3 * sigma))), n - 1)
+    if radius < 1:
+        return x
     t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     kernel = torch.exp(-0.5 * (t / sigma) ** 2)
     kernel = kernel / kernel.sum()

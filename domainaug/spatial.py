@@ -4,7 +4,8 @@ scans, CRS units for rasters); angles in degrees; sizes of crops and pads in vox
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import math
+from typing import Any, ClassVar, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -14,7 +15,8 @@ from .core.kernels.affine import about_center, axis_frame, homogeneous, n_rotati
 from .core.kernels.elastic import build_field, control_grid_shape, default_spacing
 from .core.kernels.fuse import Stage
 from .core.kernels.resample import push_forward_points
-from .core.params import as_axes, as_lengths, as_size, as_uniform, check_choice, per_axis, resolve_axes
+from .core.params import PerAxis, as_axes, as_lengths, as_per_axis, as_size, as_uniform, check_choice, draw_per_axis, \
+    per_axis, resolve_axes
 from .core.sample import Role, Sample
 from .core.space import Space
 from .core.transform import SpatialTransform
@@ -23,64 +25,73 @@ from .errors import ParameterError, ShapeError
 __all__ = ["Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad", "Resample"]
 
 
+#: A value for every axis (a number or a (min, max) pair) or one number or pair per axis.
+AxisValues = Union[float, Tuple[float, float], Sequence[Union[float, Tuple[float, float]]]]
+
+
 def _translate(offset: Sequence[float]) -> np.ndarray:
     return homogeneous(np.eye(len(offset)), np.asarray(offset, dtype=np.float64))
 
 
 class Affine(SpatialTransform):
-    """Rotate, scale, shear and translate about the grid centre, in world units (a warp).
+    """Rotate, shear, scale and translate about the grid centre, along world axes (a warp).
 
-    Rotations, scales and shears act about the array axes as they lie in the world, so anisotropic
-    voxels stay rigid in mm.
+    Every argument acts on the **world** axes: x, y, z of RAS+ for scans (``translation=(5, 0, 0)``
+    moves the content 5 mm along +x, towards the patient's right, whether the file is stored RAS,
+    LAS or oblique), and x, y of the CRS for rasters (east and north on a north-up tile). The
+    forward map is ``x -> c + R Sh S (x - c) + t``, ``c`` the grid centre; all of it is in world
+    units, so anisotropic voxels stay rigid in mm.
+
+    Each argument takes a number (fixed, the same on every axis), a ``(min, max)`` pair (drawn
+    uniformly, independently per axis) or one number or pair per entry (e.g. ``[0, 0, (-15, 15)]``);
+    a pair of two numbers is always a range, so two per-axis fixed values are written as pairs,
+    ``[(5, 5), (0, 0)]``. The entry count is checked against the sample (``ParameterError``).
 
     Args:
-        degrees: Rotation about each array axis (1 angle in 2D, 3 in 3D). A number is fixed;
-            ``(min, max)`` is drawn uniformly, independently per angle; a list of three (numbers or
-            pairs) sets each 3D angle on its own, e.g. ``[0, 0, (-15, 15)]`` for in-plane only.
-        scales: Zoom factor per axis, > 0 (> 1 enlarges the content). Same conventions.
-        shear: Shear factors for each pair of axes (1 in 2D, 3 in 3D). Same conventions.
-        translation: Shift per axis in world units (mm, or CRS units). Same conventions.
-        isotropic: Draw one scale for every axis.
+        degrees: Rotation in degrees: 1 angle in 2D (from world axis 0 towards axis 1, i.e.
+            counter-clockwise from x towards y), 3 in 3D (about world x, y, z; applied in that order).
+        scales: Zoom factor per world axis, unitless, > 0 (> 1 enlarges the content).
+        shear: Shear factors, unitless, in [-10, 10], one per pair of world axes (1 in 2D:
+            (x, y); 3 in 3D: (x, y), (x, z), (y, z)); entry (i, j) adds ``shear * x_j`` to ``x_i``.
+        translation: Shift per world axis in world units (mm for scans, CRS units for rasters).
+        isotropic: Draw one scale for every axis (``scales`` must then be one number or pair).
         p: Probability of applying.
 
+    Raises:
+        ParameterError: A value out of range, or (when applied) a per-axis value whose entry count
+            does not fit the sample's dimension.
+
     Example:
-        >>> out = Affine(degrees=(-10, 10), scales=(0.9, 1.1))(sample, torch.Generator().manual_seed(0))
+        >>> out = Affine(degrees=(-10, 10), translation=[(-5, 5), 0, 0])(sample, torch.Generator().manual_seed(0))
     """
 
-    def __init__(self, degrees: float | tuple[float, float] = 0.0, scales: float | tuple[float, float] = 1.0,
-                 shear: float | tuple[float, float] = 0.0, translation: float | tuple[float, float] = 0.0,
-                 isotropic: bool = False, p: float = 1.0) -> None:
-        per_axis = isinstance(degrees, (list, tuple)) and len(degrees) == 3
-        self.degrees = [as_uniform("degrees", d, low=-360, high=360) for d in degrees] if per_axis \
-            else as_uniform("degrees", degrees, low=-360, high=360)
-        self.scales = as_uniform("scales", scales, low=1e-3)
-        self.shear = as_uniform("shear", shear, low=-10, high=10)
-        self.translation = as_uniform("translation", translation)
+    def __init__(self, degrees: AxisValues = 0.0, scales: AxisValues = 1.0, shear: AxisValues = 0.0,
+                 translation: AxisValues = 0.0, isotropic: bool = False, p: float = 1.0) -> None:
+        self.degrees = as_per_axis("degrees", degrees, low=-360, high=360)
+        self.scales = as_per_axis("scales", scales, low=1e-3)
+        self.shear = as_per_axis("shear", shear, low=-10, high=10)
+        self.translation = as_per_axis("translation", translation)
+        if isotropic and isinstance(self.scales, PerAxis):
+            raise ParameterError("isotropic", isotropic, f"False when scales has one value per axis "
+                                 f"({self.scales.to_json()})")
         self.isotropic = bool(isotropic)
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         n = sample.space.ndim
-        if isinstance(self.degrees, list):
-            if n != 3:
-                raise ParameterError("degrees", self.config()["degrees"], f"one range for a {n}D sample")
-            degrees = [d.draw(generator) for d in self.degrees]
-        else:
-            degrees = [self.degrees.draw(generator) for _ in range(n_rotations(n))]
-        scales = [self.scales.draw(generator)] * n if self.isotropic else [self.scales.draw(generator)
-                                                                            for _ in range(n)]
-        shear = [self.shear.draw(generator) for _ in range(n_shears(n))]
-        translation = [self.translation.draw(generator) for _ in range(n)]
+        degrees = draw_per_axis("degrees", self.degrees, n_rotations(n), n, generator)
+        scales = draw_per_axis("scales", self.scales, 1 if self.isotropic else n, n, generator)
+        scales = scales * n if self.isotropic else scales
+        shear = draw_per_axis("shear", self.shear, n_shears(n), n, generator)
+        translation = draw_per_axis("translation", self.translation, n, n, generator)
         return {"degrees": degrees, "scales": scales, "shear": shear, "translation": translation}
 
     @staticmethod
     def forward(space: Space, params: dict[str, Any]) -> np.ndarray:
-        """The forward world -> world matrix of these params on this space."""
+        """The forward world -> world matrix of these params on this space (world axes)."""
         n = space.ndim
         linear = rotation_matrix(params["degrees"]) @ shear_matrix(params["shear"], n) @ np.diag(params["scales"])
-        direction = space.direction
-        return about_center(axis_frame(linear, direction), space.center_world(),
-                            direction @ np.asarray(params["translation"], dtype=np.float64))
+        return about_center(linear, space.center_world(), np.asarray(params["translation"], dtype=np.float64))
 
     def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
         _check_lengths(params, space.ndim, degrees=n_rotations(space.ndim), scales=space.ndim,
@@ -95,13 +106,25 @@ class Elastic(SpatialTransform):
     along each array axis) at control points ``spacing`` apart (world units) and interpolated with
     a cubic B-spline, so the field is smooth and never larger than ``max_displacement``.
 
+    The record holds every control-point displacement (``ndim`` numbers per point), so the
+    control grid is bounded: a spacing that would need more than ``MAX_CONTROL_POINTS`` points on
+    the sample's grid (e.g. a spacing of a voxel or two on a large volume) is refused.
+
     Args:
         spacing: Control-point spacing in world units (mm, or CRS units), one number or one per
-            axis. Default: one fifth of the grid's longest world extent.
+            axis. Default: one fifth of the grid's longest world extent (at most 8 points per axis).
         max_displacement: Largest displacement in world units, a number or a ``(min, max)`` range
             drawn once per call. Default: ``spacing / 10`` (no folding).
         p: Probability of applying.
+
+    Raises:
+        ParameterError: ``spacing`` needs more than ``MAX_CONTROL_POINTS`` control points on the
+            sample's grid (named with the count and the grid).
     """
+
+    #: Most control points (product over axes, border points included) one call may draw: 10^5
+    #: points are a record of at most 3 x 10^5 numbers (a few MB of JSON).
+    MAX_CONTROL_POINTS: ClassVar[int] = 100_000
 
     def __init__(self, spacing: float | Sequence[float] | None = None,
                  max_displacement: float | tuple[float, float] | None = None, p: float = 1.0) -> None:
@@ -118,11 +141,19 @@ class Elastic(SpatialTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         space = sample.space
         spacing = self._spacing(space)
+        grid = control_grid_shape(space, spacing)
+        count = math.prod(grid)
+        if count > self.MAX_CONTROL_POINTS:
+            raise ParameterError("spacing", spacing.tolist(), f"at most Elastic.MAX_CONTROL_POINTS = "
+                                 f"{self.MAX_CONTROL_POINTS} control points, but on a grid of {space.describe()} it "
+                                 f"needs {' x '.join(map(str, grid))} = {count} (use a larger spacing)")
         limit = (self.max_displacement.draw(generator) if self.max_displacement is not None
                  else float(spacing.min()) / 10)
-        shape = (space.ndim,) + control_grid_shape(space, spacing)
-        u = torch.rand(shape, generator=generator, dtype=torch.float64)
-        return {"spacing": spacing.tolist(), "displacement": ((2 * u - 1) * limit).tolist()}
+        shape = (space.ndim,) + grid
+        u = torch.rand(shape, generator=generator, dtype=torch.float64).numpy()
+        # 7 significant digits of the limit (far below a voxel) halve the JSON; apply reads these values
+        decimals = 6 - math.floor(math.log10(limit)) if limit > 0 else 0
+        return {"spacing": spacing.tolist(), "displacement": np.round((2 * u - 1) * limit, decimals).tolist()}
 
     def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
         spacing = np.asarray(params["spacing"], dtype=np.float64)
@@ -263,8 +294,11 @@ class Crop(SpatialTransform):
         if self.ratios is None:
             mask = label != 0
         else:
-            present = torch.bincount(label.reshape(-1).long(), minlength=len(self.ratios))[:len(self.ratios)]
-            weights = torch.tensor(self.ratios, dtype=torch.float64) * (present.cpu() > 0)
+            values = torch.unique(label).cpu().long()           # the values present, not a bin per possible value
+            values = values[(values >= 0) & (values < len(self.ratios))]
+            present = torch.zeros(len(self.ratios), dtype=torch.float64)
+            present[values] = 1.0
+            weights = torch.tensor(self.ratios, dtype=torch.float64) * present
             if float(weights.sum()) == 0:
                 return None
             mask = label == int(torch.multinomial(weights, 1, generator=generator).item())

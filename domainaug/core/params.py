@@ -11,7 +11,8 @@ import torch
 from ..errors import ParameterError
 from .schedule import Schedule
 
-__all__ = ["Uniform", "as_uniform", "check_choice", "check_positive_int", "as_size", "as_axes", "as_lengths", "to_json"]
+__all__ = ["Uniform", "PerAxis", "as_uniform", "as_per_axis", "draw_per_axis", "check_choice", "check_positive_int",
+           "as_size", "as_axes", "as_lengths", "to_json"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,58 @@ def as_uniform(name: str, value: Any, low: float | None = None, high: float | No
     if high is not None and b > high:
         raise ParameterError(name, value, f"max <= {high}")
     return Uniform(a, b)
+
+
+@dataclass(frozen=True)
+class PerAxis:
+    """One ``Uniform`` per axis (world axis, angle or shear pair), each drawn on its own."""
+
+    values: tuple[Uniform, ...]
+
+    def draw(self, generator: torch.Generator) -> list[float]:
+        return [v.draw(generator) for v in self.values]
+
+    def to_json(self) -> list[list[float]]:
+        """Always ``[min, max]`` pairs, so that a 2D per-axis value never reads back as one range."""
+        return [[v.low, v.high] for v in self.values]
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def as_per_axis(name: str, value: Any, low: float | None = None, high: float | None = None) -> Uniform | PerAxis:
+    """A value shared by every axis, or one per axis.
+
+    A number is fixed and a ``(min, max)`` pair of numbers is a uniform range, each drawn
+    independently per axis; any other sequence gives one number or pair per axis (its length is
+    checked against the sample by ``draw_per_axis``). A pair of two numbers is always a range, so
+    per-axis fixed values for two axes are written as pairs: ``[(5, 5), (0, 0)]``.
+    """
+    if isinstance(value, PerAxis):
+        value = value.to_json()
+    if _is_number(value) or isinstance(value, Uniform):
+        return as_uniform(name, value, low, high)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_number(v) for v in value):
+        if value[0] > value[1]:
+            raise ParameterError(name, value, "min <= max: a pair of numbers is one (min, max) range for every "
+                                 "axis; fixed values for two axes are written as pairs, e.g. [(5, 5), (0, 0)]")
+        return as_uniform(name, value, low, high)
+    if not isinstance(value, (tuple, list)) or not value:
+        raise ParameterError(name, value, "a number, a (min, max) pair, or one number or pair per axis")
+    return PerAxis(tuple(as_uniform(name, v, low, high) for v in value))
+
+
+def draw_per_axis(name: str, spec: Uniform | PerAxis, count: int, ndim: int,
+                  generator: torch.Generator) -> list[float]:
+    """``count`` draws for a ``ndim``-D sample: ``count`` independent draws of a shared value, or
+    one per entry of a per-axis value (which must have ``count`` entries)."""
+    if isinstance(spec, Uniform):
+        return [spec.draw(generator) for _ in range(count)]
+    if len(spec.values) != count:
+        raise ParameterError(name, spec.to_json(), f"a number, a (min, max) pair, or a list of exactly {count} "
+                             f"numbers or pairs for a {ndim}D sample")
+    return spec.draw(generator)
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
@@ -132,7 +185,7 @@ def per_axis(name: str, value: tuple[int, ...], ndim: int) -> tuple[int, ...]:
 
 def to_json(value: Any) -> Any:
     """Make constructor arguments JSON-ready: tuples become lists, ranges become pairs."""
-    if isinstance(value, (Uniform, Schedule)):
+    if isinstance(value, (Uniform, PerAxis, Schedule)):
         return value.to_json()
     if isinstance(value, (tuple, list)):
         return [to_json(v) for v in value]

@@ -1,8 +1,11 @@
 """MRI artefacts through k-space (``torch.fft``): spikes, ghosting, motion.
 
-Spike and ghosting change k-space Hermitian-symmetrically, so the image stays exactly real and the
-change is linear: the energy they add lands exactly at the drawn k-space locations. Motion mixes
-k-space segments of rigidly moved copies (real FFTs).
+Each returns a magnitude image, as a scanner does: ``|ifft(k')|`` of the changed k-space ``k'``, so
+a non-negative input gives a non-negative output. A signed input (z-scored, or offset) is read as
+a magnitude image shifted by its minimum ``m < 0`` (per channel): the artefact is computed on
+``x - m`` and the result shifted back, so it never drops below ``m``. Spike and ghosting change
+k-space Hermitian-symmetrically and motion mixes k-space segments of rigidly moved copies
+symmetrically in ``+f``/``-f``, so before the magnitude the image is real (real FFTs for motion).
 """
 
 from __future__ import annotations
@@ -20,13 +23,21 @@ from ..spatial import Affine
 __all__ = ["Spike", "Ghosting", "Motion"]
 
 
+def _floor(data: torch.Tensor) -> torch.Tensor:
+    """Per-channel ``min(0, min(x))``, shaped ``(C, 1, ..., 1)``: the shift that makes ``x`` a
+    non-negative (magnitude) image."""
+    low = data.reshape(data.shape[0], -1).amin(1).clamp(max=0)
+    return low.view((-1,) + (1,) * (data.dim() - 1))
+
+
 def _frequencies(n: int, device) -> torch.Tensor:
     """Signed frequency index of each FFT bin (0, 1, ..., -1)."""
     return torch.fft.fftfreq(n, d=1.0 / n, device=device).round().long()
 
 
 class Spike(IntensityTransform):
-    """Herringbone artefact: spikes in k-space at random frequencies (and their mirrors).
+    """Herringbone artefact: spikes in k-space at random frequencies (and their mirrors); the
+    output is the magnitude image (see the module docstring).
 
     Args:
         intensity: Spike amplitude as a fraction of the largest k-space magnitude of the channel.
@@ -51,19 +62,20 @@ class Spike(IntensityTransform):
         if params["intensity"] == 0:
             return data
         dims = tuple(range(1, data.dim()))
-        k = torch.fft.fftn(data, dim=dims)
+        floor = _floor(data)
+        k = torch.fft.fftn(data - floor, dim=dims)
         peak = k.abs().flatten(1).amax(1)
         for f in params["frequencies"]:
             for sign in (1, -1):                          # the mirror keeps k-space Hermitian: a real image
                 index = tuple(int((sign * fi) % n) for fi, n in zip(f, data.shape[1:]))
                 k[(slice(None),) + index] += params["intensity"] * peak / (1 if any(f) else 2)
-        return torch.fft.ifftn(k, dim=dims).real.to(data.dtype)
+        return (torch.fft.ifftn(k, dim=dims).abs() + floor).to(data.dtype)
 
 
 class Ghosting(IntensityTransform):
     """Ghosts along the phase-encoding axis: every ``num_ghosts``-th k-space plane along ``axis``
     (except the centre) is scaled by ``1 - intensity``, which replicates the image at 1/num_ghosts
-    of the field of view.
+    of the field of view. The output is the magnitude image (see the module docstring).
 
     Args:
         num_ghosts: Spacing of the affected planes (ghost count), a number or range of integers.
@@ -103,20 +115,22 @@ class Ghosting(IntensityTransform):
         if params["intensity"] == 0:
             return data
         dims = tuple(range(1, data.dim()))
-        k = torch.fft.fftn(data, dim=dims)
+        floor = _floor(data)
+        k = torch.fft.fftn(data - floor, dim=dims)
         axis = params["axis"] + 1
         f = _frequencies(data.shape[axis], data.device)
         planes = ((f % params["num_ghosts"]) == 0) & (f != 0)               # symmetric in f: stays real
         scale = torch.where(planes, 1.0 - params["intensity"], 1.0).to(k.real.dtype)
         shape = [1] * data.dim()
         shape[axis] = -1
-        return torch.fft.ifftn(k * scale.view(shape), dim=dims).real.to(data.dtype)
+        return (torch.fft.ifftn(k * scale.view(shape), dim=dims).abs() + floor).to(data.dtype)
 
 
 class Motion(IntensityTransform):
     """Rigid motion during acquisition: k-space is filled, segment by segment along the phase axis
     (centre first), from copies of the image moved by small random rotations and translations (mm);
-    the image is the real inverse transform of the mixed (Hermitian half) k-space.
+    the image is the magnitude of the inverse transform of the mixed k-space (see the module
+    docstring). Movements are rotations about, and translations along, world axes (``Affine``).
 
     Args:
         degrees: Rotation range of each movement (degrees).
@@ -151,19 +165,21 @@ class Motion(IntensityTransform):
             return data                                        # no movement: the acquisition is exact
         axis = self.axis % (data.dim() - 1) + 1
         dims = tuple(range(1, data.dim()))
-        k = torch.fft.rfftn(data, dim=dims)                   # real FFTs: half the work of complex ones
+        floor = _floor(data)
+        data_m = data - floor                                 # a magnitude image; outside the view is 0 there
+        k = torch.fft.rfftn(data_m, dim=dims)                 # real FFTs: half the work of complex ones
         n = data.shape[axis]
         ring = _frequencies(n, data.device).abs()                 # |f|: +f and -f stay in one segment
         if axis == data.dim() - 1:
             ring = ring[: n // 2 + 1]                             # rfftn keeps the non-negative half here
         rings = int(n // 2 + 1)
         bounds = [0] + [int(round(c * rings)) for c in params["cuts"]] + [rings]   # centre of k-space first
-        probe = Sample(sample.space, {"image": Layer(data, Role.INTENSITY, 0.0)})
+        probe = Sample(sample.space, {"image": Layer(data_m, Role.INTENSITY, 0.0)})
         for segment, move in enumerate(params["movements"]):
             lines = torch.nonzero((ring >= bounds[segment + 1]) & (ring < bounds[segment + 2]))[:, 0]
             if len(lines):
                 moved = Affine().apply(probe, move)["image"]
                 km = torch.fft.rfftn(moved, dim=dims)
                 k.index_copy_(axis, lines, km.index_select(axis, lines))
-        return torch.fft.irfftn(k, s=data.shape[1:], dim=dims).to(data.dtype)
+        return (torch.fft.irfftn(k, s=data.shape[1:], dim=dims).abs() + floor).to(data.dtype)
 
