@@ -194,7 +194,9 @@ class Rot90(SpatialTransform):
 
     On a square grid with equal spacing on both axes the space is kept (a warp). Otherwise the
     output grid is the rotated one: the two axes swap their sizes and spacings, and the affine is
-    updated so that the rotated content keeps true world coordinates.
+    updated so that the rotated content keeps true world coordinates. The footprint is the input's,
+    turned about its centre: nothing is cut or filled, and a north-up raster's grid is then no longer
+    north-up (a ``TileWriter`` on the source grid refuses such a tile; ``RotationPolicy`` says more).
 
     Args:
         axes: The two axes of the rotation plane.
