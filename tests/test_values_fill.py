@@ -149,3 +149,16 @@ def test_a_regrid_past_the_voxel_limit_is_a_named_error(monkeypatch):
     monkeypatch.setenv("DOMAINAUG_MAX_VOXELS", "100")
     with pytest.raises(da.ShapeError, match="over the limit of 100"):
         da.Pad((5, 5, 5))(da.Sample.from_numpy(np.ones((2, 2, 2), np.float32)), G())
+
+
+def test_from_numpy_takes_a_crs_as_code_string_wkt_or_rasterio_crs():
+    from rasterio.crs import CRS
+    from domainaug.core.space import crs_equal
+    image = np.ones((2, 4, 4), np.float32)
+    for crs in (32633, "EPSG:32633", "epsg:32633", CRS.from_epsg(32633)):
+        assert da.Sample.from_numpy(image, spacing=(10.0, 10.0), crs=crs).space.crs == "EPSG:32633"
+    esri = CRS.from_epsg(32633).to_wkt(version="WKT1_ESRI")                 # no EPSG code at its root
+    kept = da.Sample.from_numpy(image, spacing=(10.0, 10.0), crs=esri).space.crs
+    assert kept == esri and crs_equal(kept, "EPSG:32633")                     # kept whole, equal by PROJ
+    with pytest.raises(da.ParameterError, match="^crs="):
+        da.Sample.from_numpy(image, spacing=(10.0, 10.0), crs=object())
