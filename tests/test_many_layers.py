@@ -91,7 +91,7 @@ def test_per_layer_skips_layers_on_their_own_and_replays():
         for name in CONTRASTS:
             skipped = per[name] == {"applied": False}
             seen.add(skipped)
-            assert torch.equal(out[name], s[name]) == skipped or not skipped
+            assert torch.equal(out[name], s[name]) == skipped
         assert_samples_equal(out, json_replay(s, out))
     assert seen == {True, False}
 
@@ -309,3 +309,27 @@ def test_cloud_shadow_per_date():
     assert {"occlusion_t0", "occlusion_t1"} <= set(out.layer_names(Role.LABEL))
     assert not torch.equal(out["occlusion_t0"], out["occlusion_t1"])
     assert_samples_equal(out, json_replay(s, out))
+
+
+def test_raster_ops_take_dates_named_otherwise():
+    _, s = _two_dates()
+    s = Sample(s.space, {"before": s.layer_info("image_t0"), "after": s.layer_info("image_t1")}, meta=s.meta)
+    out = SpectralJitter(layers=["before", "after"])(s, gen(0))
+    assert list(out.history[-1].params["layers"]) == ["before", "after"]
+    assert_samples_equal(out, json_replay(s, out))
+    with pytest.raises(ParameterError):
+        SpectralJitter()(s, gen(0))                        # no "image" and no image_t0...: named
+
+
+def test_per_date_p_skips_dates_on_their_own():
+    _, s = _two_dates()
+    kinds = set()
+    for seed in range(10):
+        out = Haze(strength=(0.05, 0.2), p=0.5)(s, gen(seed))
+        per = out.history[-1].params["layers"]
+        for name in ("image_t0", "image_t1"):
+            skipped = per[name] == {"applied": False}
+            kinds.add(skipped)
+            assert torch.equal(out[name], s[name]) == skipped
+        assert_samples_equal(out, json_replay(s, out))
+    assert kinds == {True, False}

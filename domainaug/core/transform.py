@@ -301,7 +301,12 @@ class IntensityTransform(Transform):
     # --- one draw per layer --------------------------------------------------------------------
     def draws_per_layer(self, sample: Sample) -> bool:
         """Whether a call on ``sample`` draws once per target layer (see the class docstring)."""
-        return self.per_layer is True or (self.per_layer is None and len(self.target_layers(sample)) > 1)
+        if self.per_layer is not None:
+            return self.per_layer
+        try:
+            return len(self.target_layers(sample)) > 1
+        except ParameterError:       # the one-draw path raises it, after the ``p`` draw as always
+            return False
 
     def for_layer(self, name: str) -> "IntensityTransform":
         """This op restricted to one layer with one shared draw: what ``per_layer`` runs per layer."""
