@@ -118,15 +118,17 @@ class Gamma(IntensityTransform):
         gamma: Exponent, > 0 (< 1 brightens, > 1 darkens). A number is fixed; ``(min, max)`` is
             drawn uniformly.
         layers: INTENSITY layers to change (default: all).
+        per_layer: One draw per target layer, recorded by layer name (default: one draw shared
+            by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
     """
 
     fresh_output = True
 
     def __init__(self, gamma: float | tuple[float, float] = (0.7, 1.5), layers: Sequence[str] | None = None,
-                 p: float = 1.0) -> None:
+                 p: float = 1.0, *, per_layer: bool = False) -> None:
         self.gamma = as_uniform("gamma", gamma, low=1e-3)
-        self._set_layers(layers)
+        self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
@@ -145,6 +147,8 @@ class BrightnessContrast(IntensityTransform):
         brightness: Additive shift as a fraction of the channel's intensity range.
         contrast: Multiplicative factor about the channel mean, >= 0.
         layers: INTENSITY layers to change (default: all).
+        per_layer: One draw per target layer, recorded by layer name (default: one draw shared
+            by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
     """
 
@@ -152,10 +156,10 @@ class BrightnessContrast(IntensityTransform):
 
     def __init__(self, brightness: float | tuple[float, float] = (-0.1, 0.1),
                  contrast: float | tuple[float, float] = (0.9, 1.1), layers: Sequence[str] | None = None,
-                 p: float = 1.0) -> None:
+                 p: float = 1.0, *, per_layer: bool = False) -> None:
         self.brightness = as_uniform("brightness", brightness)
         self.contrast = as_uniform("contrast", contrast, low=0.0)
-        self._set_layers(layers)
+        self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
@@ -178,14 +182,16 @@ class GaussianNoise(IntensityTransform):
             ``relative`` (default), else in intensity units.
         relative: See ``std``.
         layers: INTENSITY layers to change (default: all).
+        per_layer: One draw per target layer, recorded by layer name (default: one draw shared
+            by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
     """
 
     def __init__(self, std: float | tuple[float, float] = (0.0, 0.1), relative: bool = True,
-                 layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool = False) -> None:
         self.std = as_uniform("std", std, low=0.0)
         self.relative = bool(relative)
-        self._set_layers(layers)
+        self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
@@ -203,14 +209,16 @@ class SaltPepper(IntensityTransform):
         amount: Fraction of voxels changed, in [0, 1].
         salt: Fraction of the changed voxels that become salt, in [0, 1]; a number or a range.
         layers: INTENSITY layers to change (default: all).
+        per_layer: One draw per target layer, recorded by layer name (default: one draw shared
+            by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
     """
 
     def __init__(self, amount: float | tuple[float, float] = (0.0, 0.01), salt: float = 0.5,
-                 layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool = False) -> None:
         self.amount = as_uniform("amount", amount, low=0.0, high=1.0)
         self.salt = as_uniform("salt", salt, low=0.0, high=1.0)
-        self._set_layers(layers)
+        self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
@@ -241,17 +249,19 @@ class GaussianBlur(IntensityTransform):
         axis_scale: Optional factor per axis for an anisotropic blur (e.g. ``(1, 1, 3)``: three
             times the sigma, in mm, across thick slices); ``None`` is isotropic in world units.
         layers: INTENSITY layers to change (default: all).
+        per_layer: One draw per target layer, recorded by layer name (default: one draw shared
+            by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
     """
 
     def __init__(self, sigma: float | tuple[float, float] = (0.0, 1.0), axis_scale: Sequence[float] | None = None,
-                 layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool = False) -> None:
         self.sigma = as_uniform("sigma", sigma, low=0.0)
         if axis_scale is not None and (not isinstance(axis_scale, (list, tuple)) or not axis_scale or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in axis_scale)):
             raise ParameterError("axis_scale", axis_scale, "None or one factor >= 0 per axis")
         self.axis_scale = None if axis_scale is None else [float(v) for v in axis_scale]
-        self._set_layers(layers)
+        self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:

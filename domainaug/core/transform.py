@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import re
 from abc import ABC, abstractmethod
 from dataclasses import replace
 from typing import Any, Callable, ClassVar, Sequence
@@ -23,7 +24,7 @@ from .kernels.fuse import PendingMap, Stage
 from .kernels.resample import cast, exact_full
 
 __all__ = ["Transform", "SpatialTransform", "IntensityTransform", "Composite", "replay", "Compose", "OneOf",
-           "SomeOf", "RandomApply", "transform_from_dict", "trace"]
+           "SomeOf", "RandomApply", "transform_from_dict", "trace", "date_layers"]
 
 SKIPPED = {"applied": False}
 
@@ -239,33 +240,109 @@ class IntensityTransform(Transform):
     ``(C, *spatial)`` (float32, or float64 for float64 layers) with ``valid`` ``(1, *spatial)`` bool
     or ``None``; ``name`` is the layer's name (``sample.layer_info(name)`` gives its channels).
     The result is cast back to the layer's dtype (integers rounded and clipped to the dtype range).
-    ``layers`` names the layers to change (default: every INTENSITY layer).
+    ``layers`` names the layers to change (default: every INTENSITY layer that is not derived); a
+    name the sample lacks stands for its dates when it has them (``date_layers``: ``image`` for
+    ``image_t0``, ``image_t1``, ...).
+
+    **One draw or one per layer.** With ``per_layer`` False (the default of generic ops) one draw
+    serves every target layer (the same gamma for all contrasts) and the record is the op's own
+    params. With ``per_layer`` True each target layer gets its own draw, ``p`` included, exactly as
+    if the op ran on each layer alone (``layers=[name]``), one after the other from the same
+    generator; the record is ``{"layers": {name: params or {"applied": false}}}``. ``None`` means
+    per layer when there is more than one target layer (raster ops: one draw per date).
     """
 
     layers: Sequence[str] | None = None
+    per_layer: bool | None = False
     #: ``transform_layer`` always returns a new tensor that nothing else refers to, so the nodata
     #: merge may write into it (a fresh large buffer costs more in page faults than the merge). Off
     #: by default: a subclass may return its input, a view of it, or a tensor it keeps.
     fresh_output: ClassVar[bool] = False
 
-    def _set_layers(self, layers: Sequence[str] | None) -> None:
-        if layers is not None and (isinstance(layers, str) or not all(isinstance(n, str) for n in layers)):
+    def _set_layers(self, layers: Sequence[str] | None, *, per_layer: bool | None = False) -> None:
+        if layers is not None and (isinstance(layers, str) or not isinstance(layers, (list, tuple))
+                                   or not all(isinstance(n, str) for n in layers)):
             raise ParameterError("layers", layers, "None or a list of layer names")
+        twice = sorted({n for n in layers or () if list(layers).count(n) > 1})
+        if twice:
+            raise ParameterError("layers", list(layers), f"distinct layer names; {', '.join(map(repr, twice))} "
+                                 "named more than once")
+        if per_layer not in (True, False, None):
+            raise ParameterError("per_layer", per_layer, "True (one draw per layer), False (one draw for all) "
+                                 "or None (per layer when there are several)")
         self.layers = None if layers is None else list(layers)
+        self.per_layer = per_layer
 
     def target_layers(self, sample: Sample) -> list[str]:
-        if self.layers is None:      # layers computed from others (AppendIndex) change only when named
+        """The layers this op changes on ``sample``, in order (``layers``, or its default)."""
+        return self.resolve_layers(sample, self.layers)
+
+    def resolve_layers(self, sample: Sample, names: Sequence[str] | None) -> list[str]:
+        """``names`` checked against ``sample`` (INTENSITY layers; a missing name stands for its dates);
+        ``None``: every INTENSITY layer that is not derived."""
+        if names is None:      # layers computed from others (AppendIndex) change only when named
             derived = set(sample.meta.get("derived_layers", ()))
-            names = [n for n in sample.layer_names(Role.INTENSITY) if n not in derived]
-        else:
-            names = list(self.layers)
+            return [n for n in sample.layer_names(Role.INTENSITY) if n not in derived]
+        out: list[str] = []
         for n in names:
-            if n not in sample.layer_names():
-                raise ParameterError("layers", self.layers, f"names of layers in the sample ({sample.layer_names()})")
-            if sample.layer_info(n).role is not Role.INTENSITY:
-                raise ParameterError("layers", self.layers, f"INTENSITY layers; {n!r} is "
-                                     f"{sample.layer_info(n).role.value}")
-        return names
+            expanded = date_layers(sample, n)
+            if not expanded:
+                raise ParameterError("layers", list(names), f"names of layers in the sample ({sample.layer_names()})"
+                                     f" or of their dates ({n}_t0, {n}_t1, ...)")
+            for e in expanded:
+                if sample.layer_info(e).role is not Role.INTENSITY:
+                    raise ParameterError("layers", list(names), f"INTENSITY layers; {e!r} is "
+                                         f"{sample.layer_info(e).role.value}")
+                if e in out:
+                    raise ParameterError("layers", list(names), f"distinct layers; {e!r} is named more than once")
+                out.append(e)
+        return out
+
+    # --- one draw per layer --------------------------------------------------------------------
+    def draws_per_layer(self, sample: Sample) -> bool:
+        """Whether a call on ``sample`` draws once per target layer (see the class docstring)."""
+        if self.per_layer is not None:
+            return self.per_layer
+        try:
+            return len(self.target_layers(sample)) > 1
+        except ParameterError:       # the one-draw path raises it, after the ``p`` draw as always
+            return False
+
+    def for_layer(self, name: str) -> "IntensityTransform":
+        """This op restricted to one layer with one shared draw: what ``per_layer`` runs per layer."""
+        one = copy.copy(self)
+        one.layers, one.per_layer = [name], False
+        return one
+
+    def _draw_layers(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        per: dict[str, Any] = {}
+        for name in self.target_layers(sample):
+            one = self.for_layer(name)
+            per[name] = dict(SKIPPED) if one._skipped(generator) else one.sample_params(sample, generator)
+        return {"layers": per}
+
+    def draw(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        if not self.draws_per_layer(sample):
+            return super().draw(sample, generator)
+        return self._stamp(self._draw_layers(sample, generator))
+
+    def _call(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
+        if not self.draws_per_layer(sample):
+            return super()._call(sample, generator, lazy)
+        params = self._stamp(self._draw_layers(sample, generator))
+        return self.run(sample, params, lazy=lazy), params
+
+    def layer_params(self, sample: Sample, params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """``(layer, params)`` for every target layer that ``params`` changes: the shared params for
+        each, or each layer's own (``{"layers": ...}``), skipped layers left out."""
+        names = self.target_layers(sample)
+        if "layers" not in params:
+            return [(n, params) for n in names]
+        per = params["layers"]
+        if not isinstance(per, dict) or sorted(per) != sorted(names):
+            raise ParameterError("params['layers']", sorted(per) if isinstance(per, dict) else per,
+                                 f"params for each target layer of the sample, {names}")
+        return [(n, per[n]) for n in names if per[n].get("applied", True) is not False]
 
     @abstractmethod
     def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
@@ -294,11 +371,11 @@ class IntensityTransform(Transform):
         if valid is not None and not bool(valid.any()):
             return sample
         out = sample
-        for name in self.target_layers(sample):
+        for name, own in self.layer_params(sample, params):
             data = sample.layer_info(name).data
             if data.dtype not in (torch.float32, torch.float64) or name in sample.pending.values:
                 return None          # (a second stage's statistics would need the first stage's output)
-            affine = self.channel_affine(data, valid, params, sample, name)
+            affine = self.channel_affine(data, valid, own, sample, name)
             if affine is None:
                 return None
             gain, bias = (t.detach().reshape(-1).double().cpu().numpy() for t in affine)
@@ -311,10 +388,10 @@ class IntensityTransform(Transform):
         if valid is not None and not bool(valid.any()):
             return sample.replace()          # augmentation hid everything (clouds, rotations): nothing to change
         changed = {}
-        for name in self.target_layers(sample):
+        for name, own in self.layer_params(sample, params):
             layer = layers[name]
             work = layer.data.to(torch.float64 if layer.data.dtype == torch.float64 else torch.float32)
-            new = self.transform_layer(work, valid, params, sample, name)
+            new = self.transform_layer(work, valid, own, sample, name)
             if valid is not None:       # in place when ``new`` is a buffer of its own (``fresh_output``)
                 own = self.fresh_output and new.shape == work.shape and new.dtype == work.dtype and \
                     new.is_contiguous() and not (torch.is_grad_enabled() and (new.requires_grad or work.requires_grad)) \
@@ -323,6 +400,16 @@ class IntensityTransform(Transform):
                 new = torch.where(valid, new, work, out=new if own else None)
             changed[name] = replace(layer, data=cast(new, layer.data.dtype))
         return sample.with_layers(**changed)
+
+
+def date_layers(sample: Sample, layer: str = "image") -> list[str]:
+    """``[layer]`` when ``sample`` has that layer, else its dates ``{layer}_t0``, ``{layer}_t1``, ...
+    (one layer per acquisition, in date order), else ``[]``."""
+    names = sample.layer_names()
+    if layer in names:
+        return [layer]
+    found = [(int(m.group(1)), n) for n in names if (m := re.fullmatch(re.escape(layer) + r"_t(\d+)", n))]
+    return [n for _, n in sorted(found)]
 
 
 def _call_args(args: tuple, kwargs: dict[str, Any], epoch: int) -> tuple[tuple, dict[str, Any]]:

@@ -34,17 +34,19 @@ class IntensityScale(IntensityTransform):
         offset: Additive offset in ``units``; a number or a range.
         units: ``"percentile"`` or ``"raw"``.
         layers: INTENSITY layers to change (default: all).
+        per_layer: One draw per target layer, recorded by layer name (default: one draw shared
+            by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
     """
 
     fresh_output = True
 
     def __init__(self, gain: float | tuple[float, float] = (0.9, 1.1), offset: float | tuple[float, float] = (-0.05, 0.05),
-                 units: str = "percentile", layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+                 units: str = "percentile", layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool = False) -> None:
         self.gain = as_uniform("gain", gain, low=1e-6)
         self.offset = as_uniform("offset", offset)
         self.units = check_choice("units", units, ("percentile", "raw"))
-        self._set_layers(layers)
+        self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
@@ -71,17 +73,19 @@ class TissueContrast(IntensityTransform):
         label: The LABEL layer defining the regions.
         smoothing: Border width (Gaussian sigma) in mm, >= 0.
         layers: INTENSITY layers to change (default: all).
+        per_layer: One draw per target layer, recorded by layer name (default: one draw shared
+            by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
     """
 
     def __init__(self, gain: float | tuple[float, float] = (0.85, 1.15), label: str = "label", smoothing: float = 2.0,
-                 layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool = False) -> None:
         self.gain = as_uniform("gain", gain, low=1e-6)
         self.label = label
         if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or smoothing < 0:
             raise ParameterError("smoothing", smoothing, "a width in mm >= 0")
         self.smoothing = float(smoothing)
-        self._set_layers(layers)
+        self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
@@ -110,14 +114,16 @@ class SimulateLowResolution(IntensityTransform):
         spacing: Target voxel size in mm along the axes; a number or a range, drawn per axis.
         axes: Axes to degrade (default: the last, the usual slice axis).
         layers: INTENSITY layers to change (default: all).
+        per_layer: One draw per target layer, recorded by layer name (default: one draw shared
+            by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
     """
 
     def __init__(self, spacing: float | tuple[float, float] = (2.0, 6.0), axes: int | Sequence[int] | None = (-1,),
-                 layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool = False) -> None:
         self.spacing = as_uniform("spacing", spacing, low=1e-6)
         self.axes = as_axes("axes", axes)
-        self._set_layers(layers)
+        self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:

@@ -43,14 +43,16 @@ class Spike(IntensityTransform):
         intensity: Spike amplitude as a fraction of the largest k-space magnitude of the channel.
         num_spikes: How many spikes (each with its mirror).
         layers: INTENSITY layers to change (default: all).
+        per_layer: One draw per target layer, recorded by layer name (default: one draw shared
+            by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
     """
 
     def __init__(self, intensity: float | tuple[float, float] = (0.05, 0.2), num_spikes: int = 1,
-                 layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool = False) -> None:
         self.intensity = as_uniform("intensity", intensity, low=0.0)
         self.num_spikes = check_positive_int("num_spikes", num_spikes)
-        self._set_layers(layers)
+        self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
@@ -82,12 +84,14 @@ class Ghosting(IntensityTransform):
         axis: Phase-encoding axis; ``None`` draws one.
         intensity: Attenuation of those planes, in [0, 1].
         layers: INTENSITY layers to change (default: all).
+        per_layer: One draw per target layer, recorded by layer name (default: one draw shared
+            by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
     """
 
     def __init__(self, num_ghosts: int | tuple[int, int] = (2, 8), axis: int | None = None,
                  intensity: float | tuple[float, float] = (0.3, 0.8), layers: Sequence[str] | None = None,
-                 p: float = 1.0) -> None:
+                 p: float = 1.0, *, per_layer: bool = False) -> None:
         pair = (num_ghosts, num_ghosts) if isinstance(num_ghosts, int) and not isinstance(num_ghosts, bool) else \
             tuple(num_ghosts) if isinstance(num_ghosts, (list, tuple)) else ()
         if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 2 for v in pair) \
@@ -99,7 +103,7 @@ class Ghosting(IntensityTransform):
             raise ParameterError("axis", axis, "None or an axis index")
         self.axis = axis
         self.intensity = as_uniform("intensity", intensity, low=0.0, high=1.0)
-        self._set_layers(layers)
+        self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
@@ -138,18 +142,20 @@ class Motion(IntensityTransform):
         num_movements: Movements during the scan (segments = movements + 1).
         axis: Phase-encoding axis.
         layers: INTENSITY layers to change (default: all).
+        per_layer: One draw per target layer, recorded by layer name (default: one draw shared
+            by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
     """
 
     def __init__(self, degrees: float | tuple[float, float] = (-3.0, 3.0), translation: float | tuple[float, float] = (-3.0, 3.0),
-                 num_movements: int = 2, axis: int = 0, layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+                 num_movements: int = 2, axis: int = 0, layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool = False) -> None:
         self.degrees = as_uniform("degrees", degrees, low=-45, high=45)
         self.translation = as_uniform("translation", translation)
         self.num_movements = check_positive_int("num_movements", num_movements)
         if isinstance(axis, bool) or not isinstance(axis, int):
             raise ParameterError("axis", axis, "an axis index")
         self.axis = axis
-        self._set_layers(layers)
+        self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:

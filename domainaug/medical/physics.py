@@ -36,14 +36,16 @@ class BiasField(IntensityTransform):
         coefficients: Range of every coefficient (log-scale); a number or ``(min, max)``.
         order: Polynomial degree, >= 1.
         layers: INTENSITY layers to change (default: all).
+        per_layer: One draw per target layer, recorded by layer name (default: one draw shared
+            by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
     """
 
     def __init__(self, coefficients: float | tuple[float, float] = (-0.15, 0.15), order: int = 3,
-                 layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool = False) -> None:
         self.coefficients = as_uniform("coefficients", coefficients, low=-5.0, high=5.0)
         self.order = check_positive_int("order", order)
-        self._set_layers(layers)
+        self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
@@ -93,6 +95,8 @@ class RicianNoise(GaussianNoise):
             (default), else in intensity units; a number or a range.
         relative: See ``std``.
         layers: INTENSITY layers to change (default: all).
+        per_layer: One draw per target layer, recorded by layer name (default: one draw shared
+            by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
     """
 
@@ -122,12 +126,14 @@ class CTWindow(IntensityTransform):
         width_scale: Random factor on the width, a number or range (> 0).
         rescale: Map the window to [0, 1] (float32); otherwise keep HU and the dtype.
         layers: INTENSITY layers to change (default: all).
+        per_layer: One draw per target layer, recorded by layer name (default: one draw shared
+            by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
     """
 
     def __init__(self, window: str | Sequence[float] = "abdomen", level_shift: float | tuple[float, float] = 0.0,
                  width_scale: float | tuple[float, float] = 1.0, rescale: bool = True,
-                 layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool = False) -> None:
         if isinstance(window, str):
             if window not in CT_WINDOWS:
                 raise ParameterError("window", window, "one of " + ", ".join(sorted(CT_WINDOWS)) + " or (level, width)")
@@ -138,12 +144,12 @@ class CTWindow(IntensityTransform):
         self.level_shift = as_uniform("level_shift", level_shift)
         self.width_scale = as_uniform("width_scale", width_scale, low=1e-3)
         self.rescale = bool(rescale)
-        self._set_layers(layers)
+        self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
     def inference(self) -> "CTWindow":
         """The nominal window, without the level and width jitter."""
-        return CTWindow(self.window, 0.0, 1.0, self.rescale, self.layers)
+        return CTWindow(self.window, 0.0, 1.0, self.rescale, self.layers, per_layer=self.per_layer)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         level, width = CT_WINDOWS[self.window] if isinstance(self.window, str) else self.window
@@ -161,7 +167,7 @@ class CTWindow(IntensityTransform):
         layers = sample.layers
         valid = layers[sample.valid_name].data if sample.valid_name else None
         floats = {}
-        for n in self.target_layers(sample):
+        for n, _ in self.layer_params(sample, params):      # (a layer skipped by per_layer keeps its values)
             data = layers[n].data.float()
             floats[n] = replace(layers[n], data=data if valid is None else data.masked_fill(~valid, 0.0), fill=0.0)
         return super().apply(sample.with_layers(**floats), params)

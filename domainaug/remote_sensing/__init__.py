@@ -10,9 +10,11 @@ from .presets import preset, presets
 from .rotation import RotationPolicy
 from .tiles import TileWriter, classification_patches, scene_stats, tile_windows, tiles
 from .spectral import (INDICES, AppendIndex, BandDropout, CloudShadow, Haze, SpectralJitter, band_stats,
-                       cloud_reflectance, derived_layers, layer_bands, set_bands, source_layers, spectral_index)
+                       check_distinct_bands, cloud_reflectance, date_layers, dates, derived_layers, layer_bands, set_bands,
+                       source_layers, spectral_index, stack_dates)
 
 __all__ = ["preset", "presets", "SpectralJitter", "Haze", "BandDropout", "CloudShadow", "AppendIndex",
            "RotationPolicy", "spectral_index", "INDICES", "set_bands", "layer_bands", "sensor", "sensors", "SENSORS",
            "Band", "Sensor", "tiles", "tile_windows", "TileWriter", "classification_patches", "scene_stats",
-           "resolve_bands", "match_band", "band_stats", "cloud_reflectance", "derived_layers", "source_layers"]
+           "resolve_bands", "match_band", "band_stats", "cloud_reflectance", "derived_layers", "source_layers",
+           "dates", "date_layers", "stack_dates", "check_distinct_bands"]

@@ -4,6 +4,10 @@ Every preset changes the values of the ``image`` layer only (an index added by `
 any other INTENSITY layer, moves with the spatial steps but keeps its values). Band names are read
 from the channels (``bands`` explains which descriptions resolve); unnamed bands and too few bands
 are refused with a message saying what is needed.
+
+**Dates.** On a sample with one layer per date (``image_t0``, ``image_t1``, ..., see ``dates``)
+every preset moves all dates by the same spatial map and draws its radiometric steps (calibration
+drift, haze, noise, clouds) per date, recorded by date layer name.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ def _satellite(sensor: str, min_bands: int) -> Compose:
         SpectralJitter(gain=(0.93, 1.07), bias=(-0.01, 0.01), correlation_nm=200.0, sensor=sensor,
                        min_bands=min_bands),
         Haze(strength=(0.0, 0.05), exponent=(1.0, 2.0), sensor=sensor, p=0.3),
-        GaussianNoise(std=(0.0, 0.02), layers=["image"], p=0.3),
+        GaussianNoise(std=(0.0, 0.02), layers=["image"], p=0.3, per_layer=None),
         CloudShadow(coverage=(0.02, 0.2), sensor=sensor, p=0.1),
     ])
 
@@ -40,8 +44,8 @@ def _aerial_rgbn() -> Compose:
     return Compose([
         RotationPolicy("any"),
         SpectralJitter(gain=(0.9, 1.1), bias=(-0.03, 0.03), sensor="aerial-rgbn", min_bands=4),
-        BrightnessContrast(brightness=(-0.05, 0.05), contrast=(0.9, 1.1), layers=["image"]),
-        GaussianBlur(sigma=(0.0, 0.5), layers=["image"], p=0.2),
+        BrightnessContrast(brightness=(-0.05, 0.05), contrast=(0.9, 1.1), layers=["image"], per_layer=None),
+        GaussianBlur(sigma=(0.0, 0.5), layers=["image"], p=0.2, per_layer=None),
     ])
 
 

@@ -39,14 +39,15 @@ from ..core.kernels.resample import cast
 from ..core.params import as_uniform, check_choice, check_positive_int
 from ..core.random import child_seed
 from ..core.sample import Layer, Role, Sample
-from ..core.transform import IntensityTransform, Transform
+from ..core.transform import IntensityTransform, Transform, date_layers
 from ..errors import ParameterError, ShapeError
 from ..intensity import _noise, affine_values, channel_quantiles, channel_stats
 from .bands import Band, is_unnamed, naming_hint, resolve_bands, sensor as sensor_table
 
 __all__ = ["set_bands", "layer_bands", "SpectralJitter", "Haze", "BandDropout", "CloudShadow", "INDICES",
            "spectral_index", "AppendIndex", "band_stats", "check_stats", "cloud_reflectance", "derived_layers",
-           "source_layers", "REFERENCE_NM", "STAT_KEYS"]
+           "source_layers", "REFERENCE_NM", "STAT_KEYS", "dates", "stack_dates", "date_layers", "check_distinct_bands",
+           "raster_layers"]
 
 
 def set_bands(sample: Sample, names: Sequence[str], sensor: str | None = None, layer: str = "image") -> Sample:
@@ -60,6 +61,7 @@ def set_bands(sample: Sample, names: Sequence[str], sensor: str | None = None, l
     names = [str(n) for n in names]
     if len(names) != info.data.shape[0]:
         raise ParameterError("names", names, f"{info.data.shape[0]} band names for layer {layer!r}")
+    check_distinct_bands(names, layer)
     if sensor is not None:
         resolve_bands(names, sensor_table(sensor).name, layer)       # every name must be a band of the sensor
     meta = {**sample.meta, **({"sensor": sensor} if sensor else {})}
@@ -72,13 +74,26 @@ def set_bands(sample: Sample, names: Sequence[str], sensor: str | None = None, l
 
 def layer_bands(sample: Sample, layer: str, sensor: str | None) -> list[Band]:
     """The ``Band`` of every channel of ``layer`` (sensor from the argument or ``sample.meta``)."""
+    check_distinct_bands(sample.layer_info(layer).channels, layer)
     return resolve_bands(sample.layer_info(layer).channels, sensor or sample.meta.get("sensor"), layer)
+
+
+def check_distinct_bands(channels: Sequence[str] | None, layer: str) -> None:
+    """Refuse a band name that appears twice in one layer (e.g. two dates stacked as bands): params
+    keyed by band name would change only one of them. Dates are layers (``dates``)."""
+    channels = list(channels or ())
+    twice = sorted({c for c in channels if channels.count(c) > 1})
+    if twice:
+        raise ParameterError("channels", twice, f"distinct band names in layer {layer!r}, which repeats {twice}: "
+                             f"for stacked dates, split them into one layer per date with "
+                             f"remote_sensing.dates(sample, layer={layer!r}) ({layer}_t0, {layer}_t1, ...)")
 
 
 def _check_named(sample: Sample, layer: str, sensor: str | None) -> list[str]:
     """The channel names of ``layer``; unnamed bands (``band1``...) are refused with how to name them."""
     info = sample.layer_info(layer)
     channels = list(info.channels or [None] * info.data.shape[0])
+    check_distinct_bands(info.channels, layer)
     if any(is_unnamed(c) for c in channels):
         resolve_bands(channels, sensor or sample.meta.get("sensor"), layer)       # raises, with the hint
     return [str(c) for c in channels]
@@ -89,6 +104,12 @@ def _check_band_count(sample: Sample, layer: str, need: int, who: str) -> None:
     if have < need:
         raise ShapeError(f"{who} on layer {layer!r} needs at least {need} bands, got {have} (min_bands={need}: "
                          f"it is for multispectral input)")
+
+
+def raster_layers(op: IntensityTransform, sample: Sample) -> list[str]:
+    """The layers a raster op changes: its ``layers``, else its ``layer`` or that layer's dates
+    (``image_t0``, ``image_t1``, ... when the sample has no ``image``)."""
+    return op.resolve_layers(sample, op.layers if op.layers is not None else [op.layer])
 
 
 # --- statistics ----------------------------------------------------------------------------------
@@ -173,6 +194,90 @@ def source_layers(sample: Sample) -> list[str]:
     return [n for n in sample.layer_names(Role.INTENSITY) if n not in derived]
 
 
+# --- dates ---------------------------------------------------------------------------------------
+def dates(x: Sample | Any, count: int | None = None, layer: str = "image", **from_numpy: Any) -> Sample:
+    """One layer per acquisition date: ``{layer}_t0``, ``{layer}_t1``, ... on the sample's one grid,
+    so that every date follows the same spatial map and radiometric ops draw per date.
+
+    ``x`` is a sample whose ``layer`` stacks the dates as bands (``T * C`` channels, e.g. names
+    ``('B1', ..., 'B7') * 2``), or a ``(T, C, *spatial)`` array/tensor, made a sample by
+    ``Sample.from_numpy(**from_numpy)`` (``channels`` then names one date's ``C`` bands; give
+    ``affine`` or ``spacing``). ``count`` is the number of dates; by default it is read from the
+    channel names, which must repeat.
+
+    Returns:
+        A sample with ``layer`` replaced by its dates (other layers, points, history and meta kept).
+
+    Raises:
+        ParameterError: ``count`` does not split the bands into dates with the same band names, the
+            names do not repeat and no ``count`` is given, or a date layer's name is taken.
+    """
+    if not isinstance(x, Sample):
+        stack = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+        if stack.dim() not in (4, 5):
+            raise ShapeError(f"dates: a stack has shape {tuple(stack.shape)}; expected (T, C, H, W) or (T, C, D, H, W)")
+        channels = from_numpy.pop("channels", None)
+        if count is not None and count != stack.shape[0]:
+            raise ParameterError("count", count, f"the stack's {stack.shape[0]} dates (or None)")
+        x = Sample.from_numpy(stack.reshape((-1,) + tuple(stack.shape[2:])),
+                              channels=None if channels is None else list(channels) * stack.shape[0], **from_numpy)
+        count = stack.shape[0]
+        if layer != "image":
+            x = x.replace(layers={layer if n == "image" else n: l for n, l in x.layers.items()})
+        if channels is None:
+            return _split_dates(x, layer, count, None)
+    return _split_dates(x, layer, count, x.layer_info(layer).channels)
+
+
+def _split_dates(sample: Sample, layer: str, count: int | None, channels: tuple[str, ...] | None) -> Sample:
+    if layer not in sample.layer_names() or sample.layer_info(layer).role is not Role.INTENSITY:
+        raise ParameterError("layer", layer, f"an INTENSITY layer of the sample ({sample.layer_names(Role.INTENSITY)})")
+    info = sample.layers[layer]
+    total = info.data.shape[0]
+    names = list(channels or ())
+    if count is None:
+        periods = [k for k in range(1, total) if total % k == 0 and names and names == names[:k] * (total // k)]
+        if not periods:
+            raise ParameterError("count", None, f"the number of dates: the band names of layer {layer!r} "
+                                 f"({names or 'unnamed'}) do not repeat")
+        count = total // periods[0]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1 or total % count:
+        raise ParameterError("count", count, f"a number of dates that divides the {total} bands of layer {layer!r}")
+    per = total // count
+    if names and any(names[t * per:(t + 1) * per] != names[:per] for t in range(count)):
+        raise ParameterError("count", count, f"dates with the same bands: {count} dates of {per} bands of layer "
+                             f"{layer!r} name {[names[t * per:(t + 1) * per] for t in range(count)]}")
+    new = {f"{layer}_t{t}": replace(info, data=info.data[t * per:(t + 1) * per].clone(),
+                                    channels=tuple(names[:per]) if names else None) for t in range(count)}
+    taken = [n for n in new if n in sample.layer_names()]
+    if taken:
+        raise ParameterError("layer", layer, f"a layer whose date names are free; the sample already has {taken}")
+    layers: dict[str, Layer] = {}
+    for n, l in sample.layers.items():
+        layers.update(new if n == layer else {n: l})
+    meta = dict(sample.meta)
+    if layer in meta.get("layers", {}):       # what the file was, per date (per-band lists cut to the date's bands)
+        entry = meta["layers"][layer]
+        cut = {t: {k: (v[t * per:(t + 1) * per] if isinstance(v, list) and len(v) == total else v)
+                   for k, v in entry.items()} for t in range(count)}
+        meta["layers"] = {**{k: v for k, v in meta["layers"].items() if k != layer},
+                          **{f"{layer}_t{t}": cut[t] for t in range(count)}}
+    if layer in meta.get("scene_stats", {}):   # keyed by band name: repeated names merged the dates' statistics
+        meta["scene_stats"] = {k: v for k, v in meta["scene_stats"].items() if k != layer}
+    return sample.replace(layers=layers, meta=meta)
+
+
+def stack_dates(sample: Sample, layer: str = "image") -> torch.Tensor:
+    """The dates of ``layer`` (``date_layers``) as one ``(T, C, *spatial)`` tensor, e.g. for a model."""
+    names = date_layers(sample, layer)
+    if not names:
+        raise ParameterError("layer", layer, f"a layer with dates {layer}_t0, {layer}_t1, ... ({sample.layer_names()})")
+    bands = {sample.layer_info(n).channels for n in names}
+    if len(bands) > 1 or len({sample.layer_info(n).data.shape[0] for n in names}) > 1:
+        raise ShapeError(f"stack_dates: the dates {names} of layer {layer!r} have different bands {sorted(map(str, bands))}")
+    return torch.stack([sample[n] for n in names])
+
+
 def _channel_index(layer: Layer, names: Sequence[str], layer_name: str) -> list[int]:
     channels = list(layer.channels or ())
     missing = [n for n in names if n not in channels]
@@ -210,12 +315,18 @@ class SpectralJitter(IntensityTransform):
         stats: Band statistics for the relative bias: ``None`` (per sample), ``"scene"`` or a table
             (see the module docstring); fixed parameters with scene statistics leave no seams
             between tiles.
-        layer: The INTENSITY layer holding the bands.
-        p: Probability of applying.
+        layer: The INTENSITY layer holding the bands; when the sample has no such layer, its dates
+            ``{layer}_t0``, ``{layer}_t1``, ... (``dates``).
+        p: Probability of applying (per date when drawing per date).
+        layers: Several INTENSITY layers instead of ``layer`` (e.g. dates named otherwise).
+        per_layer: ``None`` (default): one draw per layer (per date) when there are several, else
+            one; ``True``/``False`` force it (``IntensityTransform``). Params are keyed by band name,
+            and per layer by layer name: ``{"layers": {"image_t0": {"gain": ..., "bias": ...}}}``.
 
     Raises:
         ShapeError: the layer has fewer than ``min_bands`` bands.
-        ParameterError: unnamed bands (``band1``...), or names that do not resolve.
+        ParameterError: unnamed bands (``band1``...), names that do not resolve, or a band name
+            repeated in one layer (stacked dates: ``dates`` splits them).
     """
 
     fresh_output = True
@@ -223,7 +334,7 @@ class SpectralJitter(IntensityTransform):
     def __init__(self, gain: float | tuple[float, float] = (0.9, 1.1), bias: float | tuple[float, float] = (-0.02, 0.02),
                  correlation_nm: float | None = None, relative: bool = True, bands: Sequence[str] | None = None,
                  sensor: str | None = None, min_bands: int = 1, stats: Any = None, layer: str = "image",
-                 p: float = 1.0) -> None:
+                 p: float = 1.0, *, layers: Sequence[str] | None = None, per_layer: bool | None = None) -> None:
         self.gain = as_uniform("gain", gain, low=1e-6)
         self.bias = as_uniform("bias", bias)
         if correlation_nm is not None and (isinstance(correlation_nm, bool) or not isinstance(correlation_nm, (int, float))
@@ -238,26 +349,30 @@ class SpectralJitter(IntensityTransform):
         self.min_bands = check_positive_int("min_bands", min_bands)
         self.stats = check_stats(stats)
         self.layer = layer
-        self._set_layers([layer])
+        self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
-    def _names(self, sample: Sample) -> list[str]:
-        info = sample.layer_info(self.layer)
-        _check_band_count(sample, self.layer, self.min_bands, type(self).__name__)
-        channels = _check_named(sample, self.layer, self.sensor)
+    def target_layers(self, sample: Sample) -> list[str]:
+        return raster_layers(self, sample)
+
+    def _names(self, sample: Sample, layer: str) -> list[str]:
+        info = sample.layer_info(layer)
+        _check_band_count(sample, layer, self.min_bands, type(self).__name__)
+        channels = _check_named(sample, layer, self.sensor)
         if self.sensor or sample.meta.get("sensor") or self.correlation_nm is not None:
-            layer_bands(sample, self.layer, self.sensor)              # every band must be a band of the sensor
+            layer_bands(sample, layer, self.sensor)              # every band must be a band of the sensor
         names = self.bands or channels
-        _channel_index(info, names, self.layer)
+        _channel_index(info, names, layer)
         return names
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
-        names = self._names(sample)
+        targets = self.target_layers(sample)          # one layer, or several sharing one draw per band name
+        names = list(dict.fromkeys(n for layer in targets for n in self._names(sample, layer)))
         if self.correlation_nm is None:
             return {"gain": {n: self.gain.draw(generator) for n in names},
                     "bias": {n: self.bias.draw(generator) for n in names}}
-        all_bands = layer_bands(sample, self.layer, self.sensor)
-        wavelength = {ch: b.center_nm for ch, b in zip(sample.layer_info(self.layer).channels, all_bands)}
+        wavelength = {ch: b.center_nm for layer in targets
+                      for ch, b in zip(sample.layer_info(layer).channels, layer_bands(sample, layer, self.sensor))}
         lam = np.array([wavelength[n] for n in names])
         anchors = np.arange(lam.min() - self.correlation_nm, lam.max() + 2 * self.correlation_nm, self.correlation_nm)
         gains = np.interp(lam, anchors, [self.gain.draw(generator) for _ in anchors])
@@ -296,28 +411,36 @@ class Haze(IntensityTransform):
         sensor: Sensor table for band names (default: ``sample.meta["sensor"]``).
         reflectance_scale: Data value of reflectance 1 (``None``: each band's valid range).
         stats: Band statistics when ``reflectance_scale`` is ``None``: ``None``, ``"scene"`` or a table.
-        layer: The INTENSITY layer holding the bands.
-        p: Probability of applying.
+        layer: The INTENSITY layer holding the bands, or its dates (see ``SpectralJitter``).
+        p: Probability of applying (per date when drawing per date).
+        layers: Several INTENSITY layers instead of ``layer``.
+        per_layer: ``None`` (default): one draw per layer (per date: the atmosphere differs between
+            acquisitions) when there are several; ``True``/``False`` force it.
     """
 
     def __init__(self, strength: float | tuple[float, float] = (0.0, 0.1), exponent: float | tuple[float, float] = (1.0, 2.0),
                  sensor: str | None = None, reflectance_scale: float | None = None, stats: Any = None,
-                 layer: str = "image", p: float = 1.0) -> None:
+                 layer: str = "image", p: float = 1.0, *, layers: Sequence[str] | None = None,
+                 per_layer: bool | None = None) -> None:
         self.strength = as_uniform("strength", strength, low=0.0)
         self.exponent = as_uniform("exponent", exponent, low=0.0, high=8.0)
         self.sensor = None if sensor is None else sensor_table(sensor).name
         self.reflectance_scale = _check_scale(reflectance_scale)
         self.stats = check_stats(stats)
         self.layer = layer
-        self._set_layers([layer])
+        self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
+    def target_layers(self, sample: Sample) -> list[str]:
+        return raster_layers(self, sample)
+
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
-        layer_bands(sample, self.layer, self.sensor)            # fail early on unknown bands
+        for layer in self.target_layers(sample):
+            layer_bands(sample, layer, self.sensor)            # fail early on unknown bands
         return {"strength": self.strength.draw(generator), "exponent": self.exponent.draw(generator)}
 
     def channel_affine(self, data, valid, params, sample, name):
-        lam = torch.tensor([b.center_nm for b in layer_bands(sample, self.layer, self.sensor)], dtype=torch.float64)
+        lam = torch.tensor([b.center_nm for b in layer_bands(sample, name, self.sensor)], dtype=torch.float64)
         shape = ((REFERENCE_NM / lam) ** params["exponent"]).to(data.dtype).to(data.device)
         _, unit = _reflectance_units(sample, name, data, valid, self.stats, self.reflectance_scale)
         bias = params["strength"] * unit * shape.view(unit.shape)
@@ -335,12 +458,16 @@ class BandDropout(IntensityTransform):
         bands: Candidate band names (default: every band).
         value: ``"zero"`` or ``"mean"``.
         stats: Band means for ``"mean"``: ``None`` (per sample), ``"scene"`` or a table.
-        layer: The INTENSITY layer holding the bands.
-        p: Probability of applying.
+        layer: The INTENSITY layer holding the bands, or its dates (see ``SpectralJitter``).
+        p: Probability of applying (per date when drawing per date).
+        layers: Several INTENSITY layers instead of ``layer``.
+        per_layer: ``None`` (default): one draw per layer (per date) when there are several;
+            ``True``/``False`` force it. Shared, the same band names are dropped in every layer.
     """
 
     def __init__(self, max_bands: int = 1, bands: Sequence[str] | None = None, value: str = "zero",
-                 stats: Any = None, layer: str = "image", p: float = 1.0) -> None:
+                 stats: Any = None, layer: str = "image", p: float = 1.0, *, layers: Sequence[str] | None = None,
+                 per_layer: bool | None = None) -> None:
         self.max_bands = check_positive_int("max_bands", max_bands)
         if bands is not None and (isinstance(bands, str) or not bands):
             raise ParameterError("bands", bands, "None or a non-empty list of band names")
@@ -348,15 +475,22 @@ class BandDropout(IntensityTransform):
         self.value = check_choice("value", value, ("zero", "mean"))
         self.stats = check_stats(stats)
         self.layer = layer
-        self._set_layers([layer])
+        self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
+    def target_layers(self, sample: Sample) -> list[str]:
+        return raster_layers(self, sample)
+
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
-        info = sample.layer_info(self.layer)
-        names = self.bands or list(info.channels or [])
-        if not names:
-            raise ParameterError("bands", None, f"channel names on layer {self.layer!r} (remote_sensing.set_bands)")
-        _channel_index(info, names, self.layer)
+        names: list[str] = []
+        for layer in self.target_layers(sample):
+            info = sample.layer_info(layer)
+            check_distinct_bands(info.channels, layer)
+            own = self.bands or list(info.channels or [])
+            if not own:
+                raise ParameterError("bands", None, f"channel names on layer {layer!r} (remote_sensing.set_bands)")
+            _channel_index(info, own, layer)
+            names += [n for n in own if n not in names]
         k = 1 + int(torch.randint(0, min(self.max_bands, len(names)), (), generator=generator).item())
         chosen = torch.randperm(len(names), generator=generator)[:k].tolist()
         return {"bands": [names[i] for i in sorted(chosen)]}
@@ -414,9 +548,11 @@ class CloudShadow(Transform):
         stats: Band statistics when ``reflectance_scale`` is ``None`` (and for thermal bands):
             ``None`` (per sample), ``"scene"`` or a table.
         sensor: Sensor table for band names (default: ``sample.meta["sensor"]``).
-        layer: The INTENSITY layer to occlude.
+        layer: The INTENSITY layer to occlude. When the sample has no such layer but its dates
+            (``image_t0``, ``image_t1``, ...), each date gets its own clouds, drawn on its own, and its
+            own mask (``occlusion_t0``, ...); params ``{"layers": {date: params of that date}}``.
         mask: Name of the LABEL layer that marks occlusions (created or overwritten).
-        p: Probability of applying.
+        p: Probability of applying (once for every date).
     """
 
     def __init__(self, coverage: float | tuple[float, float] = (0.05, 0.3), scale: float | None = None,
@@ -440,8 +576,24 @@ class CloudShadow(Transform):
         extent = (np.array(sample.space.shape) - 1) * sample.space.spacing
         return self.scale if self.scale is not None else float(max(extent.max(), sample.space.spacing.max()) / 8)
 
+    def _dates(self, sample: Sample) -> list[str]:
+        names = date_layers(sample, self.layer)
+        if not names:
+            raise ParameterError("layer", self.layer, f"an INTENSITY layer of the sample or its dates ({self.layer}_t0, "
+                                 f"{self.layer}_t1, ...); the sample has {sample.layer_names()}")
+        for n in names:
+            if sample.layer_info(n).role is not Role.INTENSITY:
+                raise ParameterError("layer", self.layer, f"an INTENSITY layer; {n!r} is {sample.layer_info(n).role.value}")
+        return names
+
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
-        layer_bands(sample, self.layer, self.sensor)            # the model needs every band's wavelength
+        names = self._dates(sample)
+        if names == [self.layer]:
+            return self._draw(sample, self.layer, generator)
+        return {"layers": {n: self._draw(sample, n, generator) for n in names}}
+
+    def _draw(self, sample: Sample, layer: str, generator: torch.Generator) -> dict[str, Any]:
+        layer_bands(sample, layer, self.sensor)            # the model needs every band's wavelength
         scale = self._scale(sample)
         limit = scale if self.shadow_shift is None else self.shadow_shift
         shift = [(2 * torch.rand((), generator=generator, dtype=torch.float64).item() - 1) * limit
@@ -460,7 +612,18 @@ class CloudShadow(Transform):
         return F.interpolate(noise, size=shape, mode=mode, align_corners=True)[0, 0]
 
     def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
-        image = sample.layers[self.layer]
+        names = self._dates(sample)
+        if "layers" not in params:
+            return self._occlude(sample, self.layer, self.mask, params)
+        if sorted(params["layers"]) != sorted(names):
+            raise ParameterError("params['layers']", sorted(params["layers"]), f"params for each date, {names}")
+        out = sample
+        for n in names:          # the mask of date image_t0 is occlusion_t0
+            out = self._occlude(out, n, self.mask + n[len(self.layer):], params["layers"][n])
+        return out
+
+    def _occlude(self, sample: Sample, layer: str, mask: str, params: dict[str, Any]) -> Sample:
+        image = sample.layers[layer]
         valid = sample[sample.valid_name][0] if sample.valid_name else torch.ones(sample.space.shape, dtype=torch.bool)
         valid = valid.to(image.data.device)
         field = self._field(sample, params).to(image.data.device)
@@ -471,16 +634,16 @@ class CloudShadow(Transform):
         shift = [int(round(d / s)) for d, s in zip(params["shadow_shift"], sample.space.spacing)]
         shadow = _shifted(cloud, shift) * (1 - cloud) * valid if any(shift) else torch.zeros_like(cloud)
         if not bool(cloud.any()) and not bool(shadow.any()):
-            return sample.with_layers(**{self.layer: image, self.mask: Layer(
+            return sample.with_layers(**{layer: image, mask: Layer(
                 torch.zeros((1,) + tuple(cloud.shape), dtype=torch.uint8, device=cloud.device), Role.LABEL, 0)})
         data = image.data.double()
         v = valid[None]
-        offset, unit = _reflectance_units(sample, self.layer, data, v, self.stats, self.reflectance_scale)
-        rho = torch.tensor([cloud_reflectance(b.center_nm) for b in layer_bands(sample, self.layer, self.sensor)],
+        offset, unit = _reflectance_units(sample, layer, data, v, self.stats, self.reflectance_scale)
+        rho = torch.tensor([cloud_reflectance(b.center_nm) for b in layer_bands(sample, layer, self.sensor)],
                            dtype=data.dtype, device=data.device).view(offset.shape)
         thermal = torch.isnan(rho)
         if bool(thermal.any()):
-            cold = band_stats(sample, self.layer, data, v, self.stats, ("min",))["min"]
+            cold = band_stats(sample, layer, data, v, self.stats, ("min",))["min"]
             target = torch.where(thermal, cold, offset + torch.nan_to_num(rho) * unit)
         else:
             target = offset + rho * unit
@@ -489,8 +652,8 @@ class CloudShadow(Transform):
         dim = 1 - shadow.double() * (1 - params["darkness"])
         out = torch.where(thermal, out, offset + (out - offset) * dim)
         marks = torch.where(cloud > 0.5, 1, torch.where(shadow > 0.5, 2, 0)).to(torch.uint8)[None]
-        return sample.with_layers(**{self.layer: replace(image, data=cast(out, image.data.dtype)),
-                                     self.mask: Layer(marks, Role.LABEL, 0)})
+        return sample.with_layers(**{layer: replace(image, data=cast(out, image.data.dtype)),
+                                     mask: Layer(marks, Role.LABEL, 0)})
 
 
 def _shifted(x: torch.Tensor, shift: Sequence[int]) -> torch.Tensor:
