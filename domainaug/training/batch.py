@@ -101,6 +101,11 @@ class BatchAugment:
             if self.pipeline.epoch != epoch:
                 self.pipeline.set_epoch(epoch)
             outs = [self.pipeline(s, generator_for(self.seed, epoch, int(i))) for s, i in zip(samples, indices)]
+        for name in dict.fromkeys(n for o in outs for n in o.layer_names()):
+            shapes = {tuple(o[name].shape) for o in outs if name in o.layer_names()}
+            if len(shapes) != 1:
+                raise ShapeError(f"the pipeline gives {name!r} shapes {sorted(shapes)} across the batch; end it "
+                                 "on one grid size (e.g. with a Crop) to stack them")
         result = stack_samples(outs)                # the same stacking as collate: nothing dropped
         result["spaces"] = [o.space for o in outs]
         return result
