@@ -7,7 +7,7 @@ are imported only when these functions are called.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -41,20 +41,27 @@ def to_monai(sample: Sample) -> dict[str, Any]:
 
 
 def from_monai(data: Mapping[str, Any], image: str = "image", label: str | None = "label",
-               valid: str | None = None) -> Sample:
+               valid: str | None = None, *, keys: Sequence[str] = ()) -> Sample:
     """A Sample from a MONAI dict: ``image`` (``(C, *spatial)`` MetaTensor or tensor with an affine),
-    optionally ``label`` and a boolean ``valid`` mask on the same grid."""
+    optionally ``label`` and a boolean ``valid`` mask on the same grid, and every key of ``keys``
+    (e.g. ``["t2", "mask"]``) as a layer of its own name: integer or bool data as LABEL, the rest
+    INTENSITY (``domainaug.training.adapters.MonaiTransform`` picks keys for you)."""
     if image not in data:
         raise ParameterError("image", image, f"a key of the dict ({sorted(data)})")
-    parts = {key: (_plain(data[key]), getattr(data[key], "affine", None))
-             for key in (image, label, valid) if key is not None and key in data}
-    return _build(parts, image, label, valid)
-
-
-def _build(parts: dict[str, tuple[torch.Tensor, Any]], image: str, label: str | None, valid: str | None) -> Sample:
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise ParameterError("keys", missing, f"keys of the dict ({sorted(data)})")
     roles = {image: ("image", Role.INTENSITY), label: ("label", Role.LABEL), valid: ("valid", Role.VALID)}
-    return sample_from_parts({roles[key][0]: (key, t, affine, roles[key][1]) for key, (t, affine) in parts.items()
-                              if key is not None and key in roles}, "image")
+    parts: dict[str, tuple] = {}
+    for key in [image, label, valid, *keys]:
+        if key is None or key not in data or any(p[0] == key for p in parts.values()):
+            continue
+        t = _plain(data[key])
+        name, role = roles.get(key, (key, Role.LABEL if not t.dtype.is_floating_point else Role.INTENSITY))
+        if name in parts:
+            raise ParameterError("keys", key, f"keys that do not clash with the {name!r} layer")
+        parts[name] = (key, t, getattr(data[key], "affine", None), role)
+    return sample_from_parts(parts, "image")
 
 
 def sample_from_parts(parts: Mapping[str, tuple[str, Any, Any, Role]], reference: str) -> Sample:
