@@ -109,9 +109,12 @@ def cmd_replay(args) -> int:
     out = replay(sample, doc["records"])
     with tempfile.TemporaryDirectory() as tmp:
         same = True
-        for original, layer in ((job.out_image, "image"), (job.out_label, "label")):
-            if original is None:
-                continue
+        layers = doc.get("layers") or {"image": job.out_image, **({"label": job.out_label} if job.out_label else {})}
+        missing = sorted(set(layers) - set(out.layer_names()))
+        if missing:
+            print(f"replay gives no layer {missing}: DIFFERENT")
+            return 1
+        for layer, original in layers.items():
             again = dio.save(out, Path(tmp) / Path(original).name, layer=layer)
             ok = offline.sha256(again) == doc["outputs"][original]
             same &= ok

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from .core.transform import Transform, transform_from_dict
 from .errors import DomainaugError, ParameterError
 from .io import atomic_path, load, save
 
-__all__ = ["Job", "plan", "run_job", "run", "resolve_pipeline", "sha256"]
+__all__ = ["Job", "plan", "layer_path", "run_job", "run", "resolve_pipeline", "sha256"]
 
 _EXTENSIONS = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".tif", ".tiff")
 
@@ -109,6 +110,27 @@ def plan(inputs: Sequence[str], out: str | os.PathLike, copies: int = 1, label_s
     return jobs
 
 
+_LAYER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def layer_path(job: Job, name: str) -> str:
+    """Where ``job`` writes its output layer ``name``: ``image`` at ``job.out_image``, ``label`` at
+    ``job.out_label`` when the input had a label, every other layer (``valid``, ``occlusion``, an
+    appended ``NDVI``, a label the pipeline made) at ``<stem>_aug<k>_<name><ext>`` beside the image.
+
+    Raises:
+        ParameterError: a layer name that cannot be part of a file name.
+    """
+    if name == "image":
+        return job.out_image
+    if name == "label" and job.out_label is not None:
+        return job.out_label
+    if not _LAYER_NAME.fullmatch(name):
+        raise ParameterError("layer", name, "a layer name of letters, digits, '_', '-' or '.' (it names a file)")
+    stem, ext = _split_ext(Path(job.out_image).name)
+    return str(Path(job.out_image).with_name(f"{stem}_{name}{ext}"))
+
+
 def resolve_pipeline(preset: str | None = None, pipeline: str | None = None) -> Transform:
     """A pipeline from a preset name (medical or remote sensing) or a YAML file."""
     if (preset is None) == (pipeline is None):
@@ -146,14 +168,25 @@ def _complete(job: Job) -> bool:
         return False
 
 
+def _sidecar_layers(job: Job) -> dict[str, str]:
+    """The layer files a finished job's sidecar lists (image and label for sidecars from before
+    every layer was written)."""
+    doc = json.loads(Path(job.sidecar).read_text())
+    if "layers" in doc:
+        return dict(doc["layers"])
+    return {"image": job.out_image, **({"label": job.out_label} if job.out_label is not None else {})}
+
+
 def run_job(job: Job, pipeline: dict[str, Any], seed: int, bands: Sequence[str] | None = None,
             sensor: str | None = None, equivalent_crs: bool = False) -> dict[str, Any]:
     """Make one output (skipped when already complete); never raises for a bad input file.
     ``bands`` (with ``sensor``) names the channels of rasters without band descriptions;
-    ``equivalent_crs`` accepts a label whose CRS PROJ calls equal to the image's. Outputs keep
-    their source's on-disk type and metadata (``domainaug.io.save``)."""
+    ``equivalent_crs`` accepts a label whose CRS PROJ calls equal to the image's. Every layer of the
+    output is written, each to its own file (``layer_path``) with its own on-disk type and metadata
+    (``domainaug.io.save``; a VALID layer as a uint8 mask); the sidecar's ``"layers"`` maps each
+    layer name to its file, and the result's ``"layers"`` too."""
     if _complete(job):
-        return {"index": job.index, "status": "skipped", "image": job.image}
+        return {"index": job.index, "status": "skipped", "image": job.image, "layers": _sidecar_layers(job)}
     try:
         transform = transform_from_dict(pipeline)
         sample = load(job.image, label=job.label, equivalent_crs=equivalent_crs)
@@ -161,16 +194,15 @@ def run_job(job: Job, pipeline: dict[str, Any], seed: int, bands: Sequence[str] 
             from .remote_sensing import set_bands
             sample = set_bands(sample, list(bands), sensor)
         out = transform(sample, generator_for(seed, 0, job.index))
-        outputs = {job.out_image: save(out, job.out_image)}
-        if job.out_label is not None:
-            outputs[job.out_label] = save(out, job.out_label, layer="label")
+        layers = {name: layer_path(job, name) for name in out.layer_names()}
+        outputs = [save(out, path, layer=name) for name, path in layers.items()]
         doc = {"domainaug": __version__, "python": platform.python_version(), "seed": seed, "job": asdict(job),
                "inputs": {p: sha256(p) for p in (job.image, job.label) if p},
                "outputs": {str(p): sha256(p) for p in outputs},
-               "records": [r.to_dict() for r in out.history]}
+               "layers": layers, "records": [r.to_dict() for r in out.history]}
         with atomic_path(Path(job.sidecar)) as tmp:                     # the completion marker, written last
             tmp.write_text(json.dumps(doc, indent=1))
-        return {"index": job.index, "status": "done", "image": job.image}
+        return {"index": job.index, "status": "done", "image": job.image, "layers": layers}
     except Exception as exc:  # noqa: BLE001 - a bad input is reported and skipped, the others go on
         return {"index": job.index, "status": "failed", "image": job.image, "error": f"{type(exc).__name__}: {exc}"}
 
@@ -179,7 +211,8 @@ def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str 
         progress: Callable[[int, int, float], None] | None = None, bands: Sequence[str] | None = None,
         sensor: str | None = None, equivalent_crs: bool = False) -> list[dict[str, Any]]:
     """Run the jobs on a local Dask cluster (``workers`` threads in this process; default: the machine's
-    cores) or on the Dask cluster at ``scheduler``; write ``manifest.json`` beside the outputs. Temporary files left
+    cores) or on the Dask cluster at ``scheduler``; write ``manifest.json`` beside the outputs (each
+    entry lists its job, status and ``layers``: layer name -> file). Temporary files left
     by a killed run in the output folder are removed first, so run one job per output folder at a time.
     ``equivalent_crs`` (recorded in the manifest, for replay) accepts labels whose CRS PROJ calls equal."""
     from distributed import Client, LocalCluster, as_completed
@@ -219,7 +252,8 @@ def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str 
     results.sort(key=lambda r: r["index"])
     manifest = {"domainaug": __version__, "seed": seed, "pipeline": config, "bands": bands, "sensor": sensor,
                 "equivalent_crs": equivalent_crs,
-                "outputs": [{"job": asdict(j), "status": r["status"], **({"error": r["error"]} if "error" in r else {})}
+                "outputs": [{"job": asdict(j), "status": r["status"], **({"layers": r["layers"]} if "layers" in r else {}),
+                             **({"error": r["error"]} if "error" in r else {})}
                             for j, r in zip(jobs, results)]}
     with atomic_path(out_dir / "manifest.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=1))

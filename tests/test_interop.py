@@ -81,3 +81,16 @@ def test_pipeline_as_a_torchio_transform(t1):
     assert out["image"].shape == (1, 64, 64, 32) and out["label"].shape == (1, 64, 64, 32)
     start = out.domainaug_records[0]["params"]["start"]
     np.testing.assert_allclose(out["image"].affine[:3, 3], t1.space.index_to_world(start), atol=1e-5)
+
+
+def test_from_monai_takes_extra_keys_and_from_torchio_every_image(t1):
+    d = interop.to_monai(t1)
+    d["mask"] = (d["label"] > 0).to(torch.uint8)
+    d["t2"] = d["image"] * 2
+    sample = interop.from_monai(d, keys=["mask", "t2"])
+    assert sample.layer_info("mask").role is da.Role.LABEL and sample.layer_info("t2").role is da.Role.INTENSITY
+    with pytest.raises(da.ParameterError, match="^keys="):
+        interop.from_monai(d, keys=["nope"])
+    subject = interop.to_torchio(sample)
+    back = interop.from_torchio(subject)                                # every image, not only image and label
+    assert set(back.layer_names()) == {"image", "label", "mask", "t2"} and torch.equal(back["mask"], sample["mask"])

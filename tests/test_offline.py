@@ -123,3 +123,37 @@ def test_preview_writes_pngs_for_a_volume_and_a_raster(dataset, fixtures, tmp_pa
     assert cli.main(["preview", str(fixtures / "rgbn_suba.tif"), "--pipeline", str(yaml_file), "--bands",
                      "band3,band2,band1", "--out", str(png2)]) == 0
     assert png2.stat().st_size > 1000
+
+
+def test_augment_writes_every_layer_with_its_own_name_and_metadata(dataset, tmp_path):
+    """Masks, occlusion and appended indices are written too, each listed in the sidecar and manifest."""
+    import numpy as np
+    import rasterio
+    from domainaug import io as dio
+    yaml_file = tmp_path / "rs.yaml"
+    yaml_file.write_text("transform: Compose\nconfig:\n  transforms:\n"
+                         "  - transform: RotationPolicy\n    config: {policy: any}\n"
+                         "  - transform: CloudShadow\n    config: {coverage: 0.2}\n"
+                         "  - transform: AppendIndex\n    config: {index: NDVI}\n")
+    out = tmp_path / "out"
+    assert cli.main(["augment", str(dataset / "scene.tif"), "--out", str(out), "--pipeline", str(yaml_file),
+                     "--bands", "B1,B2,B3,B4,B5,B7", "--sensor", "landsat7", "--workers", "1"]) == 0
+    doc = json.loads((out / "scene_aug000.json").read_text())
+    assert set(doc["layers"]) == {"image", "valid", "occlusion", "NDVI"}
+    assert doc["layers"]["image"] == str(out / "scene_aug000.tif")              # today's name, unchanged
+    assert doc["layers"]["occlusion"] == str(out / "scene_aug000_occlusion.tif")
+    assert set(doc["outputs"]) == set(doc["layers"].values())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["outputs"][0]["layers"] == doc["layers"]
+    with rasterio.open(out / "scene_aug000_valid.tif") as f:
+        assert f.dtypes[0] == "uint8" and f.crs is not None and f.count == 1
+        valid = f.read(1)
+    assert set(np.unique(valid).tolist()) <= {0, 1} and 0 < valid.mean() < 1
+    with rasterio.open(out / "scene_aug000_NDVI.tif") as f, rasterio.open(dataset / "scene.tif") as src:
+        assert f.count == 1 and f.dtypes[0] == "float32" and f.crs == src.crs and f.descriptions[0] == "NDVI"
+    occlusion = dio.load(out / "scene_aug000_occlusion.tif")
+    assert set(occlusion["image"].unique().tolist()) <= {0, 1, 2}
+    assert cli.main(["replay", str(out / "scene_aug000.json")]) == 0
+    assert cli.main(["augment", str(dataset / "scene.tif"), "--out", str(out), "--pipeline", str(yaml_file),
+                     "--bands", "B1,B2,B3,B4,B5,B7", "--sensor", "landsat7", "--workers", "1"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["outputs"][0]["layers"] == doc["layers"]   # resumed

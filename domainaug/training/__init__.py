@@ -1,5 +1,5 @@
 """Training integration: a PyTorch ``Dataset`` whose augmentation does not depend on DataLoader
-workers, and a ``collate`` that keeps the param records.
+workers, and a ``collate`` that keeps every layer, point set, grid and param record.
 
 Every sample of every epoch gets its own generator from ``(seed, epoch, index)``, so the output
 depends neither on ``num_workers`` nor on worker order, and workers never repeat each other's draws.
@@ -21,6 +21,7 @@ from ..core.random import generator_for
 from ..core.sample import Sample
 from ..core.transform import Compose, SpatialTransform, Transform
 from ..errors import ParameterError, SampleError
+from .stack import stack_samples, with_common_valid
 
 __all__ = ["AugmentedDataset", "collate", "with_common_valid", "with_patch", "TestTimeAugmentation", "BatchAugment"]
 
@@ -108,36 +109,26 @@ def with_patch(pipeline: Transform, crop: Transform) -> Compose:
     return Compose(steps[:lead] + [crop] + steps[lead:])
 
 
-def with_common_valid(samples: Sequence[Sample]) -> list[Sample]:
-    """When some samples have a VALID layer (e.g. only those a rotation turned), give the others an
-    all-true one, so that batching keeps nodata marked instead of dropping the layer."""
-    name = next((s.valid_name for s in samples if s.valid_name is not None), None)
-    return list(samples) if name is None else [s if s.valid_name else s.with_valid(name) for s in samples]
-
-
 def collate(batch: Sequence[Sample]) -> dict[str, Any]:
-    """A batch dict for ``DataLoader(collate_fn=collate)``: ``"image"`` (and ``"label"``, ``"valid"``
-    when every sample has them) stacked to ``(B, C, *spatial)``, ``"target"`` when every sample has
-    ``meta["target"]`` (class index, or probabilities after MixUp/CutMix), and ``"records"``: each sample's
-    param records as JSON-ready dicts, so a batch can be replayed or logged."""
+    """A batch dict for ``DataLoader(collate_fn=collate)`` that drops nothing a sample holds.
+
+    Keys: every layer name of any sample (``"image"``, ``"label"``, ``"valid"``, ``"occlusion"``,
+    ...) stacked to ``(B, C, *spatial)``; ``"present"``: ``{layer: (B,) bool}``, false where a sample
+    lacked that layer (its slot then holds the layer's ``fill``; mask the loss with it; a sample
+    without a VALID layer is valid everywhere and gets an all-true one); ``"points"``: one
+    ``{name: (N, ndim) float64}`` dict per sample (ragged, world units); ``"affine"``: ``(B, n+1,
+    n+1)`` float64 index-to-world of each sample's grid and ``"crs"``: one string or ``None`` per
+    sample, to georeference predictions; ``"target"`` when every sample has ``meta["target"]`` (class
+    index, or probabilities after MixUp/CutMix); ``"records"``: each sample's param records as
+    JSON-ready dicts, so a batch can be replayed or logged. Lists of Samples (``patches=k``) are
+    flattened. See ``domainaug.training.stack``."""
     batch = [s for item in batch for s in (item if isinstance(item, list) else [item])]   # patches
-    if not batch:
-        raise ParameterError("batch", [], "at least one sample")
-    batch = with_common_valid(batch)
-    out: dict[str, Any] = {}
-    for name in batch[0].layer_names():
-        if all(name in s.layer_names() for s in batch):
-            shapes = {tuple(s[name].shape) for s in batch}
-            if len(shapes) != 1:
-                raise ParameterError("batch", sorted(shapes), f"samples whose {name!r} layers have one shape "
-                                     "(crop or pad to a common size in the pipeline)")
-            out[name] = torch.stack([s[name] for s in batch])
+    out = stack_samples(batch)
     if all("target" in s.meta for s in batch):      # classification targets (class index or probabilities)
         targets = [s.meta["target"] for s in batch]
         whole = all(isinstance(t, numbers.Integral) and not isinstance(t, bool) for t in targets)
         out["target"] = torch.tensor([int(t) for t in targets] if whole else targets,
                                      dtype=torch.int64 if whole else torch.float32)
-    out["records"] = [[r.to_dict() for r in s.history] for s in batch]
     return out
 
 

@@ -24,7 +24,7 @@ from ..core.sample import Layer, Role, Sample
 from ..core.space import Space
 from ..core.transform import Transform, replay
 from ..errors import ParameterError, ShapeError
-from . import with_common_valid
+from .stack import stack_samples
 
 __all__ = ["BatchAugment"]
 
@@ -84,8 +84,10 @@ class BatchAugment:
                  meta: dict[str, Any] | None = None, epoch: int = 0,
                  indices: Sequence[int] | None = None,
                  records: Sequence[Sequence[ParamRecord | dict[str, Any]]] | None = None) -> dict[str, Any]:
-        """Augment the batch; returns ``{"image", "label"?, "valid"?, "records", "spaces"}`` with the
-        outputs stacked (every element must end on the same grid shape, e.g. after a ``Crop``).
+        """Augment the batch; returns the outputs stacked as ``collate`` stacks them (every layer,
+        ``"present"``, ``"points"``, ``"affine"``, ``"crs"``, ``"records"``; see
+        ``domainaug.training.stack``) plus ``"spaces"`` (every element must end on the same grid
+        shape, e.g. after a ``Crop``).
         With ``records`` (one list per element) the batch is replayed instead of drawn."""
         samples = self.samples(image, label, valid, space, fill, channels, label_interpolation, meta)
         if records is not None:
@@ -99,14 +101,11 @@ class BatchAugment:
             if self.pipeline.epoch != epoch:
                 self.pipeline.set_epoch(epoch)
             outs = [self.pipeline(s, generator_for(self.seed, epoch, int(i))) for s, i in zip(samples, indices)]
-        outs = with_common_valid(outs)              # a rotation may mark nodata on some elements only
-        result: dict[str, Any] = {}
-        for name in outs[0].layer_names():
-            shapes = {tuple(o[name].shape) for o in outs}
+        for name in dict.fromkeys(n for o in outs for n in o.layer_names()):
+            shapes = {tuple(o[name].shape) for o in outs if name in o.layer_names()}
             if len(shapes) != 1:
                 raise ShapeError(f"the pipeline gives {name!r} shapes {sorted(shapes)} across the batch; end it "
                                  "on one grid size (e.g. with a Crop) to stack them")
-            result[name] = torch.stack([o[name] for o in outs])
-        result["records"] = [[r.to_dict() for r in o.history] for o in outs]
+        result = stack_samples(outs)                # the same stacking as collate: nothing dropped
         result["spaces"] = [o.space for o in outs]
         return result
