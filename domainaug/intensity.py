@@ -43,18 +43,35 @@ def channel_stats(data: torch.Tensor, valid: torch.Tensor | None,
         else:
             out["min"] = torch.where(mask, flat, torch.full_like(flat, math.inf)).amin(1)
             out["max"] = torch.where(mask, flat, torch.full_like(flat, -math.inf)).amax(1)
-    if "mean" in which or "std" in which:
-        if valid is None:
-            out["mean"] = flat.mean(1)
-            if "std" in which:
-                out["std"] = flat.std(1, unbiased=False)
-        else:
-            out["mean"] = torch.where(mask, flat, torch.zeros_like(flat)).sum(1) / count
-            if "std" in which:
-                centred = torch.where(mask, flat - out["mean"][:, None], torch.zeros_like(flat))
-                out["std"] = (centred ** 2).sum(1).div(count).sqrt()
+    if "mean" in which or "std" in which:       # sums in fixed chunks: the same bits for any thread count
+        n = count.double() if valid is not None else float(flat.shape[1])
+        kept = flat if valid is None else torch.where(mask, flat, torch.zeros_like(flat))
+        out["mean"] = (_row_sums(kept) / n).to(flat.dtype)
+        if "std" in which:
+            centred = kept - out["mean"][:, None]
+            if valid is not None:
+                centred = torch.where(mask, centred, torch.zeros_like(centred))
+            centred.mul_(centred)
+            out["std"] = (_row_sums(centred) / n).sqrt().to(flat.dtype)
     shape = (-1,) + (1,) * (data.dim() - 1)
     return {k: v.view(shape) for k, v in out.items()}
+
+
+#: Elements summed by one thread in ``_row_sums`` (below torch's grain size, so never split).
+SUM_CHUNK = 1 << 14
+
+
+def _row_sums(x: torch.Tensor) -> torch.Tensor:
+    """Float64 sums of the rows of ``(C, N)`` ``x`` that do not depend on the number of threads:
+    torch splits a float32 reduction across threads, so ``x.mean()`` differs in its last bits
+    between 1, 2 and 3 threads (a DataLoader worker and the main process would disagree). Fixed
+    chunks are summed one per thread, then added in float64."""
+    c, n = x.shape
+    full = n - n % SUM_CHUNK
+    total = x[:, full:].sum(1, dtype=torch.float64)
+    if full:
+        total = total + x[:, :full].reshape(c, full // SUM_CHUNK, SUM_CHUNK).sum(2).sum(1, dtype=torch.float64)
+    return total
 
 
 def affine_values(data: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,9 @@ Targets:
   the target becomes the list of mixed class probabilities.
 
 Layers that not every sample of the batch has (e.g. CloudShadow's ``occlusion``, added only when
-it fires) are dropped, as ``collate`` drops them; a VALID layer on some samples (e.g. only those a
-rotation turned) is instead given to all, all-true where there was none.
+it fires) are dropped here (``collate`` keeps them, marked in ``batch["present"]``); a VALID layer
+on some samples (e.g. only those a rotation turned) is instead given to all, all-true where there
+was none.
 
 Nodata (a VALID layer): MixUp keeps a pixel valid only where both inputs are; CutMix takes the
 partner's validity inside the box, and its class-target weight is the share of *valid* output

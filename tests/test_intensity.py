@@ -149,3 +149,27 @@ def test_intensity_ops_keep_gradients_with_nodata(op):
     out = op()(sample, torch.Generator())["image"]
     out.sum().backward()
     assert image.grad is not None and torch.isfinite(image.grad).all()
+
+
+@pytest.mark.parametrize("shape", [(1, 96, 96, 40), (3, 300, 290), (2, 7, 5)])
+@pytest.mark.parametrize("with_valid", [False, True])
+def test_channel_statistics_do_not_depend_on_the_thread_count(shape, with_valid):
+    """torch's float32 mean differs in its last bits between 1, 2 and 3 threads; a DataLoader worker
+    (often 1 thread) and the main process must still give the same augmentation."""
+    from domainaug.intensity import channel_stats
+    x = torch.from_numpy(np.random.default_rng(1).normal(1000, 3, shape).astype(np.float32))
+    valid = torch.rand((1,) + shape[1:], generator=torch.Generator().manual_seed(2)) > 0.2 if with_valid else None
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            results.append(channel_stats(x, valid))
+    finally:
+        torch.set_num_threads(before)
+    for r in results[1:]:
+        assert all(torch.equal(r[k], results[0][k]) for k in r)
+    ref = x.double().numpy().reshape(shape[0], -1)[:, valid.reshape(-1).numpy()] if with_valid else \
+        x.double().numpy().reshape(shape[0], -1)
+    np.testing.assert_allclose(results[0]["mean"].reshape(-1).numpy(), ref.mean(1), rtol=1e-7)
+    np.testing.assert_allclose(results[0]["std"].reshape(-1).numpy(), ref.std(1), rtol=1e-5)
