@@ -25,8 +25,8 @@ def brats(fixtures, tmp_path):
     mask = (t1 > 10).astype(np.uint8)
     paths = {"t1": fixtures / T1, "flair": tmp_path / "flair.nii.gz", "label": fixtures / SEG,
              "brain_mask": tmp_path / "mask.nii.gz"}
-    nib.save(nib.Nifti1Image(flair, src.affine, src.header), str(paths["flair"]))
-    nib.save(nib.Nifti1Image(mask, src.affine, src.header), str(paths["brain_mask"]))
+    nib.save(nib.Nifti1Image(flair, src.affine), str(paths["flair"]))
+    nib.save(nib.Nifti1Image(mask, src.affine), str(paths["brain_mask"]))
     return paths, {"t1": t1, "flair": flair, "mask": mask}
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -83,14 +83,22 @@ def _read(path: str | os.PathLike) -> dict[str, Any]:
         raise DomainaugError(f"{path}: cannot read it as {fmt}: {reason}") from exc
 
 
-def load(path: str | os.PathLike, label: str | os.PathLike | None = None, *, device: str | torch.device = "cpu",
+def load(path: Any, label: str | os.PathLike | None = None, *, device: str | torch.device = "cpu",
          equivalent_crs: bool = False, dtype: str | torch.dtype | None = None,
-         fill: float | str | None = None) -> Sample:
-    """Load an image (and optionally a label map on the same grid) into a ``Sample``.
+         fill: Any = None, labels: Sequence[str] = ("label",), sensor: str | None = None) -> Sample:
+    """Load an image (and optionally a label map on the same grid), or many files, into a ``Sample``.
 
     Args:
-        path: The image file (or DICOM folder).
-        label: An optional label map on the same grid.
+        path: The image file (or DICOM folder); or many files on one grid (``domainaug.io.many``):
+            a mapping of layer name to file (``{"t1": p1, "flair": p2, "label": p3}``; a value may
+            be a list of files stacked as channels), a list of ``(name, path)`` pairs, or a list of
+            per-band files (single-band GeoTIFFs, as Landsat and Sentinel-2 ship them) stacked as
+            the channels of ``"image"``, named from band descriptions or file names.
+        label: An optional label map on the same grid (not with a mapping: put it in the mapping).
+        labels: With a mapping: the names of LABEL layers (default ``("label",)``); every other
+            entry is an INTENSITY layer.
+        sensor: With a list of band files: resolve channel names to this sensor's band names
+            (``domainaug.remote_sensing.bands``); a name the sensor lacks is an error.
         device: Where the layers go.
         equivalent_crs: Accept a label whose CRS is written differently but denotes the same
             system, as PROJ decides (``crs_equal``: an EPSG code and its WKT, an ESRI WKT).
@@ -99,6 +107,7 @@ def load(path: str | os.PathLike, label: str | os.PathLike | None = None, *, dev
         fill: The value outside the field of view and at nodata: a number, ``"minimum"`` or
             ``"mean"`` of the valid voxels. Default ``None``: the raster's nodata value when it has
             a finite one, else ``"minimum"`` (CT gets air, MRI its background). Labels fill with 0.
+            With many files, a mapping of intensity layer name to fill is accepted.
 
     Values: intensity layers are float32 (the file's scaling, e.g. NIfTI ``scl_slope``, applied
     once); labels stay integer; ``"valid"`` is bool. A pixel is valid only where every band is valid
@@ -110,10 +119,24 @@ def load(path: str | os.PathLike, label: str | os.PathLike | None = None, *, dev
     image file.
 
     Raises:
-        SpaceMismatchError: The label is on another grid or CRS (the message says what differs).
+        SpaceMismatchError: The label (or any of many files) is on another grid or CRS than the
+            image (the first file), or does not overlap it; the message names both files and what
+            differs. Layers on their own grids are not supported yet: resample first.
+        ParameterError: Many files with a repeated layer name, the same band name twice in one
+            layer (dates go in layers of their own, ``image_t<k>``), or a layer named ``"valid"``.
         DomainaugError: A file that cannot be read, declares more data than it holds, or more than
             the load limit (``DOMAINAUG_MAX_LOAD_GB``, see ``domainaug.io.common``); named.
     """
+    from . import many
+    if many.is_many(path):
+        sample = many.load_many(path, label, read=_read, intensity=_intensity, grid_error=_grid_error,
+                                equivalent_crs=equivalent_crs, dtype=dtype, fill=fill, labels=labels, sensor=sensor)
+        return sample.to(device) if str(device) != "cpu" else sample
+    if sensor is not None:
+        raise ParameterError("sensor", sensor, "None for one file (sensor= names the bands of a list of band files; "
+                             "use domainaug.remote_sensing.set_bands for one file)")
+    if isinstance(fill, dict):
+        raise ParameterError("fill", fill, "a number, 'minimum' or 'mean' for one file")
     sample = assemble(_read(path), None if label is None else _read(label), path, label, equivalent_crs,
                       dtype=dtype, fill=fill)
     return sample.to(device) if str(device) != "cpu" else sample
@@ -222,7 +245,7 @@ def save(sample: Sample, path: str | os.PathLike, layer: str = "image", *, dtype
     data_layer = sample.layers[layer]
     layers_meta = sample.meta.get("layers", {})
     if data_layer.role is Role.VALID:
-        image_meta = layers_meta.get("image", {})
+        image_meta = layers_meta.get(sample.meta.get("reference", "image"), {})   # the first intensity layer's file
         meta = {k: image_meta[k] for k in _VALID_KEYS if k in image_meta}
     else:
         meta = dict(layers_meta.get(layer, {}))

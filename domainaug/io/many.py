@@ -1,0 +1,299 @@
+"""Many files into one sample: a mapping of layer name to file(s), or a list of per-band files.
+
+Forms (see ``domainaug.io.load``):
+
+- ``{"t1": p1, "flair": p2, "label": p3}`` (or a list of ``(name, path)`` pairs): one layer per
+  entry, named by its key. Names in ``labels`` (default ``("label",)``) are LABEL layers, every
+  other entry an INTENSITY layer. A value may itself be a list of files, stacked as the channels of
+  that layer (``{"image_t0": [b02_t0, b03_t0], "image_t1": [b02_t1, b03_t1]}``: dates as layers).
+- ``[b02.tif, b03.tif, ...]``: one ``"image"`` layer whose channels are the files' bands, in order.
+
+One sample has one grid for now: every file must be on the grid of the first file (same shape,
+CRS, and voxel centres within 1e-3 voxels). A file on another grid, in another CRS, or outside
+the world extent of the first raises ``SpaceMismatchError`` naming both files and what differs;
+layers on their own grids are not supported yet (resample the file first).
+
+Channel names of a stacked layer (a list of files), per file and band: the band's description
+when the file has one; else, for a single-band file, the last token of the file name (extension
+removed, tokens split at ``_``, ``-``, ``.``, spaces) of the form ``B<digits>[A]``, with a
+preceding product-level token ``SR``/``ST``/``TOA``/``BOA`` kept (``LE07_L2SP_..._B1.TIF`` ->
+``B1``, ``LC08_..._SR_B4.TIF`` -> ``SR_B4``, ``T33UUP_..._B8A_20m.tif`` -> ``B8A``), upper-cased;
+the whole stem when no token matches; a multi-band file without descriptions gets
+``<that name>_<band number>``. With ``sensor=`` every name is then resolved by the rules of
+``domainaug.remote_sensing.bands`` (``resolve_bands``) to the sensor's band name (``SR_B4`` ->
+``B4``; ``green`` -> ``B3`` for landsat8), and a name the sensor does not have is an error. The
+same name twice in one layer is an error (dates go in layers of their own, ``image_t<k>``).
+
+Values and validity: each intensity layer is float32 (the policy of ``load``), with its own fill
+(``fill`` may map layer names to fills; default: the files' shared finite nodata value, else the
+minimum of the valid voxels). One ``"valid"`` layer is the AND over every intensity layer's
+validity (nodata, masks, non-finite values); labels do not enter it. Invalid voxels hold each
+intensity layer's fill, as for one file. Label nodata becomes 0.
+
+Metadata: ``sample.meta["layers"][name]`` is the layer's file metadata (``"path"`` its file; for a
+stacked layer the list of files, and the first file's layout with the bands' descriptions, tags,
+scales, offsets and units gathered in channel order), so ``save(sample, path, layer=name)``
+writes each layer back as it came; a stacked layer is written as one multi-band file.
+``sample.meta["path"]``/``["format"]`` name the first intensity layer's (first) file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..core.sample import Layer, Role, Sample, as_label, resolve_fill
+from ..core.space import Space, crs_equal
+from ..errors import NoDataError, ParameterError, SpaceMismatchError
+
+__all__ = ["is_many", "load_many", "band_name_from_file"]
+
+_EXT = re.compile(r"\.(tif|tiff|nii|nii\.gz|mha|mhd|nrrd|nhdr)$", re.IGNORECASE)
+_TOKENS = re.compile(r"[_\-.\s]+")
+_BAND_TOKEN = re.compile(r"^B\d+A?$", re.IGNORECASE)
+_LEVEL_TOKEN = re.compile(r"^(SR|ST|TOA|BOA)$", re.IGNORECASE)
+_PATH = (str, os.PathLike)
+
+
+def is_many(path: Any) -> bool:
+    """Whether ``path`` is one of the many-file forms (a mapping or a list/tuple)."""
+    return isinstance(path, (Mapping, list, tuple))
+
+
+def band_name_from_file(path: str | os.PathLike) -> str:
+    """The band name the module rules give a single-band file without a band description."""
+    stem = _EXT.sub("", Path(path).name)
+    tokens = [t for t in _TOKENS.split(stem) if t]
+    for i in range(len(tokens) - 1, -1, -1):
+        if _BAND_TOKEN.match(tokens[i]):
+            name = tokens[i].upper()
+            if i > 0 and _LEVEL_TOKEN.match(tokens[i - 1]):
+                name = f"{tokens[i - 1].upper()}_{name}"
+            return name
+    return stem
+
+
+def _entries(path: Any, label: Any) -> tuple[list[tuple[str, Any]], bool]:
+    """``[(name, path or list of paths)]`` and whether the input was a bare list of files."""
+    if isinstance(path, Mapping):
+        if label is not None:
+            raise ParameterError("label", str(label), "None with a mapping of layers: put the label in the "
+                                 "mapping (label= is for one image or a list of band files)")
+        return list(path.items()), False
+    items = list(path)
+    if not items:
+        raise ParameterError("path", path, "at least one file")
+    pairs = [isinstance(i, (tuple, list)) and len(i) == 2 and isinstance(i[0], str) for i in items]
+    if all(pairs):
+        if label is not None:
+            raise ParameterError("label", str(label), "None with (name, path) pairs: put the label in the pairs")
+        return [(n, p) for n, p in items], False
+    if not all(isinstance(i, _PATH) for i in items):
+        raise ParameterError("path", [type(i).__name__ for i in items],
+                             "a list of paths (band files) or of (name, path) pairs, not a mix")
+    entries: list[tuple[str, Any]] = [("image", items)]
+    if label is not None:
+        entries.append(("label", label))
+    return entries, True
+
+
+def _check_names(entries: list[tuple[str, Any]], labels: Sequence[str]) -> None:
+    seen: dict[str, Any] = {}
+    for name, spec in entries:
+        if not isinstance(name, str) or not name:
+            raise ParameterError("path", name, "layer names that are non-empty strings")
+        if name == "valid":
+            raise ParameterError("path", name, "a layer name other than 'valid' (load makes the VALID layer)")
+        if name in seen:
+            raise ParameterError("path", name, f"distinct layer names; {name!r} is given twice "
+                                 f"({seen[name]} and {spec})")
+        seen[name] = spec
+        files = spec if isinstance(spec, (list, tuple)) else [spec]
+        if not files or not all(isinstance(f, _PATH) for f in files):
+            raise ParameterError(f"path[{name!r}]", spec, "a path or a list of paths")
+        if name in labels and len(files) != 1:
+            raise ParameterError(f"path[{name!r}]", spec, "one file for a label layer")
+    missing = [n for n in labels if n not in seen and n != "label"]
+    if missing:
+        raise ParameterError("labels", list(labels), f"names of layers in the input ({', '.join(seen)}); "
+                             f"not there: {', '.join(missing)}")
+
+
+def _short_crs(crs: Any) -> str:
+    text = str(crs)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _world_box(space: Space) -> np.ndarray:
+    corners = np.array(np.meshgrid(*[[-0.5, s - 0.5] for s in space.shape], indexing="ij")).reshape(space.ndim, -1).T
+    world = space.index_to_world(corners)
+    return np.stack([world.min(0), world.max(0)])
+
+
+def check_same_grid(ref: Space, ref_path: Any, other: Space, path: Any, equivalent_crs: bool,
+                    grid_error: Callable[[Space, Space], str]) -> None:
+    """Raise ``SpaceMismatchError`` unless ``other`` (of ``path``) is on ``ref``'s grid."""
+    if other.ndim != ref.ndim:
+        raise SpaceMismatchError(f"{path} is {other.ndim}D and {ref_path} is {ref.ndim}D: the layers of one "
+                                 "sample share one grid")
+    if ref.crs != other.crs and not (equivalent_crs and crs_equal(ref.crs, other.crs)):
+        hint = ("; the CRSs are equivalent by PROJ: pass equivalent_crs=True to accept"
+                if crs_equal(ref.crs, other.crs) else "; reproject one of them first")
+        raise SpaceMismatchError(f"{path} is in another CRS than {ref_path}: {_short_crs(other.crs)} vs "
+                                 f"{_short_crs(ref.crs)}; the layers of one sample share one CRS" + hint)
+    a, b = _world_box(ref), _world_box(other)
+    if np.any(a[1] < b[0]) or np.any(b[1] < a[0]):
+        raise SpaceMismatchError(f"{path} and {ref_path} do not overlap in the world: extent "
+                                 f"{np.round(b, 3).tolist()} vs {np.round(a, 3).tolist()} (min, max per axis)")
+    if not other.same_grid(ref, tolerance=1e-3, equivalent_crs=equivalent_crs):
+        raise SpaceMismatchError(f"{path} is on another grid than {ref_path}: {grid_error(ref, other)} "
+                                 f"({Path(str(ref_path)).name} vs {Path(str(path)).name}); layers on their own "
+                                 "grids are not supported yet: resample it onto the first file's grid first")
+
+
+def _channel_names(files: list[Any], raws: list[dict[str, Any]], sensor: str | None, layer: str) -> list[str]:
+    from ..remote_sensing.bands import is_unnamed, resolve_bands
+    names: list[str] = []
+    where: list[Any] = []
+    for f, raw in zip(files, raws):
+        count = raw["data"].shape[0]
+        descriptions = list(raw["meta"].get("band_descriptions") or [None] * count)
+        base = band_name_from_file(f)
+        for i in range(count):
+            d = descriptions[i] if i < len(descriptions) else None
+            names.append(str(d).strip() if not is_unnamed(d) else base if count == 1 else f"{base}_{i + 1}")
+            where.append(f)
+    if sensor is not None:
+        names = [b.name for b in resolve_bands(names, sensor, layer)]
+    firsts: dict[str, Any] = {}
+    for n, f in zip(names, where):
+        if n in firsts:
+            raise ParameterError("path", n, f"distinct band names in layer {layer!r}; band {n!r} comes twice "
+                                 f"({firsts[n]} and {f}). If these are two dates, give each date a layer of its "
+                                 "own: {'image_t0': [...], 'image_t1': [...]}")
+        firsts[n] = f
+    return names
+
+
+def _stacked_meta(files: list[Any], raws: list[dict[str, Any]], channels: list[str]) -> dict[str, Any]:
+    """The first file's metadata, with the per-band entries of every file in channel order."""
+    meta = dict(raws[0]["meta"])
+    meta["path"] = [str(f) for f in files]
+    if meta.get("format") != "geotiff":
+        return meta
+    nodatas = {r["meta"].get("nodata") for r in raws}
+    meta["nodata"] = nodatas.pop() if len(nodatas) == 1 else None      # differing nodata: save uses a mask
+    meta["on_disk_dtype"] = np.result_type(*[np.dtype(r["meta"]["on_disk_dtype"]) for r in raws]).name
+    meta["channels"] = list(channels)
+    meta["band_descriptions"] = list(channels)
+    meta["colorinterp"] = ["gray"] + ["undefined"] * (len(channels) - 1)
+    meta["colormap"] = None
+    for key in ("band_tags", "scales", "offsets", "units"):
+        meta[key] = [v for r in raws for v in (r["meta"].get(key) or [])]
+    return meta
+
+
+def load_many(path: Any, label: Any, *, read: Callable[[Any], dict[str, Any]],
+              intensity: Callable[..., torch.Tensor], grid_error: Callable[[Space, Space], str],
+              equivalent_crs: bool, dtype: Any, fill: Any, labels: Sequence[str], sensor: str | None) -> Sample:
+    if isinstance(labels, str):
+        labels = (labels,)
+    labels = tuple(labels)
+    entries, bare_list = _entries(path, label)
+    if bare_list and label is not None and "label" not in labels:
+        labels = labels + ("label",)
+    _check_names(entries, labels)
+    fills = fill if isinstance(fill, Mapping) else {}
+    unknown = [k for k in fills if k not in dict(entries) or k in labels]
+    if unknown:
+        raise ParameterError("fill", dict(fill), f"fills keyed by intensity layers; not one: {', '.join(map(str, unknown))}")
+
+    ref: tuple[Space, Any] | None = None
+    read_layers: list[tuple[str, list[Any], list[dict[str, Any]], bool]] = []
+    order = [e for e in entries if e[0] not in labels] + [e for e in entries if e[0] in labels]
+    for name, spec in order:                         # intensity layers first: the first is the reference
+        files = list(spec) if isinstance(spec, (list, tuple)) else [spec]
+        raws = []
+        for f in files:
+            raw = read(f)
+            if ref is None:
+                ref = (raw["space"], f)
+            else:
+                check_same_grid(ref[0], ref[1], raw["space"], f, equivalent_crs, grid_error)
+            raws.append(raw)
+        read_layers.append((name, files, raws, isinstance(spec, (list, tuple))))
+    assert ref is not None
+    space = ref[0]
+
+    values: dict[str, torch.Tensor] = {}
+    valid: torch.Tensor | None = None
+    layer_meta: dict[str, dict[str, Any]] = {}
+    channels: dict[str, tuple[str, ...] | None] = {}
+    for name, files, raws, stacked in read_layers:
+        if name in labels:
+            continue
+        parts = []
+        for f, raw in zip(files, raws):
+            data = intensity(raw["data"], raw.get("scale"), dtype)
+            if raw.get("valid") is not None:
+                v = torch.from_numpy(np.asarray(raw["valid"], dtype=bool))
+                valid = v if valid is None else valid & v
+            if not bool(torch.isfinite(data).all()):
+                finite = torch.isfinite(data).all(0, keepdim=True)
+                valid = finite if valid is None else valid & finite
+                raw["meta"]["non_finite"] = True
+            parts.append(data)
+        if len({p.dtype for p in parts}) > 1:
+            parts = [p.to(torch.float64) for p in parts]
+        values[name] = parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+        if stacked:
+            names = _channel_names(files, raws, sensor, name)
+            channels[name] = tuple(names)
+            layer_meta[name] = _stacked_meta(files, raws, names)
+            if any(r["meta"].get("non_finite") for r in raws):
+                layer_meta[name]["non_finite"] = True
+        else:
+            channels[name] = raws[0].get("channels")
+            layer_meta[name] = {**raws[0]["meta"], "path": str(files[0])}
+    if valid is not None and not bool(valid.any()):
+        raise NoDataError(f"{[str(f) for _, fs, _, _ in read_layers for f in fs]}: no voxel is valid in every "
+                          "intensity layer (nodata, mask or NaN)")
+
+    layers: dict[str, Layer] = {}
+    for name, files, raws, _ in read_layers:
+        if name in labels:
+            raw, f = raws[0], files[0]
+            lab = raw["data"]
+            if raw.get("scale") is not None:
+                lab = lab * raw["scale"][0] + raw["scale"][1]
+            meta = {**raw["meta"], "path": str(f)}
+            if raw.get("valid") is not None:
+                lab_valid = np.broadcast_to(np.asarray(raw["valid"], dtype=bool), lab.shape)
+                meta["unlabelled"] = "zero" if bool((lab[lab_valid] == 0).any()) else "nodata"
+                lab = np.where(lab_valid, lab, 0)
+            layers[name] = Layer(as_label(f"{name} ({f})", lab), Role.LABEL, 0)
+            layer_meta[name] = meta
+            continue
+        data = values[name]
+        chosen = fills.get(name) if isinstance(fill, Mapping) else fill
+        if chosen is None:
+            shared = {r.get("fill") for r in raws}
+            chosen = shared.pop() if len(shared) == 1 else None
+            if chosen is None or not np.isfinite(chosen) or abs(chosen) > torch.finfo(data.dtype).max:
+                chosen = "minimum"
+        fill_value = resolve_fill(data, valid, chosen)
+        if valid is not None:
+            data = torch.where(valid, data, torch.full_like(data, fill_value))
+        layers[name] = Layer(data, Role.INTENSITY, fill_value, channels[name])
+    if valid is not None:
+        layers["valid"] = Layer(valid, Role.VALID)
+    layers = {n: layers[n] for n, _ in entries if n in layers} | ({"valid": layers["valid"]} if "valid" in layers else {})
+    first = next((e for e in read_layers if e[0] not in labels), read_layers[0])
+    meta = {"path": str(first[1][0]), "format": first[2][0]["format"], "reference": first[0],
+            "layers": {n: layer_meta[n] for n, _ in entries}}
+    return Sample(space, layers, meta=meta)
