@@ -97,6 +97,8 @@ def test_valid_is_the_and_of_every_intensity_layer(fixtures, tmp_path):
     valid = s["valid"][0]
     assert not valid[0, 0, 0] and not valid[1, 1, 1] and int((~valid).sum()) == 2
     assert s["a"][0, 0, 0, 0] == s.layers["a"].fill               # invalid voxels hold the layer's fill
+    back = nib.load(str(dio.save(s, tmp_path / "valid.nii.gz", layer="valid")))   # on the first layer's grid
+    assert np.allclose(back.affine, src.affine) and int((np.asanyarray(back.dataobj) == 0).sum()) == 2
 
 
 def test_file_on_another_grid_is_refused_naming_it(fixtures, tmp_path):
@@ -190,3 +192,13 @@ def test_list_with_label_on_the_same_grid(fixtures, tmp_path):
         dst.write(lab, 1)
     s = dio.load(paths, label=tmp_path / "lab.tif")
     assert s.layers["label"].role.value == "label" and s["label"].sum() == int(lab.sum())
+
+
+def test_augmented_dataset_takes_mapping_items(brats):
+    from domainaug import Flip
+    from domainaug.training import AugmentedDataset
+    paths, _ = brats
+    ds = AugmentedDataset([paths], Flip(axes=(0,), p=1.0), labels=("label", "brain_mask"))
+    s = ds[0]
+    assert s.layers["brain_mask"].role.value == "label" and s.layers["flair"].role.value == "intensity"
+    assert torch.equal(s["t1"], dio.load(paths)["t1"].flip(1))

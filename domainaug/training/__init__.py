@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numbers
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch.utils.data import Dataset
@@ -25,14 +25,16 @@ from .stack import stack_samples, with_common_valid
 
 __all__ = ["AugmentedDataset", "collate", "with_common_valid", "with_patch", "TestTimeAugmentation", "BatchAugment"]
 
-Item = Any   # a Sample, an image path, or an (image path, label path) pair
+Item = Any   # a Sample, an image path, an (image path, label path) pair, or a {layer name: path} mapping
 
 
 class AugmentedDataset(Dataset):
     """``items`` augmented by ``pipeline``; item ``i`` of epoch ``e`` uses ``generator_for(seed, e, i)``.
 
     Args:
-        items: Samples, image paths, or ``(image, label)`` path pairs (loaded with ``domainaug.io``).
+        items: Samples, image paths, ``(image, label)`` path pairs, or mappings of layer name to
+            path(s) (``{"t1": ..., "flair": ..., "label": ...}``; loaded with ``domainaug.io.load``,
+            one grid per sample).
         pipeline: Any transform (usually a ``Compose`` or a preset).
         seed: Base seed of the run.
         loader: Optional ``item -> Sample`` for other kinds of items.
@@ -42,11 +44,12 @@ class AugmentedDataset(Dataset):
             list of ``k`` Samples, and ``collate`` flattens the lists into one batch.
         equivalent_crs: For path items: accept a label whose CRS PROJ calls equal to the image's
             (``domainaug.io.load(..., equivalent_crs=True)``).
+        labels: For mapping items: the names of LABEL layers (``domainaug.io.load(..., labels=)``).
     """
 
     def __init__(self, items: Sequence[Item], pipeline: Transform, seed: int = 0,
                  loader: Callable[[Item], Sample] | None = None, patches: int | None = None, *,
-                 equivalent_crs: bool = False) -> None:
+                 equivalent_crs: bool = False, labels: Sequence[str] = ("label",)) -> None:
         if not isinstance(pipeline, Transform):
             raise ParameterError("pipeline", type(pipeline).__name__, "a domainaug Transform")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -54,6 +57,7 @@ class AugmentedDataset(Dataset):
         self.patches = None if patches is None else check_positive_int("patches", patches)
         self.items, self.pipeline, self.seed, self.loader = list(items), pipeline, seed, loader
         self.equivalent_crs = bool(equivalent_crs)
+        self.labels = (labels,) if isinstance(labels, str) else tuple(labels)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -75,9 +79,12 @@ class AugmentedDataset(Dataset):
         from .. import io as dio
         if isinstance(item, (str, os.PathLike)):
             return dio.load(item)
+        if isinstance(item, Mapping):
+            return dio.load(item, labels=self.labels, equivalent_crs=self.equivalent_crs)
         if isinstance(item, (tuple, list)) and len(item) == 2:
             return dio.load(item[0], label=item[1], equivalent_crs=self.equivalent_crs)
-        raise ParameterError(f"items[{index}]", type(item).__name__, "a Sample, a path or an (image, label) pair")
+        raise ParameterError(f"items[{index}]", type(item).__name__, "a Sample, a path, an (image, label) pair or a "
+                             "{layer: path} mapping")
 
     def _stamp(self, sample: Sample, draw: int) -> Sample:
         """Where the sample's draw came from: ``meta["draw"] = [seed, epoch, index]`` (batch-level
