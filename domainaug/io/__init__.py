@@ -7,6 +7,10 @@ converted here and only here: a loaded ``Space`` always maps array indices of ce
 - ``load(path, label=None)`` gives layers ``"image"``, ``"label"`` (when given) and ``"valid"``
   (when the file has nodata or a mask). An image and a label on different grids is an error,
   never a silent resample.
+- Many files into one sample (``domainaug.io.many``): ``load({"t1": p1, "flair": p2, "label": p3},
+  labels=("label",))`` gives one layer per entry; ``load([b02.tif, b03.tif, ...])`` stacks per-band
+  files as the channels of ``"image"`` (named from band descriptions or file names). Every file
+  must be on one grid for now; one ``"valid"`` is the AND over the intensity layers.
 - Values: intensity layers are float32 in memory (float64 when the file is, or on request); labels
   stay integer; ``"valid"`` is bool. What each layer's file was is kept in
   ``sample.meta["layers"][name]`` (on-disk dtype, scaling, NIfTI header, GeoTIFF layout, nodata,
