@@ -1,5 +1,5 @@
-"""Kernels: index/world math (grid), matrices (affine), control-point fields (elastic), map
-composition (fuse) and the one resampler (resample)."""
+"""Kernels: index/world math (grid), matrices (affine), control-point fields (elastic) and the one
+resampler (resample). The map model they read is ``core.maps``."""
 
 import hashlib as _hashlib
 import os as _os

@@ -32,15 +32,12 @@ import numba as nb
 import numpy as np
 import torch
 
+from ..maps import PendingMap, coordinate_lattice
 from . import parallel_lock
-from .elastic import LATTICE_MAX_STEP
-from .grid import apply_affine
-from .fuse import Field, PendingMap, fuse_stages
 from .memory import empty, empty_like_numpy
 from .simd import TILE, transpose_tile16
 
-__all__ = ["resample_layers", "LayerSpec", "passes", "pull_back_points", "push_forward_points", "invert_map", "cast",
-           "exact_full"]
+__all__ = ["resample_layers", "LayerSpec", "passes", "cast", "exact_full"]
 
 INTENSITY_MODES = {"linear": 0, "cubic": 1, "nearest": 2}
 LABEL_MODES = {"nearest": 0, "argmax": 1}
@@ -71,49 +68,8 @@ class LayerSpec:
     bias: np.ndarray | None = None
 
 
-# ---------------------------------------------------------------------------------------------
-# Geometry: the pending map as source-index coordinates on a coarse output-aligned lattice.
-# ---------------------------------------------------------------------------------------------
 def _shape3(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return (1,) + tuple(shape) if len(shape) == 2 else tuple(shape)  # type: ignore[return-value]
-
-
-def _lattice_steps(pending: PendingMap) -> list[int]:
-    """Output voxels between coordinate-lattice nodes, per axis. An affine-only map is linear, so
-    the grid's corners suffice (step = n - 1); with fields, the finest field lattice step along each
-    output axis (at most ``LATTICE_MAX_STEP``). When the output-side field lies on the output grid
-    (an Elastic last in a pipeline) the nodes coincide with its lattice and the map is exact."""
-    shape = pending.space.shape
-    steps = [max(1, n - 1) for n in shape]
-    linear = pending.space.affine[:-1, :-1]          # output index -> the current stage's input, linear part
-    for stage in pending.stages:
-        if isinstance(stage, Field):
-            # field-lattice index per output index, along each output axis (affines before it included;
-            # an earlier field counts as the identity: it is smooth and small)
-            per_axis = np.linalg.norm(stage.to_lattice[:-1, :-1] @ linear, axis=0)
-            for a in range(len(shape)):
-                steps[a] = min(steps[a], int(max(1, min(LATTICE_MAX_STEP, np.floor(1 / max(per_axis[a], 1e-12))))))
-        else:
-            linear = stage[:-1, :-1] @ linear
-    return steps
-
-
-def coordinate_lattice(pending: PendingMap) -> tuple[np.ndarray, np.ndarray]:
-    """Source-index coordinates (float64, ``(3, nz, ny, nx)``, lifted to 3D) at lattice nodes
-    ``k * step`` of the output grid, and the steps (3,). Between nodes the resampler interpolates
-    the coordinates linearly; this is the definition of the map that every path shares."""
-    shape = pending.space.shape
-    steps = _lattice_steps(pending)
-    axes = [np.arange(max(2, math.ceil((n - 1) / st) + 1)) * st for n, st in zip(shape, steps)]
-    nodes = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(shape)).astype(np.float64)
-    world = pending.space.index_to_world(nodes)
-    source = pending.source.world_to_index(pull_back_points(pending.stages, world))
-    coords = source.T.reshape((len(shape),) + tuple(len(a) for a in axes))
-    if len(shape) == 2:                                      # lift: a depth-1 leading axis
-        coords = np.concatenate([np.zeros((1,) + coords.shape[1:]), coords])[:, None]
-        coords = np.concatenate([coords, coords], axis=1)    # two identical z nodes
-        steps = [1] + steps
-    return np.ascontiguousarray(coords), np.array(steps, dtype=np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -896,90 +852,3 @@ def resample_layers(specs: list[LayerSpec], pending: PendingMap, *, backend: str
         outs = [_apply_values(o, s, valid) for o, s in zip(outs, specs)]
     return outs
 
-
-def pull_back_points(stages, points: np.ndarray) -> np.ndarray:
-    """World points of an op's output -> world points of its input (through pull-back stages)."""
-    x = np.asarray(points, dtype=np.float64)
-    for stage in stages:
-        if isinstance(stage, Field):
-            x = x + _field_at_points(stage, x)
-        else:
-            x = apply_affine(stage, x)
-    return x
-
-
-def push_forward_points(stages, points: np.ndarray, iterations: int = 30) -> np.ndarray:
-    """World points of an op's input -> where the content there lands in its output.
-
-    Affine stages are inverted exactly; a field stage ``y = x + d(x)`` is inverted by the fixed
-    point iteration ``x <- y - d(x)``, which converges while the field's gradient stays below 1
-    (documented tolerance: well below half a voxel for the fields Elastic draws).
-    """
-    x = np.asarray(points, dtype=np.float64)
-    for stage in reversed(stages):
-        if isinstance(stage, Field):
-            y = x.copy()
-            for _ in range(iterations):
-                x = y - _field_at_points(stage, x)
-        else:
-            x = apply_affine(np.linalg.inv(stage), x)
-    return x
-
-
-def invert_map(pending: PendingMap, iterations: int = 30) -> PendingMap:
-    """The map back: data on ``pending.space`` (an augmented output) resampled onto ``pending.source``.
-
-    Affine stages are inverted exactly. A field stage ``x -> x + d(x)`` becomes the field ``e`` on
-    the same lattice with ``y + e(y)`` its inverse, solved at each node by the fixed point
-    ``e <- -d(y + e)`` (as in ``push_forward_points``) and interpolated linearly between nodes.
-    """
-    stages: list = []
-    for stage in reversed(pending.stages):
-        if isinstance(stage, Field):
-            shape = stage.lattice.shape[1:]
-            nodes = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in shape], indexing="ij"), -1)
-            y = apply_affine(np.linalg.inv(stage.to_lattice), nodes.reshape(-1, len(shape)))
-            e = np.zeros_like(y)
-            for _ in range(iterations):
-                e = -_field_at_points(stage, y + e)
-            lattice = np.ascontiguousarray(np.moveaxis(e.reshape(shape + (len(shape),)), -1, 0), dtype=np.float32)
-            stages.append(Field(lattice, stage.to_lattice))
-        else:
-            stages.append(np.linalg.inv(stage))
-    return PendingMap(pending.space, pending.source, fuse_stages(stages))
-
-
-def _field_at_points(field: Field, x: np.ndarray) -> np.ndarray:
-    """The field (world displacement) at world points ``x`` (N, n): linear between lattice nodes,
-    clamped outside."""
-    n = field.ndim
-    g = apply_affine(field.to_lattice, x)
-    lattice = field.lattice
-    if n == 2:                                            # lift: a depth-1 leading axis
-        lattice, g = lattice[:, None], np.concatenate([np.zeros((len(g), 1)), g], axis=1)
-    with parallel_lock():
-        return _lattice_at(np.ascontiguousarray(lattice), np.ascontiguousarray(g))
-
-
-@nb.njit(parallel=True, cache=True, error_model="numpy")
-def _lattice_at(lattice, g):
-    """Trilinear lookup of every channel of ``lattice`` (C, lz, ly, lx) at lattice-index points
-    ``g`` (N, 3), clamped to the lattice."""
-    C, lz, ly, lx = lattice.shape
-    out = np.empty((g.shape[0], C))
-    for p in nb.prange(g.shape[0]):
-        cz = min(max(g[p, 0], 0.0), lz - 1.0)
-        cy = min(max(g[p, 1], 0.0), ly - 1.0)
-        cx = min(max(g[p, 2], 0.0), lx - 1.0)
-        z0, y0, x0 = min(int(cz), lz - 1), min(int(cy), ly - 1), min(int(cx), lx - 1)
-        z1, y1, x1 = min(z0 + 1, lz - 1), min(y0 + 1, ly - 1), min(x0 + 1, lx - 1)
-        a, b, c = cx - x0, cy - y0, cz - z0
-        for k in range(C):
-            v00 = lattice[k, z0, y0, x0] + a * (lattice[k, z0, y0, x1] - lattice[k, z0, y0, x0])
-            v01 = lattice[k, z0, y1, x0] + a * (lattice[k, z0, y1, x1] - lattice[k, z0, y1, x0])
-            v10 = lattice[k, z1, y0, x0] + a * (lattice[k, z1, y0, x1] - lattice[k, z1, y0, x0])
-            v11 = lattice[k, z1, y1, x0] + a * (lattice[k, z1, y1, x1] - lattice[k, z1, y1, x0])
-            u0 = v00 + b * (v01 - v00)
-            u1 = v10 + b * (v11 - v10)
-            out[p, k] = u0 + c * (u1 - u0)
-    return out
