@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from ..errors import ParameterError, ShapeError, SpaceMismatchError
-from .kernels.resample import INTENSITY_MODES, LABEL_MODES, LayerSpec, resample_layers
+from .kernels.resample import resample_layers
+from .kernels.spec import INTENSITY_MODES, LABEL_MODES, LayerSpec
 from .maps import PendingMap, Stage, push_forward_points
 from .record import ParamRecord
 from .space import Space

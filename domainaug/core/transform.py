@@ -20,7 +20,8 @@ from .schedule import has_schedule, key_epochs, parse_schedules, resolve_schedul
 from .record import ParamRecord
 from .sample import Layer, Role, Sample
 from .space import Space
-from .kernels.resample import cast, exact_full
+from .kernels.exact import exact_full
+from .kernels.spec import cast
 from .maps import PendingMap, Stage
 
 __all__ = ["Transform", "SpatialTransform", "IntensityTransform", "Composite", "replay", "Compose", "OneOf",
