@@ -13,8 +13,7 @@ import torch
 from .core.kernels.affine import about_center, axis_frame, homogeneous, n_rotations, n_shears, rotation_matrix, \
     shear_matrix
 from .core.kernels.elastic import build_field, control_grid_shape, default_spacing
-from .core.kernels.fuse import Stage
-from .core.kernels.resample import push_forward_points
+from .core.maps import Stage, push_forward_points
 from .core.params import PerAxis, as_axes, as_lengths, as_per_axis, as_size, as_uniform, check_choice, draw_per_axis, \
     per_axis, resolve_axes
 from .core.sample import Role, Sample

@@ -10,6 +10,9 @@ import torch
 from dataclasses import replace
 
 import domainaug as da
+from domainaug.core import maps
+from domainaug.core.kernels import exact as ex
+from domainaug.core.kernels import warp_cpu, warp_torch
 from domainaug.core.kernels import resample as rs
 from domainaug.testing import make_raster, make_volume
 
@@ -21,10 +24,10 @@ def _pending(t, sample, seed=3):
 
 
 @pytest.mark.parametrize("make", [lambda: make_volume(with_valid=True), lambda: make_raster(),
-                                  # wider than the CPU kernel's output tile (rs.TILE_W), not a multiple of it
-                                  lambda: make_raster(shape=(30, 2 * rs.TILE_W + 37)),
-                                  lambda: make_raster(shape=(30, 2 * rs.TILE_W + 37), nodata_border=0),
-                                  lambda: make_volume(shape=(5, 7, rs.TILE_W + 19), with_valid=True)])
+                                  # wider than the CPU kernel's output tile (warp_cpu.TILE_W), not a multiple of it
+                                  lambda: make_raster(shape=(30, 2 * warp_cpu.TILE_W + 37)),
+                                  lambda: make_raster(shape=(30, 2 * warp_cpu.TILE_W + 37), nodata_border=0),
+                                  lambda: make_volume(shape=(5, 7, warp_cpu.TILE_W + 19), with_valid=True)])
 def test_numba_and_torch_paths_agree(make):
     sample = make()
     t = da.Compose([da.Affine(degrees=(-20, 20), scales=(0.9, 1.1), shear=(-0.1, 0.1)), da.Elastic(),
@@ -183,8 +186,8 @@ def test_elastic_field_is_bounded_and_points_invert_within_half_a_voxel():
     field = stages[0]
     assert np.abs(field.lattice).max() <= 2.0 + 1e-6
     world = sample.space.index_to_world(np.random.default_rng(0).uniform(3, 14, (50, 3)))
-    pushed = rs.push_forward_points(stages, world)
-    back = rs.pull_back_points(stages, pushed)
+    pushed = maps.push_forward_points(stages, world)
+    back = maps.pull_back_points(stages, pushed)
     assert np.abs(back - world).max() < 0.5 * sample.space.spacing.min()
 
 
@@ -250,11 +253,11 @@ def test_coordinate_lattice_tracks_the_exact_map_after_a_zoom_out(scale):
     sample = make_volume(shape=(40, 48, 44), spacing=(1.0, 1.0, 1.0))
     t = da.Compose([da.Elastic(spacing=12.0, max_displacement=1.2), da.Affine(degrees=20.0, scales=scale)])
     pending = _pending(t, sample)
-    coords, steps = rs.coordinate_lattice(pending)
+    coords, steps = maps.coordinate_lattice(pending)
     lin = torch.arange(0, 40 * 48 * 44, 97)
-    approx = rs._coords_torch(torch.from_numpy(coords), steps.tolist(), (40, 48, 44), lin).numpy()
+    approx = warp_torch._coords_torch(torch.from_numpy(coords), steps.tolist(), (40, 48, 44), lin).numpy()
     index = torch.stack([lin // (48 * 44), (lin // 44) % 48, lin % 44], 1).numpy().astype(np.float64)
-    exact = pending.source.world_to_index(rs.pull_back_points(pending.stages, pending.space.index_to_world(index)))
+    exact = pending.source.world_to_index(maps.pull_back_points(pending.stages, pending.space.index_to_world(index)))
     assert np.abs(approx - exact).max() < 0.1
 
 
@@ -287,7 +290,7 @@ def test_exact_copy_paths_agree(make):
     t = da.Compose([da.Flip(axes=(0,)), da.Rot90(axes=(-2, -1), k=1), da.Pad(tuple(s + 3 for s in sample.space.shape)),
                     da.Crop(tuple(s for s in sample.space.shape), mode="center")])
     pending = _pending(t, sample)
-    plan = rs._exact_plan(pending)
+    plan = ex.exact_plan(pending)
     assert plan is not None
     specs = [sample.layer_info(n).spec() for n in sample.layer_names()]
     cpu = rs.resample_layers(specs, pending, backend="exact")
@@ -300,7 +303,7 @@ def test_exact_copy_paths_agree(make):
             lo.append(j_lo), hi.append(max(j_lo, j_hi)), src_lo.append(min(s * j_lo + o, s * (max(j_lo, j_hi) - 1) + o))
             if s == -1:
                 flips.append(i + 1)
-        ref = rs._exact_torch(spec, perm, lo, hi, src_lo, flips, pending.space.shape)
+        ref = ex._exact_torch(spec, perm, lo, hi, src_lo, flips, pending.space.shape)
         if spec.kind == "intensity" and "valid" in sample.layer_names():
             ref = torch.where(cpu[sample.layer_names().index("valid")], ref, torch.full_like(ref, spec.fill))
         assert torch.equal(got, ref) and got.is_contiguous()

@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from ..errors import ParameterError, ShapeError, SpaceMismatchError
-from .kernels.fuse import PendingMap, Stage
-from .kernels.resample import INTENSITY_MODES, LABEL_MODES, LayerSpec, push_forward_points, resample_layers
+from .kernels.resample import resample_layers
+from .kernels.spec import INTENSITY_MODES, LABEL_MODES, LayerSpec
+from .maps import PendingMap, Stage, push_forward_points
 from .record import ParamRecord
 from .space import Space
 

@@ -20,8 +20,9 @@ from .schedule import has_schedule, key_epochs, parse_schedules, resolve_schedul
 from .record import ParamRecord
 from .sample import Layer, Role, Sample
 from .space import Space
-from .kernels.fuse import PendingMap, Stage
-from .kernels.resample import cast, exact_full
+from .kernels.exact import exact_full
+from .kernels.spec import cast
+from .maps import PendingMap, Stage
 
 __all__ = ["Transform", "SpatialTransform", "IntensityTransform", "Composite", "replay", "Compose", "OneOf",
            "SomeOf", "RandomApply", "transform_from_dict", "trace", "date_layers"]
@@ -204,7 +205,7 @@ class SpatialTransform(Transform):
     """A warp or a regrid, expressed as a map: ``spatial_map(space, params) -> (out_space, stages)``.
 
     ``stages`` pull output world positions back to input world positions (see
-    ``core.kernels.fuse``): affine matrices and smooth fields. A warp returns the input space
+    ``core.maps``): affine matrices and smooth fields. A warp returns the input space
     (content and points move); a regrid returns a new space with an identity pull-back (every kept
     voxel keeps its world position). ``apply`` resamples once; inside a ``Compose`` consecutive maps
     are fused and resampled once. ``fusable`` is False for ops whose ``sample_params`` read data.
@@ -523,7 +524,7 @@ def replay(sample: Sample, records: Sequence[ParamRecord | dict[str, Any]]) -> S
 
 def trace(space: Space, records: Sequence[ParamRecord | dict[str, Any]]) -> PendingMap:
     """The spatial map that ``records`` applied to a sample on ``space``, without any data: the
-    output space and the pull-back from it to ``space`` (see ``core.kernels.fuse``)."""
+    output space and the pull-back from it to ``space`` (see ``core.maps``)."""
     pending = PendingMap(space, space, [])
     for record in records:
         record = record if isinstance(record, ParamRecord) else ParamRecord.from_dict(record)

@@ -8,7 +8,7 @@ import nibabel.orientations as nio
 import numpy as np
 import torch
 
-from ..core.kernels.fuse import Stage
+from ..core.maps import Stage
 from ..core.sample import Sample
 from ..core.space import Space
 from ..core.transform import SpatialTransform

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..core.kernels.fuse import Stage
+from ..core.maps import Stage
 from ..core.params import as_axes, check_choice, resolve_axes
 from ..core.sample import Sample
 from ..core.space import Space

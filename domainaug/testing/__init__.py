@@ -200,7 +200,8 @@ def check_inverse(t: Transform, sample: Sample, tolerance: float = 0.05) -> None
     the recorded map and pulled back with ``TestTimeAugmentation.back``, then compared on input
     voxels that stayed in view (eroded by two voxels)."""
     from scipy import ndimage
-    from ..core.kernels.resample import LayerSpec, resample_layers
+    from ..core.kernels.resample import resample_layers
+    from ..core.kernels.spec import LayerSpec
     from ..core.transform import trace
     from ..training.tta import TestTimeAugmentation
     out = t(sample, torch.Generator().manual_seed(4))

@@ -14,7 +14,9 @@ from typing import Any, Callable
 
 import torch
 
-from ..core.kernels.resample import LayerSpec, invert_map, resample_layers
+from ..core.kernels.resample import resample_layers
+from ..core.kernels.spec import LayerSpec
+from ..core.maps import invert_map
 from ..core.params import check_choice, check_positive_int
 from ..core.random import generator_for
 from ..core.sample import Sample

@@ -1,5 +1,6 @@
-"""Kernels: index/world math (grid), matrices (affine), control-point fields (elastic), map
-composition (fuse) and the one resampler (resample)."""
+"""Kernels: index/world math (grid), matrices (affine), control-point fields (elastic) and the one
+resampler (resample: the entry point; exact, warp_cpu and warp_torch: its paths; spec: what they
+share). The map model they read is ``core.maps``."""
 
 import hashlib as _hashlib
 import os as _os

@@ -11,12 +11,10 @@ import math
 
 import numpy as np
 
+from ..maps import LATTICE_MAX_STEP, Field
 from ..space import Space
-from .fuse import Field
 
 __all__ = ["control_grid_shape", "bspline_weights", "build_field", "default_spacing"]
-
-LATTICE_MAX_STEP = 4  # voxels between lattice points, at most
 
 
 def default_spacing(space: Space) -> float:

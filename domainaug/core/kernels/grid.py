@@ -1,11 +1,12 @@
-"""Index <-> world conversions of point sets: the one place where coordinates change frames."""
+"""Point-set math: index <-> world conversions (the one place where coordinates change frames) and
+lookups of a lattice at points."""
 
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
 
-__all__ = ["apply_affine"]
+__all__ = ["apply_affine", "lattice_at"]
 
 
 def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -28,4 +29,28 @@ def _apply(matrix, points):
             for j in range(n):
                 acc += matrix[i, j] * points[p, j]
             out[p, i] = acc
+    return out
+
+
+@nb.njit(parallel=True, cache=True, error_model="numpy")
+def lattice_at(lattice, g):
+    """Trilinear lookup of every channel of ``lattice`` (C, lz, ly, lx) at lattice-index points
+    ``g`` (N, 3), clamped to the lattice."""
+    C, lz, ly, lx = lattice.shape
+    out = np.empty((g.shape[0], C))
+    for p in nb.prange(g.shape[0]):
+        cz = min(max(g[p, 0], 0.0), lz - 1.0)
+        cy = min(max(g[p, 1], 0.0), ly - 1.0)
+        cx = min(max(g[p, 2], 0.0), lx - 1.0)
+        z0, y0, x0 = min(int(cz), lz - 1), min(int(cy), ly - 1), min(int(cx), lx - 1)
+        z1, y1, x1 = min(z0 + 1, lz - 1), min(y0 + 1, ly - 1), min(x0 + 1, lx - 1)
+        a, b, c = cx - x0, cy - y0, cz - z0
+        for k in range(C):
+            v00 = lattice[k, z0, y0, x0] + a * (lattice[k, z0, y0, x1] - lattice[k, z0, y0, x0])
+            v01 = lattice[k, z0, y1, x0] + a * (lattice[k, z0, y1, x1] - lattice[k, z0, y1, x0])
+            v10 = lattice[k, z1, y0, x0] + a * (lattice[k, z1, y0, x1] - lattice[k, z1, y0, x0])
+            v11 = lattice[k, z1, y1, x0] + a * (lattice[k, z1, y1, x1] - lattice[k, z1, y1, x0])
+            u0 = v00 + b * (v01 - v00)
+            u1 = v10 + b * (v11 - v10)
+            out[p, k] = u0 + c * (u1 - u0)
     return out

@@ -1,0 +1,53 @@
+"""What every path of the resampler shares: the layer description, the interpolation modes, and
+values back to a layer's dtype (with its value stage)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["LayerSpec", "INTENSITY_MODES", "LABEL_MODES", "cast", "apply_values", "shape3"]
+
+INTENSITY_MODES = {"linear": 0, "cubic": 1, "nearest": 2}
+LABEL_MODES = {"nearest": 0, "argmax": 1}
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """What the resampler needs to know about one layer."""
+
+    data: torch.Tensor          # (C, *spatial)
+    kind: str                   # "intensity" | "label" | "valid"
+    mode: str                   # an INTENSITY_MODES or LABEL_MODES key ("valid" for VALID)
+    fill: float
+    gain: np.ndarray | None = None   # a value stage (C,): x -> gain * x + bias on valid voxels
+    bias: np.ndarray | None = None
+
+
+def shape3(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    return (1,) + tuple(shape) if len(shape) == 2 else tuple(shape)  # type: ignore[return-value]
+
+
+def cast(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Values back to the layer's dtype: float32/float64 as they are, narrower floats (float16,
+    bfloat16) clipped to their finite range (never Inf), integers (labels) rounded and clipped."""
+    if dtype.is_floating_point:
+        if value.dtype != dtype and torch.finfo(dtype).max < torch.finfo(value.dtype).max:
+            top = torch.finfo(dtype).max
+            value = value.clamp(-top, top)
+        return value.to(dtype)
+    info = torch.iinfo(dtype)
+    return value.round().clamp(info.min, info.max).to(dtype)
+
+
+def apply_values(out: torch.Tensor, spec: LayerSpec, valid: torch.Tensor | None) -> torch.Tensor:
+    """The layer's value stage applied after resampling (paths other than the CPU exact copy)."""
+    if spec.gain is None:
+        return out
+    shape = (-1,) + (1,) * (out.dim() - 1)
+    gain = torch.as_tensor(spec.gain, dtype=out.dtype, device=out.device).view(shape)
+    bias = torch.as_tensor(spec.bias, dtype=out.dtype, device=out.device).view(shape)
+    new = out * gain + bias
+    return new if valid is None else torch.where(valid, new, out)
