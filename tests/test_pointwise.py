@@ -92,3 +92,21 @@ def test_power_of_a_channel_narrower_than_two_to_the_minus_64():
     ref = _reference(x, torch.tensor(0.0), torch.tensor([[span], [1.0]], dtype=torch.float64), 0.6)
     torch.testing.assert_close(out.double(), ref, rtol=2e-6, atol=0)
     assert out[0, 0] == 0 and out[0, -1] == torch.tensor(span)
+
+
+def test_a_fresh_compile_and_the_cached_kernel_give_the_same_bits(tmp_path):
+    """Seen in a fresh clone: with every fastmath flag, the first process (compiling the gamma kernel)
+    and later ones (loading it from numba's cache) differed by an ulp, so offline outputs depended
+    on which process made them. Two processes share an empty cache folder: the first compiles."""
+    import os
+    import subprocess
+    import sys
+    script = ("import numpy as np, torch\n"
+              "from domainaug.core.kernels.pointwise import power\n"
+              "x = torch.from_numpy(np.random.default_rng(0).random((2, 300, 301)).astype(np.float32) * 900)\n"
+              "out = [power(x, x.amin(), x.amax() - x.amin(), g) for g in (0.6, 0.83, 1.27, 1.9)]\n"
+              "np.save(__import__('sys').argv[1], torch.stack(out).numpy())\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    for name in ("fresh", "cached"):
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / f"{name}.npy")], env=env, check=True, timeout=300)
+    assert np.array_equal(np.load(tmp_path / "fresh.npy"), np.load(tmp_path / "cached.npy"))

@@ -78,7 +78,13 @@ _LN2 = np.float32(math.log(2.0))
 _F, _I = np.float32, np.int32
 
 
-@nb.njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
+#: No approximate reciprocals/functions or reassociation: with them, a freshly compiled kernel and the
+#: same kernel loaded from numba's cache differed by an ulp (the first process after an install and
+#: every later one gave other gammas). FMA contraction stays: it is the same either way, and fast.
+FASTMATH = {"nnan", "ninf", "nsz", "contract"}
+
+
+@nb.njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
 def _power_kernel(src, out, lo, inv_span, span, top, e_shift, gamma, g_hi, g_lo):
     C, N = src.shape
     tasks = (N + _TASK - 1) // _TASK
@@ -88,7 +94,7 @@ def _power_kernel(src, out, lo, inv_span, span, top, e_shift, gamma, g_hi, g_lo)
         _power_run(src[c, a:b], out[c, a:b], lo[c], inv_span[c], span[c], top[c], e_shift[c], gamma, g_hi, g_lo)
 
 
-@nb.njit(cache=True, fastmath=True, error_model="numpy")
+@nb.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _power_run(src, dst, lo, inv_span, span, top, e_shift, gamma, g_hi, g_lo):
     """One loop that LLVM vectorises whole (47 AVX-512 instructions per 16 values on this machine)."""
     for j in range(src.shape[0]):
