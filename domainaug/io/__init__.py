@@ -30,9 +30,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ..core.sample import Layer, Role, Sample, as_label, intensity_dtype, resolve_fill
-from ..core.space import Space, crs_equal
+from ..core.sample import Layer, Role, Sample, resolve_fill
+from ..core.space import crs_equal
 from ..errors import DomainaugError, NoDataError, ParameterError, SpaceMismatchError
+from .common import file_fill, file_validity, grid_error, intensity_tensor, label_layer
 
 __all__ = ["load", "save", "format_of", "atomic_path", "assemble"]
 
@@ -133,8 +134,8 @@ def load(path: Any, label: str | os.PathLike | None = None, *, device: str | tor
     """
     from . import many
     if many.is_many(path):
-        sample = many.load_many(path, label, read=_read, intensity=_intensity, grid_error=_grid_error,
-                                equivalent_crs=equivalent_crs, dtype=dtype, fill=fill, labels=labels, sensor=sensor)
+        sample = many.load_many(path, label, read=_read, equivalent_crs=equivalent_crs, dtype=dtype, fill=fill,
+                                labels=labels, sensor=sensor)
         return sample.to(device) if str(device) != "cpu" else sample
     if sensor is not None:
         raise ParameterError("sensor", sensor, "None for one file (sensor= names the bands of a list of band files; "
@@ -146,47 +147,17 @@ def load(path: Any, label: str | os.PathLike | None = None, *, device: str | tor
     return sample.to(device) if str(device) != "cpu" else sample
 
 
-def _intensity(raw: np.ndarray, scale: tuple[float, float] | None, dtype: str | torch.dtype | None) -> torch.Tensor:
-    """Raw file values as a float tensor (float32 unless the file is float64 or ``dtype`` says),
-    scaled once."""
-    target = intensity_dtype(np.dtype(raw.dtype), dtype)
-    np_target = {torch.float32: np.float32, torch.float64: np.float64}.get(target, np.float32)
-    array = np.asarray(raw).astype(np_target, copy=not (raw.flags.writeable and raw.dtype == np_target
-                                                         and scale is None))
-    t = torch.from_numpy(np.ascontiguousarray(array))
-    if scale is not None:
-        t.mul_(scale[0]).add_(scale[1])
-    return t if t.dtype == target else t.to(target)
-
-
-def _grid_error(space: Space, other: Space) -> str:
-    what = space.differences(other)
-    if what.startswith("nothing"):                        # a drift below differences()' rounding
-        corners = np.array(np.meshgrid(*[[0, s - 1] for s in space.shape], indexing="ij")).reshape(space.ndim, -1).T
-        moved = np.abs(space.world_to_index(other.index_to_world(corners)) - corners).max()
-        what = f"voxel centres up to {moved:.3g} voxels apart"
-    return what
-
-
 def assemble(image: dict[str, Any], lab: dict[str, Any] | None, path: Any, label: Any = None,
              equivalent_crs: bool = False, *, dtype: str | torch.dtype | None = None,
              fill: float | str | None = None) -> Sample:
     """A ``Sample`` from what a reader returned (whole files, or windows of them)."""
     space = image["space"]
-    data = _intensity(image["data"], image.get("scale"), dtype)
+    data = intensity_tensor(image["data"], image.get("scale"), dtype)
     image_meta = {**image["meta"], "path": str(path)}
-    valid = None if image.get("valid") is None else torch.from_numpy(np.asarray(image["valid"], dtype=bool))
-    if not bool(torch.isfinite(data).all()):
-        finite = torch.isfinite(data).all(0, keepdim=True)
-        valid = finite if valid is None else valid & finite
-        image_meta["non_finite"] = True
+    valid = file_validity(image, data, None, image_meta)
     if valid is not None and not bool(valid.any()):
         raise NoDataError(f"{path}: no valid voxel (nodata, mask or NaN everywhere)")
-    if fill is None:
-        fill = image.get("fill")
-        if fill is None or not np.isfinite(fill) or abs(fill) > torch.finfo(data.dtype).max:
-            fill = "minimum"
-    fill_value = resolve_fill(data, valid, fill)
+    fill_value = resolve_fill(data, valid, file_fill([image.get("fill")], data) if fill is None else fill)
     if valid is not None:                                     # canonical nodata: invalid voxels hold the fill
         data = torch.where(valid, data, torch.full_like(data, fill_value))
     layers = {"image": Layer(data, Role.INTENSITY, fill_value, image.get("channels"))}
@@ -195,19 +166,10 @@ def assemble(image: dict[str, Any], lab: dict[str, Any] | None, path: Any, label
         lab_space = lab["space"]
         if not lab_space.same_grid(space, tolerance=1e-3, equivalent_crs=equivalent_crs):
             raise SpaceMismatchError(f"label {label} is on another grid or CRS than image {path}: "
-                                     f"{_grid_error(space, lab_space)} (image vs label); resample one of them first"
+                                     f"{grid_error(space, lab_space)} (image vs label); resample one of them first"
                                      + ("" if equivalent_crs or not crs_equal(space.crs, lab_space.crs) else
                                         "; the CRSs are equivalent by PROJ: pass equivalent_crs=True to accept"))
-        values = lab["data"]
-        if lab.get("scale") is not None:
-            values = values * lab["scale"][0] + lab["scale"][1]
-        lab_meta = {**lab["meta"], "path": str(label)}
-        if lab.get("valid") is not None:                      # unlabelled pixels -> 0
-            lab_valid = np.broadcast_to(np.asarray(lab["valid"], dtype=bool), values.shape)
-            lab_meta["unlabelled"] = "zero" if bool((values[lab_valid] == 0).any()) else "nodata"
-            values = np.where(lab_valid, values, 0)
-        layers["label"] = Layer(as_label(f"label ({label})", values), Role.LABEL, 0)
-        meta["layers"]["label"] = lab_meta
+        layers["label"], meta["layers"]["label"] = label_layer(lab, label, "label")
     if valid is not None:
         layers["valid"] = Layer(valid, Role.VALID)
     return Sample(space, layers, meta=meta)

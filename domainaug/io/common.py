@@ -1,5 +1,5 @@
-"""What every reader and writer shares: the load size limit and the one place values are fitted to
-an on-disk type.
+"""What every reader and writer shares: the load size limit, the one place values are fitted to
+an on-disk type, and how what a reader returned becomes layers (one file or many).
 
 - **Size limit.** A reader checks the size a file *declares* before it allocates anything: the
   in-memory size (at least 4 bytes a voxel, as intensity layers are float32 in memory) must stay
@@ -16,11 +16,15 @@ import os
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
+from ..core.sample import Layer, Role, as_label, intensity_dtype
+from ..core.space import Space
 from ..errors import DomainaugError
 
 __all__ = ["MAX_LOAD_ENV", "DEFAULT_MAX_LOAD_GB", "max_load_bytes", "check_load_size", "to_disk",
-           "smallest_integer_dtype", "fits"]
+           "smallest_integer_dtype", "fits", "intensity_tensor", "file_validity", "file_fill", "label_layer",
+           "grid_error"]
 
 MAX_LOAD_ENV = "DOMAINAUG_MAX_LOAD_GB"
 DEFAULT_MAX_LOAD_GB = 16.0
@@ -96,3 +100,66 @@ def to_disk(values: np.ndarray, dtype: Any, slope: float | None = None, inter: f
     if scaled:
         return ((values.astype(np.float64) - (inter or 0.0)) / (slope if slope else 1.0)).astype(dtype)
     return values.astype(dtype, copy=False)
+
+
+# --- what a reader returned, as layers (``load`` of one file and of many) ---------------------------
+def intensity_tensor(raw: np.ndarray, scale: tuple[float, float] | None, dtype: str | torch.dtype | None) -> torch.Tensor:
+    """Raw file values as a float tensor (float32 unless the file is float64 or ``dtype`` says),
+    scaled once."""
+    target = intensity_dtype(np.dtype(raw.dtype), dtype)
+    np_target = {torch.float32: np.float32, torch.float64: np.float64}.get(target, np.float32)
+    array = np.asarray(raw).astype(np_target, copy=not (raw.flags.writeable and raw.dtype == np_target
+                                                         and scale is None))
+    t = torch.from_numpy(np.ascontiguousarray(array))
+    if scale is not None:
+        t.mul_(scale[0]).add_(scale[1])
+    return t if t.dtype == target else t.to(target)
+
+
+def file_validity(raw: dict[str, Any], data: torch.Tensor, valid: torch.Tensor | None,
+                  meta: dict[str, Any]) -> torch.Tensor | None:
+    """``valid`` AND the file's own validity (nodata, masks) AND finite in every channel of ``data``
+    (``None``: all valid); a file with non-finite values gets ``meta["non_finite"] = True``."""
+    if raw.get("valid") is not None:
+        own = torch.from_numpy(np.asarray(raw["valid"], dtype=bool))
+        valid = own if valid is None else valid & own
+    if not bool(torch.isfinite(data).all()):
+        finite = torch.isfinite(data).all(0, keepdim=True)
+        valid = finite if valid is None else valid & finite
+        meta["non_finite"] = True
+    return valid
+
+
+def file_fill(fills: Sequence[float | None], data: torch.Tensor) -> float | str:
+    """The default fill of a layer read from files with these nodata ``fills``: their value when they
+    share one finite value that ``data``'s dtype holds, else ``"minimum"``."""
+    shared = set(fills)
+    fill = shared.pop() if len(shared) == 1 else None
+    if fill is None or not np.isfinite(fill) or abs(fill) > torch.finfo(data.dtype).max:
+        return "minimum"
+    return fill
+
+
+def label_layer(raw: dict[str, Any], path: Any, name: str) -> tuple[Layer, dict[str, Any]]:
+    """A LABEL layer and its file metadata from what a reader returned: scaling applied, unlabelled
+    (nodata) pixels made 0 (``meta["unlabelled"]`` says whether 0 was also a real class)."""
+    values = raw["data"]
+    if raw.get("scale") is not None:
+        values = values * raw["scale"][0] + raw["scale"][1]
+    meta = {**raw["meta"], "path": str(path)}
+    if raw.get("valid") is not None:
+        lab_valid = np.broadcast_to(np.asarray(raw["valid"], dtype=bool), values.shape)
+        meta["unlabelled"] = "zero" if bool((values[lab_valid] == 0).any()) else "nodata"
+        values = np.where(lab_valid, values, 0)
+    return Layer(as_label(f"{name} ({path})", values), Role.LABEL, 0), meta
+
+
+def grid_error(space: Space, other: Space) -> str:
+    """What differs between two grids, for a mismatch error (``Space.differences``, or the largest
+    voxel-centre drift when the difference is below its rounding)."""
+    what = space.differences(other)
+    if what.startswith("nothing"):                        # a drift below differences()' rounding
+        corners = np.array(np.meshgrid(*[[0, s - 1] for s in space.shape], indexing="ij")).reshape(space.ndim, -1).T
+        moved = np.abs(space.world_to_index(other.index_to_world(corners)) - corners).max()
+        what = f"voxel centres up to {moved:.3g} voxels apart"
+    return what

@@ -47,9 +47,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..core.sample import Layer, Role, Sample, as_label, resolve_fill
+from ..core.sample import Layer, Role, Sample, resolve_fill
 from ..core.space import Space, crs_equal
 from ..errors import NoDataError, ParameterError, SpaceMismatchError
+from .common import file_fill, file_validity, grid_error, intensity_tensor, label_layer
 
 __all__ = ["is_many", "load_many", "band_name_from_file"]
 
@@ -135,8 +136,7 @@ def _world_box(space: Space) -> np.ndarray:
     return np.stack([world.min(0), world.max(0)])
 
 
-def check_same_grid(ref: Space, ref_path: Any, other: Space, path: Any, equivalent_crs: bool,
-                    grid_error: Callable[[Space, Space], str]) -> None:
+def check_same_grid(ref: Space, ref_path: Any, other: Space, path: Any, equivalent_crs: bool) -> None:
     """Raise ``SpaceMismatchError`` unless ``other`` (of ``path``) is on ``ref``'s grid."""
     if other.ndim != ref.ndim:
         raise SpaceMismatchError(f"{path} is {other.ndim}D and {ref_path} is {ref.ndim}D: the layers of one "
@@ -198,9 +198,7 @@ def _stacked_meta(files: list[Any], raws: list[dict[str, Any]], channels: list[s
     return meta
 
 
-def load_many(path: Any, label: Any, *, read: Callable[[Any], dict[str, Any]],
-              intensity: Callable[..., torch.Tensor], grid_error: Callable[[Space, Space], str],
-              equivalent_crs: bool, dtype: Any, fill: Any, labels: Sequence[str], sensor: str | None) -> Sample:
+def load_many(path: Any, label: Any, *, read: Callable[[Any], dict[str, Any]], equivalent_crs: bool, dtype: Any, fill: Any, labels: Sequence[str], sensor: str | None) -> Sample:
     if isinstance(labels, str):
         labels = (labels,)
     labels = tuple(labels)
@@ -224,7 +222,7 @@ def load_many(path: Any, label: Any, *, read: Callable[[Any], dict[str, Any]],
             if ref is None:
                 ref = (raw["space"], f)
             else:
-                check_same_grid(ref[0], ref[1], raw["space"], f, equivalent_crs, grid_error)
+                check_same_grid(ref[0], ref[1], raw["space"], f, equivalent_crs)
             raws.append(raw)
         read_layers.append((name, files, raws, isinstance(spec, (list, tuple))))
     assert ref is not None
@@ -239,14 +237,8 @@ def load_many(path: Any, label: Any, *, read: Callable[[Any], dict[str, Any]],
             continue
         parts = []
         for f, raw in zip(files, raws):
-            data = intensity(raw["data"], raw.get("scale"), dtype)
-            if raw.get("valid") is not None:
-                v = torch.from_numpy(np.asarray(raw["valid"], dtype=bool))
-                valid = v if valid is None else valid & v
-            if not bool(torch.isfinite(data).all()):
-                finite = torch.isfinite(data).all(0, keepdim=True)
-                valid = finite if valid is None else valid & finite
-                raw["meta"]["non_finite"] = True
+            data = intensity_tensor(raw["data"], raw.get("scale"), dtype)
+            valid = file_validity(raw, data, valid, raw["meta"])
             parts.append(data)
         if len({p.dtype for p in parts}) > 1:
             parts = [p.to(torch.float64) for p in parts]
@@ -267,25 +259,12 @@ def load_many(path: Any, label: Any, *, read: Callable[[Any], dict[str, Any]],
     layers: dict[str, Layer] = {}
     for name, files, raws, _ in read_layers:
         if name in labels:
-            raw, f = raws[0], files[0]
-            lab = raw["data"]
-            if raw.get("scale") is not None:
-                lab = lab * raw["scale"][0] + raw["scale"][1]
-            meta = {**raw["meta"], "path": str(f)}
-            if raw.get("valid") is not None:
-                lab_valid = np.broadcast_to(np.asarray(raw["valid"], dtype=bool), lab.shape)
-                meta["unlabelled"] = "zero" if bool((lab[lab_valid] == 0).any()) else "nodata"
-                lab = np.where(lab_valid, lab, 0)
-            layers[name] = Layer(as_label(f"{name} ({f})", lab), Role.LABEL, 0)
-            layer_meta[name] = meta
+            layers[name], layer_meta[name] = label_layer(raws[0], files[0], name)
             continue
         data = values[name]
         chosen = fills.get(name) if isinstance(fill, Mapping) else fill
         if chosen is None:
-            shared = {r.get("fill") for r in raws}
-            chosen = shared.pop() if len(shared) == 1 else None
-            if chosen is None or not np.isfinite(chosen) or abs(chosen) > torch.finfo(data.dtype).max:
-                chosen = "minimum"
+            chosen = file_fill([r.get("fill") for r in raws], data)
         fill_value = resolve_fill(data, valid, chosen)
         if valid is not None:
             data = torch.where(valid, data, torch.full_like(data, fill_value))
