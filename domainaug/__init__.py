@@ -16,13 +16,13 @@ from .core import (DEFAULT_LABEL_INTERPOLATION, Compose, IntensityTransform, Lay
                    Role, Sample, Schedule, SomeOf, Space, SpatialTransform, Transform, generator_for, replay, transform_from_dict)
 from .errors import NoDataError, ParameterError, ShapeError, SpaceMismatchError
 from .intensity import BrightnessContrast, GaussianBlur, GaussianNoise, Gamma, SaltPepper
-from .spatial import Affine, Crop, Elastic, Flip, Pad, Resample, Rot90
+from .spatial import Affine, Crop, Elastic, Flip, Pad, Resample, ResampleToMatch, Rot90
 
 __version__ = "0.1.0"
 
 __all__ = ["Space", "Layer", "Role", "Sample", "Transform", "SpatialTransform", "IntensityTransform", "ParamRecord",
            "replay", "Compose", "OneOf", "SomeOf", "RandomApply", "Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad",
-           "Resample", "Gamma", "BrightnessContrast", "GaussianNoise", "GaussianBlur", "SaltPepper",
+           "Resample", "ResampleToMatch", "Gamma", "BrightnessContrast", "GaussianNoise", "GaussianBlur", "SaltPepper",
            "ParameterError", "ShapeError", "SpaceMismatchError", "NoDataError", "generator_for",
            "transform_from_dict", "DEFAULT_LABEL_INTERPOLATION", "Schedule"]
 

@@ -101,17 +101,30 @@ def test_valid_is_the_and_of_every_intensity_layer(fixtures, tmp_path):
     assert np.allclose(back.affine, src.affine) and int((np.asanyarray(back.dataobj) == 0).sum()) == 2
 
 
-def test_file_on_another_grid_is_refused_naming_it(fixtures, tmp_path):
+def test_file_on_another_grid_is_a_layer_on_its_own_grid(fixtures, tmp_path):
     src = nib.load(str(fixtures / T1))
     t1 = np.asanyarray(src.dataobj)
     coarse = t1[::2, ::2, ::2]                                     # a 2x coarser copy (4, 4, 6 mm)
     affine = src.affine.copy()
     affine[:3, :3] *= 2
     nib.save(nib.Nifti1Image(coarse, affine), str(tmp_path / "flair_2mm.nii.gz"))
+    s = dio.load({"t1": fixtures / T1, "flair": tmp_path / "flair_2mm.nii.gz"})
+    assert list(s.grids) == ["flair"] and s.space_of("t1") is s.space
+    assert np.allclose(s.space_of("flair").affine, affine) and s.space_of("flair").shape == coarse.shape
+    assert np.array_equal(s["flair"][0].numpy(), coarse.astype(np.float32))
+    back = nib.load(str(dio.save(s, tmp_path / "flair_back.nii.gz", layer="flair")))   # saved on its own grid
+    assert np.allclose(back.affine, affine) and np.array_equal(np.asanyarray(back.dataobj), coarse)
+
+
+def test_files_of_one_layer_on_two_grids_are_refused_naming_them(fixtures, tmp_path):
+    src = nib.load(str(fixtures / T1))
+    affine = src.affine.copy()
+    affine[:3, :3] *= 2
+    nib.save(nib.Nifti1Image(np.asanyarray(src.dataobj)[::2, ::2, ::2], affine), str(tmp_path / "flair_2mm.nii.gz"))
     with pytest.raises(SpaceMismatchError, match="flair_2mm.nii.gz") as err:
-        dio.load({"t1": fixtures / T1, "flair": tmp_path / "flair_2mm.nii.gz"})
+        dio.load({"mr": [fixtures / T1, tmp_path / "flair_2mm.nii.gz"]})
     msg = str(err.value)
-    assert T1 in msg and "shape" in msg and "spacing" in msg and "own grid" in msg
+    assert T1 in msg and "shape" in msg and "spacing" in msg and "share one grid" in msg
 
 
 def test_layers_that_do_not_overlap_are_refused(fixtures, tmp_path):

@@ -24,7 +24,7 @@ from .kernels import parallel_lock
 from .kernels.grid import apply_affine, lattice_at
 from .space import Space
 
-__all__ = ["Field", "Stage", "PendingMap", "fuse_stages", "pull_back_points", "push_forward_points", "invert_map",
+__all__ = ["Field", "Stage", "PendingMap", "fuse_stages", "forward_affine", "pull_back_points", "push_forward_points", "invert_map",
            "coordinate_lattice", "LATTICE_MAX_STEP"]
 
 LATTICE_MAX_STEP = 4  # voxels between lattice points, at most
@@ -60,6 +60,19 @@ def fuse_stages(stages: list[Stage]) -> list[Stage]:
         else:
             out.append(stage)
     return out
+
+
+def forward_affine(stages: list[Stage], ndim: int, what: str = "the map") -> np.ndarray:
+    """The forward world -> world matrix of pull-back ``stages`` that are all affine (the identity
+    for none); a ``ParameterError`` naming ``what`` for a field stage."""
+    from ..errors import ParameterError
+    pull = None
+    for stage in stages:
+        if isinstance(stage, Field):
+            raise ParameterError("stages", what, "affine stages only where the output grid changes (a regrid "
+                                 "with a displacement field has no grid of its own on another grid)")
+        pull = stage if pull is None else stage @ pull
+    return np.eye(ndim + 1) if pull is None else np.linalg.inv(pull)
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,11 +11,11 @@ import numpy as np
 import torch
 
 from ..errors import ParameterError, ShapeError, SpaceMismatchError
-from .kernels.resample import resample_layers
+from .kernels.resample import count_pass, resample_layers
 from .kernels.spec import INTENSITY_MODES, LABEL_MODES, LayerSpec
 from .maps import PendingMap, Stage, push_forward_points
 from .record import ParamRecord
-from .space import Space
+from .space import Space, check_same_world
 
 __all__ = ["Role", "Layer", "Sample", "DEFAULT_LABEL_INTERPOLATION", "FILL_STATISTICS", "as_tensor", "as_label",
            "intensity_dtype", "resolve_fill", "check_fill"]
@@ -89,43 +89,72 @@ class Layer:
 
 
 class Sample:
-    """A ``Space``, named layers on it, named point sets (world units, ``(N, ndim)`` float64) and
+    """A reference ``Space``, named layers, named point sets (world units, ``(N, ndim)`` float64) and
     the ``history`` of ``ParamRecord``s that made it.
 
+    **Many grids.** A layer may live on a grid of its own (``grids``: layer name -> ``Space``, same
+    world, same CRS, overlapping the reference), e.g. a 3 mm FLAIR beside a 1 mm T1, or the 20 m
+    bands of Sentinel-2 beside the 10 m ones; every other layer is on ``space``, the reference.
+    ``space_of(name)`` is a layer's grid. A spatial op's world map serves every grid: a warp keeps
+    each layer on its own grid, a crop or pad gives each grid the part of its lattice that covers the
+    new box, and ``Resample(target=...)`` puts layers on another layer's grid, in the same single
+    resampling pass. Each grid may have its own VALID layer (at most one per grid).
+
     Spatial transforms inside a ``Compose`` leave a *pending* map instead of resampling: the layers
-    still hold the data on ``pending.source`` while ``space`` is already the output grid. Reading
-    ``layers`` resamples every layer once and clears it.
+    still hold the data on their source grids (``pending.source`` for the reference) while ``space``
+    and ``space_of`` are already the output grids. Reading ``layers`` resamples every layer once and
+    clears it.
     """
 
     def __init__(self, space: Space, layers: Mapping[str, Layer], points: Mapping[str, Any] | None = None,
                  history: Iterable[ParamRecord] | None = None, meta: Mapping[str, Any] | None = None,
-                 *, pending: PendingMap | None = None) -> None:
+                 *, pending: PendingMap | None = None, grids: Mapping[str, Space] | None = None,
+                 sources: Mapping[str, Space] | None = None) -> None:
         if not isinstance(space, Space):
             raise ParameterError("space", type(space).__name__, "a domainaug.Space")
         if pending is not None and pending.space != space:
             raise SpaceMismatchError("pending map does not end on the sample's space")
-        grid = pending.source.shape if pending is not None else space.shape
-        valid_layers = []
+        grids, sources = dict(grids or {}), dict(sources or {})
+        for key, given in (("grids", grids), ("sources", sources)):
+            for name, g in given.items():
+                if name not in layers:
+                    raise ParameterError(f"{key}[{name!r}]", name, f"the name of a layer of the sample ({list(layers)})")
+                if not isinstance(g, Space):
+                    raise ParameterError(f"{key}[{name!r}]", type(g).__name__, "a domainaug.Space")
+                check_same_world(space, "the reference grid", g, f"layer {name!r}")
+        if sources and pending is None:
+            raise ParameterError("sources", sorted(sources), "no sources without a pending map (the layers are on "
+                                 "their grids)")
+        home = pending.source if pending is not None else space
+        grids = {n: g for n, g in grids.items() if g != space}
+        sources = {n: g for n, g in sources.items() if g != home} if pending is not None else dict(grids)
+        valid_grids: dict[tuple[Space, Space], str] = {}
         for name, layer in layers.items():
             if not isinstance(layer, Layer):
                 raise ParameterError(f"layers[{name!r}]", type(layer).__name__, "a domainaug.Layer")
+            grid = sources.get(name, home).shape
             if layer.data.dim() != len(grid) + 1 or tuple(layer.data.shape[1:]) != tuple(grid):
-                raise SpaceMismatchError(f"layer {name!r} has shape {tuple(layer.data.shape)}; the space "
+                where = "the space" if name not in sources else f"its grid ({sources[name].describe()})"
+                raise SpaceMismatchError(f"layer {name!r} has shape {tuple(layer.data.shape)}; {where} "
                                          f"needs (C, {', '.join(map(str, grid))})")
             if layer.role is Role.VALID:
-                valid_layers.append(name)
+                key = (sources.get(name, home), grids.get(name, space))
+                if key in valid_grids:
+                    raise ParameterError("layers", [valid_grids[key], name], "at most one VALID layer per grid")
+                valid_grids[key] = name
                 if layer.data.shape[0] != 1:
                     raise ShapeError(f"VALID layer {name!r} has {layer.data.shape[0]} channels; expected 1")
-        if len(valid_layers) > 1:
-            raise ParameterError("layers", valid_layers, "at most one VALID layer per sample")
         devices = {layer.data.device for layer in layers.values()}
         if len(devices) > 1:
             raise ParameterError("layers", sorted(map(str, devices)), "every layer on one device")
         self.space = space
         self._layers = dict(layers)
-        if pending is not None and not pending.stages and not pending.values and pending.source == space:
-            pending = None  # an empty map: nothing to resample
+        if pending is not None and not pending.stages and not pending.values and pending.source == space \
+                and all(sources.get(n, home) == grids.get(n, space) for n in layers):
+            pending, sources = None, {}  # an empty map: nothing to resample
         self._pending = pending
+        self._grids = grids
+        self._sources = sources
         self.points = {name: _as_points(name, p, space.ndim) for name, p in (points or {}).items()}
         self.history: list[ParamRecord] = list(history or [])
         self.meta: dict[str, Any] = dict(meta or {})
@@ -198,17 +227,85 @@ class Sample:
         return self._pending
 
     @property
+    def grids(self) -> dict[str, Space]:
+        """The layers that are not on the reference ``space``, and their grids (empty for one grid)."""
+        return dict(self._grids)
+
+    def space_of(self, name: str) -> Space:
+        """The grid of layer ``name`` (its output grid while a map is pending)."""
+        if name not in self._layers:
+            raise ParameterError("layer", name, f"a layer of the sample ({list(self._layers)})")
+        return self._grids.get(name, self.space)
+
+    def source_of(self, name: str) -> Space:
+        """The grid that layer ``name``'s data is on now (``space_of`` once nothing is pending)."""
+        home = self._pending.source if self._pending is not None else self.space
+        return self._sources.get(name, home) if self._pending is not None else self.space_of(name)
+
+    @property
     def layers(self) -> dict[str, Layer]:
-        """The layers on ``space``; resamples once if a spatial map is pending."""
+        """The layers on their grids; resamples once if a spatial map is pending."""
         if self._pending is not None:
-            names = list(self._layers)
-            specs = [self._layers[n].spec() for n in names]
-            specs = [replace(sp, gain=self._pending.values[n][0], bias=self._pending.values[n][1])
-                     if n in self._pending.values else sp for n, sp in zip(names, specs)]
-            outs = resample_layers(specs, self._pending)
-            self._layers = {n: replace(self._layers[n], data=o) for n, o in zip(names, outs)}
-            self._pending = None
+            self._layers = self._resolved()
+            self._pending, self._sources = None, {}
         return self._layers
+
+    def _resolved(self) -> dict[str, Layer]:
+        """Every layer through the pending map: one resampling per (source grid, output grid), the
+        world stages shared. Where layers from several source grids land on one grid, that grid's
+        VALID layer is the AND of what each of them covers (a VALID layer is added if needed), so
+        voxels a layer's grid did not reach are never counted as its data."""
+        pending = self._pending
+        groups: dict[tuple[Space, Space], list[str]] = {}
+        for n in self._layers:
+            groups.setdefault((self.source_of(n), self.space_of(n)), []).append(n)
+        out: dict[str, Layer] = {}
+        landing: dict[Space, list[torch.Tensor]] = {}
+        merged = {g for g in {k[1] for k in groups} if sum(k[1] == g for k in groups) > 1}
+        count_pass()
+        for (source, grid), names in groups.items():
+            specs = [self._layers[n].spec() for n in names]
+            specs = [replace(sp, gain=pending.values[n][0], bias=pending.values[n][1])
+                     if n in pending.values else sp for n, sp in zip(names, specs)]
+            coverage = grid in merged and not any(self._layers[n].role is Role.VALID for n in names)
+            if coverage:            # what this source grid covers of the shared output grid
+                specs.append(LayerSpec(torch.ones((1,) + source.shape, dtype=torch.bool, device=self.device),
+                                       "valid", "valid", 0.0))
+            pm = pending if (source, grid) == (pending.source, pending.space) else \
+                PendingMap(source, grid, pending.stages, {n: pending.values[n] for n in names if n in pending.values})
+            outs = resample_layers(specs, pm, count=False)
+            for n, o in zip(names, outs):
+                out[n] = replace(self._layers[n], data=o)
+            if grid in merged:
+                landing.setdefault(grid, []).append(outs[-1] if coverage else next(
+                    o for n, o in zip(names, outs) if self._layers[n].role is Role.VALID))
+        for grid, covers in landing.items():
+            valid = covers[0]
+            for c in covers[1:]:
+                valid = valid & c
+            names = [n for n in out if self._grids.get(n, self.space) == grid]
+            valids = [n for n in names if out[n].role is Role.VALID]
+            if not valids and bool(valid.all()):
+                continue
+            name = valids[0] if valids else ("valid" if grid == self.space and "valid" not in out
+                                             else f"{names[0]}_valid")
+            for extra in valids[1:]:                       # one VALID layer per grid: the AND of them all
+                del out[extra]
+                self._grids.pop(extra, None)
+            names = [n for n in names if n not in valids[1:]]
+            out[name] = Layer(valid, Role.VALID)
+            if grid != self.space:
+                self._grids[name] = grid
+            self._fill_invalid(out, names, valid)
+        return out
+
+    @staticmethod
+    def _fill_invalid(layers: dict[str, Layer], names: list[str], valid: torch.Tensor) -> None:
+        """Invalid voxels of the INTENSITY layers ``names`` hold their fill (canonical nodata)."""
+        for n in names:
+            layer = layers[n]
+            if layer.role is Role.INTENSITY:
+                layers[n] = replace(layer, data=torch.where(valid, layer.data, torch.full_like(layer.data, layer.fill)))
 
     def layer_names(self, role: Role | None = None) -> list[str]:
         """Names of the layers (of one role), without resampling anything."""
@@ -223,8 +320,25 @@ class Sample:
 
     @property
     def valid_name(self) -> str | None:
-        names = self.layer_names(Role.VALID)
-        return names[0] if names else None
+        """The VALID layer of the reference grid, if any."""
+        return next((n for n in self.layer_names(Role.VALID) if n not in self._grids and n not in self._sources), None)
+
+    def valid_of(self, name: str) -> str | None:
+        """The VALID layer on layer ``name``'s grid, if any."""
+        key = (self.source_of(name), self.space_of(name))
+        return next((n for n in self.layer_names(Role.VALID) if (self.source_of(n), self.space_of(n)) == key), None)
+
+    def on_grid(self, name: str) -> "Sample":
+        """The layers on layer ``name``'s grid as a sample of their own (itself for the reference):
+        what an op that works on one grid sees of the others."""
+        if not self._grids:
+            return self
+        if name not in self._grids:
+            return self.replace(
+                layers={n: l for n, l in self.layers.items() if n not in self._grids}, grids={})
+        grid = self.space_of(name)
+        return Sample(grid, {n: l for n, l in self.layers.items() if self.space_of(n) == grid}, self.points,
+                      self.history, self.meta)
 
     @property
     def device(self) -> torch.device:
@@ -237,49 +351,74 @@ class Sample:
 
     # --- derived samples -----------------------------------------------------------------------
     def replace(self, **changes: Any) -> "Sample":
-        """A new sample with some of ``space``, ``layers``, ``points``, ``history``, ``meta`` changed."""
+        """A new sample with some of ``space``, ``layers``, ``points``, ``history``, ``meta``,
+        ``grids`` changed (layers keep their grids unless ``grids`` is given; a new layer is on ``space``)."""
         fields = dict(space=self.space, layers=self.layers if "layers" not in changes else None,
                       points=self.points, history=self.history, meta=self.meta)
         fields.update(changes)
+        if "grids" not in changes:
+            fields["grids"] = {n: g for n, g in self.grids.items() if n in fields["layers"]}
         return Sample(**fields)
 
     def with_layers(self, **layers: Layer) -> "Sample":
-        """A new sample with the given layers replaced or added."""
+        """A new sample with the given layers replaced or added (an added layer is on ``space``)."""
         return self.replace(layers={**self.layers, **layers})
 
-    def lazy_warp(self, space: Space, stages: list[Stage]) -> "Sample":
-        """A new sample whose content is pulled back through ``stages`` onto ``space``, not yet
-        resampled; point sets are pushed forward now."""
+    def lazy_warp(self, space: Space, stages: list[Stage], grids: Mapping[str, Space] | None = None) -> "Sample":
+        """A new sample whose content is pulled back through ``stages`` onto ``space`` (and the
+        layers named in ``grids`` onto their grids), not yet resampled; point sets are pushed forward now."""
         if self._pending is not None and self._pending.values:
-            return self.materialize().lazy_warp(space, stages)
+            return self.materialize().lazy_warp(space, stages, grids)
         pending = (self._pending or PendingMap(self.space, self.space, [])).then(space, stages)
         points = {name: torch.from_numpy(push_forward_points(stages, p.cpu().numpy())).to(p)
                   for name, p in self.points.items()}
-        return Sample(space, self._layers, points, self.history, self.meta, pending=pending)
+        sources = {n: self.source_of(n) for n in self._layers}
+        return Sample(space, self._layers, points, self.history, self.meta, pending=pending, grids=grids,
+                      sources=sources)
 
     def with_values(self, name: str, gain: np.ndarray, bias: np.ndarray) -> "Sample":
         """A new sample with ``x -> gain * x + bias`` (per channel, valid voxels only) pending on
         layer ``name``, applied while the pending exact permutation copies the data."""
         pending = (self._pending or PendingMap(self.space, self.space, [])).with_values(name, gain, bias)
-        return Sample(self.space, self._layers, self.points, self.history, self.meta, pending=pending)
+        return self._same_grids(self._layers, pending)
+
+    def _same_grids(self, layers: Mapping[str, Layer], pending: PendingMap | None) -> "Sample":
+        sources = {n: self.source_of(n) for n in layers if n in self._layers} if pending is not None else None
+        grids = {n: self._grids[n] for n in layers if n in self._grids}
+        return Sample(self.space, layers, self.points, self.history, self.meta, pending=pending, grids=grids,
+                      sources=sources)
 
     def with_valid(self, name: str = "valid") -> "Sample":
-        """This sample with an all-true VALID layer added if it has none, so that a warp can mark
-        what it brings in from outside the field of view (works on a pending sample too)."""
-        if self.valid_name is not None:
+        """This sample with an all-true VALID layer added to every grid that has none (``name`` on the
+        reference, ``<layer>_valid`` on another layer's grid), so that a warp can mark what it brings in
+        from outside the field of view (works on a pending sample too)."""
+        layers, grids = dict(self._layers), dict(self._grids)
+        sources = {n: self.source_of(n) for n in layers}
+        for n in list(self._layers):
+            if self.valid_of(n) is not None or any(
+                    (sources[v], grids.get(v, self.space)) == (sources[n], self.space_of(n))
+                    for v in layers if layers[v].role is Role.VALID):
+                continue
+            vname = name if n not in self._grids else f"{n}_valid"
+            layers[vname] = Layer(torch.ones((1,) + tuple(sources[n].shape), dtype=torch.bool, device=self.device),
+                                  Role.VALID)
+            sources[vname] = sources[n]
+            if n in self._grids:
+                grids[vname] = self._grids[n]
+        if len(layers) == len(self._layers):
             return self
-        grid = self._pending.source.shape if self._pending is not None else self.space.shape
-        layer = Layer(torch.ones((1,) + tuple(grid), dtype=torch.bool, device=self.device), Role.VALID)
-        return Sample(self.space, {**self._layers, name: layer}, self.points, self.history, self.meta,
-                      pending=self._pending)
+        return Sample(self.space, layers, self.points, self.history, self.meta, pending=self._pending, grids=grids,
+                      sources=sources if self._pending is not None else None)
 
     def to(self, device: torch.device | str) -> "Sample":
         layers = {n: replace(l, data=l.data.to(device)) for n, l in self._layers.items()}
-        return Sample(self.space, layers, self.points, self.history, self.meta, pending=self._pending)
+        return self._same_grids(layers, self._pending)
 
     def __repr__(self) -> str:
+        def grid(n: str) -> str:
+            return f" on {self._grids[n].describe()}" if n in self._grids else ""
         layers = ", ".join(f"{n}: {l.role.value} {tuple(l.data.shape)} {str(l.data.dtype).replace('torch.', '')}"
-                           for n, l in self._layers.items())
+                           f"{grid(n)}" for n, l in self._layers.items())
         lazy = " (resampling pending)" if self._pending is not None else ""
         return f"Sample({self.space.describe()}; {layers}; {len(self.history)} records{lazy})"
 

@@ -15,7 +15,7 @@ from .params import as_lengths
 
 from .kernels.grid import apply_affine
 
-__all__ = ["Space", "apply_affine", "as_crs", "crs_equal", "crs_name", "max_voxels"]
+__all__ = ["Space", "apply_affine", "as_crs", "crs_equal", "crs_name", "max_voxels", "check_same_world", "covering_grid"]
 
 #: Default limit on the voxels of one grid (1024**3): a regrid past it (e.g. ``Resample`` of a
 #: degree-spaced raster in metres) is a named error instead of a multi-GB allocation.
@@ -166,6 +166,15 @@ class Space:
     def world_to_index(self, world: np.ndarray) -> np.ndarray:
         return apply_affine(self.inverse, world)
 
+    def world_box_corners(self) -> np.ndarray:
+        """``(2**ndim, ndim)``: the world positions of the corners of the voxels' extent."""
+        return self.index_to_world(_extent_corners(self.shape))
+
+    def world_box(self) -> np.ndarray:
+        """``(2, ndim)``: the world minimum and maximum of the voxels' extent (their outer edges)."""
+        world = self.world_box_corners()
+        return np.stack([world.min(0), world.max(0)])
+
     def with_grid(self, shape: Sequence[int], affine: np.ndarray) -> "Space":
         """The same CRS on another grid."""
         return Space(tuple(shape), affine, self.crs)
@@ -213,3 +222,50 @@ class Space:
     def describe(self) -> str:
         return (f"shape {self.shape}, spacing {tuple(np.round(self.spacing, 6).tolist())}"
                 + (f", crs {crs_name(self.crs)}" if self.crs else ""))
+
+
+def check_same_world(space: Space, what: str, other: Space, other_what: str) -> None:
+    """``SpaceMismatchError`` unless ``other`` can be a grid of the same sample as ``space``: as many
+    axes, the same CRS (PROJ-equivalent counts), and overlapping world extents."""
+    from ..errors import SpaceMismatchError
+    if other.ndim != space.ndim:
+        raise SpaceMismatchError(f"{other_what} is {other.ndim}D and {what} is {space.ndim}D: the grids of one "
+                                 "sample have the same number of axes")
+    if other.crs != space.crs and not crs_equal(other.crs, space.crs):
+        raise SpaceMismatchError(f"{other_what} is in another CRS than {what}: {crs_name(other.crs)} vs "
+                                 f"{crs_name(space.crs)}; the grids of one sample share one CRS (reproject first)")
+    a, b = space.world_box(), other.world_box()
+    if np.any(a[1] <= b[0]) or np.any(b[1] <= a[0]):
+        raise SpaceMismatchError(f"{other_what} and {what} do not overlap in the world: extent "
+                                 f"{np.round(b, 3).tolist()} vs {np.round(a, 3).tolist()} (min, max per axis)")
+
+
+def covering_grid(grid: Space, box: Space, forward: np.ndarray | None = None, *, keep: bool = False) -> Space:
+    """The voxels of ``grid``'s lattice, moved by the forward world -> world matrix ``forward``, that
+    overlap ``box``'s world extent (with ``keep``, also ``grid``'s own moved extent): a crop, pad or
+    quarter turn of ``box`` as it falls on another grid of the sample. Axes parallel to ``box``'s
+    are put in ``box``'s order and sense, so a crop stays a copy and a quarter turn a permutation."""
+    n = grid.ndim
+    moved = (np.eye(n + 1) if forward is None else np.asarray(forward, dtype=np.float64)) @ grid.affine
+    direction = moved[:n, :n] / np.linalg.norm(moved[:n, :n], axis=0)
+    cosines = direction.T @ box.direction                    # (moved axis, box axis)
+    perm = np.round(cosines)
+    signed = np.allclose(cosines, perm, atol=1e-6) and np.all(np.abs(perm).sum(0) == 1) and \
+        np.all(np.abs(perm).sum(1) == 1)
+    frame = moved.copy()
+    if signed:                                               # new axis j runs along the box's axis j
+        frame[:n, :n] = moved[:n, :n] @ perm
+    corners = [box.world_box_corners()]
+    if keep:
+        corners.append(apply_affine(moved, _extent_corners(grid.shape)))
+    index = apply_affine(np.linalg.inv(frame), np.concatenate(corners))
+    lo = np.floor(index.min(0) - 0.5 + 1e-6).astype(int) + 1
+    hi = np.ceil(index.max(0) + 0.5 - 1e-6).astype(int) - 1
+    shape = np.maximum(hi - lo + 1, 1)
+    start = np.eye(n + 1)
+    start[:n, n] = lo
+    return Space(tuple(shape.tolist()), frame @ start, grid.crs)
+
+
+def _extent_corners(shape: Sequence[int]) -> np.ndarray:
+    return np.array(np.meshgrid(*[[-0.5, s - 0.5] for s in shape], indexing="ij")).reshape(len(shape), -1).T

@@ -14,15 +14,15 @@ import numpy as np
 import torch
 import yaml
 
-from ..errors import ParameterError
+from ..errors import ParameterError, SampleError
 from .params import to_json
 from .schedule import has_schedule, key_epochs, parse_schedules, resolve_schedules
 from .record import ParamRecord
 from .sample import Layer, Role, Sample
-from .space import Space
+from .space import Space, covering_grid
 from .kernels.exact import exact_full
 from .kernels.spec import cast
-from .maps import PendingMap, Stage
+from .maps import PendingMap, Stage, forward_affine
 
 __all__ = ["Transform", "SpatialTransform", "IntensityTransform", "Composite", "replay", "Compose", "OneOf",
            "SomeOf", "RandomApply", "transform_from_dict", "trace", "date_layers"]
@@ -174,14 +174,26 @@ class Transform(ABC):
         """``p`` first, then the transform's own parameters."""
         return dict(SKIPPED) if self._skipped(generator) else self._stamp(self.sample_params(sample, generator))
 
+    #: Whether the transform handles layers on grids of their own (``Sample.grids``); one that
+    #: does not refuses such a sample by name instead of treating every layer as on one grid.
+    many_grids: ClassVar[bool] = False
+
+    def check_grids(self, sample: Sample) -> None:
+        """``SampleError`` when ``sample`` has layers on several grids and this transform works on one."""
+        if sample.grids and not self.many_grids:
+            raise SampleError(f"{type(self).__name__} works on one grid, and layers {sorted(sample.grids)} of this "
+                              "sample are on grids of their own; put ResampleToMatch(target=...) before it")
+
     def run(self, sample: Sample, params: dict[str, Any], *, lazy: bool = False) -> Sample:
         """Apply recorded params (a skipped record passes the sample through)."""
+        self.check_grids(sample)
         if params.get("applied", True) is False:
             return sample if lazy else sample.materialize().replace()
         t = self._at(params)
         return t.lazy(sample, params) if lazy else t.apply(sample, params)
 
     def _call(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
+        self.check_grids(sample)             # before any draw: the named error, not a confusing one
         if self._skipped(generator):
             return self.run(sample, dict(SKIPPED), lazy=lazy), dict(SKIPPED)
         out, params = self._draw_and_run(sample, generator, lazy)
@@ -212,16 +224,33 @@ class SpatialTransform(Transform):
     """
 
     fusable: bool = True
+    many_grids = True
 
     @abstractmethod
     def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
         """The output space and the pull-back stages (output world -> input world)."""
 
+    def layer_grid(self, grid: Space, space: Space, out: Space, stages: list[Stage], params: dict[str, Any]) -> Space:
+        """The output grid of layers on ``grid`` (another grid of the sample than the reference
+        ``space``) when ``space`` goes to ``out`` through ``stages``. By default a warp keeps every
+        grid, and a regrid gives each grid the part of its own lattice (moved with the content) that
+        covers ``out``'s world box, so a crop stays a copy on every grid."""
+        if out == space:
+            return grid
+        return covering_grid(grid, out, forward_affine(stages, space.ndim, type(self).__name__))
+
     def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
         if not self.fusable:
             sample = sample.materialize()
         space, stages = self.spatial_map(sample.space, params)
-        return sample.lazy_warp(space, stages)
+        grids: dict[str, Space] = {}
+        if sample.grids:
+            found: dict[Space, Space] = {}
+            for name, grid in sample.grids.items():
+                if grid not in found:
+                    found[grid] = self.layer_grid(grid, sample.space, space, stages, params)
+                grids[name] = found[grid]
+        return sample.lazy_warp(space, stages, grids)
 
     def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
         return self.lazy(sample, params).materialize()
@@ -255,6 +284,10 @@ class IntensityTransform(Transform):
 
     layers: Sequence[str] | None = None
     per_layer: bool | None = False
+    many_grids = True
+    #: ``sample_params`` draws for one grid (e.g. k-space positions): one draw cannot serve layers
+    #: on several grids (``per_layer=True`` draws each on its own grid).
+    grid_params: ClassVar[bool] = False
     #: ``transform_layer`` always returns a new tensor that nothing else refers to, so the nodata
     #: merge may write into it (a fresh large buffer costs more in page faults than the merge). Off
     #: by default: a subclass may return its input, a view of it, or a tensor it keeps.
@@ -319,13 +352,30 @@ class IntensityTransform(Transform):
         per: dict[str, Any] = {}
         for name in self.target_layers(sample):
             one = self.for_layer(name)
-            per[name] = dict(SKIPPED) if one._skipped(generator) else one.sample_params(sample, generator)
+            per[name] = dict(SKIPPED) if one._skipped(generator) else one.sample_params(sample.on_grid(name), generator)
         return {"layers": per}
+
+    def sample_params_on(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        """One draw for every target layer: on the reference grid, or on the grid the targets share."""
+        if sample.grids:
+            names = self.target_layers(sample)
+            grids = {sample.space_of(n) for n in names}
+            if len(grids) > 1 and self.grid_params:
+                raise SampleError(f"{type(self).__name__} draws its parameters for one grid, and its layers "
+                                  f"{names} are on {len(grids)} grids: pass per_layer=True, or put "
+                                  "ResampleToMatch(target=...) first")
+            if names and len(grids) == 1:
+                return self.sample_params(sample.on_grid(names[0]), generator)
+        return self.sample_params(sample, generator)
 
     def draw(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         if not self.draws_per_layer(sample):
-            return super().draw(sample, generator)
+            return dict(SKIPPED) if self._skipped(generator) else self._stamp(self.sample_params_on(sample, generator))
         return self._stamp(self._draw_layers(sample, generator))
+
+    def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
+        params = self.sample_params_on(sample, generator)
+        return self.run(sample, params, lazy=lazy), params
 
     def _call(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
         if not self.draws_per_layer(sample):
@@ -359,7 +409,7 @@ class IntensityTransform(Transform):
 
     def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
         pending = sample.pending
-        if pending is not None and not pending.n_fields and exact_full(pending):
+        if pending is not None and not pending.n_fields and not sample.grids and exact_full(pending):
             fused = self._fuse(sample, params)
             if fused is not None:
                 return fused
@@ -385,14 +435,15 @@ class IntensityTransform(Transform):
 
     def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
         layers = sample.layers
-        valid = layers[sample.valid_name].data if sample.valid_name else None
-        if valid is not None and not bool(valid.any()):
-            return sample.replace()          # augmentation hid everything (clouds, rotations): nothing to change
         changed = {}
         for name, own in self.layer_params(sample, params):
+            view = sample.on_grid(name)        # the layer's own grid, and the layers (VALID) on it
+            valid = layers[view.valid_name].data if view.valid_name else None
+            if valid is not None and not bool(valid.any()):
+                continue                     # augmentation hid everything (clouds, rotations): nothing to change
             layer = layers[name]
             work = layer.data.to(torch.float64 if layer.data.dtype == torch.float64 else torch.float32)
-            new = self.transform_layer(work, valid, own, sample, name)
+            new = self.transform_layer(work, valid, own, view, name)
             if valid is not None:       # in place when ``new`` is a buffer of its own (``fresh_output``)
                 own = self.fresh_output and new.shape == work.shape and new.dtype == work.dtype and \
                     new.is_contiguous() and not (torch.is_grad_enabled() and (new.requires_grad or work.requires_grad)) \
@@ -559,6 +610,7 @@ class Composite(Transform):
     (consecutive spatial maps fuse) and resamples once at the end."""
 
     transforms: list[Transform]
+    many_grids = True                # each child checks for itself
 
     @abstractmethod
     def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:

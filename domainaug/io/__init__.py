@@ -215,15 +215,15 @@ def save(sample: Sample, path: str | os.PathLike, layer: str = "image", *, dtype
         meta = {k: image_meta[k] for k in _VALID_KEYS if k in image_meta}
     else:
         meta = dict(layers_meta.get(layer, {}))
-    valid = sample.layers[sample.valid_name].data.cpu().numpy()[0] if sample.valid_name and \
-        data_layer.role is Role.INTENSITY else None
+    valid_name = sample.valid_of(layer)
+    valid = sample.layers[valid_name].data.cpu().numpy()[0] if valid_name and data_layer.role is Role.INTENSITY else None
     tensor = data_layer.data.detach().cpu()
     if tensor.dtype in (torch.float16, torch.bfloat16):
         tensor = tensor.float()
     data = tensor.numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        _writer(fmt)(tmp, data, sample.space, meta=meta, role=data_layer.role.value, fill=data_layer.fill,
+        _writer(fmt)(tmp, data, sample.space_of(layer), meta=meta, role=data_layer.role.value, fill=data_layer.fill,
                      valid=valid, channels=data_layer.channels, dtype=dtype)
     return path
 

@@ -34,10 +34,10 @@ def _space_of(affine: Any, shape: tuple[int, ...], name: str) -> Space:
 
 
 def to_monai(sample: Sample) -> dict[str, Any]:
-    """``{layer name: MetaTensor(data, affine=space.affine)}`` for every layer."""
+    """``{layer name: MetaTensor(data, affine=its grid's affine)}`` for every layer."""
     from monai.data import MetaTensor
-    affine = torch.tensor(np.array(sample.space.affine, dtype=np.float64))
-    return {name: MetaTensor(layer.data, affine=affine.clone()) for name, layer in sample.layers.items()}
+    return {name: MetaTensor(layer.data, affine=torch.tensor(np.array(sample.space_of(name).affine, dtype=np.float64)))
+            for name, layer in sample.layers.items()}
 
 
 def from_monai(data: Mapping[str, Any], image: str = "image", label: str | None = "label",
@@ -101,7 +101,7 @@ def to_torchio(sample: Sample) -> Any:
     for name, layer in sample.layers.items():
         cls = tio.ScalarImage if layer.role is Role.INTENSITY else tio.LabelMap
         data = layer.data.to(torch.uint8) if layer.role is Role.VALID else layer.data
-        images[name] = cls(tensor=data, affine=sample.space.affine.copy())
+        images[name] = cls(tensor=data, affine=sample.space_of(name).affine.copy())
     return tio.Subject(**images)
 
 

@@ -8,10 +8,16 @@ Forms (see ``domainaug.io.load``):
   that layer (``{"image_t0": [b02_t0, b03_t0], "image_t1": [b02_t1, b03_t1]}``: dates as layers).
 - ``[b02.tif, b03.tif, ...]``: one ``"image"`` layer whose channels are the files' bands, in order.
 
-One sample has one grid for now: every file must be on the grid of the first file (same shape,
-CRS, and voxel centres within 1e-3 voxels). A file on another grid, in another CRS, or outside
-the world extent of the first raises ``SpaceMismatchError`` naming both files and what differs;
-layers on their own grids are not supported yet (resample the file first).
+Grids: the reference grid (``sample.space``) is the first intensity layer's. A layer whose files
+are on another grid of the same world (same CRS, overlapping extent) is a layer on a grid of its
+own (``sample.grids``, ``sample.space_of(name)``): a 3 mm FLAIR beside a 1 mm T1, a label on
+its own grid in the mapping form. A bare list of band files on several grids (Sentinel-2 at 10,
+20 and 60 m) becomes one layer per grid: ``"image"`` on the finest grid, then ``"image_<spacing>"``
+(``image_20``, ``image_60``), each with its bands in the order given. The files of one layer (its
+channels) share one grid, and ``label=`` is on the image's grid. A file in another CRS, of another
+dimension, or outside the world extent of the first raises ``SpaceMismatchError`` naming both
+files and what differs. ``ResampleToMatch(target=...)`` puts every layer on one grid, fused with
+the augmentation's warps.
 
 Channel names of a stacked layer (a list of files), per file and band: the band's description
 when the file has one; else, for a single-band file, the last token of the file name (extension
@@ -26,8 +32,9 @@ same name twice in one layer is an error (dates go in layers of their own, ``ima
 
 Values and validity: each intensity layer is float32 (the policy of ``load``), with its own fill
 (``fill`` may map layer names to fills; default: the files' shared finite nodata value, else the
-minimum of the valid voxels). One ``"valid"`` layer is the AND over every intensity layer's
-validity (nodata, masks, non-finite values); labels do not enter it. Invalid voxels hold each
+minimum of the valid voxels). On each grid one VALID layer is the AND over its intensity layers'
+validity (nodata, masks, non-finite values): ``"valid"`` on the reference grid, ``"<layer>_valid"``
+on another (named after its first intensity layer); labels do not enter it. Invalid voxels hold each
 intensity layer's fill, as for one file. Label nodata becomes 0.
 
 Metadata: ``sample.meta["layers"][name]`` is the layer's file metadata (``"path"`` its file; for a
@@ -130,30 +137,52 @@ def _short_crs(crs: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _world_box(space: Space) -> np.ndarray:
-    corners = np.array(np.meshgrid(*[[-0.5, s - 0.5] for s in space.shape], indexing="ij")).reshape(space.ndim, -1).T
-    world = space.index_to_world(corners)
-    return np.stack([world.min(0), world.max(0)])
-
-
-def check_same_grid(ref: Space, ref_path: Any, other: Space, path: Any, equivalent_crs: bool) -> None:
-    """Raise ``SpaceMismatchError`` unless ``other`` (of ``path``) is on ``ref``'s grid."""
+def check_grid(ref: Space, ref_path: Any, other: Space, path: Any, equivalent_crs: bool) -> bool:
+    """Whether ``other`` (of ``path``) is on ``ref``'s grid (voxel centres within 1e-3 voxels); a
+    ``SpaceMismatchError`` naming both files when it cannot be a grid of the same sample at all
+    (other dimension, another CRS, no overlap in the world)."""
     if other.ndim != ref.ndim:
         raise SpaceMismatchError(f"{path} is {other.ndim}D and {ref_path} is {ref.ndim}D: the layers of one "
-                                 "sample share one grid")
+                                 "sample have the same number of axes")
     if ref.crs != other.crs and not (equivalent_crs and crs_equal(ref.crs, other.crs)):
         hint = ("; the CRSs are equivalent by PROJ: pass equivalent_crs=True to accept"
                 if crs_equal(ref.crs, other.crs) else "; reproject one of them first")
         raise SpaceMismatchError(f"{path} is in another CRS than {ref_path}: {_short_crs(other.crs)} vs "
                                  f"{_short_crs(ref.crs)}; the layers of one sample share one CRS" + hint)
-    a, b = _world_box(ref), _world_box(other)
-    if np.any(a[1] < b[0]) or np.any(b[1] < a[0]):
+    a, b = ref.world_box(), other.world_box()
+    if np.any(a[1] <= b[0]) or np.any(b[1] <= a[0]):
         raise SpaceMismatchError(f"{path} and {ref_path} do not overlap in the world: extent "
                                  f"{np.round(b, 3).tolist()} vs {np.round(a, 3).tolist()} (min, max per axis)")
-    if not other.same_grid(ref, tolerance=1e-3, equivalent_crs=equivalent_crs):
+    return other.same_grid(ref, tolerance=1e-3, equivalent_crs=equivalent_crs)
+
+
+def check_same_grid(ref: Space, ref_path: Any, other: Space, path: Any, equivalent_crs: bool, why: str) -> None:
+    """Raise ``SpaceMismatchError`` unless ``other`` (of ``path``) is on ``ref``'s grid."""
+    if not check_grid(ref, ref_path, other, path, equivalent_crs):
         raise SpaceMismatchError(f"{path} is on another grid than {ref_path}: {grid_error(ref, other)} "
-                                 f"({Path(str(ref_path)).name} vs {Path(str(path)).name}); layers on their own "
-                                 "grids are not supported yet: resample it onto the first file's grid first")
+                                 f"({Path(str(ref_path)).name} vs {Path(str(path)).name}); {why}")
+
+
+def _grid_groups(files: list[Any], raws: dict[Any, dict[str, Any]], equivalent_crs: bool) -> list[list[Any]]:
+    """The files grouped by grid, the finest grid first (files keep their order within a group)."""
+    groups: list[list[Any]] = []
+    for f in files:
+        for g in groups:
+            if check_grid(raws[g[0]]["space"], g[0], raws[f]["space"], f, equivalent_crs):
+                g.append(f)
+                break
+        else:
+            groups.append([f])
+    return sorted(groups, key=lambda g: float(np.prod(raws[g[0]]["space"].spacing)))
+
+
+def _grid_name(space: Space, taken: Sequence[str]) -> str:
+    """``image_<spacing>`` for a group of band files on a coarser grid (``image_20``, ``image_60``)."""
+    base = "image_" + "x".join(dict.fromkeys(f"{v:g}" for v in np.round(space.spacing, 6)))
+    name, k = base, 1
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    return name
 
 
 def _channel_names(files: list[Any], raws: list[dict[str, Any]], sensor: str | None, layer: str) -> list[str]:
@@ -207,72 +236,102 @@ def load_many(path: Any, label: Any, *, read: Callable[[Any], dict[str, Any]], e
         labels = labels + ("label",)
     _check_names(entries, labels)
     fills = fill if isinstance(fill, Mapping) else {}
+    raws: dict[Any, dict[str, Any]] = {}
+    for _, spec in entries:
+        for f in (list(spec) if isinstance(spec, (list, tuple)) else [spec]):
+            if f not in raws:
+                raws[f] = read(f)
+    if bare_list:                                    # band files on several grids: one layer per grid
+        groups = _grid_groups(list(entries[0][1]), raws, equivalent_crs)
+        if len(groups) > 1:
+            split: list[tuple[str, Any]] = [("image", groups[0])]
+            for g in groups[1:]:
+                split.append((_grid_name(raws[g[0]]["space"], [n for n, _ in split]), g))
+            entries = split + entries[1:]
     unknown = [k for k in fills if k not in dict(entries) or k in labels]
     if unknown:
         raise ParameterError("fill", dict(fill), f"fills keyed by intensity layers; not one: {', '.join(map(str, unknown))}")
 
-    ref: tuple[Space, Any] | None = None
-    read_layers: list[tuple[str, list[Any], list[dict[str, Any]], bool]] = []
+    # every layer on one grid: the reference (the first intensity layer's), or a grid of its own
     order = [e for e in entries if e[0] not in labels] + [e for e in entries if e[0] in labels]
-    for name, spec in order:                         # intensity layers first: the first is the reference
+    ref_file = (list(order[0][1]) if isinstance(order[0][1], (list, tuple)) else [order[0][1]])[0]
+    ref = raws[ref_file]["space"]
+    grid_of: dict[str, Space] = {}
+    own: list[tuple[Space, Any]] = []                # distinct grids other than the reference
+    read_layers: list[tuple[str, list[Any], list[dict[str, Any]], bool]] = []
+    for name, spec in order:
         files = list(spec) if isinstance(spec, (list, tuple)) else [spec]
-        raws = []
-        for f in files:
-            raw = read(f)
-            if ref is None:
-                ref = (raw["space"], f)
-            else:
-                check_same_grid(ref[0], ref[1], raw["space"], f, equivalent_crs)
-            raws.append(raw)
-        read_layers.append((name, files, raws, isinstance(spec, (list, tuple))))
-    assert ref is not None
-    space = ref[0]
+        first = raws[files[0]]["space"]
+        for f in files[1:]:
+            check_same_grid(first, files[0], raws[f]["space"], f, equivalent_crs,
+                            f"the files of layer {name!r} are its channels and share one grid")
+        if bare_list and label is not None and name == "label":
+            check_same_grid(ref, ref_file, first, files[0], equivalent_crs, "label= is on the image's grid (give a "
+                            "mapping with the label as a layer to load it on its own grid)")
+        if check_grid(ref, ref_file, first, files[0], equivalent_crs):
+            grid_of[name] = ref
+        else:
+            grid_of[name] = next((g for g, gf in own if check_grid(g, gf, first, files[0], equivalent_crs)), first)
+            if all(g is not grid_of[name] for g, _ in own):
+                own.append((first, files[0]))
+        read_layers.append((name, files, [raws[f] for f in files], isinstance(spec, (list, tuple))))
 
     values: dict[str, torch.Tensor] = {}
-    valid: torch.Tensor | None = None
+    valids: dict[Space, torch.Tensor | None] = {}
     layer_meta: dict[str, dict[str, Any]] = {}
     channels: dict[str, tuple[str, ...] | None] = {}
-    for name, files, raws, stacked in read_layers:
+    for name, files, layer_raws, stacked in read_layers:
         if name in labels:
             continue
         parts = []
-        for f, raw in zip(files, raws):
+        for f, raw in zip(files, layer_raws):
             data = intensity_tensor(raw["data"], raw.get("scale"), dtype)
-            valid = file_validity(raw, data, valid, raw["meta"])
+            valids[grid_of[name]] = file_validity(raw, data, valids.get(grid_of[name]), raw["meta"])
             parts.append(data)
         if len({p.dtype for p in parts}) > 1:
             parts = [p.to(torch.float64) for p in parts]
         values[name] = parts[0] if len(parts) == 1 else torch.cat(parts, 0)
         if stacked:
-            names = _channel_names(files, raws, sensor, name)
+            names = _channel_names(files, layer_raws, sensor, name)
             channels[name] = tuple(names)
-            layer_meta[name] = _stacked_meta(files, raws, names)
-            if any(r["meta"].get("non_finite") for r in raws):
+            layer_meta[name] = _stacked_meta(files, layer_raws, names)
+            if any(r["meta"].get("non_finite") for r in layer_raws):
                 layer_meta[name]["non_finite"] = True
         else:
-            channels[name] = raws[0].get("channels")
-            layer_meta[name] = {**raws[0]["meta"], "path": str(files[0])}
-    if valid is not None and not bool(valid.any()):
-        raise NoDataError(f"{[str(f) for _, fs, _, _ in read_layers for f in fs]}: no voxel is valid in every "
-                          "intensity layer (nodata, mask or NaN)")
+            channels[name] = layer_raws[0].get("channels")
+            layer_meta[name] = {**layer_raws[0]["meta"], "path": str(files[0])}
+    for grid, valid in valids.items():
+        if valid is not None and not bool(valid.any()):
+            on = [n for n, _, _, _ in read_layers if grid_of[n] is grid]
+            raise NoDataError(f"{[str(f) for n, fs, _, _ in read_layers if n in on for f in fs]}: no voxel is valid "
+                              "in every intensity layer of that grid (nodata, mask or NaN)")
 
     layers: dict[str, Layer] = {}
-    for name, files, raws, _ in read_layers:
+    valid_names: dict[Space, str] = {}
+    for name, files, layer_raws, _ in read_layers:
+        grid = grid_of[name]
         if name in labels:
-            layers[name], layer_meta[name] = label_layer(raws[0], files[0], name)
+            layers[name], layer_meta[name] = label_layer(layer_raws[0], files[0], name)
             continue
-        data = values[name]
+        data, valid = values[name], valids.get(grid)
         chosen = fills.get(name) if isinstance(fill, Mapping) else fill
         if chosen is None:
-            chosen = file_fill([r.get("fill") for r in raws], data)
+            chosen = file_fill([r.get("fill") for r in layer_raws], data)
         fill_value = resolve_fill(data, valid, chosen)
         if valid is not None:
             data = torch.where(valid, data, torch.full_like(data, fill_value))
+            valid_names.setdefault(grid, "valid" if grid is ref else f"{name}_valid")
         layers[name] = Layer(data, Role.INTENSITY, fill_value, channels[name])
-    if valid is not None:
-        layers["valid"] = Layer(valid, Role.VALID)
-    layers = {n: layers[n] for n, _ in entries if n in layers} | ({"valid": layers["valid"]} if "valid" in layers else {})
+    taken = {n for n, _ in entries}
+    for grid, vname in valid_names.items():
+        if vname in taken:
+            raise ParameterError("path", vname, f"layer names other than {vname!r} (load makes that VALID layer)")
+        layers[vname] = Layer(valids[grid], Role.VALID)
+    ordered = {n: layers[n] for n, _ in entries if n in layers}
+    ordered.update({v: layers[v] for v in valid_names.values()})
+    grids = {n: grid_of[n] for n in grid_of if grid_of[n] is not ref}
+    grids.update({v: g for g, v in valid_names.items() if g is not ref})
     first = next((e for e in read_layers if e[0] not in labels), read_layers[0])
     meta = {"path": str(first[1][0]), "format": first[2][0]["format"], "reference": first[0],
             "layers": {n: layer_meta[n] for n, _ in entries}}
-    return Sample(space, layers, meta=meta)
+    return Sample(ref, ordered, meta=meta, grids=grids)

@@ -48,6 +48,8 @@ class Spike(IntensityTransform):
         p: Probability of applying.
     """
 
+    grid_params = True          # k-space positions are drawn for the grid's shape
+
     def __init__(self, intensity: float | tuple[float, float] = (0.05, 0.2), num_spikes: int = 1,
                  layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool = False) -> None:
         self.intensity = as_uniform("intensity", intensity, low=0.0)

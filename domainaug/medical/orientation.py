@@ -41,6 +41,10 @@ class Reorient(SpatialTransform):
         return {}
 
 
+    def layer_grid(self, grid: Space, space: Space, out: Space, stages: list[Stage], params: dict[str, Any]) -> Space:
+        """A layer on a grid of its own is reoriented on that grid."""
+        return self.spatial_map(grid, params)[0]
+
     def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
         if space.ndim != 3:
             raise ShapeError(f"Reorient needs a 3D sample (scan axes in RAS mm); got {space.ndim}D {space.shape}")

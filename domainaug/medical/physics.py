@@ -165,9 +165,9 @@ class CTWindow(IntensityTransform):
             return super().apply(sample, params)
         # rescaled output is float32 in [0, 1], whatever the HU dtype: make the layers float first
         layers = sample.layers
-        valid = layers[sample.valid_name].data if sample.valid_name else None
         floats = {}
         for n, _ in self.layer_params(sample, params):      # (a layer skipped by per_layer keeps its values)
+            valid = layers[sample.valid_of(n)].data if sample.valid_of(n) else None
             data = layers[n].data.float()
             floats[n] = replace(layers[n], data=data if valid is None else data.masked_fill(~valid, 0.0), fill=0.0)
         return super().apply(sample.with_layers(**floats), params)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import (Affine, BrightnessContrast, Compose, Crop, Elastic, Flip, Gamma, GaussianBlur, GaussianNoise, OneOf,
-                Pad, RandomApply, Resample, Rot90, SaltPepper, SomeOf)
+                Pad, RandomApply, Resample, ResampleToMatch, Rot90, SaltPepper, SomeOf)
 import nibabel.orientations as nio
 
 from ..medical import (BiasField, CTWindow, FieldStrength, Ghosting, IntensityScale, Motion, Reorient, RicianNoise,
@@ -41,7 +41,11 @@ register_case("Pad", Case(
 register_case("Resample", Case(
     random=lambda s: Resample(float(s.space.spacing.min()) * 1.3),
     identity=lambda s: Resample(s.space.spacing.tolist()),
-    bad=[("spacing", lambda: Resample(0)), ("spacing", lambda: Resample([]))]))
+    bad=[("spacing", lambda: Resample(0)), ("spacing", lambda: Resample([])), ("spacing", lambda: Resample()),
+         ("spacing", lambda: Resample(1.0, target="image"))]))
+register_case("ResampleToMatch", Case(          # one grid: the target is the sample's grid (tests/test_many_grids.py)
+    random=lambda s: ResampleToMatch("label"), identity=lambda s: ResampleToMatch("label"),
+    bad=[("target", lambda: ResampleToMatch(3))]))
 register_case("Gamma", Case(
     random=lambda s: Gamma((0.5, 2.0)), identity=lambda s: Gamma(1.0),
     bad=[("gamma", lambda: Gamma(0)), ("layers", lambda: Gamma(layers="image"))]))

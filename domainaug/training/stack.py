@@ -11,6 +11,9 @@ shape across the batch (crop or pad to a common size in the pipeline).
 Also kept: ``"points"`` (one ``{name: (N, ndim) float64 tensor}`` dict per sample, ragged, world
 units), ``"affine"`` ``(B, n+1, n+1)`` float64 (index of voxel centres -> world) and ``"crs"`` (one
 string or ``None`` per sample), so that predictions can be georeferenced, and ``"records"``.
+A layer on a grid of its own (``Sample.grids``: a 20 m band beside 10 m ones) is stacked on that
+grid, and ``"grids"`` maps its name to the ``(B, n+1, n+1)`` affines of its grid (``"affine"`` is
+the reference grid's).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from ..core.sample import Role, Sample
 
 __all__ = ["RESERVED_KEYS", "stack_samples", "with_common_valid"]
 
-RESERVED_KEYS = ("present", "points", "affine", "crs", "records", "target", "spaces")
+RESERVED_KEYS = ("present", "points", "affine", "crs", "records", "target", "spaces", "grids")
 """Batch keys that are not layers; a layer of one of these names cannot be batched."""
 
 
@@ -93,5 +96,9 @@ def stack_samples(samples: Sequence[Sample]) -> dict[str, Any]:
     out["points"] = [dict(s.points) for s in samples]
     out["affine"] = torch.from_numpy(np.stack([np.asarray(s.space.affine, dtype=np.float64) for s in samples]))
     out["crs"] = [s.space.crs for s in samples]
+    own = [n for n in _layer_names(samples) if any(n in s.grids for s in samples)]
+    out["grids"] = {n: torch.from_numpy(np.stack([np.asarray(s.space_of(n).affine if n in s.layer_names() else
+                                                             s.space.affine, dtype=np.float64) for s in samples]))
+                    for n in own}
     out["records"] = [[r.to_dict() for r in s.history] for s in samples]
     return out

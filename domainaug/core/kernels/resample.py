@@ -36,7 +36,7 @@ from .spec import LayerSpec, apply_values, cast
 from .warp_cpu import resample_cpu
 from .warp_torch import resample_torch
 
-__all__ = ["resample_layers", "passes"]
+__all__ = ["resample_layers", "passes", "count_pass"]
 
 _counter = {"passes": 0}
 
@@ -46,13 +46,21 @@ def passes() -> int:
     return _counter["passes"]
 
 
-def resample_layers(specs: list[LayerSpec], pending: PendingMap, *, backend: str | None = None) -> list[torch.Tensor]:
+def count_pass() -> None:
+    """Count one resampling pass (a sample on many grids resamples each grid in its one pass)."""
+    _counter["passes"] += 1
+
+
+def resample_layers(specs: list[LayerSpec], pending: PendingMap, *, backend: str | None = None,
+                    count: bool = True) -> list[torch.Tensor]:
     """Resample every layer through ``pending`` in one pass; returns one tensor per spec.
 
     ``backend`` is for tests: ``"exact"``, ``"numba"`` or ``"torch"``; by default the exact path
-    when the map allows it, else numba for CPU data and torch for any other device.
+    when the map allows it, else numba for CPU data and torch for any other device. ``count``
+    False: part of a pass already counted (``count_pass``).
     """
-    _counter["passes"] += 1
+    if count:
+        count_pass()
     if not specs:
         return []
     plan = exact_plan(pending) if backend in (None, "exact") else None
