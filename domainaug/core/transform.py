@@ -279,7 +279,9 @@ class IntensityTransform(Transform):
     params. With ``per_layer`` True each target layer gets its own draw, ``p`` included, exactly as
     if the op ran on each layer alone (``layers=[name]``), one after the other from the same
     generator; the record is ``{"layers": {name: params or {"applied": false}}}``. ``None`` means
-    per layer when there is more than one target layer (raster ops: one draw per date).
+    per layer when there is more than one target layer (raster ops: one draw per date); the layers of
+one band group (``sample.meta["band_groups"]``, bands of one acquisition on several grids) count
+as one.
     """
 
     layers: Sequence[str] | None = None
@@ -338,9 +340,11 @@ class IntensityTransform(Transform):
         if self.per_layer is not None:
             return self.per_layer
         try:
-            return len(self.target_layers(sample)) > 1
+            targets = self.target_layers(sample)
         except ParameterError:       # the one-draw path raises it, after the ``p`` draw as always
             return False
+        group_of = {m: g for g, members in sample.meta.get("band_groups", {}).items() for m in members}
+        return len({group_of.get(n, n) for n in targets}) > 1    # the band groups of one acquisition: one draw
 
     def for_layer(self, name: str) -> "IntensityTransform":
         """This op restricted to one layer with one shared draw: what ``per_layer`` runs per layer."""

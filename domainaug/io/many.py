@@ -13,7 +13,9 @@ are on another grid of the same world (same CRS, overlapping extent) is a layer 
 own (``sample.grids``, ``sample.space_of(name)``): a 3 mm FLAIR beside a 1 mm T1, a label on
 its own grid in the mapping form. A bare list of band files on several grids (Sentinel-2 at 10,
 20 and 60 m) becomes one layer per grid: ``"image"`` on the finest grid, then ``"image_<spacing>"``
-(``image_20``, ``image_60``), each with its bands in the order given. The files of one layer (its
+(``image_20``, ``image_60``), each with its bands in the order given, and
+``sample.meta["band_groups"] = {"image": [those layers]}``, so that raster ops given
+``layer="image"`` change every band with one draw. The files of one layer (its
 channels) share one grid, and ``label=`` is on the image's grid. A file in another CRS, of another
 dimension, or outside the world extent of the first raises ``SpaceMismatchError`` naming both
 files and what differs. ``ResampleToMatch(target=...)`` puts every layer on one grid, fused with
@@ -334,4 +336,6 @@ def load_many(path: Any, label: Any, *, read: Callable[[Any], dict[str, Any]], e
     first = next((e for e in read_layers if e[0] not in labels), read_layers[0])
     meta = {"path": str(first[1][0]), "format": first[2][0]["format"], "reference": first[0],
             "layers": {n: layer_meta[n] for n, _ in entries}}
+    if bare_list and len([n for n, _ in entries if n not in labels]) > 1:   # one product's bands on several grids
+        meta["band_groups"] = {"image": [n for n, _ in entries if n not in labels]}
     return Sample(ref, ordered, meta=meta, grids=grids)

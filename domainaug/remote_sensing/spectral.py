@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -108,8 +108,13 @@ def _check_band_count(sample: Sample, layer: str, need: int, who: str) -> None:
 
 def raster_layers(op: IntensityTransform, sample: Sample) -> list[str]:
     """The layers a raster op changes: its ``layers``, else its ``layer`` or that layer's dates
-    (``image_t0``, ``image_t1``, ... when the sample has no ``image``)."""
-    return op.resolve_layers(sample, op.layers if op.layers is not None else [op.layer])
+    (``image_t0``, ``image_t1``, ... when the sample has no ``image``), with the layers of its band
+    groups (``sample.meta["band_groups"]``: the 20 m and 60 m bands that ``load`` put on grids of
+    their own beside the 10 m ``image``), which share the op's draw as bands of one acquisition."""
+    if op.layers is not None:
+        return op.resolve_layers(sample, op.layers)
+    group = [n for n in sample.meta.get("band_groups", {}).get(op.layer, [op.layer]) if n in sample.layer_names()]
+    return op.resolve_layers(sample, group or [op.layer])
 
 
 # --- statistics ----------------------------------------------------------------------------------
@@ -287,11 +292,28 @@ def _channel_index(layer: Layer, names: Sequence[str], layer_name: str) -> list[
 
 
 def _per_band(values: dict[str, float], layer: Layer, layer_name: str, default: float, like: torch.Tensor) -> torch.Tensor:
-    """A (C, 1, ..., 1) tensor of per-band values, ``default`` for bands not named."""
+    """A (C, 1, ..., 1) tensor of per-band values, ``default`` for bands not named (values for bands of
+    the op's other target layers are left to them: ``check_target_bands``)."""
     out = torch.full((like.shape[0],), default, dtype=like.dtype, device=like.device)
-    for i, v in zip(_channel_index(layer, list(values), layer_name), values.values()):
+    own = {n: v for n, v in values.items() if n in (layer.channels or ())}
+    for i, v in zip(_channel_index(layer, list(own), layer_name), own.values()):
         out[i] = v
     return out.view((-1,) + (1,) * (like.dim() - 1))
+
+
+def check_target_bands(op: IntensityTransform, sample: Sample, pairs: list[tuple[str, dict[str, Any]]],
+                       bands: Callable[[dict[str, Any]], Sequence[str]]) -> None:
+    """``ParameterError`` unless every band that a draw names (``bands(params)``) is a band of a layer
+    it changes: of its own layer for a per-layer draw, of one of the layers sharing a draw otherwise
+    (the layers of a band group share one)."""
+    groups: dict[int, tuple[dict[str, Any], list[str]]] = {}
+    for layer, own in pairs:
+        groups.setdefault(id(own), (own, []))[1].append(layer)
+    for own, layers in groups.values():
+        have = [c for layer in layers for c in (sample.layer_info(layer).channels or ())]
+        missing = [n for n in bands(own) if n not in have]
+        if missing:
+            raise ParameterError("bands", missing, f"bands of layer(s) {layers}, which have {have}")
 
 
 class SpectralJitter(IntensityTransform):
@@ -378,6 +400,11 @@ class SpectralJitter(IntensityTransform):
         gains = np.interp(lam, anchors, [self.gain.draw(generator) for _ in anchors])
         biases = np.interp(lam, anchors, [self.bias.draw(generator) for _ in anchors])
         return {"gain": dict(zip(names, gains.tolist())), "bias": dict(zip(names, biases.tolist()))}
+
+    def layer_params(self, sample: Sample, params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        pairs = super().layer_params(sample, params)
+        check_target_bands(self, sample, pairs, lambda own: list(own["gain"]) + list(own["bias"]))
+        return pairs
 
     def channel_affine(self, data, valid, params, sample, name):
         info = sample.layer_info(name)
@@ -486,18 +513,26 @@ class BandDropout(IntensityTransform):
         for layer in self.target_layers(sample):
             info = sample.layer_info(layer)
             check_distinct_bands(info.channels, layer)
-            own = self.bands or list(info.channels or [])
-            if not own:
+            if not info.channels:
                 raise ParameterError("bands", None, f"channel names on layer {layer!r} (remote_sensing.set_bands)")
-            _channel_index(info, own, layer)
+            own = [n for n in self.bands if n in info.channels] if self.bands else list(info.channels)
             names += [n for n in own if n not in names]
+        if self.bands:
+            shared = {"bands": self.bands}                 # every target layer shares the candidates
+            check_target_bands(self, sample, [(n, shared) for n in self.target_layers(sample)], lambda own: own["bands"])
         k = 1 + int(torch.randint(0, min(self.max_bands, len(names)), (), generator=generator).item())
         chosen = torch.randperm(len(names), generator=generator)[:k].tolist()
         return {"bands": [names[i] for i in sorted(chosen)]}
 
+    def layer_params(self, sample: Sample, params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        pairs = super().layer_params(sample, params)
+        check_target_bands(self, sample, pairs, lambda own: own["bands"])
+        return pairs
+
     def transform_layer(self, data, valid, params, sample, name):
         out = data.clone()
-        index = _channel_index(sample.layer_info(name), params["bands"], name)
+        info = sample.layer_info(name)
+        index = _channel_index(info, [b for b in params["bands"] if b in (info.channels or ())], name)
         fill = band_stats(sample, name, data, valid, self.stats, ("mean",))["mean"] if self.value == "mean" \
             else torch.zeros_like(data[:, :1])
         for i in index:

@@ -153,6 +153,10 @@ class TileWriter:
         self._dst = rasterio.open(self._tmp, "w", **self.profile)
 
     def write(self, tile: Sample) -> None:
+        if self.layer in tile.grids:
+            raise SpaceMismatchError(f"layer {self.layer!r} of the tile is on a grid of its own "
+                                     f"({tile.space_of(self.layer).describe()}), not the tile's; put "
+                                     f"ResampleToMatch(target=...) in the pipeline before writing the mosaic")
         if tile.space.crs != self.space.crs and not (self.equivalent_crs and crs_equal(tile.space.crs, self.space.crs)):
             raise SpaceMismatchError(f"tile CRS {crs_name(tile.space.crs)} differs from the mosaic's "
                                      f"{crs_name(self.space.crs)}" + ("; they are equivalent by PROJ: pass "
