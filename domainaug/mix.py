@@ -36,7 +36,7 @@ from .core.random import generator_for
 from .core.record import ParamRecord
 from .core.sample import Layer, Role, Sample
 from .core.kernels.spec import cast
-from .errors import ParameterError, SpaceMismatchError
+from .errors import ParameterError, SampleError, SpaceMismatchError
 
 __all__ = ["MixUp", "CutMix", "mixing_collate"]
 
@@ -66,6 +66,10 @@ class _Mix:
         samples = list(samples)
         if not samples or not all(isinstance(s, Sample) for s in samples):
             raise ParameterError("samples", type(samples).__name__, "a non-empty list of Samples")
+        many = sorted({n for s in samples for n in s.grids})
+        if many:
+            raise SampleError(f"{type(self).__name__} mixes samples on one grid, and layers {many} are on grids of "
+                              "their own; put ResampleToMatch(target=...) at the end of the pipeline")
         first = samples[0]
         for i, s in enumerate(samples[1:], 1):
             linear = np.abs(s.space.affine[:-1, :-1] - first.space.affine[:-1, :-1]).max()

@@ -292,3 +292,32 @@ def test_collate_keeps_each_grid_and_its_affine():
     assert batch["b10"].shape == (2, 4, 128, 128) and batch["b20"].shape == (2, 6, 64, 64)
     assert np.allclose(batch["grids"]["b20"][0].numpy(), sentinel2().space_of("b20").affine)
     assert np.allclose(batch["affine"][0].numpy(), sentinel2().space.affine)
+
+
+def test_mixing_refuses_many_grids_by_name():
+    from domainaug.mix import MixUp
+    with pytest.raises(SampleError, match="MixUp.*b20"):
+        MixUp()([sentinel2(), sentinel2()], gen(0))
+
+
+def test_jpeg2000_bands_load_like_geotiffs(tmp_path):
+    import rasterio
+    from domainaug import io as dio
+    s = sentinel2(64, 64)
+    paths = []
+    for layer, space in (("b10", s.space), ("b20", s.space_of("b20"))):
+        a = space.affine
+        transform = rasterio.Affine(a[0, 1], a[0, 0], a[0, 2] - a[0, 1] / 2, a[1, 1], a[1, 0], a[1, 2] - a[1, 0] / 2)
+        for k, band in enumerate(s.layer_info(layer).channels[:2]):
+            path = tmp_path / f"T33UUP_20240601_{band}_{'10' if layer == 'b10' else '20'}m.jp2"
+            data = s[layer][k].numpy().round().astype(np.uint16)
+            with rasterio.open(path, "w", driver="JP2OpenJPEG", width=space.shape[1], height=space.shape[0], count=1,
+                               dtype="uint16", crs="EPSG:32633", transform=transform, QUALITY=100, REVERSIBLE=True) as dst:
+                dst.write(data, 1)
+            paths.append(path)
+    loaded = dio.load(sorted(paths))
+    assert loaded.layer_info("image").channels == ("B02", "B03") and loaded.layer_info("image_20").channels == ("B05", "B06")
+    assert loaded.space.same_grid(s.space, 1e-6) and loaded.space_of("image_20").same_grid(s.space_of("b20"), 1e-6)
+    assert torch.equal(loaded["image_20"][0], s["b20"][0].round())
+    with pytest.raises(ParameterError, match="jp2"):
+        dio.save(loaded, tmp_path / "out.jp2")

@@ -43,11 +43,11 @@ def format_of(path: str | os.PathLike) -> str:
     name = p.name.lower()
     if name.endswith(".nii") or name.endswith(".nii.gz"):
         return "nifti"
-    if name.endswith((".tif", ".tiff")):
+    if name.endswith((".tif", ".tiff", ".jp2")):          # JPEG 2000 (Sentinel-2 products): read by GDAL
         return "geotiff"
     if name.endswith((".mha", ".mhd", ".nrrd", ".nhdr")) or p.is_dir():
         return "itk"
-    raise ParameterError("path", str(path), "a .nii/.nii.gz, .mha/.mhd/.nrrd/.nhdr, .tif/.tiff file or a DICOM folder")
+    raise ParameterError("path", str(path), "a .nii/.nii.gz, .mha/.mhd/.nrrd/.nhdr, .tif/.tiff, .jp2 file or a DICOM folder")
 
 
 def _reader(fmt: str) -> Callable[..., dict[str, Any]]:
@@ -199,6 +199,8 @@ def save(sample: Sample, path: str | os.PathLike, layer: str = "image", *, dtype
     """
     path = Path(path)
     fmt = format_of(path)
+    if path.name.lower().endswith(".jp2"):
+        raise ParameterError("path", str(path), "a .tif/.tiff path for a raster (JPEG 2000 is read, not written)")
     if layer not in sample.layer_names():
         raise ParameterError("layer", layer, f"a layer of the sample ({sample.layer_names()})")
     if dtype is not None:

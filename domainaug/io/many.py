@@ -63,7 +63,7 @@ from .common import file_fill, file_validity, grid_error, intensity_tensor, labe
 
 __all__ = ["is_many", "load_many", "band_name_from_file"]
 
-_EXT = re.compile(r"\.(tif|tiff|nii|nii\.gz|mha|mhd|nrrd|nhdr)$", re.IGNORECASE)
+_EXT = re.compile(r"\.(tif|tiff|jp2|nii|nii\.gz|mha|mhd|nrrd|nhdr)$", re.IGNORECASE)
 _TOKENS = re.compile(r"[_\-.\s]+")
 _BAND_TOKEN = re.compile(r"^B\d+A?$", re.IGNORECASE)
 _LEVEL_TOKEN = re.compile(r"^(SR|ST|TOA|BOA)$", re.IGNORECASE)
