@@ -26,7 +26,7 @@ import torch
 from .core.params import check_choice
 from .core.sample import Sample
 from .core.space import Space
-from .core.transform import Compose, Composite, Transform, _finished
+from .core.transform import Compose, Composite, Transform
 from .errors import ParameterError
 from .intensity import BrightnessContrast, Gamma, GaussianBlur, GaussianNoise
 from .spatial import Affine, Flip
@@ -121,7 +121,7 @@ class RandAugment(Composite):
         for name in picks:
             out, params = OPS[name](self.magnitude, out.space)._call(out, generator, lazy=True)
             children.append(params)
-        return (out if lazy else _finished(out, sample)), {"ops": picks, "children": children}
+        return self.finish(out, sample, lazy), {"ops": picks, "children": children}
 
     def walk(self, state, params, step):
         for name, child in zip(params["ops"], params["children"]):
@@ -149,7 +149,7 @@ class TrivialAugment(Composite):
         name = self.names[int(torch.randint(0, len(self.names), (), generator=generator).item())]
         m = self.max_magnitude * torch.rand((), generator=generator, dtype=torch.float64).item()
         out, params = OPS[name](m, sample.space)._call(sample, generator, lazy=True)
-        return (out if lazy else _finished(out, sample)), {"op": name, "magnitude": m, "params": params}
+        return self.finish(out, sample, lazy), {"op": name, "magnitude": m, "params": params}
 
     def walk(self, state, params, step):
         name = check_choice("params['op']", params["op"], self.names)

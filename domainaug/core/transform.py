@@ -603,11 +603,6 @@ def _children(name: str, transforms: Any) -> list[Transform]:
     return out
 
 
-def _finished(out: Sample, sample: Sample) -> Sample:
-    """A materialised output that is never the input object itself."""
-    return out.materialize() if out is not sample else sample.replace()
-
-
 class Composite(Transform):
     """Transforms made of transforms. A child's draw may depend on what the earlier children did,
     so composites draw while they run (``_draw_and_run``); ``apply`` replays the children lazily
@@ -625,11 +620,19 @@ class Composite(Transform):
         """Fold ``step(child, child_params, state)`` over the children that ``params`` applied, in
         order. ``state`` has a ``space`` (a Sample or a PendingMap) for children built from it."""
 
+    @staticmethod
+    def finish(out: Sample, sample: Sample, lazy: bool = False) -> Sample:
+        """What a composite returns for input ``sample``: ``out`` as is when ``lazy`` (a map may stay
+        pending), else materialised and never the input object itself."""
+        if lazy:
+            return out
+        return out.materialize() if out is not sample else sample.replace()
+
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return self._draw_and_run(sample, generator, lazy=True)[1]
 
     def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
-        return _finished(self.lazy(sample, params), sample)
+        return self.finish(self.lazy(sample, params), sample)
 
     def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
         return self.walk(sample, params, lambda t, p, s: t.run(s, p, lazy=True))
@@ -682,7 +685,7 @@ class Compose(Composite):
         for t in self.transforms:
             out, params = t._call(out, generator, lazy=True)
             children.append(params)
-        return (out if lazy else _finished(out, sample)), {"children": children}
+        return self.finish(out, sample, lazy), {"children": children}
 
     def walk(self, state, params, step):
         children = params["children"]
@@ -720,7 +723,7 @@ class OneOf(Composite):
         w = torch.tensor(self.weights or [1.0] * len(self.transforms), dtype=torch.float64)
         i = int(torch.multinomial(w, 1, generator=generator).item())
         out, params = self.transforms[i]._call(sample, generator, lazy=True)
-        return (out if lazy else _finished(out, sample)), {"index": i, "params": params}
+        return self.finish(out, sample, lazy), {"index": i, "params": params}
 
     def walk(self, state, params, step):
         return step(self.transforms[params["index"]], params["params"], state)
@@ -758,7 +761,7 @@ class SomeOf(Composite):
         for i in order:
             out, params = self.transforms[i]._call(out, generator, lazy=True)
             children.append(params)
-        return (out if lazy else _finished(out, sample)), {"order": order, "children": children}
+        return self.finish(out, sample, lazy), {"order": order, "children": children}
 
     def walk(self, state, params, step):
         for i, p in zip(params["order"], params["children"]):
