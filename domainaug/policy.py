@@ -111,7 +111,7 @@ class RandAugment(Composite):
         self.transforms = []
         self._set_p(p)
 
-    def config(self) -> dict[str, Any]:
+    def arguments(self) -> dict[str, Any]:
         return {"n": self.n, "magnitude": self.magnitude, "ops": self.ops, "p": self.p}
 
     def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool):
@@ -142,7 +142,7 @@ class TrivialAugment(Composite):
         self.transforms = []
         self._set_p(p)
 
-    def config(self) -> dict[str, Any]:
+    def arguments(self) -> dict[str, Any]:
         return {"ops": self.ops, "max_magnitude": self.max_magnitude, "p": self.p}
 
     def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool):

@@ -7,6 +7,7 @@ import torch
 
 import domainaug as da
 from domainaug import Schedule
+from domainaug.errors import ParameterError
 from domainaug.testing import make_volume
 from domainaug.training import AugmentedDataset
 
@@ -76,3 +77,33 @@ def test_the_dataset_epoch_drives_the_pipeline_even_in_workers():
     loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=1, collate_fn=da.training.collate)
     records = [r for batch in loader for r in batch["records"]]
     assert all(r[-1]["params"]["epoch"] == 2 for r in records)
+
+
+def test_no_method_of_a_transform_is_wrapped():
+    """Schedules are resolved in one visible step (``ScheduledConstruction``), not by wrapping
+    each class's ``__init__``/``config``/``apply``/``lazy``/``spatial_map``."""
+    for cls in da.Transform.registry.values():
+        for name in ("__init__", "config", "apply", "lazy", "spatial_map"):
+            method = cls.__dict__.get(name)
+            assert method is None or not hasattr(method, "__wrapped__"), (cls.__name__, name)
+
+
+def test_at_epoch_builds_another_transform_and_set_epoch_takes_its_state():
+    flip = da.Flip(axes=(0,), p=Schedule.linear(0.2, 1.0, epochs=4))
+    later = flip.at_epoch(4)
+    assert later is not flip and later.p == 1.0 and flip.p == 0.2 and flip.epoch == 0 and later.epoch == 4
+    assert later.config() == flip.config()                     # the schedule, not a value
+    flip.set_epoch(2)
+    assert flip.p == pytest.approx(0.6) and flip.epoch == 2
+    assert da.Flip(axes=(0,)).at_epoch(3).epoch == 0           # nothing scheduled: itself
+
+
+def test_a_transform_name_already_taken_is_refused():
+    with pytest.raises(ParameterError, match="Flip"):
+        class Flip(da.SpatialTransform):                        # noqa: F811 - the point of the test
+            def sample_params(self, sample, generator):
+                return {}
+
+            def spatial_map(self, space, params):
+                return space, []
+    assert da.Transform.registry["Flip"] is da.Flip

@@ -6,22 +6,31 @@ Any numeric constructor argument of any transform, its probability ``p`` include
     Flip(axes=(0,), p=Schedule.linear(0.3, 1.0, epochs=20))         # p = 0.3 + 0.7 * epoch / 20
     Gamma(gamma=(Schedule.cosine(1.0, 0.5, 10), Schedule.cosine(1.0, 2.0, 10)))
 
-``pipeline.set_epoch(e)`` (or ``AugmentedDataset.set_epoch``) rebuilds the transform with the values
-of epoch ``e``; the argument is validated at construction for every epoch where a schedule takes an
-extreme value, so a probability schedule leaving [0, 1] is a ``ParameterError`` up front. In
-``config()`` and records a schedule is the mapping ``{"schedule": kind, ...}``, and a scheduled
-transform records the epoch of each draw in its params, so records replay.
+How it works, in one step: transform classes are built by ``ScheduledConstruction`` (their
+metaclass). Calling a class with ``Schedule`` arguments validates them by building the transform at
+every epoch where they may be extreme (so a probability schedule leaving [0, 1] is a
+``ParameterError`` up front), then returns the transform built with the values of epoch 0, which
+remembers its schedules. Nothing else is wrapped: ``Transform.at_epoch(e)`` builds the same class
+from the same arguments at epoch ``e`` (``build_at``); ``set_epoch(e)`` (or
+``AugmentedDataset.set_epoch``) takes that state, and replay runs a record on ``at_epoch`` of the
+epoch it recorded. In ``config()`` and records a schedule is the mapping ``{"schedule": kind, ...}``,
+and a scheduled transform records the epoch of each draw in its params, so records replay.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+from abc import ABCMeta
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..errors import ParameterError
 
-__all__ = ["Schedule", "has_schedule", "parse_schedules", "resolve_schedules", "key_epochs"]
+__all__ = ["Schedule", "has_schedule", "parse_schedules", "resolve_schedules", "key_epochs", "check_epochs",
+           "ScheduledConstruction", "build_at"]
 
 KINDS = ("linear", "cosine", "step")
 
@@ -137,3 +146,76 @@ def key_epochs(value: Any) -> set[int]:
     if isinstance(value, (list, tuple)):
         return set().union(*(key_epochs(v) for v in value)) if value else set()
     return set()
+
+
+def check_epochs(schedules: list[Any]) -> list[int]:
+    """Epochs at which to validate a transform's scheduled arguments. One schedule is extreme at its
+    key epochs (and just before a step), but two schedules in one argument (a ``(min, max)`` pair
+    of different kinds) can cross in between: then every epoch up to the last key one is checked
+    (at most 1000, then 1000 evenly spaced)."""
+    keys = set().union(*(key_epochs(v) for v in schedules))
+    keys |= {e - 1 for e in keys if e > 0}
+    if sum(_count(v) for v in schedules) > 1:
+        last = max(keys)
+        keys |= set(range(last + 1)) if last <= 1000 else set(np.linspace(0, last, 1000).astype(int).tolist())
+    return sorted(keys)
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, (list, tuple)):
+        return sum(_count(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_count(v) for v in value.values())
+    return int(has_schedule(value))
+
+
+def _resolved(arguments: tuple[tuple, dict[str, Any]], epoch: int) -> tuple[tuple, dict[str, Any]]:
+    args, kwargs = arguments
+    return tuple(resolve_schedules(v, epoch) for v in args), {k: resolve_schedules(v, epoch) for k, v in kwargs.items()}
+
+
+def _named(cls: type, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """Argument name -> value of a constructor call (``**kwargs`` entries included), or None when the
+    call does not bind (the constructor then names the bad call itself)."""
+    signature = inspect.signature(cls.__init__)
+    try:
+        bound = signature.bind(None, *args, **kwargs)
+    except TypeError:
+        return None
+    named: dict[str, Any] = {}
+    for name, value in list(bound.arguments.items())[1:]:
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            named.update(value)
+        elif kind is not inspect.Parameter.VAR_POSITIONAL:
+            named[name] = value
+    return named
+
+
+def build_at(cls: type, arguments: tuple[tuple, dict[str, Any]], epoch: int) -> Any:
+    """An instance of ``cls`` built from constructor ``arguments`` (which may hold schedules) with
+    the values of ``epoch``."""
+    args, kwargs = _resolved(arguments, epoch)
+    return ABCMeta.__call__(cls, *args, **kwargs)
+
+
+class ScheduledConstruction(ABCMeta):
+    """The metaclass of transforms: a call with ``Schedule`` arguments (or their JSON mappings)
+    validates them at every epoch where they may be extreme, then returns the transform built at
+    epoch 0 with ``_schedules`` (argument name -> schedule) and ``_arguments`` (the call) kept, for
+    ``Transform.at_epoch``. A call without schedules is an ordinary construction."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        args = tuple(parse_schedules(v) for v in args)
+        kwargs = {k: parse_schedules(v) for k, v in kwargs.items()}
+        named = _named(cls, args, kwargs)
+        scheduled = {k: v for k, v in (named or {}).items() if has_schedule(v)}
+        if not scheduled and any(has_schedule(v) for v in args):
+            scheduled = {"*args": list(args)}
+        if not scheduled:
+            return super().__call__(*args, **kwargs)
+        for epoch in check_epochs(list(scheduled.values())):
+            build_at(cls, (args, kwargs), epoch)
+        out = build_at(cls, (args, kwargs), 0)
+        out._schedules, out._arguments, out.epoch = scheduled, (args, kwargs), 0
+        return out

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import copy
-import functools
 import inspect
 import re
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import replace
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -16,7 +15,7 @@ import yaml
 
 from ..errors import ParameterError, SampleError
 from .params import to_json
-from .schedule import has_schedule, key_epochs, parse_schedules, resolve_schedules
+from .schedule import ScheduledConstruction, build_at
 from .record import ParamRecord
 from .sample import Layer, Role, Sample
 from .space import Space, covering_grid
@@ -43,27 +42,17 @@ def _argument_names(cls: type) -> list[str]:
     return []
 
 
-def _at_recorded_epoch(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap ``apply``/``lazy``/``spatial_map(x, params)`` so that params recorded at another epoch
-    (``params["epoch"]``) run on the transform as it was then."""
-    if getattr(method, "__isabstractmethod__", False):
-        return method
-
-    @functools.wraps(method)
-    def wrapped(self: Transform, x: Any, params: dict[str, Any], *rest: Any) -> Any:
-        t = self._at(params) if self._schedules and isinstance(params, dict) else self
-        return method(t, x, params, *rest)
-
-    return wrapped
-
-
-class Transform(ABC):
+class Transform(metaclass=ScheduledConstruction):
     """Base of every transform.
 
     Subclasses implement ``sample_params`` (every random draw, returning JSON-ready data) and
     ``apply`` (pure: same sample and params give the same output on any device). The constructor
     stores each argument under its own name, so ``config()`` can rebuild the object. ``p`` is the
     probability of applying; the draw is recorded (``{"applied": false}``), so a skip replays too.
+
+    Schedules (``core.schedule``): a transform built with ``Schedule`` arguments is rebuilt per
+    epoch by ``at_epoch``; params it draws record their epoch, and every ``apply``/``lazy`` that
+    takes recorded params starts from ``for_record(params)``, the transform as it was then.
     """
 
     registry: ClassVar[dict[str, type["Transform"]]] = {}
@@ -73,16 +62,16 @@ class Transform(ABC):
     _schedules: dict[str, Any] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Register every concrete transform class by name (records and YAML name it); a name already
+        taken by another class is refused."""
         super().__init_subclass__(**kwargs)
-        if "__init__" in cls.__dict__:
-            cls.__init__ = _scheduled_init(cls.__dict__["__init__"])
-        if "config" in cls.__dict__:
-            cls.config = _scheduled_config(cls.__dict__["config"])
-        for name in ("apply", "lazy", "spatial_map"):      # a record replays at its recorded epoch
-            if name in cls.__dict__ and not inspect.isabstract(cls.__dict__[name]):
-                setattr(cls, name, _at_recorded_epoch(cls.__dict__[name]))
-        if not inspect.isabstract(cls):
-            Transform.registry[cls.__name__] = cls
+        if inspect.isabstract(cls):
+            return
+        taken = Transform.registry.get(cls.__name__)
+        if taken is not None and (taken.__module__, taken.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise ParameterError("class", cls.__name__, f"a transform name not taken (by {taken.__module__}."
+                                 f"{taken.__qualname__}): records and pipelines name transforms by class name")
+        Transform.registry[cls.__name__] = cls
 
     # --- configuration -------------------------------------------------------------------------
     def _set_p(self, p: float) -> None:
@@ -90,37 +79,39 @@ class Transform(ABC):
             raise ParameterError("p", p, "a probability in [0, 1]")
         self.p = float(p)
 
+    def arguments(self) -> dict[str, Any]:
+        """The constructor arguments as they are now, JSON-ready (override when they are not stored
+        under their own names)."""
+        return {n: to_json(getattr(self, n)) for n in _argument_names(type(self))}
+
     def config(self) -> dict[str, Any]:
-        """Constructor arguments, JSON-ready, so that ``type(self)(**self.config())`` is equivalent
-        (schedules appear as schedules, not as their current value)."""
-        return {n: to_json(self._schedules.get(n, getattr(self, n))) for n in _argument_names(type(self))}
+        """Constructor arguments, JSON-ready, so that ``type(self)(**self.config())`` is equivalent;
+        scheduled arguments appear as their schedules, not as their current value."""
+        out = self.arguments()
+        return {**out, **{k: to_json(v) for k, v in self._schedules.items() if k in out}} if self._schedules else out
 
     # --- curriculum ----------------------------------------------------------------------------
+    def at_epoch(self, epoch: int) -> "Transform":
+        """This transform as built at ``epoch`` (see ``core.schedule``): itself when it has no
+        schedule or is at that epoch, else a new one of the same class and arguments."""
+        if not self._schedules or epoch == self.epoch:
+            return self
+        out = build_at(type(self), self._arguments, epoch)
+        out._schedules, out._arguments, out.epoch = self._schedules, self._arguments, epoch
+        return out
+
     def set_epoch(self, epoch: int) -> None:
-        """Evaluate every schedule of this transform (and its children) at ``epoch``."""
+        """Evaluate every schedule of this transform (and its children) at ``epoch``, in place."""
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ParameterError("epoch", epoch, "a non-negative integer")
         if self._schedules and epoch != self.epoch:
-            self._rebuild(epoch)
+            self.__dict__.update(self.at_epoch(epoch).__dict__)
         self.epoch = epoch
 
-    def _rebuild(self, epoch: int) -> None:
-        self.__dict__["_resolving"] = True
-        try:
-            args, kwargs = _call_args(*self._arguments, epoch)
-            type(self).__init__(self, *args, **kwargs)
-        finally:
-            self.__dict__["_resolving"] = False
-
-    def _at(self, params: dict[str, Any]) -> "Transform":
-        """This transform as it was at the epoch recorded in ``params`` (itself when unscheduled)."""
-        epoch = params.get("epoch")
-        if not self._schedules or epoch is None or epoch == self.epoch:
-            return self
-        clone = copy.copy(self)
-        clone._rebuild(int(epoch))
-        clone.epoch = int(epoch)
-        return clone
+    def for_record(self, params: dict[str, Any]) -> "Transform":
+        """The transform that made ``params``: ``at_epoch`` of the epoch they recorded."""
+        epoch = params.get("epoch") if self._schedules and isinstance(params, dict) else None
+        return self if epoch is None else self.at_epoch(int(epoch))
 
     def _stamp(self, params: dict[str, Any]) -> dict[str, Any]:
         """A scheduled transform records the epoch of its draw, so that replay rebuilds that epoch."""
@@ -189,7 +180,7 @@ class Transform(ABC):
         self.check_grids(sample)
         if params.get("applied", True) is False:
             return sample if lazy else sample.materialize().replace()
-        t = self._at(params)
+        t = self.for_record(params)
         return t.lazy(sample, params) if lazy else t.apply(sample, params)
 
     def _call(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
@@ -240,6 +231,8 @@ class SpatialTransform(Transform):
         return covering_grid(grid, out, forward_affine(stages, space.ndim, type(self).__name__))
 
     def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        if (at := self.for_record(params)) is not self:       # a record of another epoch
+            return at.lazy(sample, params)
         if not self.fusable:
             sample = sample.materialize()
         space, stages = self.spatial_map(sample.space, params)
@@ -253,12 +246,14 @@ class SpatialTransform(Transform):
         return sample.lazy_warp(space, stages, grids)
 
     def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        if (at := self.for_record(params)) is not self:       # a record of another epoch
+            return at.apply(sample, params)
         return self.lazy(sample, params).materialize()
 
     def geometry(self, pending: PendingMap, params: dict[str, Any]) -> PendingMap:
         if params.get("applied", True) is False:
             return pending
-        return pending.then(*self._at(params).spatial_map(pending.space, params))
+        return pending.then(*self.for_record(params).spatial_map(pending.space, params))
 
 
 class IntensityTransform(Transform):
@@ -412,6 +407,8 @@ as one.
         return None
 
     def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        if (at := self.for_record(params)) is not self:       # a record of another epoch
+            return at.lazy(sample, params)
         pending = sample.pending
         if pending is not None and not pending.n_fields and not sample.grids and exact_full(pending):
             fused = self._fuse(sample, params)
@@ -438,6 +435,8 @@ as one.
         return out
 
     def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        if (at := self.for_record(params)) is not self:       # a record of another epoch
+            return at.apply(sample, params)
         layers = sample.layers
         changed = {}
         for name, own in self.layer_params(sample, params):
@@ -466,86 +465,6 @@ def date_layers(sample: Sample, layer: str = "image") -> list[str]:
         return [layer]
     found = [(int(m.group(1)), n) for n in names if (m := re.fullmatch(re.escape(layer) + r"_t(\d+)", n))]
     return [n for _, n in sorted(found)]
-
-
-def _call_args(args: tuple, kwargs: dict[str, Any], epoch: int) -> tuple[tuple, dict[str, Any]]:
-    return tuple(resolve_schedules(v, epoch) for v in args), {k: resolve_schedules(v, epoch) for k, v in kwargs.items()}
-
-
-def _check_epochs(schedules: list[Any]) -> list[int]:
-    """Epochs at which to validate a transform's scheduled arguments. One schedule is extreme at its
-    key epochs (and just before a step), but two schedules in one argument (a ``(min, max)`` pair
-    of different kinds) can cross in between: then every epoch up to the last key one is checked
-    (at most 1000, then 1000 evenly spaced)."""
-    keys = set().union(*(key_epochs(v) for v in schedules))
-    keys |= {e - 1 for e in keys if e > 0}
-    if sum(_count(v) for v in schedules) > 1:
-        last = max(keys)
-        keys |= set(range(last + 1)) if last <= 1000 else set(np.linspace(0, last, 1000).astype(int).tolist())
-    return sorted(keys)
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, (list, tuple)):
-        return sum(_count(v) for v in value)
-    if isinstance(value, dict):
-        return sum(_count(v) for v in value.values())
-    return int(has_schedule(value))
-
-
-def _scheduled_init(init: Callable[..., None]) -> Callable[..., None]:
-    """Wrap a transform's ``__init__`` so that any argument may hold ``Schedule``s: the constructor
-    runs with the values of every epoch where they may be extreme (validation), then with those of
-    epoch 0. Subclasses that forward ``*args``/``**kwargs`` work too."""
-    signature = inspect.signature(init)
-
-    @functools.wraps(init)
-    def __init__(self: Transform, *args: Any, **kwargs: Any) -> None:
-        if self.__dict__.get("_resolving"):          # a rebuild, or a parent's __init__ via super()
-            init(self, *args, **kwargs)
-            return
-        try:
-            bound = signature.bind(self, *args, **kwargs)
-        except TypeError:
-            init(self, *args, **kwargs)               # let Python name the bad call
-            return
-        call_args = tuple(parse_schedules(v) for v in bound.args[1:])
-        call_kwargs = {k: parse_schedules(v) for k, v in bound.kwargs.items()}
-        named: dict[str, Any] = {}                    # argument name -> value, **kwargs entries included
-        for name, value in bound.arguments.items():
-            kind = signature.parameters[name].kind
-            if kind is inspect.Parameter.VAR_KEYWORD:
-                named.update({k: parse_schedules(v) for k, v in value.items()})
-            elif kind is not inspect.Parameter.VAR_POSITIONAL and name != "self":
-                named[name] = parse_schedules(value)
-        scheduled = {k: v for k, v in named.items() if has_schedule(v)}
-        if not scheduled and any(has_schedule(v) for v in call_args):
-            scheduled = {"*args": list(call_args)}
-        self.__dict__["_resolving"] = True
-        try:
-            if scheduled:
-                for epoch in _check_epochs(list(scheduled.values())):
-                    a, k = _call_args(call_args, call_kwargs, epoch)
-                    init(self, *a, **k)
-            a, k = _call_args(call_args, call_kwargs, 0)
-            init(self, *a, **k)
-        finally:
-            self.__dict__["_resolving"] = False
-        if scheduled:
-            self._schedules, self._arguments = scheduled, (call_args, call_kwargs)
-        self.epoch = 0
-
-    return __init__
-
-
-def _scheduled_config(config: Callable[[Transform], dict[str, Any]]) -> Callable[[Transform], dict[str, Any]]:
-    """Wrap an overridden ``config`` so that scheduled arguments show as their schedules."""
-    @functools.wraps(config)
-    def wrapped(self: Transform) -> dict[str, Any]:
-        out = config(self)
-        return {**out, **{k: to_json(v) for k, v in self._schedules.items() if k in out}} if self._schedules else out
-
-    return wrapped
 
 
 # ---------------------------------------------------------------------------------------------
@@ -632,15 +551,19 @@ class Composite(Transform):
         return self._draw_and_run(sample, generator, lazy=True)[1]
 
     def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        if (at := self.for_record(params)) is not self:       # a record of another epoch
+            return at.apply(sample, params)
         return self.finish(self.lazy(sample, params), sample)
 
     def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        if (at := self.for_record(params)) is not self:       # a record of another epoch
+            return at.lazy(sample, params)
         return self.walk(sample, params, lambda t, p, s: t.run(s, p, lazy=True))
 
     def geometry(self, pending: PendingMap, params: dict[str, Any]) -> PendingMap:
         if params.get("applied", True) is False:
             return pending
-        return self._at(params).walk(pending, params, lambda t, p, s: t.geometry(s, p))
+        return self.for_record(params).walk(pending, params, lambda t, p, s: t.geometry(s, p))
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
@@ -662,7 +585,7 @@ class Compose(Composite):
         self.transforms = _children("transforms", transforms)
         self._set_p(p)
 
-    def config(self) -> dict[str, Any]:
+    def arguments(self) -> dict[str, Any]:
         return {"transforms": [t.to_dict() for t in self.transforms], "p": self.p}
 
     @classmethod
@@ -716,7 +639,7 @@ class OneOf(Composite):
         self.weights = weights
         self._set_p(p)
 
-    def config(self) -> dict[str, Any]:
+    def arguments(self) -> dict[str, Any]:
         return {"transforms": [t.to_dict() for t in self.transforms], "weights": self.weights, "p": self.p}
 
     def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
@@ -748,7 +671,7 @@ class SomeOf(Composite):
         self.keep_order = bool(keep_order)
         self._set_p(p)
 
-    def config(self) -> dict[str, Any]:
+    def arguments(self) -> dict[str, Any]:
         return {"transforms": [t.to_dict() for t in self.transforms], "n": self.n,
                 "keep_order": self.keep_order, "p": self.p}
 

@@ -193,7 +193,7 @@ class FieldStrength(Compose):
         d = self.contrast * abs(math.log2(self.target / self.source))
         super().__init__([BiasField((-c, c), order=3), Gamma((1 / (1 + d), 1 + d)), RicianNoise((0.0, sigma))], p=p)
 
-    def config(self) -> dict[str, Any]:
+    def arguments(self) -> dict[str, Any]:
         return {"source": self.source, "target": self.target, "noise": self.noise, "bias": self.bias,
                 "contrast": self.contrast, "p": self.p}
 

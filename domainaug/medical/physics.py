@@ -161,6 +161,8 @@ class CTWindow(IntensityTransform):
         return (clipped - lo) / (hi - lo) if self.rescale else clipped
 
     def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        if (at := self.for_record(params)) is not self:       # a record of another epoch
+            return at.apply(sample, params)
         if not self.rescale:
             return super().apply(sample, params)
         # rescaled output is float32 in [0, 1], whatever the HU dtype: make the layers float first

@@ -80,6 +80,8 @@ class RotationPolicy(SpatialTransform):
                 "degrees": degrees, "axes": resolve_axes("axes", self.axes, sample.space.ndim)}
 
     def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        if (at := self.for_record(params)) is not self:       # a record of another epoch
+            return at.lazy(sample, params)
         if params.get("degrees"):            # corners come from outside the tile: mark them as nodata
             sample = sample.with_valid()
         return super().lazy(sample, params)

@@ -647,6 +647,8 @@ class CloudShadow(Transform):
         return F.interpolate(noise, size=shape, mode=mode, align_corners=True)[0, 0]
 
     def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        if (at := self.for_record(params)) is not self:       # a record of another epoch
+            return at.apply(sample, params)
         names = self._dates(sample)
         if "layers" not in params:
             return self._occlude(sample, self.layer, self.mask, params)
@@ -761,6 +763,8 @@ class AppendIndex(Transform):
 
 
     def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        if (at := self.for_record(params)) is not self:       # a record of another epoch
+            return at.apply(sample, params)
         values = spectral_index(sample, self.index, self.sensor, self.layer)
         values = torch.nan_to_num(values, nan=0.0)
         name = self.output or self.index
