@@ -119,7 +119,7 @@ class RandAugment(Composite):
                  for _ in range(self.n)]
         out, children = sample, []
         for name in picks:
-            out, params = OPS[name](self.magnitude, out.space)._call(out, generator, lazy=True)
+            out, params = OPS[name](self.magnitude, out.space).step(out, generator, lazy=True)
             children.append(params)
         return self.finish(out, sample, lazy), {"ops": picks, "children": children}
 
@@ -148,7 +148,7 @@ class TrivialAugment(Composite):
     def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool):
         name = self.names[int(torch.randint(0, len(self.names), (), generator=generator).item())]
         m = self.max_magnitude * torch.rand((), generator=generator, dtype=torch.float64).item()
-        out, params = OPS[name](m, sample.space)._call(sample, generator, lazy=True)
+        out, params = OPS[name](m, sample.space).step(sample, generator, lazy=True)
         return self.finish(out, sample, lazy), {"op": name, "magnitude": m, "params": params}
 
     def walk(self, state, params, step):

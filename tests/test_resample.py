@@ -20,7 +20,7 @@ G = lambda seed=0: torch.Generator().manual_seed(seed)  # noqa: E731
 
 
 def _pending(t, sample, seed=3):
-    return t.run(sample, t.draw(sample, G(seed)), lazy=True).pending
+    return t.step(sample, G(seed), lazy=True)[0].pending
 
 
 @pytest.mark.parametrize("make", [lambda: make_volume(with_valid=True), lambda: make_raster(),

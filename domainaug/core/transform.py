@@ -161,10 +161,6 @@ class Transform(metaclass=ScheduledConstruction):
         """The ``p`` draw: the one place a transform decides to skip itself."""
         return self.p < 1.0 and torch.rand((), generator=generator, dtype=torch.float64).item() >= self.p
 
-    def draw(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
-        """``p`` first, then the transform's own parameters."""
-        return dict(SKIPPED) if self._skipped(generator) else self._stamp(self.sample_params(sample, generator))
-
     #: Whether the transform handles layers on grids of their own (``Sample.grids``); one that
     #: does not refuses such a sample by name instead of treating every layer as on one grid.
     many_grids: ClassVar[bool] = False
@@ -183,7 +179,9 @@ class Transform(metaclass=ScheduledConstruction):
         t = self.for_record(params)
         return t.lazy(sample, params) if lazy else t.apply(sample, params)
 
-    def _call(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
+    def step(self, sample: Sample, generator: torch.Generator, *, lazy: bool) -> tuple[Sample, dict[str, Any]]:
+        """Draw (``p`` first) and run, returning the output and the params, without recording: what
+        ``__call__`` and composites do with each child."""
         self.check_grids(sample)             # before any draw: the named error, not a confusing one
         if self._skipped(generator):
             return self.run(sample, dict(SKIPPED), lazy=lazy), dict(SKIPPED)
@@ -191,6 +189,7 @@ class Transform(metaclass=ScheduledConstruction):
         return out, self._stamp(params)
 
     def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
+        """Draw the params and run them (composites override it: they draw while they run)."""
         params = self.sample_params(sample, generator)
         return self.run(sample, params, lazy=lazy), params
 
@@ -198,7 +197,7 @@ class Transform(metaclass=ScheduledConstruction):
         """Draw, apply, and append ``ParamRecord(name, config, params)`` to the output's history."""
         if generator is None:
             generator = torch.Generator().manual_seed(int(np.random.SeedSequence().generate_state(1)[0]))
-        out, params = self._call(sample, generator, lazy=False)
+        out, params = self.step(sample, generator, lazy=False)
         out = out if out is not sample else sample.replace()
         out.history = list(sample.history) + [ParamRecord(type(self).__name__, self.config(), params)]
         return out
@@ -367,18 +366,13 @@ as one.
                 return self.sample_params(sample.on_grid(names[0]), generator)
         return self.sample_params(sample, generator)
 
-    def draw(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
-        if not self.draws_per_layer(sample):
-            return dict(SKIPPED) if self._skipped(generator) else self._stamp(self.sample_params_on(sample, generator))
-        return self._stamp(self._draw_layers(sample, generator))
-
     def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
         params = self.sample_params_on(sample, generator)
         return self.run(sample, params, lazy=lazy), params
 
-    def _call(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
+    def step(self, sample: Sample, generator: torch.Generator, *, lazy: bool) -> tuple[Sample, dict[str, Any]]:
         if not self.draws_per_layer(sample):
-            return super()._call(sample, generator, lazy)
+            return super().step(sample, generator, lazy=lazy)
         params = self._stamp(self._draw_layers(sample, generator))
         return self.run(sample, params, lazy=lazy), params
 
@@ -606,7 +600,7 @@ class Compose(Composite):
     def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
         out, children = sample, []
         for t in self.transforms:
-            out, params = t._call(out, generator, lazy=True)
+            out, params = t.step(out, generator, lazy=True)
             children.append(params)
         return self.finish(out, sample, lazy), {"children": children}
 
@@ -645,7 +639,7 @@ class OneOf(Composite):
     def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
         w = torch.tensor(self.weights or [1.0] * len(self.transforms), dtype=torch.float64)
         i = int(torch.multinomial(w, 1, generator=generator).item())
-        out, params = self.transforms[i]._call(sample, generator, lazy=True)
+        out, params = self.transforms[i].step(sample, generator, lazy=True)
         return self.finish(out, sample, lazy), {"index": i, "params": params}
 
     def walk(self, state, params, step):
@@ -682,7 +676,7 @@ class SomeOf(Composite):
         order = sorted(order) if self.keep_order else order
         out, children = sample, []
         for i in order:
-            out, params = self.transforms[i]._call(out, generator, lazy=True)
+            out, params = self.transforms[i].step(out, generator, lazy=True)
             children.append(params)
         return self.finish(out, sample, lazy), {"order": order, "children": children}
 
