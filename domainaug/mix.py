@@ -35,7 +35,7 @@ from .core.params import check_positive_int, to_json
 from .core.random import generator_for
 from .core.record import ParamRecord
 from .core.sample import Layer, Role, Sample
-from .core.kernels.spec import cast
+from .core.values import cast
 from .errors import ParameterError, SampleError, SpaceMismatchError
 
 __all__ = ["MixUp", "CutMix", "mixing_collate"]

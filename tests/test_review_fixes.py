@@ -8,7 +8,7 @@ import torch
 import domainaug as da
 from domainaug import medical as md
 from domainaug import remote_sensing as rs
-from domainaug.intensity import channel_quantiles
+from domainaug.core.values import channel_quantiles
 
 G = lambda seed=0: torch.Generator().manual_seed(seed)  # noqa: E731
 
