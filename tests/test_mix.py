@@ -7,9 +7,8 @@ import pytest
 import torch
 
 import domainaug as da
-from domainaug.mix import CutMix, MixUp, mixing_collate
 from domainaug.testing import make_raster, make_volume
-from domainaug.training import AugmentedDataset, collate
+from domainaug.training import AugmentedDataset, CutMix, MixUp, collate, mixing_collate
 
 
 def batch(n=4, **kw):

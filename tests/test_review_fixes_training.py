@@ -8,7 +8,7 @@ import domainaug as da
 from domainaug import Schedule
 from domainaug import remote_sensing as rs
 from domainaug.evaluate import expected_calibration_error, group_kfold, paired_ttest
-from domainaug.mix import MixUp, mixing_collate
+from domainaug.training import MixUp, mixing_collate
 from domainaug.testing import make_raster, make_volume
 from domainaug.training import AugmentedDataset, BatchAugment, collate
 
