@@ -6,7 +6,7 @@ import scipy.ndimage as ndi
 import torch
 
 import domainaug as da
-from domainaug.core.values import affine_values
+from domainaug.core.values import affine_values, channel_quantiles
 from domainaug.testing import make_raster, make_volume
 
 G = lambda seed=0: torch.Generator().manual_seed(seed)  # noqa: E731
@@ -173,3 +173,8 @@ def test_channel_statistics_do_not_depend_on_the_thread_count(shape, with_valid)
         x.double().numpy().reshape(shape[0], -1)
     np.testing.assert_allclose(results[0]["mean"].reshape(-1).numpy(), ref.mean(1), rtol=1e-7)
     np.testing.assert_allclose(results[0]["std"].reshape(-1).numpy(), ref.std(1), rtol=1e-5)
+
+
+def test_quantiles_of_more_than_2_to_the_24_values():
+    lo, hi = channel_quantiles(torch.arange(2**24 + 5, dtype=torch.float32)[None], None, [1.0, 99.0])
+    assert float(lo) == pytest.approx(0.01 * 2**24, rel=1e-3) and float(hi) == pytest.approx(0.99 * 2**24, rel=1e-3)
