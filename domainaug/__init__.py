@@ -30,4 +30,4 @@ __all__ = ["Space", "Layer", "Role", "Sample", "Transform", "SpatialTransform", 
 # (DataLoader workers, Dask workers) after a plain ``import domainaug``.
 from . import medical, remote_sensing  # noqa: E402,F401
 from .policy import RandAugment, TrivialAugment  # noqa: E402,F401
-from .mix import CutMix, MixUp  # noqa: E402,F401
+from .training.mix import CutMix, MixUp  # noqa: E402,F401

@@ -23,8 +23,7 @@ from torch.utils.data import DataLoader
 import domainaug as da
 from domainaug import remote_sensing
 from domainaug.evaluate.tasks import small_cnn
-from domainaug.mix import CutMix, mixing_collate
-from domainaug.training import AugmentedDataset, collate
+from domainaug.training import AugmentedDataset, CutMix, collate, mixing_collate
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data_real" / "derived"

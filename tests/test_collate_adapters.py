@@ -10,9 +10,10 @@ import pytest
 import torch
 
 import domainaug as da
+from domainaug import remote_sensing as rs
 from domainaug.core.sample import Layer, Role
 from domainaug.testing import make_raster, make_volume
-from domainaug.training import BatchAugment, collate
+from domainaug.training import BatchAugment, MixUp, collate
 
 
 def _with_occlusion(sample, value=1):
@@ -192,3 +193,30 @@ def test_adapters_import_monai_and_torchio_only_when_used():
             "a.TorchioTransform\nassert 'torchio' in sys.modules and 'monai' not in sys.modules\n"
             "a.MonaiTransform\nassert 'monai' in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_nodata_marked_on_some_samples_survives_collate_mixup_and_batches():
+    tiles = []
+    for i in range(4):
+        s = make_raster(seed=i)
+        tiles.append(s.replace(layers={n: l for n, l in s.layers.items() if n != "valid"}))
+    policy = rs.RotationPolicy("small", max_degrees=30, p=0.5)
+    outs = [policy(s, torch.Generator().manual_seed(i)) for i, s in enumerate(tiles)]
+    assert len({tuple(o.layer_names()) for o in outs}) == 2          # some rotated, some not
+    batch = collate(outs)
+    assert "valid" in batch
+    assert torch.all(batch["image"][~batch["valid"].expand_as(batch["image"])] == outs[0].layer_info("image").fill)
+    k = int(max(s["label"].max() for s in outs)) + 1
+    for out in MixUp(num_classes=k)(outs, torch.Generator().manual_seed(0)):
+        invalid = ~out["valid"].expand_as(out["image"])
+        assert torch.all(out["image"][invalid] == out.layer_info("image").fill)
+    result = BatchAugment(rs.RotationPolicy("small", p=0.5))(torch.rand(4, 3, 16, 16), indices=[2, 0, 1, 3])
+    assert result["valid"].shape == (4, 1, 16, 16)
+
+
+def test_numpy_integer_targets_collate_as_class_indices():
+    samples = [make_volume() for _ in range(3)]
+    for i, s in enumerate(samples):
+        s.meta["target"] = np.int64(i)
+    target = collate(samples)["target"]
+    assert target.dtype == torch.int64 and target.tolist() == [0, 1, 2]

@@ -126,3 +126,17 @@ def test_spatial_blocks_group_neighbouring_patches():
     patches = [da.Crop(10).apply(raster, {"start": [r, c]}) for r in range(0, 40, 10) for c in range(0, 40, 10)]
     groups = spatial_blocks(patches, block=200.0)                     # 2x2 patches per block
     assert len(set(groups)) == 4 and all(groups.count(g) == 4 for g in set(groups))
+
+
+def test_group_kfold_deals_large_groups_first():
+    groups = ["a"] * 10 + list("bcdefg")
+    for seed in range(5):
+        assert sorted(len(f) for f in group_kfold(16, 2, seed=seed, groups=groups)) == [6, 10]
+
+
+def test_effect_size_of_a_constant_difference_is_infinite_and_bfloat16_works():
+    assert paired_ttest([1, 2, 3], [2, 3, 4])["effect_size"] == float("inf")
+    probs = torch.softmax(torch.randn(100, 10), 1).bfloat16()
+    labels = torch.randint(0, 10, (100,))
+    assert expected_calibration_error(probs.float() / probs.float().sum(1, keepdim=True), labels) == pytest.approx(
+        expected_calibration_error(probs, labels), abs=1e-2)

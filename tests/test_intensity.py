@@ -6,7 +6,7 @@ import scipy.ndimage as ndi
 import torch
 
 import domainaug as da
-from domainaug.intensity import affine_values
+from domainaug.core.values import affine_values, channel_quantiles
 from domainaug.testing import make_raster, make_volume
 
 G = lambda seed=0: torch.Generator().manual_seed(seed)  # noqa: E731
@@ -55,7 +55,7 @@ def test_all_invalid_passes_through_intensity_ops_but_statistics_refuse_it():
     """Mid-pipeline, an augmentation may hide a whole patch: intensity ops then have nothing to change
     (invalid voxels are never touched) instead of killing a training run; asking for statistics of
     no voxel is still an error (and loading a file with no valid pixel is one, see test_io)."""
-    from domainaug.intensity import channel_stats
+    from domainaug.core.values import channel_stats
     sample = da.Sample.from_numpy(np.ones((4, 4), np.float32), valid=np.zeros((4, 4), bool))
     for t in (da.Gamma(0.5), da.BrightnessContrast(0.2, 1.5), da.GaussianNoise(0.1)):
         out = t(sample, G())
@@ -65,13 +65,13 @@ def test_all_invalid_passes_through_intensity_ops_but_statistics_refuse_it():
 
 
 def test_noise_does_not_depend_on_the_thread_count():
-    from domainaug.intensity import _noise
+    from domainaug.core.values import seeded_noise
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        a = _noise(7, (3, 700, 700), "cpu", torch.float32, "normal")
+        a = seeded_noise(7, (3, 700, 700), "cpu", torch.float32, "normal")
         torch.set_num_threads(1)
-        b = _noise(7, (3, 700, 700), "cpu", torch.float32, "normal")
+        b = seeded_noise(7, (3, 700, 700), "cpu", torch.float32, "normal")
     finally:
         torch.set_num_threads(before)
     assert torch.equal(a, b) and abs(float(a.std()) - 1.0) < 0.01
@@ -156,7 +156,7 @@ def test_intensity_ops_keep_gradients_with_nodata(op):
 def test_channel_statistics_do_not_depend_on_the_thread_count(shape, with_valid):
     """torch's float32 mean differs in its last bits between 1, 2 and 3 threads; a DataLoader worker
     (often 1 thread) and the main process must still give the same augmentation."""
-    from domainaug.intensity import channel_stats
+    from domainaug.core.values import channel_stats
     x = torch.from_numpy(np.random.default_rng(1).normal(1000, 3, shape).astype(np.float32))
     valid = torch.rand((1,) + shape[1:], generator=torch.Generator().manual_seed(2)) > 0.2 if with_valid else None
     before = torch.get_num_threads()
@@ -173,3 +173,8 @@ def test_channel_statistics_do_not_depend_on_the_thread_count(shape, with_valid)
         x.double().numpy().reshape(shape[0], -1)
     np.testing.assert_allclose(results[0]["mean"].reshape(-1).numpy(), ref.mean(1), rtol=1e-7)
     np.testing.assert_allclose(results[0]["std"].reshape(-1).numpy(), ref.std(1), rtol=1e-5)
+
+
+def test_quantiles_of_more_than_2_to_the_24_values():
+    lo, hi = channel_quantiles(torch.arange(2**24 + 5, dtype=torch.float32)[None], None, [1.0, 99.0])
+    assert float(lo) == pytest.approx(0.01 * 2**24, rel=1e-3) and float(hi) == pytest.approx(0.99 * 2**24, rel=1e-3)

@@ -295,7 +295,7 @@ def test_collate_keeps_each_grid_and_its_affine():
 
 
 def test_mixing_refuses_many_grids_by_name():
-    from domainaug.mix import MixUp
+    from domainaug.training import MixUp
     with pytest.raises(SampleError, match="MixUp.*b20"):
         MixUp()([sentinel2(), sentinel2()], gen(0))
 

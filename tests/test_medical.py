@@ -207,3 +207,48 @@ def test_truncated_nifti_is_named(fixtures, tmp_path):
     (tmp_path / "cut.nii.gz").write_bytes(data[: len(data) // 3])
     with pytest.raises(da.errors.DomainaugError, match="cut.nii.gz"):
         dio.load(tmp_path / "cut.nii.gz")["image"]
+
+
+def test_prostate_preset_rotates_in_plane_only(fixtures):
+    s = da.io.load(fixtures / "KmeansTest_T1UCharRaw.nii.gz")
+    out = md.preset("prostate-mri")(s, G(1))
+    affine_params = out.history[-1].params["children"][1]
+    assert affine_params["degrees"][:2] == [0.0, 0.0] and affine_params["degrees"][2] != 0.0
+
+
+def test_ct_window_fills_invalid_voxels():
+    hu = np.full((8, 8, 8), -1024, np.int16)
+    valid = np.ones((8, 8, 8), bool)
+    valid[0] = False
+    s = da.Sample.from_numpy(hu, valid=valid, fill=-2000)
+    out = md.CTWindow("lung")(s, G())["image"]
+    assert float(out.min()) >= 0.0 and (out[:, 0] == 0).all()
+
+
+def test_low_resolution_does_not_mix_nodata_in():
+    image = np.full((8, 8, 24), 100.0, np.float32)
+    valid = np.ones(image.shape, bool)
+    valid[:, :, :6] = False
+    s = da.Sample.from_numpy(image, valid=valid, fill=-9999.0)
+    out = md.SimulateLowResolution(axes=(2,)).apply(s, {"spacing": {"2": 4.0}})["image"][0]
+    torch.testing.assert_close(out[:, :, 6:], torch.full((8, 8, 18), 100.0), atol=1e-3, rtol=0)
+
+
+def test_bias_field_keeps_overall_brightness():
+    s = da.Sample.from_numpy(np.ones((20, 20, 20), np.float32))
+    t = md.BiasField()
+    for seed in range(5):
+        log_field = t.log_field(s, t.sample_params(s, G(seed)), "cpu", torch.float64)
+        assert abs(float(log_field.mean())) < 1e-9
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: md.Ghosting(num_ghosts=(8, 2)), "num_ghosts"),
+    (lambda: md.Ghosting(num_ghosts=2.5), "num_ghosts"),
+    (lambda: md.FieldStrength(1.5, 9.4, bias=1), "bias"),
+    (lambda: md.CTWindow(window=("a", "b")), "window"),
+    (lambda: md.Motion(axis=5)(da.Sample.from_numpy(np.ones((4, 4, 4), np.float32)), G()), "axis"),
+])
+def test_bad_medical_arguments_are_named(call, name):
+    with pytest.raises(da.ParameterError, match=rf"^{name}="):
+        call()

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 import domainaug as da
-from domainaug.mix import CutMix, MixUp, mixing_collate
 from domainaug.testing import make_raster, make_volume
-from domainaug.training import AugmentedDataset, collate
+from domainaug.training import AugmentedDataset, CutMix, MixUp, collate, mixing_collate
 
 
 def batch(n=4, **kw):
@@ -130,3 +129,18 @@ def test_layers_missing_from_some_samples_are_dropped_like_collate_does():
     samples[0] = samples[0].with_layers(occlusion=extra)
     outs = CutMix(num_classes=3)(samples, torch.Generator().manual_seed(0))
     assert all(o.layer_names() == ["image", "label"] for o in outs)
+
+
+def test_mixing_collate_draws_differ_between_batches_and_epochs():
+    rasters = [make_raster(seed=i) for i in range(6)]
+    for r in rasters:
+        r.meta["target"] = 0
+    ds = AugmentedDataset(rasters, da.Compose([da.Crop(10, mode="center")]))
+    fn = mixing_collate(MixUp(num_classes=4), seed=0)
+    lams = []
+    for epoch in range(2):
+        ds.set_epoch(epoch)
+        for b in range(3):
+            batch = fn([ds[2 * b], ds[2 * b + 1]])
+            lams.append(tuple(round(r[-1]["params"]["lam"], 6) for r in batch["records"]))
+    assert len(set(lams)) == len(lams)

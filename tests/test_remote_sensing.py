@@ -148,3 +148,32 @@ def test_nc_scene_with_its_land_cover_map(shared_data):
         assert out.space.crs == nc.space.crs                          # a quarter turn of this 443x489 scene
         np.testing.assert_allclose(out.space.center_world(), nc.space.center_world())   # rotates its grid
         assert (out["image"][:, ~v] == 0).all()                      # nodata 0 only where invalid
+
+
+def test_any_angle_rotation_marks_its_corners_as_nodata():
+    s = da.Sample.from_numpy(np.full((4, 32, 32), 500, np.uint16), channels=["blue", "green", "red", "nir"],
+                             spacing=(5.0, 5.0))
+    out = rs.RotationPolicy("any").apply(s, {"k": 0, "flip": False, "degrees": 45.0, "axes": [0, 1]})
+    valid = out["valid"][0]
+    fill = s.layer_info("image").fill                     # the layer's minimum (no nodata in the source)
+    assert (~valid).sum() > 0 and (out["image"][:, ~valid] == fill).all() and (out["image"][:, valid] == 500).all()
+
+
+def test_no_shadow_when_the_shift_is_zero():
+    s = da.Sample.from_numpy(np.random.default_rng(0).random((4, 64, 64)).astype(np.float32),
+                             channels=["blue", "green", "red", "nir"], spacing=(10.0, 10.0))
+    out = rs.CloudShadow(coverage=0.3, shadow_shift=0.0)(s, G(2))
+    marks = out["occlusion"][0]
+    assert not (marks == 2).any()
+    assert abs(float((marks == 1).float().mean()) - 0.3) < 0.03
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: rs.RotationPolicy("small", max_degrees=(5, 20)), "max_degrees"),
+    (lambda: rs.CloudShadow(scale=[4, 8]), "scale"),
+    (lambda: rs.SpectralJitter(correlation_nm=[100]), "correlation_nm"),
+    (lambda: rs.tile_windows(10, 10, (10, 10, 10)), "size"),
+])
+def test_bad_remote_sensing_arguments_are_named(call, name):
+    with pytest.raises(da.ParameterError, match=rf"^{name}="):
+        call()

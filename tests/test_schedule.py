@@ -107,3 +107,40 @@ def test_a_transform_name_already_taken_is_refused():
             def spatial_map(self, space, params):
                 return space, []
     assert da.Transform.registry["Flip"] is da.Flip
+
+
+def test_subclasses_forwarding_args_and_kwargs_build_and_schedule():
+    class MyGamma(da.Gamma):
+        def __init__(self, strength=0.3, **kw):
+            super().__init__(gamma=(1 - strength, 1 + strength), **kw)
+
+    class MyFlip(da.Flip):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+
+    assert MyGamma(0.2, p=0.5).p == 0.5
+    flip = MyFlip(axes=(0,), p=Schedule.linear(0.0, 1.0, 4))
+    flip.set_epoch(2)
+    assert flip.p == 0.5 and flip.config()["p"]["schedule"] == "linear"
+
+
+def test_a_pair_of_schedules_is_checked_between_its_key_epochs():
+    with pytest.raises(da.ParameterError, match="^gamma="):
+        da.Gamma(gamma=(Schedule.step([1.4, 0.5], [10]), Schedule.linear(3.0, 0.6, 10)))
+
+
+def test_integer_endpoints_still_ramp_smoothly_unless_asked():
+    flip = da.Flip(axes=(0,), p=Schedule.linear(0, 1, epochs=10))
+    flip.set_epoch(3)
+    assert flip.p == pytest.approx(0.3)
+    crop = da.Crop(Schedule.linear(4, 12, 2, integer=True))
+    crop.set_epoch(1)
+    assert crop.size == (8,)
+
+
+def test_apply_runs_a_record_at_its_recorded_epoch():
+    volume = make_volume(shape=(14, 14, 14))
+    crop = da.Crop(Schedule.linear(4, 12, 2, integer=True))
+    out = crop(volume, torch.Generator().manual_seed(0))
+    crop.set_epoch(2)
+    assert crop.apply(volume, out.history[-1].params).space.shape == (4, 4, 4)

@@ -84,3 +84,24 @@ def test_memory_stays_bounded_by_a_few_tiles(tmp_path):
     run(small)
     growth = _peak_rss_growth(lambda: run(big))
     assert growth < raster_mb / 3, (growth, raster_mb)
+
+
+def test_all_nan_tiles_are_skipped(tmp_path):
+    data = np.ones((1, 64, 64), np.float32)
+    data[:, :32] = np.nan
+    profile = dict(driver="GTiff", width=64, height=64, count=1, dtype="float32", crs="EPSG:32633",
+                   transform=rasterio.transform.from_origin(0, 640, 10, 10))
+    with rasterio.open(tmp_path / "nan.tif", "w", **profile) as dst:
+        dst.write(data)
+    windows = [t.meta["window"][0] for t in rs.tiles(tmp_path / "nan.tif", 32)]
+    assert windows == [32, 32]
+
+
+def test_tile_writer_rounds_and_clips_floats_into_integers(fixtures, tmp_path):
+    path = fixtures / "L7_ETMs.tif"
+    with rs.TileWriter(tmp_path / "m.tif", like=path) as writer:
+        for tile in rs.tiles(path, 200):
+            writer.write(tile.with_layers(image=da.Layer(tile["image"].float() * 1.5 + 0.4, da.Role.INTENSITY)))
+    with rasterio.open(tmp_path / "m.tif") as dst, rasterio.open(path) as src:
+        expected = np.clip(np.round(src.read().astype(np.float32) * 1.5 + 0.4), 0, 255)
+        assert np.array_equal(dst.read(), expected.astype(np.uint8))

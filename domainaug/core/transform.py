@@ -20,8 +20,8 @@ from .record import ParamRecord
 from .sample import Layer, Role, Sample
 from .space import Space, covering_grid
 from .kernels.exact import exact_full
-from .kernels.spec import cast
 from .maps import PendingMap, Stage, forward_affine
+from .values import cast
 
 __all__ = ["Transform", "SpatialTransform", "IntensityTransform", "Composite", "replay", "Compose", "OneOf",
            "SomeOf", "RandomApply", "transform_from_dict", "trace", "date_layers"]

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from ..core.params import as_axes, as_uniform, check_choice, resolve_axes
 from ..core.sample import Role, Sample
 from ..core.transform import Compose, IntensityTransform
+from ..core.values import affine_values, channel_quantiles, normalized_smooth
 from ..errors import ParameterError
-from ..intensity import Gamma, affine_values, channel_quantiles, normalized_smooth
+from ..intensity import Gamma
 from .physics import BiasField, RicianNoise
 
 __all__ = ["IntensityScale", "TissueContrast", "SimulateLowResolution", "FieldStrength", "robust_range"]

@@ -13,8 +13,9 @@ import torch
 from ..core.params import as_uniform, check_positive_int
 from ..core.sample import Sample
 from ..core.transform import IntensityTransform
+from ..core.values import channel_stats, seeded_noise
 from ..errors import ParameterError
-from ..intensity import GaussianNoise, _noise, channel_stats
+from ..intensity import GaussianNoise
 
 __all__ = ["BiasField", "RicianNoise", "CTWindow", "CT_WINDOWS"]
 
@@ -104,7 +105,7 @@ class RicianNoise(GaussianNoise):
         if params["std"] == 0:
             return data
         sigma = params["std"] * (channel_stats(data, valid, ("std",))["std"] if self.relative else 1.0)
-        noise = _noise(params["seed"], (2,) + tuple(data.shape), data.device, data.dtype, "normal")
+        noise = seeded_noise(params["seed"], (2,) + tuple(data.shape), data.device, data.dtype, "normal")
         return torch.hypot(noise[0].mul_(sigma).add_(data), noise[1].mul_(sigma))
 
 

@@ -35,13 +35,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.kernels.spec import cast
 from ..core.params import as_uniform, check_choice, check_positive_int
 from ..core.random import child_seed
 from ..core.sample import Layer, Role, Sample
 from ..core.transform import IntensityTransform, Transform, date_layers
+from ..core.values import affine_values, cast, channel_quantiles, channel_stats, seeded_noise
 from ..errors import ParameterError, ShapeError
-from ..intensity import _noise, affine_values, channel_quantiles, channel_stats
 from .bands import Band, is_unnamed, naming_hint, resolve_bands, sensor as sensor_table
 
 __all__ = ["set_bands", "layer_bands", "SpectralJitter", "Haze", "BandDropout", "CloudShadow", "INDICES",
@@ -642,7 +641,7 @@ class CloudShadow(Transform):
         """Smooth noise in [0, 1] on the grid: coarse random values (one per ``scale``) upsampled."""
         shape = sample.space.shape
         coarse = [max(2, math.ceil((n - 1) * s / params["scale"]) + 1) for n, s in zip(shape, sample.space.spacing)]
-        noise = _noise(params["seed"], [1, 1] + coarse, torch.device("cpu"), torch.float32, "uniform")
+        noise = seeded_noise(params["seed"], [1, 1] + coarse, torch.device("cpu"), torch.float32, "uniform")
         mode = "bilinear" if len(shape) == 2 else "trilinear"
         return F.interpolate(noise, size=shape, mode=mode, align_corners=True)[0, 0]
 

@@ -31,8 +31,9 @@ from __future__ import annotations
 import torch
 
 from ..maps import PendingMap
+from ..values import cast
 from .exact import copy_exact, exact_plan
-from .spec import LayerSpec, apply_values, cast
+from .spec import LayerSpec, apply_values
 from .warp_cpu import resample_cpu
 from .warp_torch import resample_torch
 

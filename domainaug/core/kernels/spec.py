@@ -1,5 +1,5 @@
 """What every path of the resampler shares: the layer description, the interpolation modes, and
-values back to a layer's dtype (with its value stage)."""
+the layer's value stage (the cast back to its dtype is ``core.values.cast``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["LayerSpec", "INTENSITY_MODES", "LABEL_MODES", "cast", "apply_values", "shape3"]
+__all__ = ["LayerSpec", "INTENSITY_MODES", "LABEL_MODES", "apply_values", "shape3"]
 
 INTENSITY_MODES = {"linear": 0, "cubic": 1, "nearest": 2}
 LABEL_MODES = {"nearest": 0, "argmax": 1}
@@ -28,18 +28,6 @@ class LayerSpec:
 
 def shape3(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return (1,) + tuple(shape) if len(shape) == 2 else tuple(shape)  # type: ignore[return-value]
-
-
-def cast(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Values back to the layer's dtype: float32/float64 as they are, narrower floats (float16,
-    bfloat16) clipped to their finite range (never Inf), integers (labels) rounded and clipped."""
-    if dtype.is_floating_point:
-        if value.dtype != dtype and torch.finfo(dtype).max < torch.finfo(value.dtype).max:
-            top = torch.finfo(dtype).max
-            value = value.clamp(-top, top)
-        return value.to(dtype)
-    info = torch.iinfo(dtype)
-    return value.round().clamp(info.min, info.max).to(dtype)
 
 
 def apply_values(out: torch.Tensor, spec: LayerSpec, valid: torch.Tensor | None) -> torch.Tensor:

@@ -6,7 +6,8 @@ import math
 import torch
 
 from ..maps import PendingMap, coordinate_lattice
-from .spec import LayerSpec, cast, shape3
+from ..values import cast
+from .spec import LayerSpec, shape3
 
 __all__ = ["resample_torch"]
 

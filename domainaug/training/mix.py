@@ -31,12 +31,14 @@ import numpy as np
 import torch
 from scipy import stats
 
-from .core.params import check_positive_int, to_json
-from .core.random import generator_for
-from .core.record import ParamRecord
-from .core.sample import Layer, Role, Sample
-from .core.kernels.spec import cast
-from .errors import ParameterError, SampleError, SpaceMismatchError
+from ..core.params import check_positive_int, to_json
+from ..core.random import generator_for
+from ..core.record import ParamRecord
+from ..core.sample import Layer, Role, Sample
+from ..core.values import cast
+from ..errors import ParameterError, SampleError, SpaceMismatchError
+from .dataset import collate as default_collate
+from .stack import with_common_valid
 
 __all__ = ["MixUp", "CutMix", "mixing_collate"]
 
@@ -77,7 +79,6 @@ class _Mix:
                 raise SpaceMismatchError(f"{type(self).__name__}: samples[{i}] is on {s.space.describe()}, samples[0] "
                                          f"on {first.space.describe()}; mixing needs one grid shape, voxel size and "
                                          "orientation (crop or resample first)")
-        from .training import with_common_valid
         samples = with_common_valid(samples)          # nodata marked on some samples stays marked
         common = [n for n in samples[0].layer_names() if all(n in s.layer_names() for s in samples)]
         if "image" not in common:
@@ -232,7 +233,6 @@ def mixing_collate(mix: _Mix, seed: int = 0, collate: Callable[[list[Sample]], A
     on worker count or order."""
     import hashlib
     import json
-    from .training import collate as default_collate
     finish = collate or default_collate
 
     def collate_fn(batch: list[Any]) -> Any:

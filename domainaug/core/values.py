@@ -1,0 +1,165 @@
+"""Value helpers shared by the transforms: per-channel statistics and quantiles over valid voxels,
+seeded noise, normalised smoothing, a per-channel affine map of the values, and the cast back to a
+layer's dtype."""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import NoDataError
+from .kernels.memory import empty, empty_like
+from .random import generator_for
+
+__all__ = ["channel_stats", "channel_quantiles", "affine_values", "seeded_noise", "normalized_smooth", "cast",
+           "SUM_CHUNK", "NOISE_CHUNK"]
+
+
+def channel_stats(data: torch.Tensor, valid: torch.Tensor | None,
+                  which: tuple[str, ...] = ("min", "max", "mean", "std")) -> dict[str, torch.Tensor]:
+    """Per-channel statistics over valid voxels, shaped ``(C, 1, ..., 1)``; only those in ``which``
+    are computed."""
+    flat = data.reshape(data.shape[0], -1)
+    out: dict[str, torch.Tensor] = {}
+    if valid is not None:
+        mask = valid.reshape(1, -1).expand_as(flat)
+        count = mask.sum(1)
+        if int(count[0]) == 0:
+            raise NoDataError("the sample's VALID layer marks no voxel valid; intensity statistics are undefined")
+    if "min" in which or "max" in which:
+        if valid is None and flat.shape[0] == 1:       # one pass: 0.6 ms cold on 160x192x160, amin + amax 0.85
+            lo, hi = torch.aminmax(flat)
+            out["min"], out["max"] = lo.view(1), hi.view(1)
+        elif valid is None:     # (amin + amax: 2 x 1.4 ms on 12x1024^2 here, aminmax along dim 1: 14 ms)
+            out["min"], out["max"] = flat.amin(1), flat.amax(1)
+        else:
+            out["min"] = torch.where(mask, flat, torch.full_like(flat, math.inf)).amin(1)
+            out["max"] = torch.where(mask, flat, torch.full_like(flat, -math.inf)).amax(1)
+    if "mean" in which or "std" in which:       # sums in fixed chunks: the same bits for any thread count
+        n = count.double() if valid is not None else float(flat.shape[1])
+        kept = flat if valid is None else torch.where(mask, flat, torch.zeros_like(flat))
+        out["mean"] = (_row_sums(kept) / n).to(flat.dtype)
+        if "std" in which:
+            centred = kept - out["mean"][:, None]
+            if valid is not None:
+                centred = torch.where(mask, centred, torch.zeros_like(centred))
+            centred.mul_(centred)
+            out["std"] = (_row_sums(centred) / n).sqrt().to(flat.dtype)
+    shape = (-1,) + (1,) * (data.dim() - 1)
+    return {k: v.view(shape) for k, v in out.items()}
+
+
+#: Elements summed by one thread in ``_row_sums`` (below torch's grain size, so never split).
+SUM_CHUNK = 1 << 14
+
+
+def _row_sums(x: torch.Tensor) -> torch.Tensor:
+    """Float64 sums of the rows of ``(C, N)`` ``x`` that do not depend on the number of threads:
+    torch splits a float32 reduction across threads, so ``x.mean()`` differs in its last bits
+    between 1, 2 and 3 threads (a DataLoader worker and the main process would disagree). Fixed
+    chunks are summed one per thread, then added in float64."""
+    c, n = x.shape
+    full = n - n % SUM_CHUNK
+    total = x[:, full:].sum(1, dtype=torch.float64)
+    if full:
+        total = total + x[:, :full].reshape(c, full // SUM_CHUNK, SUM_CHUNK).sum(2).sum(1, dtype=torch.float64)
+    return total
+
+
+def affine_values(data: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``gain * data + bias`` (per-channel ``(C, 1, ..., 1)`` or scalars) in one pass, into a new
+    buffer (a recycled one for large CPU data: a fresh 48 MB one cost 13 ms of page faults here,
+    the arithmetic 3 ms)."""
+    if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in (data, gain, bias)):
+        return torch.addcmul(bias, data, gain)                  # (``out=`` has no autograd)
+    return torch.addcmul(bias, data, gain, out=empty_like(data))
+
+
+NOISE_CHUNK = 1 << 20
+
+
+def channel_quantiles(data: torch.Tensor, valid: torch.Tensor | None, percentiles: Sequence[float],
+                      max_samples: int = 1 << 20) -> list[torch.Tensor]:
+    """Per-channel percentiles over valid voxels, each ``(C, 1, ..., 1)``, from a deterministic strided
+    subsample of at most ``max_samples`` voxels (``torch.quantile`` refuses more than 2**24 values)."""
+    flat = data.reshape(data.shape[0], -1)
+    if valid is not None:
+        flat = flat[:, valid.reshape(-1)]
+    if flat.shape[1] == 0:
+        raise NoDataError("no valid voxel: percentiles are undefined")
+    step = max(1, flat.shape[1] // max_samples)
+    q = torch.tensor([p / 100 for p in percentiles], dtype=flat.dtype, device=flat.device)
+    values = torch.quantile(flat[:, ::step], q, dim=1)
+    shape = (-1,) + (1,) * (data.dim() - 1)
+    return [v.view(shape) for v in values]
+
+
+def seeded_noise(seed: int, shape: Sequence[int], device: torch.device, dtype: torch.dtype, kind: str) -> torch.Tensor:
+    """Noise expanded from a recorded seed on the CPU, so that it does not depend on the device.
+
+    The values come in fixed chunks of ``NOISE_CHUNK``, each from its own generator seeded by
+    ``(seed, chunk)``: the chunks are drawn in parallel (torch releases the GIL), and the result
+    does not depend on the number of threads.
+    """
+    out = empty(tuple(shape), torch.float32)
+    flat = out.view(-1)
+    n_chunks = (flat.numel() + NOISE_CHUNK - 1) // NOISE_CHUNK
+
+    def fill(i: int) -> None:
+        g = generator_for(seed % (2**63), 0, i)
+        view = flat[i * NOISE_CHUNK:(i + 1) * NOISE_CHUNK]
+        (torch.randn if kind == "normal" else torch.rand)(view.shape, generator=g, dtype=torch.float32, out=view)
+
+    workers = min(n_chunks, torch.get_num_threads())
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(fill, range(n_chunks)))
+    else:
+        for i in range(n_chunks):
+            fill(i)
+    return out.to(device=device, dtype=dtype)
+
+
+def normalized_smooth(data: torch.Tensor, weight: torch.Tensor, sigmas: Sequence[float]) -> torch.Tensor:
+    """Gaussian smoothing of ``(C, *spatial)`` data with per-axis ``sigmas`` in voxels, where only
+    voxels with ``weight`` contribute (normalised convolution: no nodata and no border artefacts)."""
+    num, den = data * weight, weight
+    for axis, sigma in enumerate(sigmas):
+        if sigma < 1e-3:
+            continue
+        num, den = _smooth(num, axis, sigma), _smooth(den, axis, sigma)
+    return num / den.clamp(min=1e-12)
+
+
+def _smooth(x: torch.Tensor, axis: int, sigma: float) -> torch.Tensor:
+    """1D Gaussian along spatial ``axis`` of ``(C, *spatial)`` with zero padding, truncated at 3 sigma
+    and at the axis length: a tap farther than ``n - 1`` voxels only ever meets padding, and the
+    kernel's normalisation cancels in the normalised convolution, so the bound changes nothing."""
+    n = x.shape[axis + 1]
+    radius = min(max(1, int(math.ceil(3 * sigma))), n - 1)
+    if radius < 1:
+        return x
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    moved = x.movedim(axis + 1, -1)
+    shape = moved.shape
+    flat = moved.reshape(-1, 1, shape[-1])
+    out = F.conv1d(flat, kernel.view(1, 1, -1), padding=radius)
+    return out.reshape(shape).movedim(-1, axis + 1)
+
+
+def cast(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Values back to the layer's dtype: float32/float64 as they are, narrower floats (float16,
+    bfloat16) clipped to their finite range (never Inf), integers (labels) rounded and clipped."""
+    if dtype.is_floating_point:
+        if value.dtype != dtype and torch.finfo(dtype).max < torch.finfo(value.dtype).max:
+            top = torch.finfo(dtype).max
+            value = value.clamp(-top, top)
+        return value.to(dtype)
+    info = torch.iinfo(dtype)
+    return value.round().clamp(info.min, info.max).to(dtype)
