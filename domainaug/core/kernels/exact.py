@@ -76,9 +76,8 @@ def copy_exact(specs: list[LayerSpec], pending: PendingMap, plan) -> list[torch.
     valid_src = next((s.data for s in specs if s.kind == "valid"), None)
     results = []
     for spec in specs:
-        # torch for plain copies and crops; the blocked numba copy for transposes, mirrors (torch.flip
-        # of whole rows ran 1.6x slower) and value stages, which ride along with the copy
-        # (float16/bfloat16 have no numpy/numba copy: torch)
+        # torch for plain copies and crops; the blocked numba copy (faster than torch.flip) for
+        # transposes, mirrors and value stages, which ride along with the copy; torch for float16/bfloat16
         numba_ok = spec.data.dtype not in (torch.float16, torch.bfloat16)
         if cpu and numba_ok and (not rows_kept or flips or spec.gain is not None):
             results.append(_exact_cpu(spec, plan, lo, hi, out_shape, valid_src))
@@ -133,8 +132,8 @@ def _exact_cpu(spec: LayerSpec, plan, lo, hi, out_shape, valid_src: torch.Tensor
 def _row(d, a, v, s, st, n, affine, has_valid, g, b):
     """``d[x] = a[s + x * st]`` (``st`` = +-1) for ``x < n``, through ``g * . + b`` when ``affine``
     (on voxels ``v`` marks valid when ``has_valid``). Unsigned indices with the step known inside
-    each loop: the loops vectorise (a reversed view's runtime stride kept mirrored rows scalar, at
-    ~2.3x a copy; a signed index adds a wrap-around test per element)."""
+    each loop: the loops vectorise (a reversed view's runtime stride keeps mirrored rows scalar; a
+    signed index adds a wrap-around test per element)."""
     u = np.uint64
     if st == 1:
         if not affine:
@@ -165,8 +164,7 @@ def _permute_copy(src, out, shape, lo, hi, step, start, by, bx):
     """``out[c, z, y, x] = src[c, start + (z-lo0)*s0 + (y-lo1)*s1 + (x-lo2)*s2]`` over the region
     ``lo..hi``, in ``by`` x ``bx`` tiles (small square tiles keep a transpose's reads in cache).
     Full 16 x 16 tiles of a transpose whose output columns are source rows (``|step[1]| == 1``) move
-    in registers (``transpose_tile16``): 12x1024x1024 float32 in ~4 ms instead of 10-16 ms (a copy:
-    ~2.5 ms)."""
+    in registers (``transpose_tile16``), close to the speed of a plain copy (docs/performance.md)."""
     _permute_affine(src, out, np.ones((1, 1), np.uint8), False, np.ones(0, src.dtype), np.zeros(0, src.dtype),
                     shape, lo, hi, step, start, by, bx)
 

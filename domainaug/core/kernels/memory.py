@@ -1,15 +1,13 @@
 """Output buffers for large results, backed by transparent huge pages where the OS allows it.
 
-A fresh 48 MB tensor costs more in page faults than in the copy that fills it: 12 000 faults of
-4 KiB each took ~15 ms here, while copying the data takes ~4 ms. Linux maps 2 MiB pages on first
-touch in a region advised with ``MADV_HUGEPAGE`` (``/sys/kernel/mm/transparent_hugepage/enabled``
-= ``madvise`` or ``always``), which cuts the faults 512-fold: a fresh 48 MB buffer filled in 4 ms
-instead of 18 ms on this VM. Elsewhere (other OSes, THP ``never``) this is a plain ``torch.empty``;
+A fresh large tensor costs more in page faults (one per 4 KiB page) than in the copy that fills it.
+Linux maps 2 MiB pages on first touch in a region advised with ``MADV_HUGEPAGE``
+(``/sys/kernel/mm/transparent_hugepage/enabled`` = ``madvise`` or ``always``), which cuts the
+faults 512-fold. Elsewhere (other OSes, THP ``never``) this is a plain ``torch.empty``;
 ``DOMAINAUG_HUGEPAGES=0`` turns the advice off.
 
-Fresh pages still cost: the kernel zeroes every page it maps (~2 ms per 48 MB here) and, once memory
-is fragmented, stalls to compact it into huge pages (single calls of 30-70 ms were measured on a
-12x1024x1024 dihedral transform that otherwise takes 10 ms). So large buffers are recycled, as
+Fresh pages still cost: the kernel zeroes every page it maps and, once memory is fragmented, stalls
+to compact it into huge pages (timings: docs/performance.md). So large buffers are recycled, as
 PyTorch's CUDA allocator does: the pool keeps a reference to every large buffer it hands out and
 reuses one once nothing else refers to its storage (the storage's use count and its Python object's
 refcount are back to the pool's own). A buffer whose storage moved (``share_memory_``, ``resize_``)

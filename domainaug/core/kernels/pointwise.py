@@ -1,18 +1,15 @@
 """Point-wise kernels that torch runs as several passes over memory.
 
 ``power`` is the gamma curve ``lo + span * clamp((x - lo) / span, 0, 1) ** gamma``. In torch it
-is 8 element-wise passes (subtract, divide, clamp, log, scale, exp, scale, shift): 6.4 ms on a
-160x192x160 float32 volume here (2 threads), where one copy takes ~0.7 ms. The CPU kernel does it in
-one vectorised loop, with ``x ** gamma = 2 ** (gamma * log2 x)`` written out (numba has no vector
+is 8 element-wise passes over memory (subtract, divide, clamp, log, scale, exp, scale, shift). The CPU
+kernel does it in one vectorised loop, with ``x ** gamma = 2 ** (gamma * log2 x)`` written out (numba has no vector
 ``log``/``exp``): ``log2`` from the float's exponent bits plus an odd polynomial in
 ``(m - 1) / (m + 1)`` on the mantissa, ``2 ** y`` from a polynomial on the fraction and exponent bits
 for the integer part. Bits move through two LLVM intrinsics (``simd.py``) that stay in int32 (numba's
 own int32 arithmetic widens to int64, which halves the vector width). Both polynomials are below float32
 rounding; what remains is the float32 rounding of ``(x - lo) / span`` (scaled by gamma) and of
-``lo + span * v``: 4-7 ulp of the result against float64 for gamma 0.7-1.5 on a 0-1000 volume, where
-torch's float32 ``exp(gamma log x)`` is 9-14 ulp off (tests/test_pointwise.py bounds it). 1.8 ms
-instead of 6.4 ms (an earlier version with four loops over L1 scratch arrays took 3.4 ms).
-Other dtypes and devices use the torch passes.
+``lo + span * v``, below torch's own float32 error (tests/test_pointwise.py bounds both). Other dtypes
+and devices use the torch passes. Timings: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -62,7 +59,7 @@ def power(data: torch.Tensor, lo: torch.Tensor, span: torch.Tensor, gamma: float
         return out
     out = data - lo                                      # one buffer, then in place (1 allocation)
     out.div_(span).clamp_(0, 1)
-    out.log_().mul_(gamma).exp_()                      # x ** gamma: exp(gamma log x) is 1.4x faster than pow_
+    out.log_().mul_(gamma).exp_()                      # x ** gamma as exp(gamma log x): faster than pow_
     return out.mul_(span).add_(lo)
 
 
@@ -96,7 +93,7 @@ def _power_kernel(src, out, lo, inv_span, span, top, e_shift, gamma, g_hi, g_lo)
 
 @nb.njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def _power_run(src, dst, lo, inv_span, span, top, e_shift, gamma, g_hi, g_lo):
-    """One loop that LLVM vectorises whole (47 AVX-512 instructions per 16 values on this machine)."""
+    """One loop that LLVM vectorises whole."""
     for j in range(src.shape[0]):
         # x = clamp((src - lo) / span, 0, 1) * 2 ** e_shift: the scale (folded into inv_span) makes
         # subnormal x normal, and is taken off the exponent

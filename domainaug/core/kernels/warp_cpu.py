@@ -17,8 +17,7 @@ __all__ = ["resample_cpu", "TILE_W"]
 
 #: Output tile width of the CPU kernel. A rotated map walks a full-width output row across up to W
 #: source rows (one cache line and one 4 KiB page each); tiles keep a row's source lines in cache for
-#: the next row. 12x1024x1024 bilinear, mean over 8 angles: 29 ms with full rows, 22 ms with 256
-#: (64: 33 ms, 128: 26 ms; per-angle numbers in the issue notes; benchmarks/bench_rs.py).
+#: the next row. 256 was the fastest width measured (docs/performance.md).
 TILE_W = 256
 
 
@@ -180,8 +179,8 @@ def _warp_rows(r_lo, r_hi, xs, xe, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, 
     sink = np.zeros(1, np.float32)
     box = (y_min, y_max, x_min, x_max)
     # pre-read when the tile's rows run within 45 degrees of the source rows: each output row then
-    # crosses a source row every few pixels, which the hardware prefetcher does not follow
-    # (1 degree: 31 -> 16 ms for 12x1024x1024); steeper maps read columns, where it only costs
+    # crosses a source row every few pixels, which the hardware prefetcher does not follow;
+    # steeper maps read columns, where it only costs
     # (and not when the map shrinks the source: the box then holds rows no tap reads)
     touch = dz == 0 and y_max - y_min <= x_max - x_min and \
         (y_max - y_min + 2) * (x_max - x_min + 2) <= 3 * (r_hi - r_lo) * n
@@ -259,8 +258,8 @@ def _touch(src, box, Ws, dx, dy, out):
 @nb.njit(cache=True, error_model="numpy", fastmath=True)
 def _bilinear_row(src, dst, base, tx, ty, inside, fill, udx, udy):
     """One output row of a 2D bilinear warp. A function of its own, compiled alone: inside
-    ``_warp_rows`` LLVM turned this loop into vector gathers, which ran 2x slower than scalar loads
-    on the AMD EPYC here. Unsigned offsets skip numba's negative-index wraparound per tap."""
+    ``_warp_rows`` LLVM turned this loop into vector gathers, slower than scalar loads. Unsigned
+    offsets skip numba's negative-index wraparound per tap."""
     for x in range(dst.shape[0]):
         i = np.uint64(base[x])
         a, b = tx[x], ty[x]
