@@ -413,7 +413,10 @@ as one.
 
     def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
         pending = sample.pending
-        if pending is not None and not pending.n_fields and not sample.grids and exact_full(pending):
+        # (only when every layer's data is on the map's source grid: a layer that another grid's data
+        # reaches through the map, e.g. after ResampleToMatch, is interpolated, not permuted)
+        if pending is not None and not pending.n_fields and not sample.grids and exact_full(pending) and \
+                all(sample.source_of(n) == pending.source for n in sample.layer_names()):
             fused = self._fuse(sample, params)
             if fused is not None:
                 return fused
