@@ -318,6 +318,12 @@ class Crop(SpatialTransform):
             world = push_forward_points(pending.stages, world)
         return sample.space.world_to_index(world)[0]
 
+    def layer_grid(self, grid: Space, space: Space, out: Space, stages: list[Stage], params: dict[str, Any]) -> Space:
+        """The covering block of another grid has one shape for one crop size, wherever the crop lies
+        (a random crop's 20 m block is 32 or 33 pixels by the parity of its start otherwise, and
+        batches of such crops would not stack)."""
+        return grid if out == space else covering_grid(grid, out, fixed=True)
+
     def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
         size = per_axis("size", self.size, space.ndim)
         start = params["start"]

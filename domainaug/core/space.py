@@ -240,7 +240,8 @@ def check_same_world(space: Space, what: str, other: Space, other_what: str) -> 
                                  f"{np.round(b, 3).tolist()} vs {np.round(a, 3).tolist()} (min, max per axis)")
 
 
-def covering_grid(grid: Space, box: Space, forward: np.ndarray | None = None, *, keep: bool = False) -> Space:
+def covering_grid(grid: Space, box: Space, forward: np.ndarray | None = None, *, keep: bool = False,
+                  fixed: bool = False) -> Space:
     """The voxels of ``grid``'s lattice, moved by the forward world -> world matrix ``forward``, that
     overlap ``box``'s world extent (with ``keep``, also ``grid``'s own moved extent): a crop, pad or
     quarter turn of ``box`` as it falls on another grid of the sample. Axes parallel to ``box``'s
@@ -262,6 +263,9 @@ def covering_grid(grid: Space, box: Space, forward: np.ndarray | None = None, *,
     lo = np.floor(index.min(0) - 0.5 + 1e-6).astype(int) + 1
     hi = np.ceil(index.max(0) + 0.5 - 1e-6).astype(int) - 1
     shape = np.maximum(hi - lo + 1, 1)
+    if fixed and not keep:      # as many voxels as a box of this size covers at worst, wherever it lies,
+        extent = index.max(0) - index.min(0)       # so that crops of one size stack across a batch
+        shape = np.ceil(extent - 1e-6).astype(int) + 1
     start = np.eye(n + 1)
     start[:n, n] = lo
     return Space(tuple(shape.tolist()), frame @ start, grid.crs)
