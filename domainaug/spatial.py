@@ -172,6 +172,8 @@ class Flip(SpatialTransform):
         p: Probability of applying.
     """
 
+    permutes = True
+
     def __init__(self, axes: int | Sequence[int] | None = None, p: float = 1.0) -> None:
         self.axes = as_axes("axes", axes)
         self._set_p(p)
@@ -202,6 +204,8 @@ class Rot90(SpatialTransform):
         k: Quarter turns; ``None`` draws one of 0, 1, 2, 3; a list draws from its entries.
         p: Probability of applying.
     """
+
+    permutes = True
 
     def __init__(self, axes: Sequence[int] = (-2, -1), k: int | Sequence[int] | None = None, p: float = 1.0) -> None:
         axes = as_axes("axes", axes)
@@ -317,6 +321,12 @@ class Crop(SpatialTransform):
         if pending is not None:
             world = push_forward_points(pending.stages, world)
         return sample.space.world_to_index(world)[0]
+
+    def layer_grid(self, grid: Space, space: Space, out: Space, stages: list[Stage], params: dict[str, Any]) -> Space:
+        """The covering block of another grid has one shape for one crop size, wherever the crop lies
+        (a random crop's 20 m block is 32 or 33 pixels by the parity of its start otherwise, and
+        batches of such crops would not stack)."""
+        return grid if out == space else covering_grid(grid, out, fixed=True)
 
     def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
         size = per_axis("size", self.size, space.ndim)

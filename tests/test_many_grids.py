@@ -164,7 +164,8 @@ def test_replay_from_json_reproduces_every_grid():
     records = json.loads(json.dumps([r.to_dict() for r in out.history]))
     again = replay(sample, records)
     assert_samples_equal(out, again)
-    assert out.grids.keys() == again.grids.keys() == {"flair", "flair_label"}
+    assert out.grids.keys() == again.grids.keys() and {"flair", "flair_label"} <= out.grids.keys()
+    assert set(out.grids) - {"flair", "flair_label"} <= {"flair_valid"}   # what the crop took from outside its FOV
     assert all(out.grids[n] == again.grids[n] for n in out.grids)
 
 
@@ -321,3 +322,14 @@ def test_jpeg2000_bands_load_like_geotiffs(tmp_path):
     assert torch.equal(loaded["image_20"][0], s["b20"][0].round())
     with pytest.raises(ParameterError, match="jp2"):
         dio.save(loaded, tmp_path / "out.jp2")
+
+
+def test_flip_and_quarter_turns_permute_a_grid_that_is_not_symmetric_about_the_reference_centre():
+    sample = two_grid_volume()                       # the 2 mm lattice is shifted: not symmetric about t1's centre
+    for t in (Flip(axes=(0,)), Rot90(axes=(0, 1), k=1)):
+        out = t(sample, gen(0))
+        src = sample["flair"][0]
+        got = out["flair"][0]
+        assert sorted(got.flatten().tolist()) == sorted(src.flatten().tolist())    # a permutation: no new values
+        gap = np.linalg.norm(centroid(out, "t1") - centroid(out, "flair"))
+        assert gap < 0.1, (type(t).__name__, gap)

@@ -262,12 +262,15 @@ class Sample:
         out: dict[str, Layer] = {}
         landing: dict[Space, list[torch.Tensor]] = {}
         merged = {g for g in {k[1] for k in groups} if sum(k[1] == g for k in groups) > 1}
+        # what a grid's own data covers matters where several grids land on one, and where a grid
+        # other than the reference's is regridded: a crop or pad gives it voxels outside its field of view
+        covered = {k for k in groups if k[1] in merged or (k != (pending.source, pending.space) and k[0] != k[1])}
         count_pass()
         for (source, grid), names in groups.items():
             specs = [self._layers[n].spec() for n in names]
             specs = [replace(sp, gain=pending.values[n][0], bias=pending.values[n][1])
                      if n in pending.values else sp for n, sp in zip(names, specs)]
-            coverage = grid in merged and not any(self._layers[n].role is Role.VALID for n in names)
+            coverage = (source, grid) in covered and not any(self._layers[n].role is Role.VALID for n in names)
             if coverage:            # what this source grid covers of the shared output grid
                 specs.append(LayerSpec(torch.ones((1,) + source.shape, dtype=torch.bool, device=self.device),
                                        "valid", "valid", 0.0))
@@ -276,7 +279,7 @@ class Sample:
             outs = resample_layers(specs, pm, count=False)
             for n, o in zip(names, outs):
                 out[n] = replace(self._layers[n], data=o)
-            if grid in merged:
+            if (source, grid) in covered:
                 landing.setdefault(grid, []).append(outs[-1] if coverage else next(
                     o for n, o in zip(names, outs) if self._layers[n].role is Role.VALID))
         for grid, covers in landing.items():
@@ -287,12 +290,17 @@ class Sample:
             valids = [n for n in names if out[n].role is Role.VALID]
             if not valids and bool(valid.all()):
                 continue
-            name = valids[0] if valids else ("valid" if grid == self.space and "valid" not in out
-                                             else f"{names[0]}_valid")
-            for extra in valids[1:]:                       # one VALID layer per grid: the AND of them all
+            # the reference grid's VALID layer is "valid" whichever grids its parts came from (so that
+            # samples of one dataset name it alike); another grid keeps its first VALID layer's name
+            if grid == self.space and ("valid" not in out or "valid" in valids):
+                name = "valid"
+            else:
+                name = valids[0] if valids else f"{names[0]}_valid"
+            extras = [v for v in valids if v != name]
+            for extra in extras:                           # one VALID layer per grid: the AND of them all
                 del out[extra]
                 self._grids.pop(extra, None)
-            names = [n for n in names if n not in valids[1:]]
+            names = [n for n in names if n not in extras]
             out[name] = Layer(valid, Role.VALID)
             if grid != self.space:
                 self._grids[name] = grid

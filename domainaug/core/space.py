@@ -240,11 +240,13 @@ def check_same_world(space: Space, what: str, other: Space, other_what: str) -> 
                                  f"{np.round(b, 3).tolist()} vs {np.round(a, 3).tolist()} (min, max per axis)")
 
 
-def covering_grid(grid: Space, box: Space, forward: np.ndarray | None = None, *, keep: bool = False) -> Space:
+def covering_grid(grid: Space, box: Space, forward: np.ndarray | None = None, *, keep: bool = False,
+                  fixed: bool = False, own: bool = False) -> Space:
     """The voxels of ``grid``'s lattice, moved by the forward world -> world matrix ``forward``, that
-    overlap ``box``'s world extent (with ``keep``, also ``grid``'s own moved extent): a crop, pad or
-    quarter turn of ``box`` as it falls on another grid of the sample. Axes parallel to ``box``'s
-    are put in ``box``'s order and sense, so a crop stays a copy and a quarter turn a permutation."""
+    overlap ``box``'s world extent (with ``keep``, also ``grid``'s own moved extent; with ``own``,
+    only that): a crop, pad, flip or quarter turn of ``box`` as it falls on another grid of the
+    sample. Axes parallel to ``box``'s are put in ``box``'s order and sense, so a crop stays a copy
+    and a flip or quarter turn a permutation."""
     n = grid.ndim
     moved = (np.eye(n + 1) if forward is None else np.asarray(forward, dtype=np.float64)) @ grid.affine
     direction = moved[:n, :n] / np.linalg.norm(moved[:n, :n], axis=0)
@@ -255,13 +257,16 @@ def covering_grid(grid: Space, box: Space, forward: np.ndarray | None = None, *,
     frame = moved.copy()
     if signed:                                               # new axis j runs along the box's axis j
         frame[:n, :n] = moved[:n, :n] @ perm
-    corners = [box.world_box_corners()]
-    if keep:
+    corners = [] if own else [box.world_box_corners()]
+    if keep or own:
         corners.append(apply_affine(moved, _extent_corners(grid.shape)))
     index = apply_affine(np.linalg.inv(frame), np.concatenate(corners))
     lo = np.floor(index.min(0) - 0.5 + 1e-6).astype(int) + 1
     hi = np.ceil(index.max(0) + 0.5 - 1e-6).astype(int) - 1
     shape = np.maximum(hi - lo + 1, 1)
+    if fixed and not keep:      # as many voxels as a box of this size covers at worst, wherever it lies,
+        extent = index.max(0) - index.min(0)       # so that crops of one size stack across a batch
+        shape = np.ceil(extent - 1e-6).astype(int) + 1
     start = np.eye(n + 1)
     start[:n, n] = lo
     return Space(tuple(shape.tolist()), frame @ start, grid.crs)

@@ -215,6 +215,9 @@ class SpatialTransform(Transform):
 
     fusable: bool = True
     many_grids = True
+    #: The map permutes the reference grid's voxels (flips, quarter turns): other grids get their own
+    #: lattice moved with the content, so they are permuted too, never interpolated.
+    permutes: ClassVar[bool] = False
 
     @abstractmethod
     def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
@@ -225,8 +228,8 @@ class SpatialTransform(Transform):
         ``space``) when ``space`` goes to ``out`` through ``stages``. By default a warp keeps every
         grid, and a regrid gives each grid the part of its own lattice (moved with the content) that
         covers ``out``'s world box, so a crop stays a copy on every grid."""
-        if out == space:
-            return grid
+        if out == space:       # a warp: a permutation moves the lattice with the content (no interpolation)
+            return covering_grid(grid, space, forward_affine(stages, space.ndim), own=True) if self.permutes else grid
         return covering_grid(grid, out, forward_affine(stages, space.ndim, type(self).__name__))
 
     def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
@@ -404,7 +407,10 @@ as one.
         if (at := self.for_record(params)) is not self:       # a record of another epoch
             return at.lazy(sample, params)
         pending = sample.pending
-        if pending is not None and not pending.n_fields and not sample.grids and exact_full(pending):
+        # (only when every layer's data is on the map's source grid: a layer that another grid's data
+        # reaches through the map, e.g. after ResampleToMatch, is interpolated, not permuted)
+        if pending is not None and not pending.n_fields and not sample.grids and exact_full(pending) and \
+                all(sample.source_of(n) == pending.source for n in sample.layer_names()):
             fused = self._fuse(sample, params)
             if fused is not None:
                 return fused

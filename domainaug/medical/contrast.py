@@ -13,7 +13,7 @@ from ..core.params import as_axes, as_uniform, check_choice, resolve_axes
 from ..core.sample import Role, Sample
 from ..core.transform import Compose, IntensityTransform
 from ..core.values import affine_values, channel_quantiles, normalized_smooth
-from ..errors import ParameterError
+from ..errors import ParameterError, SampleError
 from ..intensity import Gamma
 from .physics import BiasField, RicianNoise
 
@@ -88,6 +88,21 @@ class TissueContrast(IntensityTransform):
         self.smoothing = float(smoothing)
         self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
+
+    def check_grids(self, sample: Sample) -> None:
+        """The regions are read on the label's grid: a target layer on another grid is refused by name."""
+        super().check_grids(sample)
+        if not sample.grids or self.label not in sample.layer_names():
+            return
+        try:
+            targets = self.target_layers(sample)
+        except ParameterError:
+            return                                  # raised by name where the layers are resolved
+        off = [n for n in targets if sample.space_of(n) != sample.space_of(self.label)]
+        if off:
+            raise SampleError(f"TissueContrast reads its regions from label {self.label!r}, and layers {off} are on "
+                              "another grid than it; put ResampleToMatch(target=...) before it, or name only the "
+                              "layers on the label's grid in layers=")
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         if self.label not in sample.layer_names() or sample.layer_info(self.label).role is not Role.LABEL:

@@ -650,7 +650,12 @@ class CloudShadow(Transform):
             return at.apply(sample, params)
         names = self._dates(sample)
         if "layers" not in params:
-            return self._occlude(sample, self.layer, self.mask, params)
+            out = sample          # the layers of a band group (on one grid by now) share the clouds
+            group = [n for n in sample.meta.get("band_groups", {}).get(self.layer, [self.layer])
+                     if n in sample.layer_names()] or [self.layer]
+            for n in group:
+                out = self._occlude(out, n, self.mask, params)
+            return out
         if sorted(params["layers"]) != sorted(names):
             raise ParameterError("params['layers']", sorted(params["layers"]), f"params for each date, {names}")
         out = sample

@@ -83,7 +83,9 @@ def stack_samples(samples: Sequence[Sample]) -> dict[str, Any]:
                 stacked.append(s[name].to(dtype))
                 mask.append(True)
             else:
-                stacked.append(torch.full(ref.shape, fill, dtype=dtype, device=ref.device))
+                # a sample without this VALID layer is valid everywhere on that grid
+                stacked.append(torch.full(ref.shape, True if roles == {Role.VALID} else fill, dtype=dtype,
+                                          device=ref.device))
                 mask.append(False)
         out[name] = torch.stack(stacked)
         present[name] = torch.tensor(mask, dtype=torch.bool)
