@@ -4,7 +4,7 @@ their dtype."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
@@ -15,6 +15,9 @@ from .core.sample import Sample
 from .core.transform import IntensityTransform
 from .core.values import affine_values, channel_stats, normalized_smooth, seeded_noise
 from .errors import ParameterError
+
+if TYPE_CHECKING:
+    from .testing import Case
 
 __all__ = ["Gamma", "BrightnessContrast", "GaussianNoise", "GaussianBlur", "SaltPepper"]
 
@@ -46,6 +49,13 @@ class Gamma(IntensityTransform):
         s = channel_stats(data, valid, ("min", "max"))
         span = (s["max"] - s["min"]).clamp(min=torch.finfo(data.dtype).tiny)
         return power(data, s["min"], span, params["gamma"])
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+        return Case(
+            random=lambda s: Gamma((0.5, 2.0)), identity=lambda s: Gamma(1.0),
+            bad=[("gamma", lambda: Gamma(0)), ("layers", lambda: Gamma(layers="image"))])
 
 
 class BrightnessContrast(IntensityTransform):
@@ -81,6 +91,14 @@ class BrightnessContrast(IntensityTransform):
     def transform_layer(self, data, valid, params, sample, name):
         return affine_values(data, *self.channel_affine(data, valid, params, sample, name))
 
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+        return Case(
+            random=lambda s: BrightnessContrast((-0.2, 0.2), (0.7, 1.3)),
+            identity=lambda s: BrightnessContrast(0.0, 1.0),
+            bad=[("contrast", lambda: BrightnessContrast(contrast=-1))])
+
 
 class GaussianNoise(IntensityTransform):
     """Add zero-mean Gaussian noise.
@@ -108,6 +126,13 @@ class GaussianNoise(IntensityTransform):
     def transform_layer(self, data, valid, params, sample, name):
         scale = params["std"] * (channel_stats(data, valid, ("std",))["std"] if self.relative else 1.0)
         return data + scale * seeded_noise(params["seed"], data.shape, data.device, data.dtype, "normal")
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+        return Case(
+            random=lambda s: GaussianNoise((0.05, 0.2)), identity=lambda s: GaussianNoise(0.0),
+            bad=[("std", lambda: GaussianNoise(-0.1))])
 
 
 class SaltPepper(IntensityTransform):
@@ -138,6 +163,13 @@ class SaltPepper(IntensityTransform):
         salt = u < params["amount"] * params["salt"]
         pepper = (u >= params["amount"] * params["salt"]) & (u < params["amount"])
         return torch.where(salt, s["max"].expand_as(data), torch.where(pepper, s["min"].expand_as(data), data))
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+        return Case(
+            random=lambda s: SaltPepper((0.01, 0.05)), identity=lambda s: SaltPepper(0.0),
+            bad=[("amount", lambda: SaltPepper(1.5))])
 
 
 class GaussianBlur(IntensityTransform):
@@ -183,3 +215,10 @@ class GaussianBlur(IntensityTransform):
         sigmas = [params["sigma"] * f / float(s) for f, s in zip(factors, sample.space.spacing)]
         weight = torch.ones_like(data[:1]) if valid is None else valid.to(data.dtype)
         return normalized_smooth(data, weight, sigmas)
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+        return Case(
+            random=lambda s: GaussianBlur((0.5, 2.0)), identity=lambda s: GaussianBlur(0.0),
+            bad=[("sigma", lambda: GaussianBlur(-1))])

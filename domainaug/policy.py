@@ -19,7 +19,7 @@ its range, so the records hold both the chosen ops and their drawn params:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
@@ -30,6 +30,9 @@ from .core.transform import Compose, Composite, Transform
 from .errors import ParameterError
 from .intensity import BrightnessContrast, Gamma, GaussianBlur, GaussianNoise
 from .spatial import Affine, Flip
+
+if TYPE_CHECKING:
+    from .testing import Case
 
 __all__ = ["RandAugment", "TrivialAugment", "OPS", "OP_SETS"]
 
@@ -128,6 +131,15 @@ class RandAugment(Composite):
             state = step(OPS[check_choice("params['ops']", name, self.names)](self.magnitude, state.space), child, state)
         return state
 
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+        return Case(
+            random=lambda s: RandAugment(n=3, magnitude=8, ops="remote_sensing" if s.space.ndim == 2 else "medical"),
+            identity=lambda s: RandAugment(n=2, magnitude=0, ops=["identity"]),
+            bad=[("magnitude", lambda: RandAugment(magnitude=11)), ("ops", lambda: RandAugment(ops=["warp"])),
+                 ("n", lambda: RandAugment(n=-1))])
+
 
 class TrivialAugment(Composite):
     """Apply one op drawn uniformly from ``ops`` at a magnitude drawn uniformly in ``[0, max_magnitude]``.
@@ -154,3 +166,11 @@ class TrivialAugment(Composite):
     def walk(self, state, params, step):
         name = check_choice("params['op']", params["op"], self.names)
         return step(OPS[name](_magnitude("params['magnitude']", params["magnitude"]), state.space), params["params"], state)
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+        return Case(
+            random=lambda s: TrivialAugment(ops="remote_sensing" if s.space.ndim == 2 else "medical"),
+            identity=lambda s: TrivialAugment(ops=["identity"]),
+            bad=[("max_magnitude", lambda: TrivialAugment(max_magnitude=-1)), ("ops", lambda: TrivialAugment(ops="x"))])

@@ -5,7 +5,7 @@ scans, CRS units for rasters); angles in degrees; sizes of crops and pads in vox
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from .core.sample import Role, Sample
 from .core.space import Space, covering_grid
 from .core.transform import SpatialTransform
 from .errors import ParameterError, ShapeError
+
+if TYPE_CHECKING:
+    from .testing import Case
 
 __all__ = ["Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad", "Resample", "ResampleToMatch"]
 
@@ -97,6 +100,15 @@ class Affine(SpatialTransform):
                        shear=n_shears(space.ndim), translation=space.ndim)
         return space, [np.linalg.inv(self.forward(space, params))]
 
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+        return Case(
+            random=lambda s: Affine(degrees=(-25, 25), scales=(0.85, 1.15), shear=(-0.1, 0.1), translation=(-3, 3)),
+            identity=lambda s: Affine(),
+            bad=[("scales", lambda: Affine(scales=(0, 1))), ("degrees", lambda: Affine(degrees=(10, -10))),
+                 ("p", lambda: Affine(p=1.5))])
+
 
 class Elastic(SpatialTransform):
     """Smooth random deformation from coarse control points (a warp).
@@ -163,6 +175,15 @@ class Elastic(SpatialTransform):
                                  f"shape {expected} for this space and spacing")
         return space, [build_field(space, spacing, displacement)]
 
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+        return Case(
+            random=lambda s: Elastic(max_displacement=float(s.space.spacing.max()) * 1.5),
+            identity=lambda s: Elastic(max_displacement=0.0),
+            bad=[("spacing", lambda: Elastic(spacing=-1)),
+                 ("max_displacement", lambda: Elastic(max_displacement=(-1, 2)))])
+
 
 class Flip(SpatialTransform):
     """Mirror the content along array axes, about the grid centre (a warp; exact, no interpolation).
@@ -187,6 +208,13 @@ class Flip(SpatialTransform):
             flip[a, a], flip[a, -1] = -1.0, space.shape[a] - 1.0
         mirror = space.affine @ flip @ space.inverse        # an involution: its own pull-back
         return space, [mirror]
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+        return Case(
+            random=lambda s: Flip(axes=(0, -1)), identity=lambda s: Flip(axes=()),
+            bad=[("axes", lambda: Flip(axes="x")), ("axes", lambda: Flip(axes=(0, 0)))])
 
 
 class Rot90(SpatialTransform):
@@ -241,6 +269,13 @@ class Rot90(SpatialTransform):
         same = tuple(out_shape) == space.shape and np.allclose(out_affine, space.affine, atol=1e-9)
         out = space if same else space.with_grid(out_shape, out_affine)
         return out, [np.linalg.inv(forward)]
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+        return Case(
+            random=lambda s: Rot90(axes=(0, 1)), identity=lambda s: Rot90(k=0),
+            bad=[("axes", lambda: Rot90(axes=(0,))), ("k", lambda: Rot90(k="one"))])
 
 
 class Crop(SpatialTransform):
@@ -336,6 +371,15 @@ class Crop(SpatialTransform):
                                  f"inside the grid {space.shape}")
         return space.with_grid(size, space.affine @ _translate(start)), []
 
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+        return Case(
+            random=lambda s: Crop(tuple(max(1, d - 4) for d in s.space.shape)),
+            identity=lambda s: Crop(s.space.shape, mode="center"),
+            bad=[("size", lambda: Crop(0)), ("mode", lambda: Crop(4, mode="middle")),
+                 ("ratios", lambda: Crop(4, mode="label", ratios=[0, 0])), ("ratios", lambda: Crop(4, ratios=[1, -1]))])
+
 
 class Pad(SpatialTransform):
     """Grow the grid to at least ``size`` voxels per axis, evenly on both sides (a regrid); new
@@ -364,6 +408,13 @@ class Pad(SpatialTransform):
         target = np.maximum(np.array(per_axis("size", self.size, space.ndim)), space.shape)
         before = (target - np.array(space.shape)) // 2
         return space.with_grid(target.tolist(), space.affine @ _translate(-before)), []
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+        return Case(
+            random=lambda s: Pad(tuple(d + 3 for d in s.space.shape)), identity=lambda s: Pad(1),
+            bad=[("size", lambda: Pad((4, -1)))])
 
 
 class Resample(SpatialTransform):
@@ -427,6 +478,15 @@ class Resample(SpatialTransform):
     def layer_grid(self, grid: Space, space: Space, out: Space, stages: list[Stage], params: dict[str, Any]) -> Space:
         return out if self.target is not None else self.spatial_map(grid, params)[0]
 
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+        return Case(
+            random=lambda s: Resample(float(s.space.spacing.min()) * 1.3),
+            identity=lambda s: Resample(s.space.spacing.tolist()),
+            bad=[("spacing", lambda: Resample(0)), ("spacing", lambda: Resample([])), ("spacing", lambda: Resample()),
+                 ("spacing", lambda: Resample(1.0, target="image"))])
+
 
 class ResampleToMatch(Resample):
     """Every layer onto the grid of layer ``target`` (MONAI's name for ``Resample(target=...)``).
@@ -438,6 +498,13 @@ class ResampleToMatch(Resample):
 
     def __init__(self, target: str, p: float = 1.0) -> None:
         super().__init__(target=target, p=p)
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+        return Case(          # one grid: the target is the sample's grid (tests/test_many_grids.py)
+            random=lambda s: ResampleToMatch("label"), identity=lambda s: ResampleToMatch("label"),
+            bad=[("target", lambda: ResampleToMatch(3))])
 
 
 def _check_lengths(params: dict[str, Any], ndim: int, **expected: int) -> None:

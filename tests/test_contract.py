@@ -1,16 +1,19 @@
-"""The contract, over every registered transform and both domains."""
+"""The contract, over every transform the library registers and both domains; each transform
+declares its case in its own class (``contract_case``)."""
 
 import numpy as np
 import pytest
 
 import domainaug as da
-import domainaug.testing.cases  # noqa: F401 - registers the core cases
-from domainaug.testing import (CASES, check_bad_arguments, check_dtypes, check_identity, check_no_new_labels,
+from domainaug.testing import (check_bad_arguments, check_dtypes, check_identity, check_no_new_labels,
                                check_batched, check_inverse, check_points_follow, check_replay_json, check_same_seed,
-                               check_valid_values, make_raster, make_volume, with_image_dtype)
+                               check_valid_values, declared_cases, library_transforms, make_raster, make_volume,
+                               missing_case, with_image_dtype)
 import torch
 
-NAMES = sorted(da.Transform.registry)
+LIBRARY = library_transforms()
+NAMES = sorted(LIBRARY)
+CASES = declared_cases(LIBRARY)
 SAMPLES = {
     "volume": lambda: make_volume(),
     "oblique-int16": lambda: make_volume(direction=np.array([[0, 0, -1], [1, 0, 0], [0, -1, 0]], float), dtype=np.int16,
@@ -22,9 +25,15 @@ SAMPLES = {
 COMBOS = [(n, k) for n in NAMES for k in sorted(SAMPLES) if n in CASES and k in CASES[n].kinds]
 
 
-def test_every_registered_transform_has_a_case():
-    missing = [n for n in NAMES if n not in CASES]
-    assert not missing, f"transforms without a contract case: {missing}"
+def case(name):
+    if name not in CASES:
+        pytest.fail(missing_case(LIBRARY[name]))
+    return CASES[name]
+
+
+def test_every_library_transform_declares_its_case():
+    missing = [missing_case(LIBRARY[n]) for n in NAMES if n not in CASES]
+    assert not missing, "\n".join(missing)
 
 
 @pytest.mark.parametrize("name, kind", COMBOS)
@@ -68,14 +77,14 @@ def test_world_points_follow_content(name, kind):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_arguments_name_themselves(name):
-    assert CASES[name].bad, f"{name} has no bad-argument case"
-    check_bad_arguments(CASES[name])
+    assert case(name).bad, f"{name} has no bad-argument case"
+    check_bad_arguments(case(name))
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_config_round_trips(name):
     sample = make_raster()
-    t = CASES[name].random(sample)
+    t = case(name).random(sample)
     again = da.transform_from_dict(t.to_dict())
     assert again.to_dict() == t.to_dict()
 

@@ -7,7 +7,7 @@ import inspect
 import re
 from abc import abstractmethod
 from dataclasses import replace
-from typing import Any, Callable, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from .space import Space, covering_grid
 from .kernels.exact import exact_full
 from .maps import PendingMap, Stage, forward_affine
 from .values import cast
+
+if TYPE_CHECKING:
+    from ..testing import Case
 
 __all__ = ["Transform", "SpatialTransform", "IntensityTransform", "Composite", "replay", "Compose", "OneOf",
            "SomeOf", "RandomApply", "transform_from_dict", "trace", "date_layers"]
@@ -618,6 +621,16 @@ class Compose(Composite):
             state = step(t, p, state)
         return state
 
+    @classmethod
+    def contract_case(cls) -> Case:
+        from ..intensity import Gamma
+        from ..spatial import Affine, Elastic, Flip
+        from ..testing import Case
+        return Case(
+            random=lambda s: Compose([Affine(degrees=(-10, 10)), Elastic(), Flip(axes=(0,), p=0.5), Gamma((0.8, 1.2))]),
+            identity=lambda s: Compose([Affine(), Flip(axes=())]),
+            bad=[("transforms", lambda: Compose([1]))], moves_points=True)
+
 
 class OneOf(Composite):
     """Apply one transform, chosen with the given weights (uniform by default).
@@ -650,6 +663,14 @@ class OneOf(Composite):
 
     def walk(self, state, params, step):
         return step(self.transforms[params["index"]], params["params"], state)
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from ..spatial import Affine, Elastic
+        from ..testing import Case
+        return Case(
+            random=lambda s: OneOf([Affine(degrees=(-20, 20)), Elastic()]), identity=lambda s: OneOf([Affine()]),
+            bad=[("weights", lambda: OneOf([Affine()], weights=[-1])), ("transforms", lambda: OneOf([]))])
 
 
 class SomeOf(Composite):
@@ -691,9 +712,29 @@ class SomeOf(Composite):
             state = step(self.transforms[i], p, state)
         return state
 
+    @classmethod
+    def contract_case(cls) -> Case:
+        from ..intensity import Gamma
+        from ..spatial import Affine, Flip
+        from ..testing import Case
+        return Case(
+            random=lambda s: SomeOf([Affine(degrees=(-20, 20)), Flip(axes=(0,)), Gamma()], n=(1, 3)),
+            identity=lambda s: SomeOf([Affine()], n=1),
+            bad=[("n", lambda: SomeOf([Affine()], n=3))])
+
 
 class RandomApply(Compose):
     """Apply a list of transforms, in order, with probability ``p`` (all or none)."""
 
     def __init__(self, transforms: Sequence[Transform], p: float = 0.5) -> None:
         super().__init__(transforms, p)
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from ..intensity import Gamma
+        from ..spatial import Affine
+        from ..testing import Case
+        return Case(
+            random=lambda s: RandomApply([Affine(degrees=(-20, 20)), Gamma()], p=0.7),
+            identity=lambda s: RandomApply([Affine()], p=1.0),
+            bad=[("p", lambda: RandomApply([Affine()], p=-0.1))])

@@ -4,7 +4,7 @@ documented field-strength composite."""
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,9 @@ from ..core.values import affine_values, channel_quantiles, normalized_smooth
 from ..errors import ParameterError, SampleError
 from ..intensity import Gamma
 from .physics import BiasField, RicianNoise
+
+if TYPE_CHECKING:
+    from ..testing import Case
 
 __all__ = ["IntensityScale", "TissueContrast", "SimulateLowResolution", "FieldStrength", "robust_range"]
 
@@ -63,6 +66,13 @@ class IntensityScale(IntensityTransform):
             lo, hi = robust_range(data, valid)
             offset = offset * (hi - lo)
         return affine_values(data, gain, offset)
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from ..testing import Case
+        return Case(
+            random=lambda s: IntensityScale((0.8, 1.2), (-0.1, 0.1)), identity=lambda s: IntensityScale(1.0, 0.0),
+            bad=[("gain", lambda: IntensityScale(gain=0)), ("units", lambda: IntensityScale(units="bits"))])
 
 
 class TissueContrast(IntensityTransform):
@@ -121,6 +131,13 @@ class TissueContrast(IntensityTransform):
     def transform_layer(self, data, valid, params, sample, name):
         return data * self.gain_map(sample, params, data)
 
+    @classmethod
+    def contract_case(cls) -> Case:
+        from ..testing import Case
+        return Case(
+            random=lambda s: TissueContrast((0.7, 1.3)), identity=lambda s: TissueContrast(1.0),
+            bad=[("smoothing", lambda: TissueContrast(smoothing=-1)), ("gain", lambda: TissueContrast(gain=0))])
+
 
 class SimulateLowResolution(IntensityTransform):
     """Thick slices / low resolution: along each of ``axes``, average slabs ``spacing`` mm thick and
@@ -158,6 +175,14 @@ class SimulateLowResolution(IntensityTransform):
                 continue
             out, weight = (_slab_average(t, axis, factor) for t in (out, weight))
         return out / weight.clamp(min=1e-12)
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from ..testing import Case
+        return Case(
+            random=lambda s: SimulateLowResolution((2 * float(s.space.spacing[-1]), 4 * float(s.space.spacing[-1]))),
+            identity=lambda s: SimulateLowResolution(float(s.space.spacing[-1])),
+            bad=[("spacing", lambda: SimulateLowResolution(0)), ("axes", lambda: SimulateLowResolution(axes="z"))])
 
 
 def _slab_average(x: torch.Tensor, axis: int, factor: int) -> torch.Tensor:
@@ -212,5 +237,12 @@ class FieldStrength(Compose):
     def arguments(self) -> dict[str, Any]:
         return {"source": self.source, "target": self.target, "noise": self.noise, "bias": self.bias,
                 "contrast": self.contrast, "p": self.p}
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from ..testing import Case
+        return Case(
+            random=lambda s: FieldStrength(3.0, 1.5), identity=lambda s: FieldStrength(1.5, 1.5),
+            bad=[("source", lambda: FieldStrength(source=0)), ("noise", lambda: FieldStrength(noise=-1))])
 
 

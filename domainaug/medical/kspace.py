@@ -10,7 +10,7 @@ symmetrically in ``+f``/``-f``, so before the magnitude the image is real (real 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
@@ -19,6 +19,9 @@ from ..core.sample import Layer, Role, Sample
 from ..core.transform import IntensityTransform
 from ..errors import ParameterError
 from ..spatial import Affine
+
+if TYPE_CHECKING:
+    from ..testing import Case
 
 __all__ = ["Spike", "Ghosting", "Motion"]
 
@@ -75,6 +78,13 @@ class Spike(IntensityTransform):
                 k[(slice(None),) + index] += params["intensity"] * peak / (1 if any(f) else 2)
         return (torch.fft.ifftn(k, dim=dims).abs() + floor).to(data.dtype)
 
+    @classmethod
+    def contract_case(cls) -> Case:
+        from ..testing import Case
+        return Case(
+            random=lambda s: Spike((0.1, 0.3), num_spikes=2), identity=lambda s: Spike(0.0),
+            bad=[("num_spikes", lambda: Spike(num_spikes=0)), ("intensity", lambda: Spike(-1.0))])
+
 
 class Ghosting(IntensityTransform):
     """Ghosts along the phase-encoding axis: every ``num_ghosts``-th k-space plane along ``axis``
@@ -130,6 +140,13 @@ class Ghosting(IntensityTransform):
         shape = [1] * data.dim()
         shape[axis] = -1
         return (torch.fft.ifftn(k * scale.view(shape), dim=dims).abs() + floor).to(data.dtype)
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from ..testing import Case
+        return Case(
+            random=lambda s: Ghosting((2, 4), intensity=(0.5, 0.9)), identity=lambda s: Ghosting(intensity=0.0),
+            bad=[("num_ghosts", lambda: Ghosting(num_ghosts=1)), ("intensity", lambda: Ghosting(intensity=2.0))])
 
 
 class Motion(IntensityTransform):
@@ -190,4 +207,11 @@ class Motion(IntensityTransform):
                 km = torch.fft.rfftn(moved, dim=dims)
                 k.index_copy_(axis, lines, km.index_select(axis, lines))
         return (torch.fft.irfftn(k, s=data.shape[1:], dim=dims).abs() + floor).to(data.dtype)
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from ..testing import Case
+        return Case(
+            random=lambda s: Motion((-5.0, 5.0), (-3.0, 3.0)), identity=lambda s: Motion(0.0, 0.0),
+            bad=[("num_movements", lambda: Motion(num_movements=0)), ("axis", lambda: Motion(axis="x"))])
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nibabel.orientations as nio
 import numpy as np
@@ -13,6 +13,9 @@ from ..core.sample import Sample
 from ..core.space import Space
 from ..core.transform import SpatialTransform
 from ..errors import ParameterError, ShapeError
+
+if TYPE_CHECKING:
+    from ..testing import Case
 
 __all__ = ["Reorient"]
 
@@ -53,3 +56,11 @@ class Reorient(SpatialTransform):
         new_affine = space.affine @ nio.inv_ornt_aff(transform, space.shape)
         shape = [space.shape[int(i)] for i in np.argsort(transform[:, 0])]
         return space.with_grid(shape, new_affine), []
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from ..testing import Case
+        return Case(
+            random=lambda s: Reorient("PIR"), identity=lambda s: Reorient("".join(nio.aff2axcodes(s.space.affine))),
+            bad=[("orientation", lambda: Reorient("RAX")), ("orientation", lambda: Reorient("RRS"))],
+            kinds=("volume", "oblique-int16"))

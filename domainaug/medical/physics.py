@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -16,6 +16,9 @@ from ..core.transform import IntensityTransform
 from ..core.values import channel_stats, seeded_noise
 from ..errors import ParameterError
 from ..intensity import GaussianNoise
+
+if TYPE_CHECKING:
+    from ..testing import Case
 
 __all__ = ["BiasField", "RicianNoise", "CTWindow", "CT_WINDOWS"]
 
@@ -83,6 +86,13 @@ class BiasField(IntensityTransform):
         field = self.log_field(sample, params, data.device, data.dtype).exp_()
         return field[None].mul_(data) if data.shape[0] == 1 else data * field     # one buffer for one channel
 
+    @classmethod
+    def contract_case(cls) -> Case:
+        from ..testing import Case
+        return Case(
+            random=lambda s: BiasField((-0.5, 0.5)), identity=lambda s: BiasField(0.0),
+            bad=[("coefficients", lambda: BiasField(10.0)), ("order", lambda: BiasField(order=0))])
+
 
 class RicianNoise(GaussianNoise):
     """Rician noise of magnitude MR images: ``sqrt((x + n1)^2 + n2^2)``, ``n1, n2 ~ N(0, sigma)``
@@ -107,6 +117,13 @@ class RicianNoise(GaussianNoise):
         sigma = params["std"] * (channel_stats(data, valid, ("std",))["std"] if self.relative else 1.0)
         noise = seeded_noise(params["seed"], (2,) + tuple(data.shape), data.device, data.dtype, "normal")
         return torch.hypot(noise[0].mul_(sigma).add_(data), noise[1].mul_(sigma))
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from ..testing import Case
+        return Case(
+            random=lambda s: RicianNoise((0.05, 0.2)), identity=lambda s: RicianNoise(0.0),
+            bad=[("std", lambda: RicianNoise(-1.0))])
 
 
 #: Named CT windows as (level, width) in HU.
@@ -174,4 +191,12 @@ class CTWindow(IntensityTransform):
             data = layers[n].data.float()
             floats[n] = replace(layers[n], data=data if valid is None else data.masked_fill(~valid, 0.0), fill=0.0)
         return super().apply(sample.with_layers(**floats), params)
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from ..testing import Case
+        return Case(
+            random=lambda s: CTWindow("brain", level_shift=(100.0, 200.0), width_scale=(0.5, 2.0), rescale=False),
+            identity=lambda s: CTWindow((0.0, 1e9), rescale=False),
+            bad=[("window", lambda: CTWindow("kidney")), ("width_scale", lambda: CTWindow(width_scale=0.0))])
 

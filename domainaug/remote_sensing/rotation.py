@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -15,6 +15,9 @@ from ..core.transform import SpatialTransform
 from ..errors import ParameterError
 from ..core.kernels.affine import about_center, axis_frame
 from ..spatial import Flip, Rot90
+
+if TYPE_CHECKING:
+    from ..testing import Case
 
 __all__ = ["RotationPolicy", "POLICIES"]
 
@@ -103,3 +106,10 @@ class RotationPolicy(SpatialTransform):
             forward = about_center(axis_frame(plane, space.direction), space.center_world())
             stages = [np.linalg.inv(forward)] + stages
         return space, stages
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from ..testing import Case
+        return Case(
+            random=lambda s: RotationPolicy("dihedral"), identity=lambda s: RotationPolicy("none"),
+            bad=[("policy", lambda: RotationPolicy("sometimes")), ("axes", lambda: RotationPolicy(axes=(0,)))])

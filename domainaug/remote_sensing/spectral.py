@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -42,6 +42,9 @@ from ..core.transform import IntensityTransform, Transform, date_layers
 from ..core.values import affine_values, cast, channel_quantiles, channel_stats, seeded_noise
 from ..errors import ParameterError, ShapeError
 from .bands import Band, is_unnamed, naming_hint, resolve_bands, sensor as sensor_table
+
+if TYPE_CHECKING:
+    from ..testing import Case
 
 __all__ = ["set_bands", "layer_bands", "SpectralJitter", "Haze", "BandDropout", "CloudShadow", "INDICES",
            "spectral_index", "AppendIndex", "band_stats", "check_stats", "cloud_reflectance", "derived_layers",
@@ -417,6 +420,15 @@ class SpectralJitter(IntensityTransform):
     def transform_layer(self, data, valid, params, sample, name):
         return affine_values(data, *self.channel_affine(data, valid, params, sample, name))
 
+    @classmethod
+    def contract_case(cls) -> Case:
+        from ..testing import Case
+        return Case(
+            random=lambda s: SpectralJitter(gain=(0.8, 1.2), bias=(-0.05, 0.05), correlation_nm=150.0),
+            identity=lambda s: SpectralJitter(gain=1.0, bias=0.0),
+            bad=[("gain", lambda: SpectralJitter(gain=0)), ("bands", lambda: SpectralJitter(bands="B1")),
+                 ("sensor", lambda: SpectralJitter(sensor="spot9"))], kinds=("raster-nodata",))
+
 
 #: Reference wavelength of ``Haze`` strength, nm (green; a band's haze does not depend on the others).
 REFERENCE_NM = 550.0
@@ -474,6 +486,14 @@ class Haze(IntensityTransform):
 
     def transform_layer(self, data, valid, params, sample, name):
         return data + self.channel_affine(data, valid, params, sample, name)[1]
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from ..testing import Case
+        return Case(
+            random=lambda s: Haze(strength=(0.05, 0.2)), identity=lambda s: Haze(strength=0.0),
+            bad=[("strength", lambda: Haze(strength=-1)), ("exponent", lambda: Haze(exponent=20))],
+            kinds=("raster-nodata",))
 
 
 class BandDropout(IntensityTransform):
@@ -537,6 +557,14 @@ class BandDropout(IntensityTransform):
         for i in index:
             out[i] = fill[i].expand_as(out[i])
         return out
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from ..testing import Case
+        return Case(
+            random=lambda s: BandDropout(max_bands=2), identity=lambda s: BandDropout(p=0.0),
+            bad=[("max_bands", lambda: BandDropout(0)), ("value", lambda: BandDropout(value="nan"))],
+            kinds=("raster-nodata",))
 
 
 #: Reflectance of an optically thick water cloud at the top of the atmosphere, by wavelength (nm):
@@ -696,6 +724,15 @@ class CloudShadow(Transform):
         return sample.with_layers(**{layer: replace(image, data=cast(out, image.data.dtype)),
                                      mask: Layer(marks, Role.LABEL, 0)})
 
+    @classmethod
+    def contract_case(cls) -> Case:
+        from ..testing import Case
+        return Case(
+            random=lambda s: CloudShadow(coverage=(0.1, 0.4)), identity=lambda s: CloudShadow(coverage=0.0),
+            bad=[("coverage", lambda: CloudShadow(coverage=1.5)),
+                 ("shadow_shift", lambda: CloudShadow(shadow_shift=-1))],
+            kinds=("raster-nodata",))
+
 
 def _shifted(x: torch.Tensor, shift: Sequence[int]) -> torch.Tensor:
     """``x`` translated by whole pixels, zero where nothing comes in."""
@@ -776,3 +813,10 @@ class AppendIndex(Transform):
         derived = [n for n in sample.meta.get("derived_layers", ()) if n != name]
         out.meta = {**out.meta, "derived_layers": derived + [name]}
         return out
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from ..testing import Case
+        return Case(
+            random=lambda s: AppendIndex("NDVI"), identity=lambda s: AppendIndex("NDWI"),
+            bad=[("index", lambda: AppendIndex("XYZ"))], kinds=("raster-nodata",))

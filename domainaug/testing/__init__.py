@@ -1,8 +1,10 @@
 """Reusable contract checks, run over every registered transform.
 
-A module that adds a transform registers a :class:`Case` (how to build a random instance, an
-identity instance and some bad constructor calls); ``tests/test_contract.py`` fails for any
-registered transform without one. The checks assert properties, never seeded snapshots.
+Each transform class declares its own :class:`Case` (how to build a random instance, an identity
+instance and some bad constructor calls) in a classmethod ``contract_case`` in its own class body,
+importing ``Case`` from here inside the method, so the library never imports this package at import
+time. ``tests/test_contract.py`` fails for any library transform without one. The checks assert
+properties, never seeded snapshots.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ..core.sample import Layer, Role, Sample
 from ..core.transform import SpatialTransform, Transform, replay
 from ..errors import ParameterError
 
-__all__ = ["Case", "CASES", "register_case", "make_volume", "make_raster", "check_same_seed", "check_replay_json",
+__all__ = ["Case", "library_transforms", "declared_cases", "missing_case", "make_volume", "make_raster", "check_same_seed", "check_replay_json",
            "check_identity", "check_no_new_labels", "check_points_follow", "check_dtypes", "check_bad_arguments",
            "check_valid_values", "with_image_dtype",
            "assert_samples_equal"]
@@ -36,11 +38,35 @@ class Case:
     kinds: tuple[str, ...] = ("volume", "oblique-int16", "raster-nodata")   # the test samples it applies to
 
 
-CASES: dict[str, Case] = {}
+def library_transforms() -> dict[str, type[Transform]]:
+    """The registered transforms that ``domainaug`` itself defines, by name (test modules register
+    helper transforms too; those are not held to the contract)."""
+    return {n: c for n, c in sorted(Transform.registry.items()) if c.__module__.split(".")[0] == "domainaug"}
 
 
-def register_case(name: str, case: Case) -> None:
-    CASES[name] = case
+def declared_cases(transforms: dict[str, type[Transform]]) -> dict[str, Case]:
+    """The case each of ``transforms`` declares in its own class body, by name; a class that declares
+    none is left out (see :func:`missing_case`), since a case is not inherited from a base class.
+
+    Raises:
+        TypeError: A ``contract_case`` that does not return a :class:`Case`.
+    """
+    out = {}
+    for name, cls in transforms.items():
+        if "contract_case" in vars(cls):
+            case = cls.contract_case()           # type: ignore[attr-defined]
+            if not isinstance(case, Case):
+                raise TypeError(f"{name}.contract_case() returned {type(case).__name__}, not domainaug.testing.Case")
+            out[name] = case
+    return out
+
+
+def missing_case(cls: type[Transform]) -> str:
+    """What to add when ``cls`` declares no contract case (the contract test's failure message)."""
+    return (f"{cls.__name__} ({cls.__module__}) declares no contract case: add a classmethod "
+            f"`contract_case(cls) -> Case` to the class body of {cls.__name__}, returning "
+            f"domainaug.testing.Case(random=..., identity=..., bad=[...]); a base class's case is not "
+            f"inherited (see CONTRIBUTING.md)")
 
 
 # --- samples ---------------------------------------------------------------------------------
