@@ -9,14 +9,12 @@ from pathlib import Path
 
 import torch
 
-from . import Compose, __version__, generator_for
+from . import Compose, __version__, data, generator_for
 from . import medical, remote_sensing
 from . import io as dio
 from .errors import DomainaugError
 from .io import atomic_path
 from .preview import preview
-
-FIXTURES = Path(__file__).resolve().parents[1] / "data_fixtures"
 
 
 def demo_pipelines() -> dict[str, Compose]:
@@ -35,11 +33,12 @@ def _sidecar(path: Path, records, source: list[str], seed: int, index: int) -> N
 
 
 def run_demo(out: Path, seed: int = 0, variants: int = 3) -> list[Path]:
-    """Both domains on the shipped real data: augmented files, sidecars and previews in ``out``."""
+    """Both domains on the real data shipped in ``domainaug.data``: augmented files, sidecars and previews
+    in ``out``."""
     pipelines = demo_pipelines()
     inputs = {
-        "t1": (FIXTURES / "KmeansTest_T1UCharRaw.nii.gz", FIXTURES / "KmeansTest_T1KmeansPrelimSegmentation.nii.gz"),
-        "rgbn": (FIXTURES / "rgbn_suba.tif", None),
+        "t1": (data.path(data.T1), data.path(data.T1_LABELS)),
+        "rgbn": (data.path(data.RGBN), None),
     }
     written = []
     for name, (image, label) in inputs.items():
