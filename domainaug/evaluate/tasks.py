@@ -28,6 +28,7 @@ from ..core.params import check_choice
 from ..core.sample import Sample
 from ..core.transform import Compose, Transform, transform_from_dict
 from ..errors import ParameterError
+from ..extras import require
 from .compare import Comparison, kfold_compare, spatial_blocks
 
 __all__ = ["TASKS", "run_config", "pipeline_from_config", "small_cnn"]
@@ -69,6 +70,7 @@ class LandsatPatches:
                 "patch": 16, "block_patches": 4, "epochs": 15, "batch": 32, "lr": 2e-3}
     quick = {"epochs": 1}
     paths = ("scene", "labels")
+    requires: tuple[str, ...] = ()
 
     def data(self, o: dict[str, Any]) -> tuple[list[Sample], list[Any]]:
         from ..remote_sensing import classification_patches
@@ -120,6 +122,7 @@ class T1Segmentation:
                 "log_every": 25}
     quick = {"iterations": 2, "log_every": 1}
     paths = ("image", "labels")
+    requires = ("monai",)
 
     def data(self, o: dict[str, Any]) -> tuple[list[Sample], None]:
         from .. import io as dio
@@ -141,6 +144,7 @@ class T1Segmentation:
         return (x - x.mean(dims, keepdim=True)) / x.std(dims, keepdim=True).clamp(min=1e-6)
 
     def train(self, samples: list[Sample], pipeline: Transform | None, seed: int, o: dict[str, Any]) -> Model:
+        require("monai", "the t1-segmentation task")
         from monai.losses import DiceCELoss
         from monai.networks.nets import UNet
         from ..spatial import Crop
@@ -229,6 +233,8 @@ def run_config(config: dict[str, Any] | str | Path, out: str | Path | None = Non
         if not isinstance(config, dict):
             raise ParameterError("config", str(path), "a YAML mapping")
     task = TASKS[check_choice("task", config.get("task"), sorted(TASKS))]()
+    for module in ("matplotlib", *task.requires):          # before any training, not after it
+        require(module, f"domainaug evaluate ({config['task']})")
     given = dict(config.get("options") or {})
     unknown = set(given) - set(task.defaults)
     if unknown:
