@@ -58,7 +58,7 @@ class _Mix:
 
     def _lam(self, generator: torch.Generator) -> float:
         """A Beta(alpha, alpha) draw from the explicit generator (inverse CDF of a uniform)."""
-        from scipy import stats                 # 1.4 s to import: only when a mix first draws
+        from scipy import stats                 # slow to import: only when a mix first draws
         u = torch.rand((), generator=generator, dtype=torch.float64).item()
         return float(stats.beta.ppf(u, self.alpha, self.alpha))
 
