@@ -24,7 +24,7 @@ def test_a_missing_module_names_its_extra(monkeypatch):
         require("numpy", "nothing")
 
 
-def test_every_lazy_import_site_names_its_extra(monkeypatch, tmp_path, fixtures):
+def test_every_lazy_import_site_names_its_extra(monkeypatch, tmp_path, fixtures, capsys):
     for module in EXTRAS:
         monkeypatch.setitem(sys.modules, module, None)
     monkeypatch.delitem(sys.modules, "domainaug.io.itk", raising=False)     # imported afresh, as in a new process
@@ -49,7 +49,11 @@ def test_every_lazy_import_site_names_its_extra(monkeypatch, tmp_path, fixtures)
     for extra, call in cases:
         with pytest.raises(MissingDependencyError, match=INSTALL_HINT.format(extra)):
             call()
-    assert cli.main(["preview", str(fixtures / "rgbn_suba.tif"), "--out", str(tmp_path / "p.png")]) == 2
+    capsys.readouterr()
+    t1 = str(fixtures / "KmeansTest_T1UCharRaw.nii.gz")
+    assert cli.main(["preview", t1, "--preset", "brain-mri", "--out", str(tmp_path / "p.png")]) == 2
+    assert capsys.readouterr().err.strip() == ("domainaug: error: preview needs matplotlib, which is not installed: "
+                                               "pip install 'domainaug[plot]'")
 
 
 def test_local_offline_runs_need_no_dask(monkeypatch, tmp_path, fixtures):
