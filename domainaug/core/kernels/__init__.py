@@ -72,7 +72,7 @@ def _numba_caching_into(folder: _Path) -> Iterator[None]:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:                 # no writable user cache: the temporary folder, never the package
-        folder = _Path(_tempfile.gettempdir()) / f"domainaug-{_getpass_user()}" / folder.name
+        folder = _Path(_tempfile.gettempdir()) / f"domainaug-{_user_name()}" / folder.name
     _numba.config.CACHE_DIR = str(folder)
     try:
         yield
@@ -80,7 +80,7 @@ def _numba_caching_into(folder: _Path) -> Iterator[None]:
         _numba.config.CACHE_DIR = saved
 
 
-def _getpass_user() -> str:
+def _user_name() -> str:
     try:
         return _getpass.getuser()
     except (KeyError, OSError):
