@@ -10,6 +10,7 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 # torch is pinned first: the project's own range (<3) would otherwise let pip pick a CUDA build.
+# The test extra is every optional extra (domainaug[all]) plus pytest, hypothesis and scikit-learn.
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[test]"

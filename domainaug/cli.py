@@ -9,14 +9,13 @@ from pathlib import Path
 
 import torch
 
-from . import Compose, __version__, generator_for
+from . import Compose, __version__, data, generator_for
 from . import medical, remote_sensing
 from . import io as dio
-from .errors import DomainaugError
+from .errors import DomainaugError, MissingDependencyError
+from .extras import available
 from .io import atomic_path
 from .preview import preview
-
-FIXTURES = Path(__file__).resolve().parents[1] / "data_fixtures"
 
 
 def demo_pipelines() -> dict[str, Compose]:
@@ -35,11 +34,12 @@ def _sidecar(path: Path, records, source: list[str], seed: int, index: int) -> N
 
 
 def run_demo(out: Path, seed: int = 0, variants: int = 3) -> list[Path]:
-    """Both domains on the shipped real data: augmented files, sidecars and previews in ``out``."""
+    """Both domains on the real data shipped in ``domainaug.data``: augmented files, sidecars and (with
+    matplotlib, the ``plot`` extra) previews in ``out``."""
     pipelines = demo_pipelines()
     inputs = {
-        "t1": (FIXTURES / "KmeansTest_T1UCharRaw.nii.gz", FIXTURES / "KmeansTest_T1KmeansPrelimSegmentation.nii.gz"),
-        "rgbn": (FIXTURES / "rgbn_suba.tif", None),
+        "t1": (data.path(data.T1), data.path(data.T1_LABELS)),
+        "rgbn": (data.path(data.RGBN), None),
     }
     written = []
     for name, (image, label) in inputs.items():
@@ -55,7 +55,9 @@ def run_demo(out: Path, seed: int = 0, variants: int = 3) -> list[Path]:
         sidecar = out / f"{name}_aug.json"
         _sidecar(sidecar, first.history, [str(image)] + ([str(label)] if label else []), seed, 0)
         written.append(sidecar)
-        written.append(preview(sample, outs, out / f"{name}_preview.png", title=f"{image.name}: {sample.space.describe()}"))
+        if available("matplotlib"):
+            title = f"{image.name}: {sample.space.describe()}"
+            written.append(preview(sample, outs, out / f"{name}_preview.png", title=title))
     return written
 
 
@@ -155,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     aug.add_argument("-n", "--copies", type=int, default=1, help="augmented copies per input")
     aug.add_argument("--seed", type=int, default=0)
     aug.add_argument("--label-suffix", default=None, help="e.g. _seg: X_seg.nii.gz is the label of X.nii.gz")
-    aug.add_argument("--scheduler", default=None, help="address of a Dask scheduler (default: a local cluster)")
+    aug.add_argument("--scheduler", default=None, help="address of a Dask scheduler (needs domainaug[dask]; "
+                     "default: threads in this process)")
     aug.add_argument("--workers", type=int, default=None, help="local worker threads (default: cores)")
     aug.add_argument("--bands", default=None, help="band names, in file order, for rasters without band descriptions "
                      "(read as band1, band2, ...), e.g. B1,B2,B3,B4,B5,B7 with --sensor landsat7; descriptions such "
@@ -187,12 +190,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             for path in run_demo(args.out, args.seed):
                 print(path)
-            print(f"demo: wrote augmented volumes, rasters, sidecars and previews into {args.out}/")
+            if available("matplotlib"):
+                print(f"demo: wrote augmented volumes, rasters, sidecars and previews into {args.out}/")
+            else:
+                print(f"demo: wrote augmented volumes, rasters and sidecars into {args.out}/ (no previews: "
+                      "pip install 'domainaug[plot]' for them)")
             return 0
         return {"augment": cmd_augment, "presets": cmd_presets, "replay": cmd_replay, "preview": cmd_preview,
                 "evaluate": cmd_evaluate}[
             args.command](args)
-    except (DomainaugError, OSError) as exc:
+    except (DomainaugError, MissingDependencyError, OSError) as exc:
         print(f"domainaug: error: {exc}", file=sys.stderr)
         return 2
 

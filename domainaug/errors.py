@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DomainaugError", "ParameterError", "ShapeError", "SpaceMismatchError", "NoDataError", "SampleError"]
+__all__ = ["DomainaugError", "ParameterError", "ShapeError", "SpaceMismatchError", "NoDataError", "SampleError",
+           "MissingDependencyError"]
 
 
 class DomainaugError(ValueError):
@@ -35,3 +36,13 @@ class SampleError(DomainaugError):
     """Loading or augmenting one item of a dataset failed; the message names the item's index and
     path and the original error, which is chained as ``__cause__`` (one string argument, so that a
     DataLoader worker can re-raise it in the main process)."""
+
+
+class MissingDependencyError(ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the extra
+    that installs it (``pip install 'domainaug[plot]'``). An ``ImportError``, not a ``ValueError``."""
+
+    def __init__(self, module: str, extra: str, feature: str) -> None:
+        self.module, self.extra, self.feature = module, extra, feature
+        super().__init__(f"{feature} needs {module}, which is not installed: pip install 'domainaug[{extra}]'",
+                         name=module)

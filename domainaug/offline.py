@@ -1,5 +1,5 @@
 """Offline generation: augmented copies of a dataset, written atomically with JSON sidecars, resumable,
-on a local Dask scheduler or an existing Dask cluster.
+on local threads or an existing Dask cluster (the ``dask`` extra).
 
 Every output file is written under a temporary name and renamed when complete; its sidecar (records,
 input and output checksums, versions) is written last, so a sidecar whose checksums match marks a
@@ -16,6 +16,7 @@ import os
 import platform
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -24,6 +25,7 @@ from . import __version__
 from .core.random import generator_for
 from .core.transform import Transform, transform_from_dict
 from .errors import DomainaugError, ParameterError
+from .extras import require
 from .io import atomic_path, load, save
 
 __all__ = ["Job", "plan", "layer_path", "run_job", "run", "resolve_pipeline", "sha256"]
@@ -210,13 +212,11 @@ def run_job(job: Job, pipeline: dict[str, Any], seed: int, bands: Sequence[str] 
 def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str | None = None, workers: int | None = None,
         progress: Callable[[int, int, float], None] | None = None, bands: Sequence[str] | None = None,
         sensor: str | None = None, equivalent_crs: bool = False) -> list[dict[str, Any]]:
-    """Run the jobs on a local Dask cluster (``workers`` threads in this process; default: the machine's
-    cores) or on the Dask cluster at ``scheduler``; write ``manifest.json`` beside the outputs (each
+    """Run the jobs on ``workers`` threads in this process (default: the machine's cores) or on the Dask
+    cluster at ``scheduler`` (needs the ``dask`` extra); write ``manifest.json`` beside the outputs (each
     entry lists its job, status and ``layers``: layer name -> file). Temporary files left
     by a killed run in the output folder are removed first, so run one job per output folder at a time.
     ``equivalent_crs`` (recorded in the manifest, for replay) accepts labels whose CRS PROJ calls equal."""
-    from distributed import Client, LocalCluster, as_completed
-
     if not jobs:
         return []
     out_dir = Path(jobs[0].sidecar).parent
@@ -230,25 +230,29 @@ def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str 
     for stale in out_dir.glob(".*.tmp*"):          # temporaries of a killed run (one run per folder at a time)
         stale.unlink()
     config = pipeline.to_dict()
-    cluster = None
+    options = {"pipeline": config, "seed": seed, "bands": bands, "sensor": sensor, "equivalent_crs": equivalent_crs}
+    results: list[dict[str, Any]] = []
+    start = time.time()
+
+    def collect(result: dict[str, Any]) -> None:
+        results.append(result)
+        if progress:
+            progress(len(results), len(jobs), time.time() - start)
+
     if scheduler is None:
-        # in-process worker threads: nothing to start or import, kernels already compiled. Parallel numba
-        # kernels take a process-wide lock (core.kernels.parallel_lock); torch ops release the GIL.
-        n = workers or os.cpu_count() or 1
-        cluster = LocalCluster(n_workers=1, threads_per_worker=n, processes=False, dashboard_address=None)
-    client = Client(scheduler if scheduler is not None else cluster)
-    try:
-        futures = client.map(run_job, list(jobs), pipeline=config, seed=seed, bands=bands, sensor=sensor,
-                             equivalent_crs=equivalent_crs, pure=False)
-        results, start = [], time.time()
-        for future in as_completed(futures):
-            results.append(future.result())
-            if progress:
-                progress(len(results), len(jobs), time.time() - start)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        # in-process threads: kernels already compiled. Parallel numba kernels take a process-wide lock
+        # (core.kernels.parallel_lock); torch ops release the GIL.
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            for future in as_completed([pool.submit(run_job, job, **options) for job in jobs]):
+                collect(future.result())
+    else:
+        distributed = require("distributed", "offline.run on a Dask cluster (scheduler=..., --scheduler)")
+        client = distributed.Client(scheduler)
+        try:
+            for future in distributed.as_completed(client.map(run_job, list(jobs), **options, pure=False)):
+                collect(future.result())
+        finally:
+            client.close()
     results.sort(key=lambda r: r["index"])
     manifest = {"domainaug": __version__, "seed": seed, "pipeline": config, "bands": bands, "sensor": sensor,
                 "equivalent_crs": equivalent_crs,

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from .core.sample import Role, Sample
+from .extras import require
 from .io import atomic_path
 
 __all__ = ["preview"]
@@ -58,7 +59,7 @@ def _raster_panel(sample: Sample, bands: Sequence[str] | None) -> np.ndarray:
 def preview(original: Sample, variants: Sequence[Sample], path: str | Path, title: str = "",
             bands: Sequence[str] | None = None) -> Path:
     """Write a PNG grid: the original first, then each variant."""
-    import matplotlib
+    matplotlib = require("matplotlib", "preview")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -1,6 +1,7 @@
 """kfold_compare and the `domainaug evaluate` runner."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +10,9 @@ import torch
 import domainaug as da
 from domainaug.cli import main as cli_main
 from domainaug.evaluate import kfold_compare
-from domainaug.evaluate.tasks import LandsatPatches
+from domainaug.evaluate.tasks import LandsatPatches, T1Segmentation
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data_real"
 
 
 def toy_data(n=20):
@@ -75,7 +78,7 @@ def test_quick_t1_segmentation_from_the_cli_writes_a_report(tmp_path):
 
 
 def test_quick_landsat_patches_from_the_cli(tmp_path):
-    if not LandsatPatches.defaults["scene"] or not __import__("pathlib").Path(LandsatPatches.defaults["scene"]).exists():
+    if not (SHARED / "derived" / "nc_landsat7_6band.tif").is_file():
         pytest.skip("needs ../shared/data_real (the NC Landsat scene)")
     assert cli_main(["evaluate", "experiments/landsat_patches.yaml", "--quick", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
@@ -91,3 +94,23 @@ def test_bad_configs_are_named(tmp_path):
         run_config({"task": "t1-segmentation", "pipelines": {"x": {"preset": "no-such"}}})
     with pytest.raises(da.ParameterError, match="^options="):
         run_config({"task": "t1-segmentation", "options": {"epochz": 3}, "pipelines": {"none": None}})
+
+
+def test_task_defaults_never_point_into_the_repository():
+    import domainaug.data
+    package_data = Path(domainaug.data.__file__).parent
+    assert all(Path(T1Segmentation.defaults[k]).parent == package_data for k in ("image", "labels"))
+    assert LandsatPatches.defaults["scene"] is None and LandsatPatches.defaults["labels"] is None
+    from domainaug.evaluate.tasks import run_config
+    with pytest.raises(da.ParameterError, match="^options.scene=None"):
+        run_config({"task": "landsat-patches", "pipelines": {"none": None}}, log=None)
+
+
+def test_relative_paths_in_a_config_file_are_relative_to_its_folder(tmp_path):
+    from domainaug.evaluate.tasks import run_config
+    (tmp_path / "sub").mkdir()
+    config = tmp_path / "sub" / "c.yaml"
+    config.write_text("task: landsat-patches\noptions: {scene: ../scene.tif, labels: ../labels.tif}\n"
+                      "pipelines: {none: null}\n")
+    with pytest.raises(da.ParameterError, match=f"^options.scene='{tmp_path}/sub/../scene.tif'"):
+        run_config(config, log=None)

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,14 +18,43 @@ def test_openmp_threads_sleep_unless_the_user_chose(preset, expected):
     assert out.stdout.strip() == expected
 
 
-def test_cached_kernels_are_dropped_when_simd_changes(tmp_path):
-    from domainaug.core.kernels import drop_stale_caches
+def test_kernels_cache_in_the_user_cache_keyed_on_simd(tmp_path):
+    from domainaug.core.kernels import kernel_cache_dir
+    if sys.platform in ("win32", "darwin"):
+        pytest.skip("the XDG layout is the Linux one")
     (tmp_path / "simd.py").write_text("A = 1\n")
-    cache = tmp_path / "__pycache__"
-    cache.mkdir()
-    (cache / "resample._warp-1.py311.nbi").write_text("old")
-    assert drop_stale_caches(tmp_path) and not (cache / "resample._warp-1.py311.nbi").exists()
-    (cache / "resample._warp-1.py311.nbi").write_text("new")
-    assert not drop_stale_caches(tmp_path) and (cache / "resample._warp-1.py311.nbi").exists()
+    home = {"HOME": "/home/u"}
+    first = kernel_cache_dir(tmp_path, home)
+    assert first.parent == Path("/home/u/.cache/domainaug") and first.name.startswith("numba-")
+    assert kernel_cache_dir(tmp_path, {**home, "XDG_CACHE_HOME": "/xdg"}) == Path("/xdg/domainaug") / first.name
+    assert kernel_cache_dir(tmp_path, {**home, "XDG_CACHE_HOME": "rel"}) == first       # XDG: relative is ignored
+    chosen = kernel_cache_dir(tmp_path, {**home, "NUMBA_CACHE_DIR": "/nb"})
+    assert chosen.parent == Path("/nb") and chosen.name.startswith("domainaug-")
     (tmp_path / "simd.py").write_text("A = 2\n")                # edited: the kernels that use it recompile
-    assert drop_stale_caches(tmp_path) and not (cache / "resample._warp-1.py311.nbi").exists()
+    assert kernel_cache_dir(tmp_path, home) != first
+
+
+def _files(folder):
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_import_and_compiled_kernels_write_nothing_inside_the_package(tmp_path):
+    import domainaug
+    package = Path(domainaug.__file__).parent
+    before = _files(package)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    code = ("import numba, torch, domainaug as da\n"
+            "assert numba.config.CACHE_DIR == '', numba.config.CACHE_DIR   # the user's own kernels: numba's default\n"
+            "s = da.Sample.from_numpy(torch.rand(1, 20, 21, 22).numpy())\n"
+            "da.Compose([da.Gamma(1.5), da.Flip(axes=(0,))])(s, generator=da.generator_for(0, 0, 0))\n")
+    subprocess.run([sys.executable, "-B", "-c", code], env=env, check=True, timeout=600)   # -B: no .pyc either
+    assert _files(package) == before
+    assert list((tmp_path / "xdg" / "domainaug").rglob("*.nbi"))
+
+
+def test_import_leaves_heavy_modules_until_first_use():
+    heavy = ["scipy.stats", "rasterio", "matplotlib", "SimpleITK", "dask", "distributed", "monai", "torchio"]
+    code = f"import sys, domainaug; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -15,6 +15,7 @@ from ..core.random import generator_for
 from ..core.sample import Sample
 from ..core.transform import Transform
 from ..errors import ParameterError
+from ..extras import require
 from .metrics import accuracy, as_array, dice, expected_calibration_error, per_class_report
 from .stats import paired_ttest, wilcoxon
 
@@ -156,7 +157,7 @@ class Comparison:
 
     def plot(self, out: Path) -> list[Path]:
         """Learning curves (per pipeline, mean over runs), reliability diagrams (pooled), score bars."""
-        import matplotlib
+        matplotlib = require("matplotlib", "Comparison.plot")
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         out.mkdir(parents=True, exist_ok=True)

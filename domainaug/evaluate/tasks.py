@@ -4,9 +4,11 @@ A task gives the data (samples and split groups) and a ``train(samples, pipeline
 returns a model: ``model(samples) -> probabilities``, with a per-epoch ``history``. Both train small
 networks on CPU, through ``AugmentedDataset`` (``pipeline=None``: no augmentation).
 
-- ``landsat-patches``: land-cover classification of 16x16 patches of the NC Landsat-7 scene
-  (``../shared/data_real``), 7 classes (majority of the dense map), spatial-block groups.
-- ``t1-segmentation``: tissue segmentation of the shipped T1 (7 k-means classes) with a small MONAI
+- ``landsat-patches``: land-cover classification of 16x16 patches of the NC Landsat-7 scene, 7
+  classes (majority of the dense map), spatial-block groups. The scene is not shipped (CC BY-SA
+  3.0): ``options: {scene: ..., labels: ...}`` name the files (``experiments/landsat_patches.yaml``
+  points at ``shared/data_real`` beside the repository).
+- ``t1-segmentation``: tissue segmentation of the T1 shipped in ``domainaug.data`` (7 k-means classes) with a small MONAI
   3D UNet; the volume (reoriented to RAS) is cut into slabs along its first axis, and each fold
   holds one slab out (a spatial split inside the one real volume there is).
 """
@@ -21,17 +23,15 @@ import numpy as np
 import torch
 import yaml
 
+from .. import data as shipped
 from ..core.params import check_choice
 from ..core.sample import Sample
 from ..core.transform import Compose, Transform, transform_from_dict
 from ..errors import ParameterError
+from ..extras import require
 from .compare import Comparison, kfold_compare, spatial_blocks
 
 __all__ = ["TASKS", "run_config", "pipeline_from_config", "small_cnn"]
-
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "data_real"
-
 
 def small_cnn(bands: int, classes: int) -> torch.nn.Module:
     """Two conv blocks and global pooling: enough for 16x16 multispectral patches."""
@@ -65,17 +65,19 @@ def _loader(samples: list[Sample], pipeline: Transform | None, seed: int, batch:
 # ---------------------------------------------------------------------------------------------
 class LandsatPatches:
     kind = "classification"
-    defaults = {"scene": str(SHARED / "derived" / "nc_landsat7_6band.tif"),
-                "labels": str(SHARED / "derived" / "nc_landsat7_strata_dense.tif"),
+    defaults = {"scene": None, "labels": None,
                 "bands": ["B1", "B2", "B3", "B4", "B5", "B7"], "sensor": "landsat7", "classes": 7,
                 "patch": 16, "block_patches": 4, "epochs": 15, "batch": 32, "lr": 2e-3}
     quick = {"epochs": 1}
+    paths = ("scene", "labels")
+    requires: tuple[str, ...] = ()
 
     def data(self, o: dict[str, Any]) -> tuple[list[Sample], list[Any]]:
         from ..remote_sensing import classification_patches
         for key in ("scene", "labels"):
-            if not Path(o[key]).exists():
-                raise ParameterError(key, o[key], "an existing GeoTIFF (the NC scene ships in ../shared/data_real)")
+            if o[key] is None or not Path(o[key]).is_file():
+                raise ParameterError(f"options.{key}", o[key], "an existing GeoTIFF (the NC Landsat scene is not "
+                                     "shipped; experiments/landsat_patches.yaml names it in shared/data_real)")
         samples = classification_patches(o["scene"], o["labels"], o["patch"], bands=o["bands"], sensor=o["sensor"])
         size = float(samples[0].space.spacing.max()) * o["patch"] * o["block_patches"]
         return samples, spatial_blocks(samples, size)
@@ -115,11 +117,12 @@ class LandsatPatches:
 # ---------------------------------------------------------------------------------------------
 class T1Segmentation:
     kind = "segmentation"
-    defaults = {"image": str(ROOT / "data_fixtures" / "KmeansTest_T1UCharRaw.nii.gz"),
-                "labels": str(ROOT / "data_fixtures" / "KmeansTest_T1KmeansPrelimSegmentation.nii.gz"),
+    defaults = {"image": str(shipped.path(shipped.T1)), "labels": str(shipped.path(shipped.T1_LABELS)),
                 "classes": 7, "slabs": 5, "patch": [24, 32, 32], "iterations": 150, "batch": 2, "lr": 3e-3,
                 "log_every": 25}
     quick = {"iterations": 2, "log_every": 1}
+    paths = ("image", "labels")
+    requires = ("monai",)
 
     def data(self, o: dict[str, Any]) -> tuple[list[Sample], None]:
         from .. import io as dio
@@ -141,6 +144,7 @@ class T1Segmentation:
         return (x - x.mean(dims, keepdim=True)) / x.std(dims, keepdim=True).clamp(min=1e-6)
 
     def train(self, samples: list[Sample], pipeline: Transform | None, seed: int, o: dict[str, Any]) -> Model:
+        require("monai", "the t1-segmentation task")
         from monai.losses import DiceCELoss
         from monai.networks.nets import UNet
         from ..spatial import Crop
@@ -215,21 +219,30 @@ def run_config(config: dict[str, Any] | str | Path, out: str | Path | None = Non
     and plots. ``quick``: two folds and the task's tiny training settings (for tests and CI).
 
     Keys: ``task`` (``landsat-patches`` | ``t1-segmentation``), ``title``, ``options`` (task
-    settings), ``pipelines`` (name -> pipeline, see ``pipeline_from_config``), ``baseline``,
-    ``folds``, ``seeds``, ``shift`` (a transform dict or ``{preset: NAME}``), ``out``, ``notes``.
+    settings; relative file paths in a YAML file are relative to its folder), ``pipelines`` (name ->
+    pipeline, see ``pipeline_from_config``), ``baseline``, ``folds``, ``seeds``, ``shift`` (a
+    transform dict or ``{preset: NAME}``), ``out``, ``notes``.
     """
+    base = Path.cwd()
     if not isinstance(config, dict):
         path = Path(config)
         if not path.is_file():
             raise ParameterError("config", str(config), "an existing YAML file")
+        base = path.absolute().parent
         config = yaml.safe_load(path.read_text())
         if not isinstance(config, dict):
             raise ParameterError("config", str(path), "a YAML mapping")
     task = TASKS[check_choice("task", config.get("task"), sorted(TASKS))]()
-    options = {**task.defaults, **(config.get("options") or {}), **(task.quick if quick else {})}
-    unknown = set(config.get("options") or {}) - set(task.defaults)
+    for module in ("matplotlib", *task.requires):          # before any training, not after it
+        require(module, f"domainaug evaluate ({config['task']})")
+    given = dict(config.get("options") or {})
+    unknown = set(given) - set(task.defaults)
     if unknown:
         raise ParameterError("options", sorted(unknown), f"settings of {config['task']} ({', '.join(task.defaults)})")
+    for key in task.paths:
+        if isinstance(given.get(key), str):
+            given[key] = str(base / given[key])
+    options = {**task.defaults, **given, **(task.quick if quick else {})}
     raw = config.get("pipelines")
     if not isinstance(raw, dict) or not raw:
         raise ParameterError("pipelines", raw, "a mapping of names to pipelines (null = no augmentation)")

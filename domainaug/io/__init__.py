@@ -79,8 +79,9 @@ def _read(path: str | os.PathLike) -> dict[str, Any]:
     if path.is_file() and path.stat().st_size == 0:
         raise DomainaugError(f"{path}: the file is empty")
     fmt = format_of(path)
+    reader = _reader(fmt)                  # outside the try: a missing extra is named as it is
     try:
-        return _reader(fmt)(path)
+        return reader(path)
     except DomainaugError:
         raise
     except Exception as exc:  # corrupt or truncated files: name the file and the reader's reason
@@ -223,10 +224,11 @@ def save(sample: Sample, path: str | os.PathLike, layer: str = "image", *, dtype
     if tensor.dtype in (torch.float16, torch.bfloat16):
         tensor = tensor.float()
     data = tensor.numpy()
+    writer = _writer(fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        _writer(fmt)(tmp, data, sample.space_of(layer), meta=meta, role=data_layer.role.value, fill=data_layer.fill,
-                     valid=valid, channels=data_layer.channels, dtype=dtype)
+        writer(tmp, data, sample.space_of(layer), meta=meta, role=data_layer.role.value, fill=data_layer.fill,
+               valid=valid, channels=data_layer.channels, dtype=dtype)
     return path
 
 

@@ -15,6 +15,7 @@ import torch
 from ..core.sample import Layer, Role, Sample, as_label
 from ..core.space import Space
 from ..errors import ParameterError, SpaceMismatchError
+from ..extras import require
 
 __all__ = ["to_monai", "from_monai", "to_torchio", "from_torchio", "sample_from_parts"]
 
@@ -35,6 +36,7 @@ def _space_of(affine: Any, shape: tuple[int, ...], name: str) -> Space:
 
 def to_monai(sample: Sample) -> dict[str, Any]:
     """``{layer name: MetaTensor(data, affine=its grid's affine)}`` for every layer."""
+    require("monai", "to_monai")
     from monai.data import MetaTensor
     return {name: MetaTensor(layer.data, affine=torch.tensor(np.array(sample.space_of(name).affine, dtype=np.float64)))
             for name, layer in sample.layers.items()}
@@ -94,7 +96,7 @@ def sample_from_parts(parts: Mapping[str, tuple[str, Any, Any, Role]], reference
 
 def to_torchio(sample: Sample) -> Any:
     """A ``torchio.Subject``: INTENSITY layers as ``ScalarImage``, LABEL (and VALID) as ``LabelMap``."""
-    import torchio as tio
+    tio = require("torchio", "to_torchio")
     if sample.space.ndim != 3:
         raise ParameterError("sample", sample.space.describe(), "a 3D sample (TorchIO images are 3D)")
     images = {}
@@ -122,7 +124,7 @@ def torchio_parts(subject: Any, image: str = "image", label: str | None = "label
         ParameterError: a subject key that is also the layer name of another key (``"image"`` or
             ``"label"`` used for a different image).
     """
-    import torchio as tio
+    tio = require("torchio", "torchio_parts")
     parts: dict[str, tuple] = {}
     for key, img in subject.get_images_dict(intensity_only=False).items():
         name = "image" if key == image else "label" if key == label else key

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import SimpleITK as sitk
 
 from ..core.space import Space
 from ..errors import DomainaugError
+from ..extras import require
 from .common import check_load_size, fits, smallest_integer_dtype, to_disk
+
+sitk = require("SimpleITK", "MHA/MHD/NRRD files and DICOM folders")
 
 __all__ = ["read", "write"]
 

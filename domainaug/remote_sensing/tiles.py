@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
-import rasterio
-import rasterio.errors
 import torch
-from rasterio.windows import Window
 
 from ..core.params import check_positive_int
 from ..core.sample import Role, Sample
 from ..core.space import Space, as_crs, crs_equal, crs_name
 from ..errors import DomainaugError, NoDataError, ParameterError, SpaceMismatchError
 from ..io import assemble, atomic_path
-from ..io import geotiff
 from .spectral import set_bands
+
+if TYPE_CHECKING:
+    from rasterio.windows import Window
+
+# rasterio (GDAL) and io.geotiff are imported by the functions that read or write, on first use.
 
 __all__ = ["tiles", "tile_windows", "TileWriter", "classification_patches", "scene_stats"]
 
@@ -57,6 +58,7 @@ def tile_windows(height: int, width: int, size: int | Sequence[int], overlap: in
         check_positive_int(name, v)
     if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < min(th, tw):
         raise ParameterError("overlap", overlap, f"an integer in [0, {min(th, tw)})")
+    from rasterio.windows import Window
 
     def starts(n: int, t: int) -> list[int]:
         if n <= t:
@@ -68,6 +70,7 @@ def tile_windows(height: int, width: int, size: int | Sequence[int], overlap: in
 
 
 def _read_window(path: str | os.PathLike, window: Window) -> dict:
+    from ..io import geotiff
     try:
         return geotiff.read(Path(path), window)
     except DomainaugError:
@@ -92,6 +95,8 @@ def tiles(path: str | os.PathLike, size: int | Sequence[int], overlap: int = 0, 
     are in every tile's ``meta["scene_stats"]["image"]``, for ops given ``stats="scene"`` (no seams
     between tiles).
     """
+    import rasterio
+    import rasterio.errors
     try:
         with rasterio.open(path) as src:
             height, width = src.height, src.width
@@ -137,6 +142,8 @@ class TileWriter:
     def __init__(self, path: str | os.PathLike, like: str | os.PathLike, overlap: int = 0, layer: str = "image",
                  count: int | None = None, dtype: str | None = None, *, equivalent_crs: bool = False) -> None:
         self.path, self.overlap, self.layer, self.equivalent_crs = Path(path), int(overlap), layer, equivalent_crs
+        import rasterio
+        from ..io import geotiff
         with rasterio.open(like) as src:
             self.source = geotiff.source_meta(src)
             self.space = Space((src.height, src.width), geotiff.to_space_affine(src.transform), as_crs(src.crs))
@@ -153,6 +160,8 @@ class TileWriter:
         self._dst = rasterio.open(self._tmp, "w", **self.profile)
 
     def write(self, tile: Sample) -> None:
+        from rasterio.windows import Window
+        from ..io import geotiff
         if self.layer in tile.grids:
             raise SpaceMismatchError(f"layer {self.layer!r} of the tile is on a grid of its own "
                                      f"({tile.space_of(self.layer).describe()}), not the tile's; put "
@@ -228,6 +237,8 @@ def scene_stats(path: str | os.PathLike, bands: Sequence[str] | None = None,
 
 def _read_scene_stats(path: str | os.PathLike, bands: Sequence[str] | None = None,
                       block: int = 1024) -> dict[str, dict[str, float]]:
+    import rasterio
+    from ..io import geotiff
     with rasterio.open(path) as src:
         height, width = src.height, src.width
     shift = total = squares = low = high = None

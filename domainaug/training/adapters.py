@@ -36,6 +36,7 @@ from ..core.sample import Role, Sample
 from ..core.space import Space
 from ..core.transform import Compose, Transform, replay
 from ..errors import ParameterError
+from ..extras import require
 from ..io import interop
 
 __all__ = ["MonaiTransform", "TorchioTransform", "DomainaugReplay", "invert_records"]
@@ -79,6 +80,7 @@ def _space_from(doc: dict[str, Any]) -> Space:
 # --- MONAI ------------------------------------------------------------------------------------------
 
 def _make_monai() -> type:
+    require("monai", "MonaiTransform")
     from monai.data import MetaTensor
     from monai.transforms import InvertibleTransform, MapTransform, Randomizable
     from monai.utils import TraceKeys
@@ -213,6 +215,7 @@ def _make_monai() -> type:
 # --- TorchIO ----------------------------------------------------------------------------------------
 
 def _make_torchio() -> tuple[type, type]:
+    require("torchio", "TorchioTransform")
     import torchio as tio
     from torchio.transforms.augmentation import RandomTransform
 

@@ -29,7 +29,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from scipy import stats
 
 from ..core.params import check_positive_int, to_json
 from ..core.random import generator_for
@@ -61,6 +60,7 @@ class _Mix:
 
     def _lam(self, generator: torch.Generator) -> float:
         """A Beta(alpha, alpha) draw from the explicit generator (inverse CDF of a uniform)."""
+        from scipy import stats                 # slow to import: only when a mix first draws
         u = torch.rand((), generator=generator, dtype=torch.float64).item()
         return float(stats.beta.ppf(u, self.alpha, self.alpha))
 

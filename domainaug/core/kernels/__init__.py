@@ -2,10 +2,15 @@
 resampler (resample: the entry point; exact, warp_cpu and warp_torch: its paths; spec: what they
 share). The map model they read is ``core.maps``."""
 
+import contextlib as _contextlib
+import getpass as _getpass
 import hashlib as _hashlib
 import os as _os
+import sys as _sys
+import tempfile as _tempfile
 import threading as _threading
 from pathlib import Path as _Path
+from typing import Iterator, Mapping
 
 import numba as _numba
 
@@ -33,24 +38,57 @@ def parallel_lock() -> _threading.Lock:
     return PARALLEL_LOCK
 
 
-def drop_stale_caches(folder: _Path) -> bool:
-    """Delete numba's cached kernels in ``folder/__pycache__`` when ``folder/simd.py`` changed since
-    they were compiled; True if it did. numba keys a cached kernel on the kernel's own file only, so
-    kernels that use simd.py's intrinsics would keep the old code after an edit or a checkout of it.
-    A hash of simd.py kept next to the cache files tells. (A fresh install has no cache to drop.)"""
-    cache = folder / "__pycache__"
+def user_cache_root(environ: Mapping[str, str] = _os.environ) -> _Path:
+    """domainaug's folder in the user cache: ``$XDG_CACHE_HOME/domainaug`` (default
+    ``~/.cache/domainaug``), ``~/Library/Caches/domainaug`` on macOS, ``%LOCALAPPDATA%\\domainaug``
+    on Windows."""
+    home = _Path(environ.get("HOME") or _Path.home())
+    if _sys.platform == "win32":
+        base = _Path(environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
+    elif _sys.platform == "darwin":
+        base = home / "Library" / "Caches"
+    else:
+        xdg = environ.get("XDG_CACHE_HOME", "")
+        base = _Path(xdg) if _os.path.isabs(xdg) else home / ".cache"      # the XDG spec ignores a relative one
+    return base / "domainaug"
+
+
+def kernel_cache_dir(folder: _Path = _Path(__file__).resolve().parent,
+                     environ: Mapping[str, str] = _os.environ) -> _Path:
+    """Where numba caches domainaug's compiled kernels: a folder named after ``folder/simd.py``'s
+    hash, under ``$NUMBA_CACHE_DIR`` when it is set, else under ``user_cache_root()``.
+
+    numba keys a cached kernel on the kernel's own file only, so kernels that use simd.py's
+    intrinsics would keep the old code after an edit of it; a new hash is a new, empty folder."""
+    digest = _hashlib.sha256((folder / "simd.py").read_bytes()).hexdigest()[:16]
+    if environ.get("NUMBA_CACHE_DIR"):
+        return _Path(environ["NUMBA_CACHE_DIR"]) / f"domainaug-{digest}"
+    return user_cache_root(environ) / f"numba-{digest}"
+
+
+@_contextlib.contextmanager
+def _numba_caching_into(folder: _Path) -> Iterator[None]:
+    saved = _numba.config.CACHE_DIR
     try:
-        digest = _hashlib.sha256((folder / "simd.py").read_bytes()).hexdigest()
-        stamp = cache / "simd.sha256"
-        if stamp.is_file() and stamp.read_text() == digest:
-            return False
-        for stale in list(cache.glob("*.nbi")) + list(cache.glob("*.nbc")):
-            stale.unlink(missing_ok=True)
-        cache.mkdir(exist_ok=True)
-        stamp.write_text(digest)
-        return True
-    except OSError:             # a read-only install: numba caches elsewhere, keyed on fresh files
-        return False
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:                 # no writable user cache: the temporary folder, never the package
+        folder = _Path(_tempfile.gettempdir()) / f"domainaug-{_user_name()}" / folder.name
+    _numba.config.CACHE_DIR = str(folder)
+    try:
+        yield
+    finally:
+        _numba.config.CACHE_DIR = saved
 
 
-drop_stale_caches(_Path(__file__).resolve().parent)
+def _user_name() -> str:
+    try:
+        return _getpass.getuser()
+    except (KeyError, OSError):
+        return "user"
+
+
+# The kernels are compiled into the user cache, not the installed package (numba's default is the
+# source's __pycache__). numba reads CACHE_DIR when a kernel is defined, so it is set only while these
+# modules define theirs: the user's own numba functions keep numba's own setting.
+with _numba_caching_into(kernel_cache_dir()):
+    from . import grid, exact, pointwise, warp_cpu  # noqa: E402,F401 - the modules with cached kernels
