@@ -204,10 +204,10 @@ class Rot90(SpatialTransform):
     """
 
     def __init__(self, axes: Sequence[int] = (-2, -1), k: int | Sequence[int] | None = None, p: float = 1.0) -> None:
-        axes = as_axes("axes", axes)
-        if axes is None or len(axes) != 2:
-            raise ParameterError("axes", axes, "two distinct axes")
-        self.axes = axes
+        chosen = as_axes("axes", axes)
+        if chosen is None or len(chosen) != 2:
+            raise ParameterError("axes", chosen, "two distinct axes")
+        self.axes = chosen
         ks = [k] if isinstance(k, int) else list(k) if isinstance(k, (list, tuple)) else None
         if k is not None and (not ks or not all(isinstance(v, int) and not isinstance(v, bool) for v in ks)):
             raise ParameterError("k", k, "None, an integer or a list of integers")

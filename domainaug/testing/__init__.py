@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from ..core.record import ParamRecord
@@ -44,8 +45,9 @@ def register_case(name: str, case: Case) -> None:
 
 
 # --- samples ---------------------------------------------------------------------------------
-def make_volume(shape=(14, 16, 12), spacing=(1.0, 1.5, 2.0), labels=(0, 3, 7), direction: np.ndarray | None = None,
-                with_valid: bool = False, dtype=np.float32, seed: int = 0, label_mode: str | None = None) -> Sample:
+def make_volume(shape: tuple[int, ...] = (14, 16, 12), spacing: Sequence[float] = (1.0, 1.5, 2.0),
+                labels: Sequence[int] = (0, 3, 7), direction: np.ndarray | None = None,
+                with_valid: bool = False, dtype: npt.DTypeLike = np.float32, seed: int = 0, label_mode: str | None = None) -> Sample:
     """A small anisotropic volume: smooth image, blob labels, a point at a labelled voxel."""
     rng = np.random.default_rng(seed)
     idx = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1).astype(np.float64)
@@ -70,7 +72,8 @@ def make_volume(shape=(14, 16, 12), spacing=(1.0, 1.5, 2.0), labels=(0, 3, 7), d
     return sample
 
 
-def make_raster(shape=(24, 20), bands=4, spacing=10.0, nodata_border=3, seed: int = 0) -> Sample:
+def make_raster(shape: tuple[int, int] = (24, 20), bands: int = 4, spacing: float = 10.0, nodata_border: int = 3,
+                seed: int = 0) -> Sample:
     """A small multispectral raster with a nodata border, a CRS and a class map."""
     rng = np.random.default_rng(seed)
     h, w = shape
