@@ -152,7 +152,8 @@ class Motion(IntensityTransform):
     """
 
     def __init__(self, degrees: float | tuple[float, float] = (-3.0, 3.0), translation: float | tuple[float, float] = (-3.0, 3.0),
-                 num_movements: int = 2, axis: int = 0, layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool | None = False) -> None:
+                 num_movements: int = 2, axis: int = 0, layers: Sequence[str] | None = None, p: float = 1.0, *,
+                 per_layer: bool | None = False) -> None:
         self.degrees = as_uniform("degrees", degrees, low=-45, high=45)
         self.translation = as_uniform("translation", translation)
         self.num_movements = check_positive_int("num_movements", num_movements)

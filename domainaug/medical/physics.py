@@ -174,7 +174,7 @@ class CTWindow(IntensityTransform):
         layers = sample.layers
         floats = {}
         for n, _ in self.layer_params(sample, params):      # (a layer skipped by per_layer keeps its values)
-            valid = layers[sample.valid_of(n)].data if sample.valid_of(n) else None
+            valid = layers[v].data if (v := sample.valid_of(n)) else None
             data = layers[n].data.float()
             floats[n] = replace(layers[n], data=data if valid is None else data.masked_fill(~valid, 0.0), fill=0.0)
         return super().apply(sample.with_layers(**floats), params)

@@ -232,7 +232,8 @@ def _read_scene_stats(path: str | os.PathLike, bands: Sequence[str] | None = Non
                       block: int = 1024) -> dict[str, dict[str, float]]:
     with rasterio.open(path) as src:
         height, width = src.height, src.width
-    shift = total = squares = low = high = None
+    shift: torch.Tensor | None = None
+    total = squares = low = high = torch.zeros(0, dtype=torch.float64)       # set with ``shift``, from the first tile
     count = 0
     names: list[str] = []
     for window in tile_windows(height, width, check_positive_int("block", block)):

@@ -15,7 +15,7 @@ import numba as _numba
 # core). The lock is re-created in forked children, which must not inherit it held. A layer the user
 # chose (NUMBA_THREADING_LAYER) is kept.
 if "NUMBA_THREADING_LAYER" not in _os.environ:
-    _numba.config.THREADING_LAYER = "workqueue"
+    _numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]  # numba.config sets it from the env
 
 PARALLEL_LOCK = _threading.Lock()
 
