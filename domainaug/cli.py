@@ -12,6 +12,7 @@ import torch
 from . import Compose, __version__, data, generator_for
 from . import medical, remote_sensing
 from . import io as dio
+from .core.record import ParamRecord
 from .errors import DomainaugError, MissingDependencyError
 from .extras import available
 from .io import atomic_path
@@ -26,7 +27,7 @@ def demo_pipelines() -> dict[str, Compose]:
     }
 
 
-def _sidecar(path: Path, records, source: list[str], seed: int, index: int) -> None:
+def _sidecar(path: Path, records: list[ParamRecord], source: list[str], seed: int, index: int) -> None:
     doc = {"domainaug": __version__, "inputs": source, "seed": seed, "index": index,
            "records": [r.to_dict() for r in records]}
     with atomic_path(path) as tmp:
@@ -67,7 +68,7 @@ def _progress(done: int, total: int, elapsed: float) -> None:
           file=sys.stderr, flush=True)
 
 
-def cmd_augment(args) -> int:
+def cmd_augment(args: argparse.Namespace) -> int:
     from . import offline
     pipeline = offline.resolve_pipeline(args.preset, args.pipeline)
     jobs = offline.plan(args.inputs, args.out, args.copies, args.label_suffix)
@@ -83,7 +84,7 @@ def cmd_augment(args) -> int:
     return 1 if failed else 0
 
 
-def cmd_presets(args) -> int:
+def cmd_presets(args: argparse.Namespace) -> int:
     from . import offline
     from . import medical, remote_sensing
     if args.name is None:
@@ -96,7 +97,7 @@ def cmd_presets(args) -> int:
     return 0
 
 
-def cmd_replay(args) -> int:
+def cmd_replay(args: argparse.Namespace) -> int:
     import json
     import tempfile
     from . import offline
@@ -124,7 +125,7 @@ def cmd_replay(args) -> int:
     return 0 if same else 1
 
 
-def cmd_preview(args) -> int:
+def cmd_preview(args: argparse.Namespace) -> int:
     from . import offline
     sample = dio.load(args.input, label=args.label, equivalent_crs=args.equivalent_crs)
     pipeline = offline.resolve_pipeline(args.preset, args.pipeline)
@@ -134,7 +135,7 @@ def cmd_preview(args) -> int:
     return 0
 
 
-def cmd_evaluate(args) -> int:
+def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate.tasks import run_config
     torch.set_num_threads(args.threads)
     _, report = run_config(args.config, out=args.out, quick=args.quick)

@@ -37,7 +37,7 @@ class Gamma(IntensityTransform):
     fresh_output = True
 
     def __init__(self, gamma: float | tuple[float, float] = (0.7, 1.5), layers: Sequence[str] | None = None,
-                 p: float = 1.0, *, per_layer: bool = False) -> None:
+                 p: float = 1.0, *, per_layer: bool | None = False) -> None:
         self.gamma = as_uniform("gamma", gamma, low=1e-3)
         self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
@@ -45,7 +45,8 @@ class Gamma(IntensityTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {"gamma": self.gamma.draw(generator)}
 
-    def transform_layer(self, data, valid, params, sample, name):
+    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                        sample: Sample, name: str) -> torch.Tensor:
         s = channel_stats(data, valid, ("min", "max"))
         span = (s["max"] - s["min"]).clamp(min=torch.finfo(data.dtype).tiny)
         return power(data, s["min"], span, params["gamma"])
@@ -74,7 +75,7 @@ class BrightnessContrast(IntensityTransform):
 
     def __init__(self, brightness: float | tuple[float, float] = (-0.1, 0.1),
                  contrast: float | tuple[float, float] = (0.9, 1.1), layers: Sequence[str] | None = None,
-                 p: float = 1.0, *, per_layer: bool = False) -> None:
+                 p: float = 1.0, *, per_layer: bool | None = False) -> None:
         self.brightness = as_uniform("brightness", brightness)
         self.contrast = as_uniform("contrast", contrast, low=0.0)
         self._set_layers(layers, per_layer=per_layer)
@@ -83,12 +84,14 @@ class BrightnessContrast(IntensityTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {"brightness": self.brightness.draw(generator), "contrast": self.contrast.draw(generator)}
 
-    def channel_affine(self, data, valid, params, sample, name):
+    def channel_affine(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                       sample: Sample, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         s = channel_stats(data, valid, ("min", "max", "mean"))
         c = params["contrast"]
         return torch.full_like(s["mean"], c), (1 - c) * s["mean"] + params["brightness"] * (s["max"] - s["min"])
 
-    def transform_layer(self, data, valid, params, sample, name):
+    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                        sample: Sample, name: str) -> torch.Tensor:
         return affine_values(data, *self.channel_affine(data, valid, params, sample, name))
 
     @classmethod
@@ -114,7 +117,7 @@ class GaussianNoise(IntensityTransform):
     """
 
     def __init__(self, std: float | tuple[float, float] = (0.0, 0.1), relative: bool = True,
-                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool = False) -> None:
+                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool | None = False) -> None:
         self.std = as_uniform("std", std, low=0.0)
         self.relative = bool(relative)
         self._set_layers(layers, per_layer=per_layer)
@@ -123,7 +126,8 @@ class GaussianNoise(IntensityTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {"std": self.std.draw(generator), "seed": child_seed(generator)}
 
-    def transform_layer(self, data, valid, params, sample, name):
+    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                        sample: Sample, name: str) -> torch.Tensor:
         scale = params["std"] * (channel_stats(data, valid, ("std",))["std"] if self.relative else 1.0)
         return data + scale * seeded_noise(params["seed"], data.shape, data.device, data.dtype, "normal")
 
@@ -148,7 +152,7 @@ class SaltPepper(IntensityTransform):
     """
 
     def __init__(self, amount: float | tuple[float, float] = (0.0, 0.01), salt: float = 0.5,
-                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool = False) -> None:
+                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool | None = False) -> None:
         self.amount = as_uniform("amount", amount, low=0.0, high=1.0)
         self.salt = as_uniform("salt", salt, low=0.0, high=1.0)
         self._set_layers(layers, per_layer=per_layer)
@@ -157,7 +161,8 @@ class SaltPepper(IntensityTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {"amount": self.amount.draw(generator), "salt": self.salt.draw(generator), "seed": child_seed(generator)}
 
-    def transform_layer(self, data, valid, params, sample, name):
+    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                        sample: Sample, name: str) -> torch.Tensor:
         s = channel_stats(data, valid, ("min", "max"))
         u = seeded_noise(params["seed"], data.shape, data.device, torch.float64, "uniform")
         salt = u < params["amount"] * params["salt"]
@@ -195,7 +200,7 @@ class GaussianBlur(IntensityTransform):
     """
 
     def __init__(self, sigma: float | tuple[float, float] = (0.0, 1.0), axis_scale: Sequence[float] | None = None,
-                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool = False) -> None:
+                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool | None = False) -> None:
         self.sigma = as_uniform("sigma", sigma, low=0.0)
         if axis_scale is not None and (not isinstance(axis_scale, (list, tuple)) or not axis_scale or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in axis_scale)):
@@ -207,7 +212,8 @@ class GaussianBlur(IntensityTransform):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return {"sigma": self.sigma.draw(generator)}
 
-    def transform_layer(self, data, valid, params, sample, name):
+    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                        sample: Sample, name: str) -> torch.Tensor:
         factors = self.axis_scale or [1.0] * sample.space.ndim
         if len(factors) != sample.space.ndim:
             raise ParameterError("axis_scale", self.axis_scale, f"{sample.space.ndim} factors for a "

@@ -94,14 +94,14 @@ def plan(inputs: Sequence[str], out: str | os.PathLike, copies: int = 1, label_s
         label = f.with_name(stem + label_suffix + ext) if label_suffix else None
         pairs.append((f, label if label is not None and label.exists() else None))
     out = Path(out)
-    stems = {}
+    stems: dict[str, list[str]] = {}
     for f, _ in pairs:
         stems.setdefault(_split_ext(f.name)[0], []).append(str(f))
     clashes = {k: v for k, v in stems.items() if len(v) > 1}
     if clashes:
         raise ParameterError("inputs", sorted(sum(clashes.values(), [])), "file names that differ (their outputs "
                              "would overwrite each other in the output folder)")
-    jobs = []
+    jobs: list[Job] = []
     for f, label in pairs:
         stem, ext = _split_ext(f.name)
         for k in range(copies):
@@ -135,14 +135,14 @@ def layer_path(job: Job, name: str) -> str:
 
 def resolve_pipeline(preset: str | None = None, pipeline: str | None = None) -> Transform:
     """A pipeline from a preset name (medical or remote sensing) or a YAML file."""
-    if (preset is None) == (pipeline is None):
-        raise ParameterError("preset", preset, "either --preset NAME or --pipeline FILE.yaml")
-    if preset is not None:
+    if preset is not None and pipeline is None:
         from . import medical, remote_sensing
         names = medical.presets() + remote_sensing.presets()
         if preset not in names:
             raise ParameterError("preset", preset, "one of " + ", ".join(sorted(names)))
         return (medical if preset in medical.presets() else remote_sensing).preset(preset)
+    if pipeline is None or preset is not None:
+        raise ParameterError("preset", preset, "either --preset NAME or --pipeline FILE.yaml")
     import yaml
     path = Path(pipeline)
     try:
@@ -230,7 +230,7 @@ def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str 
     for stale in out_dir.glob(".*.tmp*"):          # temporaries of a killed run (one run per folder at a time)
         stale.unlink()
     config = pipeline.to_dict()
-    options = {"pipeline": config, "seed": seed, "bands": bands, "sensor": sensor, "equivalent_crs": equivalent_crs}
+    options: dict[str, Any] = {"pipeline": config, "seed": seed, "bands": bands, "sensor": sensor, "equivalent_crs": equivalent_crs}
     results: list[dict[str, Any]] = []
     start = time.time()
 

@@ -117,7 +117,7 @@ class RandAugment(Composite):
     def arguments(self) -> dict[str, Any]:
         return {"n": self.n, "magnitude": self.magnitude, "ops": self.ops, "p": self.p}
 
-    def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool):
+    def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
         picks = [self.names[int(torch.randint(0, len(self.names), (), generator=generator).item())]
                  for _ in range(self.n)]
         out, children = sample, []
@@ -126,7 +126,7 @@ class RandAugment(Composite):
             children.append(params)
         return self.finish(out, sample, lazy), {"ops": picks, "children": children}
 
-    def walk(self, state, params, step):
+    def walk(self, state: Any, params: dict[str, Any], step: Callable[[Transform, dict[str, Any], Any], Any]) -> Any:
         for name, child in zip(params["ops"], params["children"]):
             state = step(OPS[check_choice("params['ops']", name, self.names)](self.magnitude, state.space), child, state)
         return state
@@ -157,13 +157,13 @@ class TrivialAugment(Composite):
     def arguments(self) -> dict[str, Any]:
         return {"ops": self.ops, "max_magnitude": self.max_magnitude, "p": self.p}
 
-    def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool):
+    def _draw_and_run(self, sample: Sample, generator: torch.Generator, lazy: bool) -> tuple[Sample, dict[str, Any]]:
         name = self.names[int(torch.randint(0, len(self.names), (), generator=generator).item())]
         m = self.max_magnitude * torch.rand((), generator=generator, dtype=torch.float64).item()
         out, params = OPS[name](m, sample.space).step(sample, generator, lazy=True)
         return self.finish(out, sample, lazy), {"op": name, "magnitude": m, "params": params}
 
-    def walk(self, state, params, step):
+    def walk(self, state: Any, params: dict[str, Any], step: Callable[[Transform, dict[str, Any], Any], Any]) -> Any:
         name = check_choice("params['op']", params["op"], self.names)
         return step(OPS[name](_magnitude("params['magnitude']", params["magnitude"]), state.space), params["params"], state)
 

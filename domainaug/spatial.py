@@ -214,7 +214,7 @@ class Flip(SpatialTransform):
         from .testing import Case
         return Case(
             random=lambda s: Flip(axes=(0, -1)), identity=lambda s: Flip(axes=()),
-            bad=[("axes", lambda: Flip(axes="x")), ("axes", lambda: Flip(axes=(0, 0)))])
+            bad=[("axes", lambda: Flip(axes="x")), ("axes", lambda: Flip(axes=(0, 0)))])  # type: ignore[arg-type]  # (wrong on purpose)
 
 
 class Rot90(SpatialTransform):
@@ -236,10 +236,10 @@ class Rot90(SpatialTransform):
     permutes = True
 
     def __init__(self, axes: Sequence[int] = (-2, -1), k: int | Sequence[int] | None = None, p: float = 1.0) -> None:
-        axes = as_axes("axes", axes)
-        if axes is None or len(axes) != 2:
-            raise ParameterError("axes", axes, "two distinct axes")
-        self.axes = axes
+        chosen = as_axes("axes", axes)
+        if chosen is None or len(chosen) != 2:
+            raise ParameterError("axes", chosen, "two distinct axes")
+        self.axes = chosen
         ks = [k] if isinstance(k, int) else list(k) if isinstance(k, (list, tuple)) else None
         if k is not None and (not ks or not all(isinstance(v, int) and not isinstance(v, bool) for v in ks)):
             raise ParameterError("k", k, "None, an integer or a list of integers")
@@ -275,7 +275,7 @@ class Rot90(SpatialTransform):
         from .testing import Case
         return Case(
             random=lambda s: Rot90(axes=(0, 1)), identity=lambda s: Rot90(k=0),
-            bad=[("axes", lambda: Rot90(axes=(0,))), ("k", lambda: Rot90(k="one"))])
+            bad=[("axes", lambda: Rot90(axes=(0,))), ("k", lambda: Rot90(k="one"))])  # type: ignore[arg-type]  # (wrong on purpose)
 
 
 class Crop(SpatialTransform):
@@ -504,7 +504,7 @@ class ResampleToMatch(Resample):
         from .testing import Case
         return Case(          # one grid: the target is the sample's grid (tests/test_many_grids.py)
             random=lambda s: ResampleToMatch("label"), identity=lambda s: ResampleToMatch("label"),
-            bad=[("target", lambda: ResampleToMatch(3))])
+            bad=[("target", lambda: ResampleToMatch(3))])  # type: ignore[arg-type]  # (wrong on purpose)
 
 
 def _check_lengths(params: dict[str, Any], ndim: int, **expected: int) -> None:

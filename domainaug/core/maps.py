@@ -112,7 +112,7 @@ class PendingMap:
 # ---------------------------------------------------------------------------------------------
 # Points through the stages, and the map back.
 # ---------------------------------------------------------------------------------------------
-def pull_back_points(stages, points: np.ndarray) -> np.ndarray:
+def pull_back_points(stages: list[Stage], points: np.ndarray) -> np.ndarray:
     """World points of an op's output -> world points of its input (through pull-back stages)."""
     x = np.asarray(points, dtype=np.float64)
     for stage in stages:
@@ -123,7 +123,7 @@ def pull_back_points(stages, points: np.ndarray) -> np.ndarray:
     return x
 
 
-def push_forward_points(stages, points: np.ndarray, iterations: int = 30) -> np.ndarray:
+def push_forward_points(stages: list[Stage], points: np.ndarray, iterations: int = 30) -> np.ndarray:
     """World points of an op's input -> where the content there lands in its output.
 
     Affine stages are inverted exactly; a field stage ``y = x + d(x)`` is inverted by the fixed

@@ -139,7 +139,7 @@ def as_lengths(name: str, value: Any, ndim: int | None = None) -> float | list[f
     values = [value] if single else list(value) if isinstance(value, (list, tuple)) else None
     ok = values and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
                         for v in values)
-    if not ok or (ndim is not None and not single and len(values) not in (1, ndim)):
+    if not ok or values is None or (ndim is not None and not single and len(values) not in (1, ndim)):
         expected = "positive world lengths (one, or one per axis)" if ndim is None else \
             f"a positive world length or {ndim} of them for a {ndim}D grid"
         raise ParameterError(name, value, expected)

@@ -115,12 +115,12 @@ class Sample:
         if pending is not None and pending.space != space:
             raise SpaceMismatchError("pending map does not end on the sample's space")
         grids, sources = dict(grids or {}), dict(sources or {})
-        for key, given in (("grids", grids), ("sources", sources)):
+        for what, given in (("grids", grids), ("sources", sources)):
             for name, g in given.items():
                 if name not in layers:
-                    raise ParameterError(f"{key}[{name!r}]", name, f"the name of a layer of the sample ({list(layers)})")
+                    raise ParameterError(f"{what}[{name!r}]", name, f"the name of a layer of the sample ({list(layers)})")
                 if not isinstance(g, Space):
-                    raise ParameterError(f"{key}[{name!r}]", type(g).__name__, "a domainaug.Space")
+                    raise ParameterError(f"{what}[{name!r}]", type(g).__name__, "a domainaug.Space")
                 check_same_world(space, "the reference grid", g, f"layer {name!r}")
         if sources and pending is None:
             raise ParameterError("sources", sorted(sources), "no sources without a pending map (the layers are on "
@@ -256,6 +256,8 @@ class Sample:
         VALID layer is the AND of what each of them covers (a VALID layer is added if needed), so
         voxels a layer's grid did not reach are never counted as its data."""
         pending = self._pending
+        if pending is None:
+            return self._layers
         groups: dict[tuple[Space, Space], list[str]] = {}
         for n in self._layers:
             groups.setdefault((self.source_of(n), self.space_of(n)), []).append(n)
@@ -361,7 +363,7 @@ class Sample:
     def replace(self, **changes: Any) -> "Sample":
         """A new sample with some of ``space``, ``layers``, ``points``, ``history``, ``meta``,
         ``grids`` changed (layers keep their grids unless ``grids`` is given; a new layer is on ``space``)."""
-        fields = dict(space=self.space, layers=self.layers if "layers" not in changes else None,
+        fields: dict[str, Any] = dict(space=self.space, layers=self.layers if "layers" not in changes else None,
                       points=self.points, history=self.history, meta=self.meta)
         fields.update(changes)
         if "grids" not in changes:

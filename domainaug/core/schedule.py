@@ -96,6 +96,7 @@ class Schedule:
             raise ParameterError("schedule", d, f"a {kind} schedule with {e.args[0]!r}") from None
 
     def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any]
         if self.kind == "step":
             out = {"schedule": "step", "values": list(self.values), "milestones": list(self.milestones)}
         else:
@@ -174,7 +175,7 @@ def _resolved(arguments: tuple[tuple, dict[str, Any]], epoch: int) -> tuple[tupl
     return tuple(resolve_schedules(v, epoch) for v in args), {k: resolve_schedules(v, epoch) for k, v in kwargs.items()}
 
 
-def _named(cls: type, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+def _named(cls: type[Any], args: tuple, kwargs: dict[str, Any]) -> dict[str, Any] | None:
     """Argument name -> value of a constructor call (``**kwargs`` entries included), or None when the
     call does not bind (the constructor then names the bad call itself)."""
     signature = inspect.signature(cls.__init__)

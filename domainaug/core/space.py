@@ -126,14 +126,14 @@ class Space:
                      origin: Sequence[float] | None = None, crs: Any = None) -> "Space":
         """An axis-aligned grid with the given voxel size; ``origin`` is the world position of index 0."""
         n = len(shape)
-        spacing = np.broadcast_to(np.asarray(as_lengths("spacing", spacing, n), dtype=np.float64), (n,))
+        steps = np.broadcast_to(np.asarray(as_lengths("spacing", spacing, n), dtype=np.float64), (n,))
         affine = np.eye(n + 1)
-        affine[:n, :n] = np.diag(spacing)
+        affine[:n, :n] = np.diag(steps)
         if origin is not None:
-            origin = np.asarray(origin, dtype=np.float64)
-            if origin.shape != (n,) or not np.all(np.isfinite(origin)):
-                raise ParameterError("origin", origin.tolist(), f"{n} finite world coordinates")
-            affine[:n, n] = origin
+            at = np.asarray(origin, dtype=np.float64)
+            if at.shape != (n,) or not np.all(np.isfinite(at)):
+                raise ParameterError("origin", at.tolist(), f"{n} finite world coordinates")
+            affine[:n, n] = at
         return cls(tuple(shape), affine, crs)
 
     # --- derived quantities -------------------------------------------------------------------

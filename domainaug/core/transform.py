@@ -7,7 +7,7 @@ import inspect
 import re
 from abc import abstractmethod
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -31,6 +31,8 @@ __all__ = ["Transform", "SpatialTransform", "IntensityTransform", "Composite", "
 
 SKIPPED = {"applied": False}
 
+_T = TypeVar("_T", bound="Transform")
+
 
 def _argument_names(cls: type) -> list[str]:
     """The named constructor arguments; a subclass whose ``__init__`` only forwards ``*args`` and
@@ -38,7 +40,7 @@ def _argument_names(cls: type) -> list[str]:
     for klass in cls.__mro__:
         if "__init__" not in klass.__dict__:
             continue
-        params = [p for n, p in inspect.signature(klass.__init__).parameters.items() if n != "self"]
+        params = [p for n, p in inspect.signature(klass.__dict__["__init__"]).parameters.items() if n != "self"]
         named = [p.name for p in params if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
         if named or not params:
             return named
@@ -63,6 +65,8 @@ class Transform(metaclass=ScheduledConstruction):
     #: The epoch the transform's schedules are evaluated at (see ``core.schedule``).
     epoch: int = 0
     _schedules: dict[str, Any] = {}
+    #: The constructor call ``(args, kwargs)`` of a scheduled transform (set by ``ScheduledConstruction``).
+    _arguments: tuple[tuple[Any, ...], dict[str, Any]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Register every concrete transform class by name (records and YAML name it); a name already
@@ -94,7 +98,7 @@ class Transform(metaclass=ScheduledConstruction):
         return {**out, **{k: to_json(v) for k, v in self._schedules.items() if k in out}} if self._schedules else out
 
     # --- curriculum ----------------------------------------------------------------------------
-    def at_epoch(self, epoch: int) -> "Transform":
+    def at_epoch(self: _T, epoch: int) -> _T:
         """This transform as built at ``epoch`` (see ``core.schedule``): itself when it has no
         schedule or is at that epoch, else a new one of the same class and arguments."""
         if not self._schedules or epoch == self.epoch:
@@ -111,7 +115,7 @@ class Transform(metaclass=ScheduledConstruction):
             self.__dict__.update(self.at_epoch(epoch).__dict__)
         self.epoch = epoch
 
-    def for_record(self, params: dict[str, Any]) -> "Transform":
+    def for_record(self: _T, params: dict[str, Any]) -> _T:
         """The transform that made ``params``: ``at_epoch`` of the epoch they recorded."""
         epoch = params.get("epoch") if self._schedules and isinstance(params, dict) else None
         return self if epoch is None else self.at_epoch(int(epoch))
@@ -299,9 +303,10 @@ as one.
         if layers is not None and (isinstance(layers, str) or not isinstance(layers, (list, tuple))
                                    or not all(isinstance(n, str) for n in layers)):
             raise ParameterError("layers", layers, "None or a list of layer names")
-        twice = sorted({n for n in layers or () if list(layers).count(n) > 1})
+        names = list(layers or ())
+        twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
-            raise ParameterError("layers", list(layers), f"distinct layer names; {', '.join(map(repr, twice))} "
+            raise ParameterError("layers", names, f"distinct layer names; {', '.join(map(repr, twice))} "
                                  "named more than once")
         if per_layer not in (True, False, None):
             raise ParameterError("per_layer", per_layer, "True (one draw per layer), False (one draw for all) "
@@ -414,12 +419,12 @@ as one.
         # reaches through the map, e.g. after ResampleToMatch, is interpolated, not permuted)
         if pending is not None and not pending.n_fields and not sample.grids and exact_full(pending) and \
                 all(sample.source_of(n) == pending.source for n in sample.layer_names()):
-            fused = self._fuse(sample, params)
+            fused = self._fuse(sample, pending, params)
             if fused is not None:
                 return fused
         return self.apply(sample.materialize(), params)
 
-    def _fuse(self, sample: Sample, params: dict[str, Any]) -> Sample | None:
+    def _fuse(self, sample: Sample, pending: PendingMap, params: dict[str, Any]) -> Sample | None:
         """``sample`` with this transform as value stages on its pending permutation, computed from the
         source-grid data (the same statistics: a full permutation moves voxels, adds and drops none)."""
         valid = sample.layer_info(sample.valid_name).data if sample.valid_name else None
@@ -428,7 +433,7 @@ as one.
         out = sample
         for name, own in self.layer_params(sample, params):
             data = sample.layer_info(name).data
-            if data.dtype not in (torch.float32, torch.float64) or name in sample.pending.values:
+            if data.dtype not in (torch.float32, torch.float64) or name in pending.values:
                 return None          # (a second stage's statistics would need the first stage's output)
             affine = self.channel_affine(data, valid, own, sample, name)
             if affine is None:
@@ -451,11 +456,11 @@ as one.
             work = layer.data.to(torch.float64 if layer.data.dtype == torch.float64 else torch.float32)
             new = self.transform_layer(work, valid, own, view, name)
             if valid is not None:       # in place when ``new`` is a buffer of its own (``fresh_output``)
-                own = self.fresh_output and new.shape == work.shape and new.dtype == work.dtype and \
+                in_place = self.fresh_output and new.shape == work.shape and new.dtype == work.dtype and \
                     new.is_contiguous() and not (torch.is_grad_enabled() and (new.requires_grad or work.requires_grad)) \
                     and new.untyped_storage().data_ptr() not in (work.untyped_storage().data_ptr(),
                                                                  layer.data.untyped_storage().data_ptr())
-                new = torch.where(valid, new, work, out=new if own else None)
+                new = torch.where(valid, new, work, out=new if in_place else None)
             changed[name] = replace(layer, data=cast(new, layer.data.dtype))
         return sample.with_layers(**changed)
 
@@ -613,7 +618,7 @@ class Compose(Composite):
             children.append(params)
         return self.finish(out, sample, lazy), {"children": children}
 
-    def walk(self, state, params, step):
+    def walk(self, state: Any, params: dict[str, Any], step: Callable[[Transform, dict[str, Any], Any], Any]) -> Any:
         children = params["children"]
         if len(children) != len(self.transforms):
             raise ParameterError("params", f"{len(children)} children", f"{len(self.transforms)} (one per transform)")
@@ -629,7 +634,7 @@ class Compose(Composite):
         return Case(
             random=lambda s: Compose([Affine(degrees=(-10, 10)), Elastic(), Flip(axes=(0,), p=0.5), Gamma((0.8, 1.2))]),
             identity=lambda s: Compose([Affine(), Flip(axes=())]),
-            bad=[("transforms", lambda: Compose([1]))], moves_points=True)
+            bad=[("transforms", lambda: Compose([1]))], moves_points=True)  # type: ignore[list-item]  # (wrong on purpose)
 
 
 class OneOf(Composite):
@@ -661,7 +666,7 @@ class OneOf(Composite):
         out, params = self.transforms[i].step(sample, generator, lazy=True)
         return self.finish(out, sample, lazy), {"index": i, "params": params}
 
-    def walk(self, state, params, step):
+    def walk(self, state: Any, params: dict[str, Any], step: Callable[[Transform, dict[str, Any], Any], Any]) -> Any:
         return step(self.transforms[params["index"]], params["params"], state)
 
     @classmethod
@@ -707,7 +712,7 @@ class SomeOf(Composite):
             children.append(params)
         return self.finish(out, sample, lazy), {"order": order, "children": children}
 
-    def walk(self, state, params, step):
+    def walk(self, state: Any, params: dict[str, Any], step: Callable[[Transform, dict[str, Any], Any], Any]) -> Any:
         for i, p in zip(params["order"], params["children"]):
             state = step(self.transforms[i], p, state)
         return state

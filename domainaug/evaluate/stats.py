@@ -25,7 +25,8 @@ def _pairs(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def paired_ttest(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
+def paired_ttest(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
+                 confidence: float = 0.95) -> dict[str, float]:
     """Paired t-test of ``b - a`` (e.g. augmented minus baseline, fold by fold).
 
     Returns ``statistic``, two-sided ``pvalue``, ``mean_difference``, its ``ci_low``/``ci_high``
@@ -49,7 +50,7 @@ def paired_ttest(a: Sequence[float], b: Sequence[float], confidence: float = 0.9
             "n": n}
 
 
-def wilcoxon(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+def wilcoxon(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> dict[str, float]:
     """Wilcoxon signed-rank test of ``b - a`` (exact for small samples, as scipy decides), with the
     matched-pairs rank-biserial correlation as effect size (+1: every pair favours ``b``)."""
     x, y = _pairs(a, b)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -30,6 +30,11 @@ from ..core.transform import Compose, Transform, transform_from_dict
 from ..errors import ParameterError
 from ..extras import require
 from .compare import Comparison, kfold_compare, spatial_blocks
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+
+    from ..training import AugmentedDataset
 
 __all__ = ["TASKS", "run_config", "pipeline_from_config", "small_cnn"]
 
@@ -52,7 +57,8 @@ class Model:
             return self.predict(samples)
 
 
-def _loader(samples: list[Sample], pipeline: Transform | None, seed: int, batch: int, patches: int | None = None):
+def _loader(samples: list[Sample], pipeline: Transform | None, seed: int, batch: int,
+            patches: int | None = None) -> tuple[AugmentedDataset, DataLoader]:
     from torch.utils.data import DataLoader
     from ..training import AugmentedDataset, collate
     dataset = AugmentedDataset(samples, pipeline if pipeline is not None else Compose([]), seed=seed, patches=patches)

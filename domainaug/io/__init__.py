@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -248,7 +249,8 @@ class atomic_path:
     def __enter__(self) -> Path:
         return self.tmp
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc_type is None:
             os.replace(self.tmp, self.path)
         elif self.tmp.exists():

@@ -316,5 +316,5 @@ def write(path: Path, data: np.ndarray, space: Space, *, meta: dict[str, Any], r
     with write_env(), rasterio.open(path, "w", **profile) as dst:
         finish_bands(dst, src, channels, values.shape[0])
         dst.write(values)
-        if use_mask:
+        if use_mask and valid is not None:        # (a mask is only needed for invalid pixels)
             dst.write_mask(np.where(np.broadcast_to(valid, data.shape[1:]), 255, 0).astype(np.uint8))

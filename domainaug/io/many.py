@@ -310,6 +310,7 @@ def load_many(path: Any, label: Any, *, read: Callable[[Any], dict[str, Any]], e
 
     layers: dict[str, Layer] = {}
     valid_names: dict[Space, str] = {}
+    masks: dict[Space, torch.Tensor] = {}            # the VALID data of each grid in ``valid_names``
     for name, files, layer_raws, _ in read_layers:
         grid = grid_of[name]
         if name in labels:
@@ -323,12 +324,13 @@ def load_many(path: Any, label: Any, *, read: Callable[[Any], dict[str, Any]], e
         if valid is not None:
             data = torch.where(valid, data, torch.full_like(data, fill_value))
             valid_names.setdefault(grid, "valid" if grid is ref else f"{name}_valid")
+            masks[grid] = valid
         layers[name] = Layer(data, Role.INTENSITY, fill_value, channels[name])
     taken = {n for n, _ in entries}
     for grid, vname in valid_names.items():
         if vname in taken:
             raise ParameterError("path", vname, f"layer names other than {vname!r} (load makes that VALID layer)")
-        layers[vname] = Layer(valids[grid], Role.VALID)
+        layers[vname] = Layer(masks[grid], Role.VALID)
     ordered = {n: layers[n] for n, _ in entries if n in layers}
     ordered.update({v: layers[v] for v in valid_names.values()})
     grids = {n: grid_of[n] for n in grid_of if grid_of[n] is not ref}

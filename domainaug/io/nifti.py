@@ -66,6 +66,8 @@ def check_payload(path: Path, header: Any) -> None:
 
 def read(path: Path) -> dict[str, Any]:
     img = nib.load(str(path))                                   # reads the header only
+    if not isinstance(img, nib.Nifti1Image):                    # (Nifti2Image is one too)
+        raise DomainaugError(f"{path}: nibabel read a {type(img).__name__}, not a NIfTI image")
     header = img.header
     shape = tuple(int(s) for s in img.shape)
     dtype = header.get_data_dtype()

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["IntensityScale", "TissueContrast", "SimulateLowResolution", "FieldStrength", "robust_range"]
 
 
-def robust_range(data: torch.Tensor, valid: torch.Tensor | None, percentiles=(1.0, 99.0)) -> tuple[torch.Tensor, torch.Tensor]:
+def robust_range(data: torch.Tensor, valid: torch.Tensor | None,
+                 percentiles: tuple[float, float] = (1.0, 99.0)) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel 1st and 99th percentiles over valid voxels, shaped ``(C, 1, ..., 1)``."""
     lo, hi = channel_quantiles(data, valid, percentiles)
     return lo, hi
@@ -46,7 +47,8 @@ class IntensityScale(IntensityTransform):
     fresh_output = True
 
     def __init__(self, gain: float | tuple[float, float] = (0.9, 1.1), offset: float | tuple[float, float] = (-0.05, 0.05),
-                 units: str = "percentile", layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool = False) -> None:
+                 units: str = "percentile", layers: Sequence[str] | None = None, p: float = 1.0, *,
+                 per_layer: bool | None = False) -> None:
         self.gain = as_uniform("gain", gain, low=1e-6)
         self.offset = as_uniform("offset", offset)
         self.units = check_choice("units", units, ("percentile", "raw"))
@@ -58,7 +60,8 @@ class IntensityScale(IntensityTransform):
         return {"gain": {n: [self.gain.draw(generator) for _ in range(c)] for n, c in channels.items()},
                 "offset": {n: [self.offset.draw(generator) for _ in range(c)] for n, c in channels.items()}}
 
-    def transform_layer(self, data, valid, params, sample, name):
+    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                        sample: Sample, name: str) -> torch.Tensor:
         shape = (-1,) + (1,) * (data.dim() - 1)
         gain = torch.tensor(params["gain"][name], dtype=data.dtype, device=data.device).view(shape)
         offset = torch.tensor(params["offset"][name], dtype=data.dtype, device=data.device).view(shape)
@@ -90,7 +93,7 @@ class TissueContrast(IntensityTransform):
     """
 
     def __init__(self, gain: float | tuple[float, float] = (0.85, 1.15), label: str = "label", smoothing: float = 2.0,
-                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool = False) -> None:
+                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool | None = False) -> None:
         self.gain = as_uniform("gain", gain, low=1e-6)
         self.label = label
         if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or smoothing < 0:
@@ -128,7 +131,8 @@ class TissueContrast(IntensityTransform):
         sigmas = [self.smoothing / float(spacing) for spacing in sample.space.spacing]
         return normalized_smooth(gains[None], torch.ones_like(gains[None]), sigmas)
 
-    def transform_layer(self, data, valid, params, sample, name):
+    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                        sample: Sample, name: str) -> torch.Tensor:
         return data * self.gain_map(sample, params, data)
 
     @classmethod
@@ -153,7 +157,7 @@ class SimulateLowResolution(IntensityTransform):
     """
 
     def __init__(self, spacing: float | tuple[float, float] = (2.0, 6.0), axes: int | Sequence[int] | None = (-1,),
-                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool = False) -> None:
+                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool | None = False) -> None:
         self.spacing = as_uniform("spacing", spacing, low=1e-6)
         self.axes = as_axes("axes", axes)
         self._set_layers(layers, per_layer=per_layer)
@@ -163,7 +167,8 @@ class SimulateLowResolution(IntensityTransform):
         axes = resolve_axes("axes", self.axes, sample.space.ndim)
         return {"spacing": {str(a): self.spacing.draw(generator) for a in axes}}
 
-    def transform_layer(self, data, valid, params, sample, name):
+    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                        sample: Sample, name: str) -> torch.Tensor:
         out = data
         weight = torch.ones_like(data[:1]) if valid is None else valid.to(data.dtype)
         out, weight = out * weight, weight                      # only valid voxels are averaged
@@ -182,7 +187,7 @@ class SimulateLowResolution(IntensityTransform):
         return Case(
             random=lambda s: SimulateLowResolution((2 * float(s.space.spacing[-1]), 4 * float(s.space.spacing[-1]))),
             identity=lambda s: SimulateLowResolution(float(s.space.spacing[-1])),
-            bad=[("spacing", lambda: SimulateLowResolution(0)), ("axes", lambda: SimulateLowResolution(axes="z"))])
+            bad=[("spacing", lambda: SimulateLowResolution(0)), ("axes", lambda: SimulateLowResolution(axes="z"))])  # type: ignore[arg-type]  # (wrong on purpose)
 
 
 def _slab_average(x: torch.Tensor, axis: int, factor: int) -> torch.Tensor:

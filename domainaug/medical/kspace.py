@@ -33,7 +33,7 @@ def _floor(data: torch.Tensor) -> torch.Tensor:
     return low.view((-1,) + (1,) * (data.dim() - 1))
 
 
-def _frequencies(n: int, device) -> torch.Tensor:
+def _frequencies(n: int, device: torch.device) -> torch.Tensor:
     """Signed frequency index of each FFT bin (0, 1, ..., -1)."""
     return torch.fft.fftfreq(n, d=1.0 / n, device=device).round().long()
 
@@ -54,7 +54,7 @@ class Spike(IntensityTransform):
     grid_params = True          # k-space positions are drawn for the grid's shape
 
     def __init__(self, intensity: float | tuple[float, float] = (0.05, 0.2), num_spikes: int = 1,
-                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool = False) -> None:
+                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool | None = False) -> None:
         self.intensity = as_uniform("intensity", intensity, low=0.0)
         self.num_spikes = check_positive_int("num_spikes", num_spikes)
         self._set_layers(layers, per_layer=per_layer)
@@ -65,7 +65,8 @@ class Spike(IntensityTransform):
                  for _ in range(self.num_spikes)]
         return {"frequencies": freqs, "intensity": self.intensity.draw(generator)}
 
-    def transform_layer(self, data, valid, params, sample, name):
+    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                        sample: Sample, name: str) -> torch.Tensor:
         if params["intensity"] == 0:
             return data
         dims = tuple(range(1, data.dim()))
@@ -103,7 +104,7 @@ class Ghosting(IntensityTransform):
 
     def __init__(self, num_ghosts: int | tuple[int, int] = (2, 8), axis: int | None = None,
                  intensity: float | tuple[float, float] = (0.3, 0.8), layers: Sequence[str] | None = None,
-                 p: float = 1.0, *, per_layer: bool = False) -> None:
+                 p: float = 1.0, *, per_layer: bool | None = False) -> None:
         pair = (num_ghosts, num_ghosts) if isinstance(num_ghosts, int) and not isinstance(num_ghosts, bool) else \
             tuple(num_ghosts) if isinstance(num_ghosts, (list, tuple)) else ()
         if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 2 for v in pair) \
@@ -127,7 +128,8 @@ class Ghosting(IntensityTransform):
         return {"num_ghosts": lo + int(torch.randint(0, hi - lo + 1, (), generator=generator).item()),
                 "axis": axis % ndim, "intensity": self.intensity.draw(generator)}
 
-    def transform_layer(self, data, valid, params, sample, name):
+    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                        sample: Sample, name: str) -> torch.Tensor:
         if params["intensity"] == 0:
             return data
         dims = tuple(range(1, data.dim()))
@@ -167,7 +169,8 @@ class Motion(IntensityTransform):
     """
 
     def __init__(self, degrees: float | tuple[float, float] = (-3.0, 3.0), translation: float | tuple[float, float] = (-3.0, 3.0),
-                 num_movements: int = 2, axis: int = 0, layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool = False) -> None:
+                 num_movements: int = 2, axis: int = 0, layers: Sequence[str] | None = None, p: float = 1.0, *,
+                 per_layer: bool | None = False) -> None:
         self.degrees = as_uniform("degrees", degrees, low=-45, high=45)
         self.translation = as_uniform("translation", translation)
         self.num_movements = check_positive_int("num_movements", num_movements)
@@ -185,7 +188,8 @@ class Motion(IntensityTransform):
         cuts = sorted(torch.rand(self.num_movements, generator=generator, dtype=torch.float64).tolist())
         return {"movements": moves, "cuts": cuts}
 
-    def transform_layer(self, data, valid, params, sample, name):
+    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                        sample: Sample, name: str) -> torch.Tensor:
         if not any(any(m["degrees"]) or any(m["translation"]) for m in params["movements"]):
             return data                                        # no movement: the acquisition is exact
         axis = self.axis % (data.dim() - 1) + 1
@@ -213,5 +217,5 @@ class Motion(IntensityTransform):
         from ..testing import Case
         return Case(
             random=lambda s: Motion((-5.0, 5.0), (-3.0, 3.0)), identity=lambda s: Motion(0.0, 0.0),
-            bad=[("num_movements", lambda: Motion(num_movements=0)), ("axis", lambda: Motion(axis="x"))])
+            bad=[("num_movements", lambda: Motion(num_movements=0)), ("axis", lambda: Motion(axis="x"))])  # type: ignore[arg-type]  # (wrong on purpose)
 

@@ -46,7 +46,7 @@ class BiasField(IntensityTransform):
     """
 
     def __init__(self, coefficients: float | tuple[float, float] = (-0.15, 0.15), order: int = 3,
-                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool = False) -> None:
+                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool | None = False) -> None:
         self.coefficients = as_uniform("coefficients", coefficients, low=-5.0, high=5.0)
         self.order = check_positive_int("order", order)
         self._set_layers(layers, per_layer=per_layer)
@@ -56,7 +56,8 @@ class BiasField(IntensityTransform):
         terms = _terms(sample.space.ndim, self.order)
         return {"coefficients": [self.coefficients.draw(generator) for _ in terms]}
 
-    def log_field(self, sample: Sample, params: dict[str, Any], device, dtype) -> torch.Tensor:
+    def log_field(self, sample: Sample, params: dict[str, Any], device: torch.device,
+                  dtype: torch.dtype) -> torch.Tensor:
         """The log field on the grid, evaluated separably: 1D powers per axis, one contraction per term."""
         space = sample.space
         terms = _terms(space.ndim, self.order)
@@ -80,7 +81,8 @@ class BiasField(IntensityTransform):
         spec = letters + "," + ",".join(f"{l}{l.upper()}" for l in letters) + "->" + letters.upper()
         return torch.einsum(spec, tensor.to(dtype), *[p.to(dtype) for p in powers]).to(device)
 
-    def transform_layer(self, data, valid, params, sample, name):
+    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                        sample: Sample, name: str) -> torch.Tensor:
         if not any(params["coefficients"]):
             return data
         field = self.log_field(sample, params, data.device, data.dtype).exp_()
@@ -111,7 +113,8 @@ class RicianNoise(GaussianNoise):
         p: Probability of applying.
     """
 
-    def transform_layer(self, data, valid, params, sample, name):
+    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                        sample: Sample, name: str) -> torch.Tensor:
         if params["std"] == 0:
             return data
         sigma = params["std"] * (channel_stats(data, valid, ("std",))["std"] if self.relative else 1.0)
@@ -151,7 +154,7 @@ class CTWindow(IntensityTransform):
 
     def __init__(self, window: str | Sequence[float] = "abdomen", level_shift: float | tuple[float, float] = 0.0,
                  width_scale: float | tuple[float, float] = 1.0, rescale: bool = True,
-                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool = False) -> None:
+                 layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool | None = False) -> None:
         if isinstance(window, str):
             if window not in CT_WINDOWS:
                 raise ParameterError("window", window, "one of " + ", ".join(sorted(CT_WINDOWS)) + " or (level, width)")
@@ -173,7 +176,8 @@ class CTWindow(IntensityTransform):
         level, width = CT_WINDOWS[self.window] if isinstance(self.window, str) else self.window
         return {"level": level + self.level_shift.draw(generator), "width": width * self.width_scale.draw(generator)}
 
-    def transform_layer(self, data, valid, params, sample, name):
+    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                        sample: Sample, name: str) -> torch.Tensor:
         lo, hi = params["level"] - params["width"] / 2, params["level"] + params["width"] / 2
         clipped = data.clamp(lo, hi)
         return (clipped - lo) / (hi - lo) if self.rescale else clipped
@@ -187,7 +191,7 @@ class CTWindow(IntensityTransform):
         layers = sample.layers
         floats = {}
         for n, _ in self.layer_params(sample, params):      # (a layer skipped by per_layer keeps its values)
-            valid = layers[sample.valid_of(n)].data if sample.valid_of(n) else None
+            valid = layers[v].data if (v := sample.valid_of(n)) else None
             data = layers[n].data.float()
             floats[n] = replace(layers[n], data=data if valid is None else data.masked_fill(~valid, 0.0), fill=0.0)
         return super().apply(sample.with_layers(**floats), params)

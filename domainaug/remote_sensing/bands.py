@@ -214,12 +214,14 @@ def resolve_bands(channels: Sequence[str | None] | None, sensor_name: str | None
         raise ParameterError("bands", list(channels), f"named bands on layer {layer!r}, which has unnamed bands "
                              f"({', '.join(map(str, unnamed))}); " + naming_hint(len(channels), sensor_name))
     table = sensor(sensor_name) if sensor_name else None
-    out, missing = [], []
+    out: list[Band] = []
+    missing: list[str | None] = []
     for ch in channels:
         band = match_band(str(ch), table)
         if band is None:
             missing.append(ch)
-        out.append(band)
+        else:
+            out.append(band)
     if missing and table is not None:
         raise ParameterError("bands", missing, f"{table.name} bands on layer {layer!r}: {', '.join(table.names)} "
                              f"(or common names: {', '.join(sorted({b.common for b in table.bands}))})")

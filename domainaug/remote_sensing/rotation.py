@@ -68,10 +68,10 @@ class RotationPolicy(SpatialTransform):
         if isinstance(max_degrees, bool) or not isinstance(max_degrees, (int, float)) or not 0 <= max_degrees <= 180:
             raise ParameterError("max_degrees", max_degrees, "one angle in [0, 180]")
         self.max_degrees = float(max_degrees)
-        axes = as_axes("axes", axes)
-        if axes is None or len(axes) != 2:
-            raise ParameterError("axes", axes, "two distinct axes")
-        self.axes = axes
+        chosen = as_axes("axes", axes)
+        if chosen is None or len(chosen) != 2:
+            raise ParameterError("axes", chosen, "two distinct axes")
+        self.axes = chosen
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
@@ -104,7 +104,7 @@ class RotationPolicy(SpatialTransform):
             plane[a, a] = plane[b, b] = np.cos(theta)
             plane[b, a], plane[a, b] = np.sin(theta), -np.sin(theta)
             forward = about_center(axis_frame(plane, space.direction), space.center_world())
-            stages = [np.linalg.inv(forward)] + stages
+            stages = [np.linalg.inv(forward), *stages]
         return space, stages
 
     @classmethod

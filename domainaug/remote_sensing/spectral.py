@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -108,7 +108,16 @@ def _check_band_count(sample: Sample, layer: str, need: int, who: str) -> None:
                          f"it is for multispectral input)")
 
 
-def raster_layers(op: IntensityTransform, sample: Sample) -> list[str]:
+class RasterOp(Protocol):
+    """What ``raster_layers`` reads of a raster op: an ``IntensityTransform`` with a ``layer``."""
+
+    layers: Sequence[str] | None
+    layer: str
+
+    def resolve_layers(self, sample: Sample, names: Sequence[str] | None) -> list[str]: ...
+
+
+def raster_layers(op: RasterOp, sample: Sample) -> list[str]:
     """The layers a raster op changes: its ``layers``, else its ``layer`` or that layer's dates
     (``image_t0``, ``image_t1``, ... when the sample has no ``image``), with the layers of its band
     groups (``sample.meta["band_groups"]``: the 20 m and 60 m bands that ``load`` put on grids of
@@ -396,7 +405,7 @@ class SpectralJitter(IntensityTransform):
             return {"gain": {n: self.gain.draw(generator) for n in names},
                     "bias": {n: self.bias.draw(generator) for n in names}}
         wavelength = {ch: b.center_nm for layer in targets
-                      for ch, b in zip(sample.layer_info(layer).channels, layer_bands(sample, layer, self.sensor))}
+                      for ch, b in zip(sample.layer_info(layer).channels or (), layer_bands(sample, layer, self.sensor))}
         lam = np.array([wavelength[n] for n in names])
         anchors = np.arange(lam.min() - self.correlation_nm, lam.max() + 2 * self.correlation_nm, self.correlation_nm)
         gains = np.interp(lam, anchors, [self.gain.draw(generator) for _ in anchors])
@@ -408,7 +417,8 @@ class SpectralJitter(IntensityTransform):
         check_target_bands(self, sample, pairs, lambda own: list(own["gain"]) + list(own["bias"]))
         return pairs
 
-    def channel_affine(self, data, valid, params, sample, name):
+    def channel_affine(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                       sample: Sample, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         info = sample.layer_info(name)
         gain = _per_band(params["gain"], info, name, 1.0, data)
         bias = _per_band(params["bias"], info, name, 0.0, data)
@@ -417,7 +427,8 @@ class SpectralJitter(IntensityTransform):
             bias = bias * (stats["max"] - stats["min"])
         return gain, bias
 
-    def transform_layer(self, data, valid, params, sample, name):
+    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                        sample: Sample, name: str) -> torch.Tensor:
         return affine_values(data, *self.channel_affine(data, valid, params, sample, name))
 
     @classmethod
@@ -477,14 +488,16 @@ class Haze(IntensityTransform):
             layer_bands(sample, layer, self.sensor)            # fail early on unknown bands
         return {"strength": self.strength.draw(generator), "exponent": self.exponent.draw(generator)}
 
-    def channel_affine(self, data, valid, params, sample, name):
+    def channel_affine(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                       sample: Sample, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         lam = torch.tensor([b.center_nm for b in layer_bands(sample, name, self.sensor)], dtype=torch.float64)
         shape = ((REFERENCE_NM / lam) ** params["exponent"]).to(data.dtype).to(data.device)
         _, unit = _reflectance_units(sample, name, data, valid, self.stats, self.reflectance_scale)
         bias = params["strength"] * unit * shape.view(unit.shape)
         return torch.ones_like(bias), bias
 
-    def transform_layer(self, data, valid, params, sample, name):
+    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                        sample: Sample, name: str) -> torch.Tensor:
         return data + self.channel_affine(data, valid, params, sample, name)[1]
 
     @classmethod
@@ -548,7 +561,8 @@ class BandDropout(IntensityTransform):
         check_target_bands(self, sample, pairs, lambda own: own["bands"])
         return pairs
 
-    def transform_layer(self, data, valid, params, sample, name):
+    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                        sample: Sample, name: str) -> torch.Tensor:
         out = data.clone()
         info = sample.layer_info(name)
         index = _channel_index(info, [b for b in params["bands"] if b in (info.channels or ())], name)

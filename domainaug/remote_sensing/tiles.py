@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
@@ -215,7 +216,8 @@ class TileWriter:
     def __enter__(self) -> "TileWriter":
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc_type is None:
             self.close()
         else:
@@ -241,7 +243,8 @@ def _read_scene_stats(path: str | os.PathLike, bands: Sequence[str] | None = Non
     from ..io import geotiff
     with rasterio.open(path) as src:
         height, width = src.height, src.width
-    shift = total = squares = low = high = None
+    shift: torch.Tensor | None = None
+    total = squares = low = high = torch.zeros(0, dtype=torch.float64)       # set with ``shift``, from the first tile
     count = 0
     names: list[str] = []
     for window in tile_windows(height, width, check_positive_int("block", block)):

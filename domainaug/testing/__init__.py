@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from ..core.record import ParamRecord
@@ -70,8 +71,10 @@ def missing_case(cls: type[Transform]) -> str:
 
 
 # --- samples ---------------------------------------------------------------------------------
-def make_volume(shape=(14, 16, 12), spacing=(1.0, 1.5, 2.0), labels=(0, 3, 7), direction: np.ndarray | None = None,
-                with_valid: bool = False, dtype=np.float32, seed: int = 0, label_mode: str | None = None) -> Sample:
+def make_volume(shape: tuple[int, ...] = (14, 16, 12), spacing: Sequence[float] = (1.0, 1.5, 2.0),
+                labels: Sequence[int] = (0, 3, 7), direction: np.ndarray | None = None,
+                with_valid: bool = False, dtype: npt.DTypeLike = np.float32, seed: int = 0,
+                label_mode: str | None = None) -> Sample:
     """A small anisotropic volume: smooth image, blob labels, a point at a labelled voxel."""
     rng = np.random.default_rng(seed)
     idx = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1).astype(np.float64)
@@ -96,7 +99,8 @@ def make_volume(shape=(14, 16, 12), spacing=(1.0, 1.5, 2.0), labels=(0, 3, 7), d
     return sample
 
 
-def make_raster(shape=(24, 20), bands=4, spacing=10.0, nodata_border=3, seed: int = 0) -> Sample:
+def make_raster(shape: tuple[int, int] = (24, 20), bands: int = 4, spacing: float = 10.0, nodata_border: int = 3,
+                seed: int = 0) -> Sample:
     """A small multispectral raster with a nodata border, a CRS and a class map."""
     rng = np.random.default_rng(seed)
     h, w = shape
@@ -263,21 +267,23 @@ def check_batched(t: Transform, sample: Sample) -> None:
     elements, indices = [sample, second], [4, 7]
     alone = [t(e, generator_for(9, 0, i)) for e, i in zip(elements, indices)]
     stack = lambda name: torch.stack([s[name] for s in elements]) if name in sample.layer_names() else None  # noqa: E731
+    images = torch.stack([s["image"] for s in elements])
     info = sample.layer_info("image")
-    kw = dict(space=sample.space, fill=info.fill, channels=info.channels, meta=sample.meta,
-              label_interpolation=sample.layer_info("label").interpolation if "label" in sample.layer_names() else None)
+    kw: dict[str, Any] = dict(space=sample.space, fill=info.fill, channels=info.channels, meta=sample.meta,
+                              label_interpolation=sample.layer_info("label").interpolation
+                              if "label" in sample.layer_names() else None)
     augment = BatchAugment(t, seed=9)
     if alone[0].space.shape != alone[1].space.shape:      # e.g. Rot90 of a non-square plane: cannot stack
         import pytest
         with pytest.raises(ShapeError, match="to stack them"):
-            augment(stack("image"), stack("label"), stack("valid"), indices=indices, **kw)
+            augment(images, stack("label"), stack("valid"), indices=indices, **kw)
         return
-    out = augment(stack("image"), stack("label"), stack("valid"), indices=indices, **kw)
+    out = augment(images, stack("label"), stack("valid"), indices=indices, **kw)
     for b, one in enumerate(alone):
         for name in one.layer_names():
             assert torch.equal(out[name][b], one[name]), (type(t).__name__, name)
         assert out["records"][b] == [r.to_dict() for r in one.history]
-    again = augment(stack("image"), stack("label"), stack("valid"), records=out["records"], **kw)
+    again = augment(images, stack("label"), stack("valid"), records=out["records"], **kw)
     assert torch.equal(again["image"], out["image"])
 
 

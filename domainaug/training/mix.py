@@ -55,6 +55,14 @@ class _Mix:
     def config(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "num_classes": self.num_classes, "label": self.label}
 
+    def _draw(self, sample: Sample, partner: int, generator: torch.Generator) -> dict[str, Any]:
+        """One sample's params given its partner (each mix draws its own)."""
+        raise NotImplementedError
+
+    def _mix(self, a: Sample, b: Sample, p: dict[str, Any]) -> Sample:
+        """Sample ``a`` mixed with its partner ``b`` by ``p`` (each mix has its own)."""
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.config().items())})"
 
@@ -164,8 +172,8 @@ class MixUp(_Mix):
         layers: dict[str, Layer] = {}
         for name, layer in la.items():
             other = lb[name].data
-            if layer.role is Role.VALID:
-                layers[name] = replace(layer, data=valid)
+            if layer.role is Role.VALID:      # the one VALID layer (one grid), so its AND is ``valid``
+                layers[name] = replace(layer, data=layer.data & other)
             elif layer.role is Role.LABEL:
                 if name != self.label:
                     raise ParameterError("label", self.label, f"the name of the only LABEL layer to mix ({name!r} too)")

@@ -82,7 +82,8 @@ class TestTimeAugmentation:
         for i in range(self.n):
             view = self.view(sample, i)
             new = view.history[len(sample.history):]
-            back, covered = self.back(torch.as_tensor(predict(view)), sample, new, view[view.valid_name])
+            seen = view[view.valid_name] if view.valid_name is not None else None
+            back, covered = self.back(torch.as_tensor(predict(view)), sample, new, seen)
             backs.append(back)
             covers.append(covered)
             records.append([r.to_dict() for r in new])

@@ -20,7 +20,7 @@ import numba as _numba
 # core). The lock is re-created in forked children, which must not inherit it held. A layer the user
 # chose (NUMBA_THREADING_LAYER) is kept.
 if "NUMBA_THREADING_LAYER" not in _os.environ:
-    _numba.config.THREADING_LAYER = "workqueue"
+    _numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]  # numba.config sets it from the env
 
 PARALLEL_LOCK = _threading.Lock()
 
@@ -68,16 +68,16 @@ def kernel_cache_dir(folder: _Path = _Path(__file__).resolve().parent,
 
 @_contextlib.contextmanager
 def _numba_caching_into(folder: _Path) -> Iterator[None]:
-    saved = _numba.config.CACHE_DIR
+    saved = _numba.config.CACHE_DIR  # type: ignore[attr-defined]  # (numba's stubs lack it)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:                 # no writable user cache: the temporary folder, never the package
         folder = _Path(_tempfile.gettempdir()) / f"domainaug-{_user_name()}" / folder.name
-    _numba.config.CACHE_DIR = str(folder)
+    _numba.config.CACHE_DIR = str(folder)  # type: ignore[attr-defined]
     try:
         yield
     finally:
-        _numba.config.CACHE_DIR = saved
+        _numba.config.CACHE_DIR = saved  # type: ignore[attr-defined]
 
 
 def _user_name() -> str:

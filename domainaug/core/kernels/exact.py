@@ -59,7 +59,8 @@ def _exact_region(pending: PendingMap, plan):
             j_lo, j_hi = max(0, -o), min(out_shape[i], src_shape[p] - o)
         else:
             j_lo, j_hi = max(0, o - src_shape[p] + 1), min(out_shape[i], o + 1)
-        lo.append(j_lo), hi.append(max(j_lo, j_hi))
+        lo.append(j_lo)
+        hi.append(max(j_lo, j_hi))
         src_lo.append(min(s * j_lo + o, s * (max(j_lo, j_hi) - 1) + o))
         if s == -1:
             flips.append(i + 1)
@@ -117,7 +118,7 @@ def _exact_cpu(spec: LayerSpec, plan, lo, hi, out_shape, valid_src: torch.Tensor
                     np.array(step3, np.int64), int(start), tile[0], tile[1])
         flat_src, flat_out = view(src).reshape(src.shape[0], -1).numpy(), view(out).reshape(out.shape[0], -1).numpy()
         with parallel_lock():
-            if spec.gain is None:
+            if spec.gain is None or spec.bias is None:        # (a value stage sets both)
                 _permute_copy(flat_src, flat_out, *geometry)
             else:
                 dtype = flat_src.dtype

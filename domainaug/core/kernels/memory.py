@@ -24,6 +24,7 @@ import sys
 import threading
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 __all__ = ["empty", "empty_like", "empty_like_numpy", "HUGE_MIN_BYTES", "pool_bytes"]
@@ -142,7 +143,7 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     with _POOL.lock:
         raw = _POOL.take(nbytes + HUGE_PAGE) if _POOL.limit else None
         fresh = raw is None
-        if fresh:
+        if raw is None:
             raw = torch.empty(nbytes + HUGE_PAGE, dtype=torch.uint8)
             if _POOL.limit:
                 _POOL.add(raw)
@@ -160,6 +161,6 @@ def empty_like(tensor: torch.Tensor) -> torch.Tensor:
     return empty(tuple(tensor.shape), tensor.dtype)
 
 
-def empty_like_numpy(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+def empty_like_numpy(shape: tuple[int, ...], dtype: npt.DTypeLike) -> np.ndarray:
     """``empty`` for numpy callers (the array shares the tensor's memory and keeps it alive)."""
     return empty(shape, torch.from_numpy(np.empty(0, dtype)).dtype).numpy()
