@@ -101,7 +101,7 @@ def workloads(image: torch.Tensor, label: torch.Tensor) -> dict[str, object]:
     return work
 
 
-def sitk_affine(image: torch.Tensor, label: torch.Tensor, space: "da.Space"):
+def sitk_affine(image: torch.Tensor, label: torch.Tensor, space: da.Space):
     """SimpleITK ``Resample`` doing our Affine's work (same random ranges, image linear + label
     nearest, zero padding); a new draw per call."""
     import SimpleITK as sitk

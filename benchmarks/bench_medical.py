@@ -12,10 +12,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import SHAPE, THREADS, make_data, measure_interleaved, write_results  # noqa: E402
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from bench_core import SHAPE, THREADS, make_data, measure_interleaved, write_results  # noqa: E402
 
 import domainaug as da  # noqa: E402
 from domainaug import medical as md  # noqa: E402

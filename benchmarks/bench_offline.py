@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import write_results  # noqa: E402
-
 import torch  # noqa: E402
+from bench_core import write_results  # noqa: E402
 
 import domainaug.io as dio  # noqa: E402
 from domainaug import generator_for, medical, offline  # noqa: E402

@@ -10,16 +10,14 @@ Albumentations rows appear when they are installed. Writes benchmarks/results/re
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import THREADS, measure_interleaved, write_results  # noqa: E402  (same method, same thread settings)
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from bench_core import THREADS, measure_interleaved, write_results  # noqa: E402  (same method, same thread settings)
 
 import domainaug as da  # noqa: E402
 from domainaug import remote_sensing as rs  # noqa: E402

@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import make_data, write_results  # noqa: E402
-
 import torch  # noqa: E402
+from bench_core import make_data, write_results  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 import domainaug as da  # noqa: E402

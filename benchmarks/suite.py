@@ -18,15 +18,14 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import THREADS, make_data, reset_peak, rss_kb, sitk_affine  # noqa: E402  (sets the thread counts)
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from bench_core import THREADS, make_data, reset_peak, rss_kb, sitk_affine  # noqa: E402  (sets the thread counts)
 
 import domainaug as da  # noqa: E402
 
@@ -418,6 +417,7 @@ def w_sentinel2() -> list[Row]:
     interpolations). Max error of the 20 m bands against the field itself, inside the scene."""
     import rasterio
     from rasterio.warp import Resampling, reproject
+
     from domainaug.core.transform import trace
     x0, y0 = 500000.0, 4200000.0
     s10 = da.Space((1024, 1024), np.array([[0.0, 10.0, x0 + 5], [-10.0, 0.0, y0 - 5], [0, 0, 1]]), "EPSG:32633")
@@ -469,6 +469,7 @@ def w_loader() -> list[Row]:
     """Training throughput: 8 samples per call through a DataLoader with 2 worker processes, the
     brain-mri-like augmentation with a 96^3 label-weighted patch, time per sample."""
     from torch.utils.data import DataLoader
+
     from domainaug.training import AugmentedDataset, collate
     image, label, sample = _volume()
     n = 8
@@ -489,9 +490,17 @@ def w_loader() -> list[Row]:
     rows: list[Row] = [("domainaug", da.__version__, ours, "AugmentedDataset, 2 workers, affine + elastic + "
                         "96^3 label-weighted patch (fused) + bias, gamma, noise, blur, artefacts")]
     try:
-        from monai.data import DataLoader as MonaiLoader, Dataset
-        from monai.transforms import (Compose, RandAdjustContrastd, RandBiasFieldd, RandCropByLabelClassesd,
-                                      RandGaussianNoised, RandGaussianSmoothd, RandAffined)
+        from monai.data import DataLoader as MonaiLoader
+        from monai.data import Dataset
+        from monai.transforms import (
+            Compose,
+            RandAdjustContrastd,
+            RandAffined,
+            RandBiasFieldd,
+            RandCropByLabelClassesd,
+            RandGaussianNoised,
+            RandGaussianSmoothd,
+        )
         monai_pipeline = Compose([
             RandAffined(["image", "label"], prob=1.0, rotate_range=[np.radians(10)] * 3, scale_range=[0.1] * 3,
                         translate_range=[5] * 3, mode=("bilinear", "nearest")),
@@ -609,7 +618,7 @@ def g_raster(kind: str, device: torch.device, b: int = 8) -> list[Row]:
     except ImportError:
         pass
     try:
-        from monai.transforms import RandRotated, RandRotate90d, RandFlipd
+        from monai.transforms import RandFlipd, RandRotate90d, RandRotated
         t = [RandFlipd(["image", "label"], prob=0.5, spatial_axis=1), RandRotate90d(["image", "label"], prob=1.0)] \
             if kind == "dihedral" else [RandRotated(["image", "label"], range_x=np.pi, prob=1.0,
                                                     mode=("bilinear", "nearest"), padding_mode="zeros")]

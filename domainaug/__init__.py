@@ -12,10 +12,27 @@ import os as _os
 if not any(v in _os.environ for v in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")):
     _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
-from .core import (DEFAULT_LABEL_INTERPOLATION, Compose, IntensityTransform, Layer, OneOf, ParamRecord, RandomApply,
-                   Role, Sample, Schedule, SomeOf, Space, SpatialTransform, Transform, generator_for, replay, transform_from_dict)
+from .core import (
+    DEFAULT_LABEL_INTERPOLATION,
+    Compose,
+    IntensityTransform,
+    Layer,
+    OneOf,
+    ParamRecord,
+    RandomApply,
+    Role,
+    Sample,
+    Schedule,
+    SomeOf,
+    Space,
+    SpatialTransform,
+    Transform,
+    generator_for,
+    replay,
+    transform_from_dict,
+)
 from .errors import NoDataError, ParameterError, ShapeError, SpaceMismatchError
-from .intensity import BrightnessContrast, GaussianBlur, GaussianNoise, Gamma, SaltPepper
+from .intensity import BrightnessContrast, Gamma, GaussianBlur, GaussianNoise, SaltPepper
 from .spatial import Affine, Crop, Elastic, Flip, Pad, Resample, ResampleToMatch, Rot90
 
 __version__ = "0.1.0"

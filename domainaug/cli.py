@@ -9,8 +9,7 @@ from pathlib import Path
 
 import torch
 
-from . import Compose, __version__, data, generator_for
-from . import medical, remote_sensing
+from . import Compose, __version__, data, generator_for, medical, remote_sensing
 from . import io as dio
 from .core.record import ParamRecord
 from .errors import DomainaugError, MissingDependencyError
@@ -85,8 +84,7 @@ def cmd_augment(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from . import offline
-    from . import medical, remote_sensing
+    from . import medical, offline, remote_sensing
     if args.name is None:
         for name in medical.presets():
             print(f"{name}  (medical)")
@@ -100,6 +98,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     import json
     import tempfile
+
     from . import offline
     doc = json.loads(Path(args.sidecar).read_text())
     job = offline.Job(**doc["job"])

@@ -6,8 +6,8 @@ composite of three bands chosen by name, percentile-stretched on valid pixels, n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

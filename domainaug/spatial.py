@@ -5,17 +5,35 @@ scans, CRS units for rasters); angles in degrees; sizes of crops and pads in vox
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 import numpy as np
 import torch
 
-from .core.kernels.affine import about_center, axis_frame, homogeneous, n_rotations, n_shears, rotation_matrix, \
-    shear_matrix
+from .core.kernels.affine import (
+    about_center,
+    axis_frame,
+    homogeneous,
+    n_rotations,
+    n_shears,
+    rotation_matrix,
+    shear_matrix,
+)
 from .core.kernels.elastic import build_field, control_grid_shape, default_spacing
 from .core.maps import Stage, push_forward_points
-from .core.params import PerAxis, as_axes, as_lengths, as_per_axis, as_size, as_uniform, check_choice, draw_per_axis, \
-    per_axis, resolve_axes
+from .core.params import (
+    PerAxis,
+    as_axes,
+    as_lengths,
+    as_per_axis,
+    as_size,
+    as_uniform,
+    check_choice,
+    draw_per_axis,
+    per_axis,
+    resolve_axes,
+)
 from .core.sample import Role, Sample
 from .core.space import Space, covering_grid
 from .core.transform import SpatialTransform
@@ -28,7 +46,7 @@ __all__ = ["Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad", "Resample", "Res
 
 
 #: A value for every axis (a number or a (min, max) pair) or one number or pair per axis.
-AxisValues = Union[float, Tuple[float, float], Sequence[Union[float, Tuple[float, float]]]]
+AxisValues = Union[float, tuple[float, float], Sequence[float | tuple[float, float]]]
 
 
 def _translate(offset: Sequence[float]) -> np.ndarray:

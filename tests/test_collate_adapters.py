@@ -127,6 +127,7 @@ def test_monai_transform_refuses_a_key_on_another_grid():
 
 def test_monai_invertd_maps_a_prediction_back_and_saveimaged_writes_it(tmp_path):
     from monai.transforms import Compose, Invertd, SaveImaged
+
     from domainaug.training.adapters import MonaiTransform
     sample = _volume()
     pipeline = da.Compose([da.Flip(axes=(0,), p=1.0), da.Affine(degrees=(-10, 10)), da.Crop((14, 14, 14), mode="center")])

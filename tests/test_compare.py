@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import domainaug as da
 from domainaug.cli import main as cli_main

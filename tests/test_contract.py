@@ -3,13 +3,27 @@ declares its case in its own class (``contract_case``)."""
 
 import numpy as np
 import pytest
+import torch
 
 import domainaug as da
-from domainaug.testing import (check_bad_arguments, check_dtypes, check_identity, check_no_new_labels,
-                               check_batched, check_inverse, check_points_follow, check_replay_json, check_same_seed,
-                               check_valid_values, declared_cases, library_transforms, make_raster, make_volume,
-                               missing_case, with_image_dtype)
-import torch
+from domainaug.testing import (
+    check_bad_arguments,
+    check_batched,
+    check_dtypes,
+    check_identity,
+    check_inverse,
+    check_no_new_labels,
+    check_points_follow,
+    check_replay_json,
+    check_same_seed,
+    check_valid_values,
+    declared_cases,
+    library_transforms,
+    make_raster,
+    make_volume,
+    missing_case,
+    with_image_dtype,
+)
 
 LIBRARY = library_transforms()
 NAMES = sorted(LIBRARY)

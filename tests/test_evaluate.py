@@ -8,9 +8,17 @@ import torch
 from scipy import stats
 
 import domainaug as da
+from domainaug.evaluate import (
+    accuracy,
+    dice,
+    expected_calibration_error,
+    group_kfold,
+    paired_ttest,
+    per_class_report,
+    spatial_blocks,
+    wilcoxon,
+)
 from domainaug.testing import make_raster
-from domainaug.evaluate import (accuracy, dice, expected_calibration_error, group_kfold, paired_ttest,
-                                per_class_report, spatial_blocks, wilcoxon)
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 

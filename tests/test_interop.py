@@ -1,6 +1,7 @@
 """Interop with MONAI dicts and TorchIO subjects: data and affine pass through, both ways."""
 
 import json
+
 import numpy as np
 import pytest
 import torch
@@ -51,9 +52,10 @@ def test_mismatched_label_grid_is_an_error(t1):
 
 
 def test_pipeline_as_a_monai_dict_transform_in_a_monai_loader(t1):
-    from domainaug.training.adapters import MonaiTransform
     from monai.data import DataLoader, Dataset
     from monai.utils import set_determinism
+
+    from domainaug.training.adapters import MonaiTransform
     pipeline = da.Compose([da.Affine(degrees=(-10, 10)), da.Crop((64, 64, 32), mode="center")])
     items = [interop.to_monai(t1) for _ in range(3)]
     transform = monai.transforms.Compose([MonaiTransform(pipeline)])

@@ -10,7 +10,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import rasterio
-import SimpleITK as sitk
 import torch
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp

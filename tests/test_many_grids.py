@@ -14,8 +14,25 @@ import numpy as np
 import pytest
 import torch
 
-from domainaug import (Affine, Compose, Crop, Elastic, Flip, Gamma, GaussianBlur, Layer, Pad, ParamRecord, Resample,
-                       ResampleToMatch, Role, Rot90, Sample, Space, replay)
+from domainaug import (
+    Affine,
+    Compose,
+    Crop,
+    Elastic,
+    Flip,
+    Gamma,
+    GaussianBlur,
+    Layer,
+    Pad,
+    ParamRecord,
+    Resample,
+    ResampleToMatch,
+    Role,
+    Rot90,
+    Sample,
+    Space,
+    replay,
+)
 from domainaug.core.kernels.resample import passes
 from domainaug.core.maps import pull_back_points
 from domainaug.core.transform import trace
@@ -303,6 +320,7 @@ def test_mixing_refuses_many_grids_by_name():
 
 def test_jpeg2000_bands_load_like_geotiffs(tmp_path):
     import rasterio
+
     from domainaug import io as dio
     s = sentinel2(64, 64)
     paths = []

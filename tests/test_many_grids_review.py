@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from domainaug import (BrightnessContrast, Compose, Crop, Flip, GaussianBlur, Layer, ResampleToMatch, Role, Sample,
-                       Space)
+from domainaug import BrightnessContrast, Compose, Crop, Flip, Layer, ResampleToMatch, Role, Sample, Space
 from domainaug.errors import SampleError
 
 

@@ -13,7 +13,6 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -22,8 +21,17 @@ from domainaug import Compose, Crop, Flip, Gamma, Layer, ParamRecord, Role, Samp
 from domainaug.core.transform import IntensityTransform, Transform
 from domainaug.errors import ParameterError
 from domainaug.intensity import BrightnessContrast, GaussianBlur, GaussianNoise, SaltPepper
-from domainaug.medical import (BiasField, CTWindow, Ghosting, IntensityScale, Motion, RicianNoise,
-                               SimulateLowResolution, Spike, TissueContrast)
+from domainaug.medical import (
+    BiasField,
+    CTWindow,
+    Ghosting,
+    IntensityScale,
+    Motion,
+    RicianNoise,
+    SimulateLowResolution,
+    Spike,
+    TissueContrast,
+)
 from domainaug.remote_sensing import BandDropout, CloudShadow, Haze, SpectralJitter
 from domainaug.testing import assert_samples_equal, make_volume
 

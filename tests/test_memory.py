@@ -1,7 +1,7 @@
 """The large-buffer pool: a buffer is handed out again only once nothing else refers to its memory."""
 
-import torch
 import pytest
+import torch
 
 import domainaug as da
 from domainaug.core.kernels import memory

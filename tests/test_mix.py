@@ -8,7 +8,7 @@ import torch
 
 import domainaug as da
 from domainaug.testing import make_raster, make_volume
-from domainaug.training import AugmentedDataset, CutMix, MixUp, collate, mixing_collate
+from domainaug.training import AugmentedDataset, CutMix, MixUp, mixing_collate
 
 
 def batch(n=4, **kw):

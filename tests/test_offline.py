@@ -129,6 +129,7 @@ def test_augment_writes_every_layer_with_its_own_name_and_metadata(dataset, tmp_
     """Masks, occlusion and appended indices are written too, each listed in the sidecar and manifest."""
     import numpy as np
     import rasterio
+
     from domainaug import io as dio
     yaml_file = tmp_path / "rs.yaml"
     yaml_file.write_text("transform: Compose\nconfig:\n  transforms:\n"

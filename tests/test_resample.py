@@ -1,19 +1,19 @@
 """The resampler against independent references, and its properties."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import SimpleITK as sitk
 import torch
-from dataclasses import replace
 
 import domainaug as da
 from domainaug.core import maps
 from domainaug.core.kernels import exact as ex
-from domainaug.core.kernels import warp_cpu, warp_torch
 from domainaug.core.kernels import resample as rs
+from domainaug.core.kernels import warp_cpu, warp_torch
 from domainaug.testing import make_raster, make_volume
 
 G = lambda seed=0: torch.Generator().manual_seed(seed)  # noqa: E731

@@ -153,6 +153,7 @@ def test_a_regrid_past_the_voxel_limit_is_a_named_error(monkeypatch):
 
 def test_from_numpy_takes_a_crs_as_code_string_wkt_or_rasterio_crs():
     from rasterio.crs import CRS
+
     from domainaug.core.space import crs_equal
     image = np.ones((2, 4, 4), np.float32)
     for crs in (32633, "EPSG:32633", "epsg:32633", CRS.from_epsg(32633)):

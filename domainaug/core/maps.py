@@ -89,13 +89,13 @@ class PendingMap:
     stages: list[Stage] = field(default_factory=list)
     values: dict = field(default_factory=dict)
 
-    def then(self, space: Space, stages: list[Stage]) -> "PendingMap":
+    def then(self, space: Space, stages: list[Stage]) -> PendingMap:
         """Compose with a further op whose output is ``space`` and whose pull-back is ``stages``."""
         if self.values:
             raise ValueError("value stages are pending: resample before adding a spatial map")
         return PendingMap(self.source, space, fuse_stages(list(stages) + list(self.stages)))
 
-    def with_values(self, name: str, gain: np.ndarray, bias: np.ndarray) -> "PendingMap":
+    def with_values(self, name: str, gain: np.ndarray, bias: np.ndarray) -> PendingMap:
         """Add ``x -> gain * x + bias`` (after any earlier value stage of the layer)."""
         values = dict(self.values)
         if name in values:

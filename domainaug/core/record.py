@@ -21,5 +21,5 @@ class ParamRecord:
         return {"transform": self.transform, "config": self.config, "params": self.params}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ParamRecord":
+    def from_dict(cls, d: dict[str, Any]) -> ParamRecord:
         return cls(d["transform"], dict(d["config"]), dict(d["params"]))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -164,7 +165,7 @@ class Sample:
     def from_numpy(cls, image: Any, label: Any = None, valid: Any = None, affine: Any = None,
                    spacing: Any = None, crs: Any = None, channels: Sequence[str] | None = None,
                    fill: float | str = "minimum", points: Mapping[str, Any] | None = None,
-                   dtype: str | torch.dtype | None = None) -> "Sample":
+                   dtype: str | torch.dtype | None = None) -> Sample:
         """A sample from arrays. ``image`` is ``(C, *spatial)``; a bare ``(H, W)`` or ``(D, H, W)``
         array gets C=1 (a 3D array is a volume unless ``affine``/``spacing`` say it is 2D).
         ``label`` (integer, >= 0) and ``valid`` (bool) are ``(*spatial)`` or ``(1, *spatial)``.
@@ -338,7 +339,7 @@ class Sample:
         key = (self.source_of(name), self.space_of(name))
         return next((n for n in self.layer_names(Role.VALID) if (self.source_of(n), self.space_of(n)) == key), None)
 
-    def on_grid(self, name: str) -> "Sample":
+    def on_grid(self, name: str) -> Sample:
         """The layers on layer ``name``'s grid as a sample of their own (itself for the reference):
         what an op that works on one grid sees of the others."""
         if not self._grids:
@@ -354,13 +355,13 @@ class Sample:
     def device(self) -> torch.device:
         return next(iter(self._layers.values())).data.device if self._layers else torch.device("cpu")
 
-    def materialize(self) -> "Sample":
+    def materialize(self) -> Sample:
         """This sample with no pending map (resampling once if needed)."""
         self.layers  # noqa: B018 - resolves the pending map in place
         return self
 
     # --- derived samples -----------------------------------------------------------------------
-    def replace(self, **changes: Any) -> "Sample":
+    def replace(self, **changes: Any) -> Sample:
         """A new sample with some of ``space``, ``layers``, ``points``, ``history``, ``meta``,
         ``grids`` changed (layers keep their grids unless ``grids`` is given; a new layer is on ``space``)."""
         fields: dict[str, Any] = dict(space=self.space, layers=self.layers if "layers" not in changes else None,
@@ -370,11 +371,11 @@ class Sample:
             fields["grids"] = {n: g for n, g in self.grids.items() if n in fields["layers"]}
         return Sample(**fields)
 
-    def with_layers(self, **layers: Layer) -> "Sample":
+    def with_layers(self, **layers: Layer) -> Sample:
         """A new sample with the given layers replaced or added (an added layer is on ``space``)."""
         return self.replace(layers={**self.layers, **layers})
 
-    def lazy_warp(self, space: Space, stages: list[Stage], grids: Mapping[str, Space] | None = None) -> "Sample":
+    def lazy_warp(self, space: Space, stages: list[Stage], grids: Mapping[str, Space] | None = None) -> Sample:
         """A new sample whose content is pulled back through ``stages`` onto ``space`` (and the
         layers named in ``grids`` onto their grids), not yet resampled; point sets are pushed forward now."""
         if self._pending is not None and self._pending.values:
@@ -386,19 +387,19 @@ class Sample:
         return Sample(space, self._layers, points, self.history, self.meta, pending=pending, grids=grids,
                       sources=sources)
 
-    def with_values(self, name: str, gain: np.ndarray, bias: np.ndarray) -> "Sample":
+    def with_values(self, name: str, gain: np.ndarray, bias: np.ndarray) -> Sample:
         """A new sample with ``x -> gain * x + bias`` (per channel, valid voxels only) pending on
         layer ``name``, applied while the pending exact permutation copies the data."""
         pending = (self._pending or PendingMap(self.space, self.space, [])).with_values(name, gain, bias)
         return self._same_grids(self._layers, pending)
 
-    def _same_grids(self, layers: Mapping[str, Layer], pending: PendingMap | None) -> "Sample":
+    def _same_grids(self, layers: Mapping[str, Layer], pending: PendingMap | None) -> Sample:
         sources = {n: self.source_of(n) for n in layers if n in self._layers} if pending is not None else None
         grids = {n: self._grids[n] for n in layers if n in self._grids}
         return Sample(self.space, layers, self.points, self.history, self.meta, pending=pending, grids=grids,
                       sources=sources)
 
-    def with_valid(self, name: str = "valid") -> "Sample":
+    def with_valid(self, name: str = "valid") -> Sample:
         """This sample with an all-true VALID layer added to every grid that has none (``name`` on the
         reference, ``<layer>_valid`` on another layer's grid), so that a warp can mark what it brings in
         from outside the field of view (works on a pending sample too)."""
@@ -420,7 +421,7 @@ class Sample:
         return Sample(self.space, layers, self.points, self.history, self.meta, pending=self._pending, grids=grids,
                       sources=sources if self._pending is not None else None)
 
-    def to(self, device: torch.device | str) -> "Sample":
+    def to(self, device: torch.device | str) -> Sample:
         layers = {n: replace(l, data=l.data.to(device)) for n, l in self._layers.items()}
         return self._same_grids(layers, self._pending)
 

@@ -57,16 +57,16 @@ class Schedule:
     integer: bool = False
 
     @classmethod
-    def linear(cls, start: float, end: float, epochs: int, integer: bool = False) -> "Schedule":
+    def linear(cls, start: float, end: float, epochs: int, integer: bool = False) -> Schedule:
         return cls._ramp("linear", start, end, epochs, integer)
 
     @classmethod
-    def cosine(cls, start: float, end: float, epochs: int, integer: bool = False) -> "Schedule":
+    def cosine(cls, start: float, end: float, epochs: int, integer: bool = False) -> Schedule:
         """Half a cosine from ``start`` to ``end``: slow at both ends."""
         return cls._ramp("cosine", start, end, epochs, integer)
 
     @classmethod
-    def step(cls, values: list[float], milestones: list[int], integer: bool = False) -> "Schedule":
+    def step(cls, values: list[float], milestones: list[int], integer: bool = False) -> Schedule:
         if not isinstance(values, (list, tuple)) or not values:
             raise ParameterError("values", values, "a non-empty list of numbers")
         if not isinstance(milestones, (list, tuple)) or len(milestones) != len(values) - 1 or any(
@@ -78,13 +78,13 @@ class Schedule:
                    integer=bool(integer))
 
     @classmethod
-    def _ramp(cls, kind: str, start: float, end: float, epochs: int, integer: bool = False) -> "Schedule":
+    def _ramp(cls, kind: str, start: float, end: float, epochs: int, integer: bool = False) -> Schedule:
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ParameterError("epochs", epochs, "an integer >= 1 (the epoch where the schedule ends)")
         return cls(kind, _number("start", start), _number("end", end), epochs, integer=bool(integer))
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Schedule":
+    def from_json(cls, d: dict[str, Any]) -> Schedule:
         kind = d.get("schedule")
         if kind not in KINDS:
             raise ParameterError("schedule", kind, "one of " + ", ".join(KINDS))

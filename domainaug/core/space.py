@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import math
 import os
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ..errors import ParameterError, ShapeError
-from .params import as_lengths
-
 from .kernels.grid import apply_affine
+from .params import as_lengths
 
 __all__ = ["Space", "apply_affine", "as_crs", "crs_equal", "crs_name", "max_voxels", "check_same_world", "covering_grid"]
 
@@ -123,7 +123,7 @@ class Space:
     # --- constructors -------------------------------------------------------------------------
     @classmethod
     def from_spacing(cls, shape: Sequence[int], spacing: Sequence[float] | float = 1.0,
-                     origin: Sequence[float] | None = None, crs: Any = None) -> "Space":
+                     origin: Sequence[float] | None = None, crs: Any = None) -> Space:
         """An axis-aligned grid with the given voxel size; ``origin`` is the world position of index 0."""
         n = len(shape)
         steps = np.broadcast_to(np.asarray(as_lengths("spacing", spacing, n), dtype=np.float64), (n,))
@@ -175,11 +175,11 @@ class Space:
         world = self.world_box_corners()
         return np.stack([world.min(0), world.max(0)])
 
-    def with_grid(self, shape: Sequence[int], affine: np.ndarray) -> "Space":
+    def with_grid(self, shape: Sequence[int], affine: np.ndarray) -> Space:
         """The same CRS on another grid."""
         return Space(tuple(shape), affine, self.crs)
 
-    def same_grid(self, other: "Space", tolerance: float = 1e-4, *, equivalent_crs: bool = False) -> bool:
+    def same_grid(self, other: Space, tolerance: float = 1e-4, *, equivalent_crs: bool = False) -> bool:
         """Same shape and CRS, and every voxel centre within ``tolerance`` voxels of its twin. The
         comparison is in index units (``A^-1 B`` against the identity), so a raster with a large
         origin gets no more slack than a scan. ``equivalent_crs`` compares CRSs with PROJ
@@ -192,7 +192,7 @@ class Space:
         moved = apply_affine(self.inverse @ other.affine, corners)   # an affine drift is largest at a corner
         return bool(np.abs(moved - corners).max() <= tolerance)
 
-    def differences(self, other: "Space") -> str:
+    def differences(self, other: Space) -> str:
         """What differs between two grids (shape, spacing, origin, direction, CRS), for error messages."""
         out = []
         if self.shape != other.shape:

@@ -6,21 +6,22 @@ import copy
 import inspect
 import re
 from abc import abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
 import yaml
 
 from ..errors import ParameterError, SampleError
-from .params import to_json
-from .schedule import ScheduledConstruction, build_at
-from .record import ParamRecord
-from .sample import Layer, Role, Sample
-from .space import Space, covering_grid
 from .kernels.exact import exact_full
 from .maps import PendingMap, Stage, forward_affine
+from .params import to_json
+from .record import ParamRecord
+from .sample import Role, Sample
+from .schedule import ScheduledConstruction, build_at
+from .space import Space, covering_grid
 from .values import cast
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class Transform(metaclass=ScheduledConstruction):
     takes recorded params starts from ``for_record(params)``, the transform as it was then.
     """
 
-    registry: ClassVar[dict[str, type["Transform"]]] = {}
+    registry: ClassVar[dict[str, type[Transform]]] = {}
     p: float = 1.0
     #: The epoch the transform's schedules are evaluated at (see ``core.schedule``).
     epoch: int = 0
@@ -137,7 +138,7 @@ class Transform(metaclass=ScheduledConstruction):
     #: True for steps with no randomness (reorientation, resampling, padding): kept by ``inference()``.
     deterministic: bool = False
 
-    def inference(self) -> "Transform | None":
+    def inference(self) -> Transform | None:
         """What this transform contributes to a prediction-time pipeline: itself when it is
         ``deterministic`` and always applied, else ``None`` (a random augmentation). Steps with a
         nominal form (e.g. an unjittered CT window) override this."""
@@ -351,7 +352,7 @@ as one.
         group_of = {m: g for g, members in sample.meta.get("band_groups", {}).items() for m in members}
         return len({group_of.get(n, n) for n in targets}) > 1    # the band groups of one acquisition: one draw
 
-    def for_layer(self, name: str) -> "IntensityTransform":
+    def for_layer(self, name: str) -> IntensityTransform:
         """This op restricted to one layer with one shared draw: what ``per_layer`` runs per layer."""
         one = copy.copy(self)
         one.layers, one.per_layer = [name], False
@@ -600,7 +601,7 @@ class Compose(Composite):
     def from_dict(cls, d: dict[str, Any]) -> Transform:
         return transform_from_dict(d)
 
-    def inference(self) -> "Compose | None":
+    def inference(self) -> Compose | None:
         """The deterministic steps only, in order, for prediction (e.g. reorientation, CT windowing)."""
         if self.p < 1.0:
             return None

@@ -5,8 +5,8 @@ layer's dtype."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F

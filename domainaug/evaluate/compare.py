@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -219,6 +220,7 @@ class Comparison:
 
 def _save(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
+
     from ..io import atomic_path
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -16,8 +16,9 @@ networks on CPU, through ``AugmentedDataset`` (``pipeline=None``: no augmentatio
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -60,6 +61,7 @@ class Model:
 def _loader(samples: list[Sample], pipeline: Transform | None, seed: int, batch: int,
             patches: int | None = None) -> tuple[AugmentedDataset, DataLoader]:
     from torch.utils.data import DataLoader
+
     from ..training import AugmentedDataset, collate
     dataset = AugmentedDataset(samples, pipeline if pipeline is not None else Compose([]), seed=seed, patches=patches)
     return dataset, DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=0, collate_fn=collate,
@@ -153,6 +155,7 @@ class T1Segmentation:
         require("monai", "the t1-segmentation task")
         from monai.losses import DiceCELoss
         from monai.networks.nets import UNet
+
         from ..spatial import Crop
         torch.manual_seed(seed)
         crop = Crop(list(o["patch"]), mode="label", ratios=[1.0] * o["classes"])

@@ -21,8 +21,9 @@ value would equal the nodata value is moved one step away from it (it would read
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import rasterio

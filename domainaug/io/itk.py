@@ -6,8 +6,9 @@ NIfTI or from ITK gives the same array, and flip the first two world axes (LPS -
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

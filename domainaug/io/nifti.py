@@ -16,10 +16,10 @@ the on-disk type is float and the source had non-finite voxels, else as the laye
 
 from __future__ import annotations
 
-import gzip
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import nibabel as nib
 import numpy as np

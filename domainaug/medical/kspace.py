@@ -10,7 +10,8 @@ symmetrically in ``+f``/``-f``, so before the magnitude the image is real (real 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 

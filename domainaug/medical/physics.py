@@ -4,8 +4,9 @@ are over valid voxels; invalid voxels stay untouched."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -168,7 +169,7 @@ class CTWindow(IntensityTransform):
         self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
-    def inference(self) -> "CTWindow":
+    def inference(self) -> CTWindow:
         """The nominal window, without the level and width jitter."""
         return CTWindow(self.window, 0.0, 1.0, self.rescale, self.layers, per_layer=self.per_layer)
 

@@ -3,10 +3,10 @@ Lengths are in mm; each needs a 3D sample."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from ..core.transform import Compose
 from ..core.params import check_choice
+from ..core.transform import Compose
 from ..intensity import Gamma, GaussianBlur, GaussianNoise
 from ..spatial import Affine, Elastic, Flip
 from .kspace import Ghosting, Motion, Spike

@@ -8,10 +8,26 @@ window by window.
 from .bands import SENSORS, Band, Sensor, match_band, resolve_bands, sensor, sensors
 from .presets import preset, presets
 from .rotation import RotationPolicy
+from .spectral import (
+                       INDICES,
+                       AppendIndex,
+                       BandDropout,
+                       CloudShadow,
+                       Haze,
+                       SpectralJitter,
+                       band_stats,
+                       check_distinct_bands,
+                       cloud_reflectance,
+                       date_layers,
+                       dates,
+                       derived_layers,
+                       layer_bands,
+                       set_bands,
+                       source_layers,
+                       spectral_index,
+                       stack_dates,
+)
 from .tiles import TileWriter, classification_patches, scene_stats, tile_windows, tiles
-from .spectral import (INDICES, AppendIndex, BandDropout, CloudShadow, Haze, SpectralJitter, band_stats,
-                       check_distinct_bands, cloud_reflectance, date_layers, dates, derived_layers, layer_bands, set_bands,
-                       source_layers, spectral_index, stack_dates)
 
 __all__ = ["preset", "presets", "SpectralJitter", "Haze", "BandDropout", "CloudShadow", "AppendIndex",
            "RotationPolicy", "spectral_index", "INDICES", "set_bands", "layer_bands", "sensor", "sensors", "SENSORS",

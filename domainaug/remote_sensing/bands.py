@@ -31,8 +31,8 @@ bands by these rules (``match_band``):
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..errors import ParameterError
 

@@ -12,10 +12,10 @@ drift, haze, noise, clouds) per date, recorded by date layer name.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from ..core.transform import Compose
 from ..core.params import check_choice
+from ..core.transform import Compose
 from ..intensity import BrightnessContrast, GaussianBlur, GaussianNoise
 from .rotation import RotationPolicy
 from .spectral import CloudShadow, Haze, SpectralJitter

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from ..core.kernels.affine import about_center, axis_frame
 from ..core.maps import Stage
 from ..core.params import as_axes, check_choice, resolve_axes
 from ..core.sample import Sample
 from ..core.space import Space
 from ..core.transform import SpatialTransform
 from ..errors import ParameterError
-from ..core.kernels.affine import about_center, axis_frame
 from ..spatial import Flip, Rot90
 
 if TYPE_CHECKING:

@@ -28,8 +28,9 @@ reads that key).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -41,7 +42,8 @@ from ..core.sample import Layer, Role, Sample
 from ..core.transform import IntensityTransform, Transform, date_layers
 from ..core.values import affine_values, cast, channel_quantiles, channel_stats, seeded_noise
 from ..errors import ParameterError, ShapeError
-from .bands import Band, is_unnamed, naming_hint, resolve_bands, sensor as sensor_table
+from .bands import Band, is_unnamed, resolve_bands
+from .bands import sensor as sensor_table
 
 if TYPE_CHECKING:
     from ..testing import Case

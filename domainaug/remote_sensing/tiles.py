@@ -4,9 +4,10 @@ processed tiles back into one GeoTIFF. Memory stays bounded by a few tiles whate
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -144,6 +145,7 @@ class TileWriter:
                  count: int | None = None, dtype: str | None = None, *, equivalent_crs: bool = False) -> None:
         self.path, self.overlap, self.layer, self.equivalent_crs = Path(path), int(overlap), layer, equivalent_crs
         import rasterio
+
         from ..io import geotiff
         with rasterio.open(like) as src:
             self.source = geotiff.source_meta(src)
@@ -162,6 +164,7 @@ class TileWriter:
 
     def write(self, tile: Sample) -> None:
         from rasterio.windows import Window
+
         from ..io import geotiff
         if self.layer in tile.grids:
             raise SpaceMismatchError(f"layer {self.layer!r} of the tile is on a grid of its own "
@@ -213,7 +216,7 @@ class TileWriter:
         self._atomic.__exit__(None, None, None)
         return self.path
 
-    def __enter__(self) -> "TileWriter":
+    def __enter__(self) -> TileWriter:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -240,6 +243,7 @@ def scene_stats(path: str | os.PathLike, bands: Sequence[str] | None = None,
 def _read_scene_stats(path: str | os.PathLike, bands: Sequence[str] | None = None,
                       block: int = 1024) -> dict[str, dict[str, float]]:
     import rasterio
+
     from ..io import geotiff
     with rasterio.open(path) as src:
         height, width = src.height, src.width

@@ -10,8 +10,9 @@ properties, never seeded snapshots.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -230,6 +231,7 @@ def check_inverse(t: Transform, sample: Sample, tolerance: float = 0.05) -> None
     the recorded map and pulled back with ``TestTimeAugmentation.back``, then compared on input
     voxels that stayed in view (eroded by two voxels)."""
     from scipy import ndimage
+
     from ..core.kernels.resample import resample_layers
     from ..core.kernels.spec import LayerSpec
     from ..core.transform import trace

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Hashable, Sequence
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 import numpy as np
 import torch

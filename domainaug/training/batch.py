@@ -13,9 +13,9 @@ DataLoader workers.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-import numpy as np
 import torch
 
 from ..core.random import generator_for

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numbers
 import os
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset

@@ -24,8 +24,9 @@ pixels that came from each sample (a box over the partner's nodata border weighs
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,7 +69,7 @@ class _Mix:
 
     def _lam(self, generator: torch.Generator) -> float:
         """A Beta(alpha, alpha) draw from the explicit generator (inverse CDF of a uniform)."""
-        from scipy import stats                 # slow to import: only when a mix first draws
+        from scipy import stats  # slow to import: only when a mix first draws
         u = torch.rand((), generator=generator, dtype=torch.float64).item()
         return float(stats.beta.ppf(u, self.alpha, self.alpha))
 

@@ -10,7 +10,8 @@ rotated out of view) do not vote: ``count`` says how many views covered each vox
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

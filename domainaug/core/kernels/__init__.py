@@ -9,8 +9,8 @@ import os as _os
 import sys as _sys
 import tempfile as _tempfile
 import threading as _threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path as _Path
-from typing import Iterator, Mapping
 
 import numba as _numba
 
@@ -91,4 +91,4 @@ def _user_name() -> str:
 # source's __pycache__). numba reads CACHE_DIR when a kernel is defined, so it is set only while these
 # modules define theirs: the user's own numba functions keep numba's own setting.
 with _numba_caching_into(kernel_cache_dir()):
-    from . import grid, exact, pointwise, warp_cpu  # noqa: E402,F401 - the modules with cached kernels
+    from . import exact, grid, pointwise, warp_cpu  # noqa: E402,F401 - the modules with cached kernels

@@ -4,6 +4,7 @@ coordinate lattice on the fly."""
 from __future__ import annotations
 
 import math
+
 import numba as nb
 import numpy as np
 import torch
