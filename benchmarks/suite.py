@@ -674,7 +674,7 @@ def run_workload(name: str, runs: int) -> list[dict]:
     out = []
     timed = [(i, r) for i, r in enumerate(rows) if r[2] is not None]
     peak = {}
-    for i, (tool, version, call, note) in timed:
+    for i, (_tool, _version, call, _note) in timed:
         reset_peak()
         rss0, _ = rss_kb()
         t0 = time.perf_counter()
@@ -686,7 +686,7 @@ def run_workload(name: str, runs: int) -> list[dict]:
             call()
     times = {i: [] for i, _ in timed}
     for _ in range(runs):
-        for i, (tool, version, call, note) in timed:
+        for i, (_tool, _version, call, _note) in timed:
             t0 = time.perf_counter()
             call()
             times[i].append(time.perf_counter() - t0)

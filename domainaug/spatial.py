@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ __all__ = ["Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad", "Resample", "Res
 
 
 #: A value for every axis (a number or a (min, max) pair) or one number or pair per axis.
-AxisValues = Union[float, tuple[float, float], Sequence[float | tuple[float, float]]]
+AxisValues = float | tuple[float, float] | Sequence[float | tuple[float, float]]
 
 
 def _translate(offset: Sequence[float]) -> np.ndarray:

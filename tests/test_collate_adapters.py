@@ -200,7 +200,7 @@ def test_nodata_marked_on_some_samples_survives_collate_mixup_and_batches():
     tiles = []
     for i in range(4):
         s = make_raster(seed=i)
-        tiles.append(s.replace(layers={n: l for n, l in s.layers.items() if n != "valid"}))
+        tiles.append(s.replace(layers={n: layer for n, layer in s.layers.items() if n != "valid"}))
     policy = rs.RotationPolicy("small", max_degrees=30, p=0.5)
     outs = [policy(s, torch.Generator().manual_seed(i)) for i, s in enumerate(tiles)]
     assert len({tuple(o.layer_names()) for o in outs}) == 2          # some rotated, some not

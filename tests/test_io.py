@@ -118,7 +118,7 @@ def test_nodata_everywhere_and_missing_crs(tmp_path):
 
 def test_failed_write_leaves_no_file(tmp_path):
     s = da.Sample.from_numpy(np.zeros((4, 4, 4), np.float32))
-    with pytest.raises(Exception):
+    with pytest.raises(da.ParameterError):
         dio.save(s.replace(space=da.Space.from_spacing((4, 4, 4))), tmp_path / "x.tif")   # 3D to GeoTIFF
     assert os.listdir(tmp_path) == []
 

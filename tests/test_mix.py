@@ -58,7 +58,7 @@ def test_cutmix_on_rasters_respects_nodata_in_the_target_weight():
     for i, s in enumerate(samples):
         s.meta["target"] = [1.0 if c == i else 0.0 for c in range(3)]
     outs = CutMix(alpha=1.0)(samples, torch.Generator().manual_seed(1))
-    for out, s in zip(outs, samples):
+    for out, _sample in zip(outs, samples):
         p = out.history[-1].params
         b = samples[p["partner"]]
         valid = out["valid"][0]

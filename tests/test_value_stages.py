@@ -26,7 +26,7 @@ def unfused(steps, sample, params):
 def test_channel_affine_ops_after_a_permutation_are_one_pass_and_equal_the_unfused_result(spatial, nodata, op):
     sample = make_raster(shape=(24, 24))
     if not nodata:
-        sample = sample.replace(layers={n: l for n, l in sample.layers.items() if n != "valid"})
+        sample = sample.replace(layers={n: layer for n, layer in sample.layers.items() if n != "valid"})
     steps = [spatial, op]
     pipeline = da.Compose(steps)
     for seed in range(4):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Union
 
 import numpy as np
 
@@ -47,7 +46,7 @@ class Field:
         return self.lattice.shape[0]
 
 
-Stage = Union[np.ndarray, Field]
+Stage = np.ndarray | Field
 
 
 def fuse_stages(stages: list[Stage]) -> list[Stage]:

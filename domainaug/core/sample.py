@@ -119,7 +119,8 @@ class Sample:
         for what, given in (("grids", grids), ("sources", sources)):
             for name, g in given.items():
                 if name not in layers:
-                    raise ParameterError(f"{what}[{name!r}]", name, f"the name of a layer of the sample ({list(layers)})")
+                    raise ParameterError(f"{what}[{name!r}]", name,
+                                         f"the name of a layer of the sample ({list(layers)})")
                 if not isinstance(g, Space):
                     raise ParameterError(f"{what}[{name!r}]", type(g).__name__, "a domainaug.Space")
                 check_same_world(space, "the reference grid", g, f"layer {name!r}")
@@ -320,7 +321,7 @@ class Sample:
 
     def layer_names(self, role: Role | None = None) -> list[str]:
         """Names of the layers (of one role), without resampling anything."""
-        return [n for n, l in self._layers.items() if role is None or l.role is role]
+        return [n for n, layer in self._layers.items() if role is None or layer.role is role]
 
     def layer_info(self, name: str) -> Layer:
         """The layer's role, fill and channels (its data may still be on the pending source grid)."""
@@ -346,10 +347,10 @@ class Sample:
             return self
         if name not in self._grids:
             return self.replace(
-                layers={n: l for n, l in self.layers.items() if n not in self._grids}, grids={})
+                layers={n: layer for n, layer in self.layers.items() if n not in self._grids}, grids={})
         grid = self.space_of(name)
-        return Sample(grid, {n: l for n, l in self.layers.items() if self.space_of(n) == grid}, self.points,
-                      self.history, self.meta)
+        return Sample(grid, {n: layer for n, layer in self.layers.items() if self.space_of(n) == grid},
+                      self.points, self.history, self.meta)
 
     @property
     def device(self) -> torch.device:
@@ -422,14 +423,15 @@ class Sample:
                       sources=sources if self._pending is not None else None)
 
     def to(self, device: torch.device | str) -> Sample:
-        layers = {n: replace(l, data=l.data.to(device)) for n, l in self._layers.items()}
+        layers = {n: replace(layer, data=layer.data.to(device)) for n, layer in self._layers.items()}
         return self._same_grids(layers, self._pending)
 
     def __repr__(self) -> str:
         def grid(n: str) -> str:
             return f" on {self._grids[n].describe()}" if n in self._grids else ""
-        layers = ", ".join(f"{n}: {l.role.value} {tuple(l.data.shape)} {str(l.data.dtype).replace('torch.', '')}"
-                           f"{grid(n)}" for n, l in self._layers.items())
+        layers = ", ".join(f"{n}: {layer.role.value} {tuple(layer.data.shape)} "
+                           f"{str(layer.data.dtype).replace('torch.', '')}{grid(n)}"
+                           for n, layer in self._layers.items())
         lazy = " (resampling pending)" if self._pending is not None else ""
         return f"Sample({self.space.describe()}; {layers}; {len(self.history)} records{lazy})"
 

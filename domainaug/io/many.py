@@ -287,7 +287,7 @@ def load_many(path: Any, label: Any, *, read: Callable[[Any], dict[str, Any]], e
         if name in labels:
             continue
         parts = []
-        for f, raw in zip(files, layer_raws):
+        for _file, raw in zip(files, layer_raws):
             data = intensity_tensor(raw["data"], raw.get("scale"), dtype)
             valids[grid_of[name]] = file_validity(raw, data, valids.get(grid_of[name]), raw["meta"])
             parts.append(data)

@@ -79,7 +79,7 @@ class BiasField(IntensityTransform):
         tensor[(0,) * space.ndim] -= float(sum(c * np.prod([means[a][e[a]].item() for a in range(space.ndim)])
                                                for e, c in zip(terms, coefficients)))
         letters = "abc"[:space.ndim]
-        spec = letters + "," + ",".join(f"{l}{l.upper()}" for l in letters) + "->" + letters.upper()
+        spec = letters + "," + ",".join(f"{letter}{letter.upper()}" for letter in letters) + "->" + letters.upper()
         return torch.einsum(spec, tensor.to(dtype), *[p.to(dtype) for p in powers]).to(device)
 
     def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],

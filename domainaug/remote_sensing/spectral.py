@@ -241,7 +241,7 @@ def dates(x: Sample | Any, count: int | None = None, layer: str = "image", **fro
                               channels=None if channels is None else list(channels) * stack.shape[0], **from_numpy)
         count = stack.shape[0]
         if layer != "image":
-            x = x.replace(layers={layer if n == "image" else n: l for n, l in x.layers.items()})
+            x = x.replace(layers={layer if n == "image" else n: info for n, info in x.layers.items()})
         if channels is None:
             return _split_dates(x, layer, count, None)
     return _split_dates(x, layer, count, x.layer_info(layer).channels)
@@ -271,8 +271,8 @@ def _split_dates(sample: Sample, layer: str, count: int | None, channels: tuple[
     if taken:
         raise ParameterError("layer", layer, f"a layer whose date names are free; the sample already has {taken}")
     layers: dict[str, Layer] = {}
-    for n, l in sample.layers.items():
-        layers.update(new if n == layer else {n: l})
+    for n, other in sample.layers.items():
+        layers.update(new if n == layer else {n: other})
     meta = dict(sample.meta)
     if layer in meta.get("layers", {}):       # what the file was, per date (per-band lists cut to the date's bands)
         entry = meta["layers"][layer]

@@ -40,7 +40,7 @@ from ..errors import ParameterError
 from ..extras import require
 from ..io import interop
 
-__all__ = ["MonaiTransform", "TorchioTransform", "DomainaugReplay", "invert_records"]
+__all__ = ["MonaiTransform", "TorchioTransform", "DomainaugReplay", "invert_records"]  # noqa: F822 - the classes are built lazily by __getattr__
 
 
 def _check(pipeline: Any) -> Transform:

@@ -149,6 +149,11 @@ class _Mix:
         return meta
 
 
+def _one_hot(labels: torch.Tensor, k: int) -> torch.Tensor:
+    """A ``(1, *spatial)`` label map as a float ``(k, *spatial)`` one-hot map."""
+    return torch.nn.functional.one_hot(labels[0].long(), k).movedim(-1, 0).float()
+
+
 class MixUp(_Mix):
     """Convex combination of each sample with a partner: ``lam * a + (1 - lam) * b``,
     ``lam ~ Beta(alpha, alpha)`` (Zhang et al. 2018).
@@ -179,11 +184,10 @@ class MixUp(_Mix):
                 if name != self.label:
                     raise ParameterError("label", self.label, f"the name of the only LABEL layer to mix ({name!r} too)")
                 k = self._classes("label maps")
-                hot = lambda t: torch.nn.functional.one_hot(t[0].long(), k).movedim(-1, 0).float()  # noqa: E731
                 if int(max(layer.data.max(), other.max())) >= k:
                     raise ParameterError("num_classes", k, f"more than the largest label value "
                                          f"({int(max(layer.data.max(), other.max()))})")
-                soft = lam * hot(layer.data) + (1 - lam) * hot(other)
+                soft = lam * _one_hot(layer.data, k) + (1 - lam) * _one_hot(other, k)
                 layers[name] = Layer(soft, Role.INTENSITY, 0.0, tuple(f"class{c}" for c in range(k)))
             else:
                 mixed = lam * layer.data.double() + (1 - lam) * other.double()

@@ -53,7 +53,10 @@ def user_cache_root(environ: Mapping[str, str] = _os.environ) -> _Path:
     return base / "domainaug"
 
 
-def kernel_cache_dir(folder: _Path = _Path(__file__).resolve().parent,
+_KERNELS_DIR = _Path(__file__).resolve().parent                # simd.py's folder: kernel_cache_dir's default
+
+
+def kernel_cache_dir(folder: _Path = _KERNELS_DIR,
                      environ: Mapping[str, str] = _os.environ) -> _Path:
     """Where numba caches domainaug's compiled kernels: a folder named after ``folder/simd.py``'s
     hash, under ``$NUMBA_CACHE_DIR`` when it is set, else under ``user_cache_root()``.

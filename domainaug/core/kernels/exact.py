@@ -110,7 +110,7 @@ def _exact_cpu(spec: LayerSpec, plan, lo, hi, out_shape, valid_src: torch.Tensor
     lo3, hi3, step3 = ([0] + lo, [1] + hi, [0] + step) if n == 2 else (lo, hi, step)
     shape3 = (1,) + tuple(out_shape) if n == 2 else tuple(out_shape)
     view = (lambda t: t.view(torch.uint8)) if src.dtype == torch.bool else (lambda t: t)
-    if all(h > l for l, h in zip(lo3, hi3)):
+    if all(h > low for low, h in zip(lo3, hi3)):
         # transposes: 16 x 16 tiles (in registers where the output's columns are source rows, else
         # scalar; 8 x 8 was the best scalar tile); rows kept or mirrored: 8 whole rows
         tile = (8, 1 << 30) if abs(step3[2]) == 1 else (TILE, TILE) if abs(step3[1]) == 1 else (8, 8)
@@ -174,7 +174,7 @@ def _permute_copy(src, out, shape, lo, hi, step, start, by, bx):
 def _permute_affine(src, out, valid, has_valid, gain, bias, shape, lo, hi, step, start, by, bx):
     """``_permute_copy`` with the value stage ``gain[c] * x + bias[c]`` on valid voxels (none when
     ``gain`` is empty: a plain copy)."""
-    D, H, W = shape[0], shape[1], shape[2]
+    H, W = shape[1], shape[2]
     ny = (hi[1] - lo[1] + by - 1) // by
     affine = gain.shape[0] > 0
     for task in nb.prange(src.shape[0] * (hi[0] - lo[0]) * ny):

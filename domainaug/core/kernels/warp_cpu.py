@@ -4,6 +4,7 @@ coordinate lattice on the fly."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numba as nb
 import numpy as np
@@ -370,12 +371,18 @@ def resample_cpu(specs: list[LayerSpec], pending: PendingMap) -> list[torch.Tens
     img = _stack(specs, "intensity", work, src3)
     lab = _stack(specs, "label", _label_dtype(specs), src3)
     val = _stack(specs, "valid", np.uint8, src3)
-    per_channel = lambda kind, f: np.array([f(s) for s in specs if s.kind == kind for _ in range(s.data.shape[0])])
+
+    def per_channel(kind: str, f: Callable[[LayerSpec], object]) -> np.ndarray:
+        return np.array([f(s) for s in specs if s.kind == kind for _ in range(s.data.shape[0])])
+
     img_mode = per_channel("intensity", lambda s: INTENSITY_MODES[s.mode]).astype(np.int64).reshape(-1)
     img_fill = per_channel("intensity", lambda s: s.fill).astype(work).reshape(-1)
     lab_mode = per_channel("label", lambda s: LABEL_MODES[s.mode]).astype(np.int64).reshape(-1)
     lab_fill = per_channel("label", lambda s: s.fill).astype(lab.dtype).reshape(-1)
-    flat = lambda a: a.reshape(a.shape[0], math.prod(a.shape[1:]))
+
+    def flat(a: np.ndarray) -> np.ndarray:
+        return a.reshape(a.shape[0], math.prod(a.shape[1:]))
+
     size = math.prod(out3)
     out_img = empty_like_numpy((img.shape[0], size), work)
     out_lab = empty_like_numpy((lab.shape[0], size), lab.dtype)
