@@ -210,9 +210,10 @@ def run_job(job: Job, pipeline: dict[str, Any], seed: int, bands: Sequence[str] 
         return {"index": job.index, "status": "failed", "image": job.image, "error": f"{type(exc).__name__}: {exc}"}
 
 
-def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str | None = None, workers: int | None = None,
-        progress: Callable[[int, int, float], None] | None = None, bands: Sequence[str] | None = None,
-        sensor: str | None = None, equivalent_crs: bool = False) -> list[dict[str, Any]]:
+def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str | None = None,
+        workers: int | None = None, progress: Callable[[int, int, float], None] | None = None,
+        bands: Sequence[str] | None = None, sensor: str | None = None,
+        equivalent_crs: bool = False) -> list[dict[str, Any]]:
     """Run the jobs on ``workers`` threads in this process (default: the machine's cores) or on the Dask
     cluster at ``scheduler`` (needs the ``dask`` extra); write ``manifest.json`` beside the outputs (each
     entry lists its job, status and ``layers``: layer name -> file). Temporary files left
@@ -231,7 +232,8 @@ def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str 
     for stale in out_dir.glob(".*.tmp*"):          # temporaries of a killed run (one run per folder at a time)
         stale.unlink()
     config = pipeline.to_dict()
-    options: dict[str, Any] = {"pipeline": config, "seed": seed, "bands": bands, "sensor": sensor, "equivalent_crs": equivalent_crs}
+    options: dict[str, Any] = {"pipeline": config, "seed": seed, "bands": bands, "sensor": sensor,
+                               "equivalent_crs": equivalent_crs}
     results: list[dict[str, Any]] = []
     start = time.time()
 
@@ -257,7 +259,8 @@ def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str 
     results.sort(key=lambda r: r["index"])
     manifest = {"domainaug": __version__, "seed": seed, "pipeline": config, "bands": bands, "sensor": sensor,
                 "equivalent_crs": equivalent_crs,
-                "outputs": [{"job": asdict(j), "status": r["status"], **({"layers": r["layers"]} if "layers" in r else {}),
+                "outputs": [{"job": asdict(j), "status": r["status"],
+                             **({"layers": r["layers"]} if "layers" in r else {}),
                              **({"error": r["error"]} if "error" in r else {})}
                             for j, r in zip(jobs, results)]}
     with atomic_path(out_dir / "manifest.json") as tmp:

@@ -106,7 +106,8 @@ class RandAugment(Composite):
     Params: ``{"ops": [names], "children": [params of each op]}``.
     """
 
-    def __init__(self, n: int = 2, magnitude: float = 9.0, ops: str | Sequence[str] = "generic", p: float = 1.0) -> None:
+    def __init__(self, n: int = 2, magnitude: float = 9.0, ops: str | Sequence[str] = "generic",
+                 p: float = 1.0) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ParameterError("n", n, "an integer >= 0")
         self.n, self.magnitude = n, _magnitude("magnitude", magnitude)
@@ -129,7 +130,8 @@ class RandAugment(Composite):
 
     def walk(self, state: Any, params: dict[str, Any], step: Callable[[Transform, dict[str, Any], Any], Any]) -> Any:
         for name, child in zip(params["ops"], params["children"]):
-            state = step(OPS[check_choice("params['ops']", name, self.names)](self.magnitude, state.space), child, state)
+            state = step(OPS[check_choice("params['ops']", name, self.names)](self.magnitude, state.space),
+                         child, state)
         return state
 
     @classmethod
@@ -148,7 +150,8 @@ class TrivialAugment(Composite):
     Params: ``{"op": name, "magnitude": m, "params": params of the op}``.
     """
 
-    def __init__(self, ops: str | Sequence[str] = "generic", max_magnitude: float = MAX_MAGNITUDE, p: float = 1.0) -> None:
+    def __init__(self, ops: str | Sequence[str] = "generic", max_magnitude: float = MAX_MAGNITUDE,
+                 p: float = 1.0) -> None:
         self.ops = ops if isinstance(ops, str) else list(ops)
         self.names = _op_names(ops)
         self.max_magnitude = _magnitude("max_magnitude", max_magnitude)
@@ -166,7 +169,8 @@ class TrivialAugment(Composite):
 
     def walk(self, state: Any, params: dict[str, Any], step: Callable[[Transform, dict[str, Any], Any], Any]) -> Any:
         name = check_choice("params['op']", params["op"], self.names)
-        return step(OPS[name](_magnitude("params['magnitude']", params["magnitude"]), state.space), params["params"], state)
+        return step(OPS[name](_magnitude("params['magnitude']", params["magnitude"]), state.space),
+                    params["params"], state)
 
     @classmethod
     def contract_case(cls) -> Case:

@@ -324,7 +324,8 @@ class Crop(SpatialTransform):
         self.mode = check_choice("mode", mode, ("random", "center", "label"))
         self.layer = layer
         if ratios is not None and (not isinstance(ratios, (list, tuple)) or not ratios or any(
-                isinstance(r, bool) or not isinstance(r, (int, float)) or not r >= 0 for r in ratios) or sum(ratios) <= 0):
+                isinstance(r, bool) or not isinstance(r, (int, float)) or not r >= 0 for r in ratios)
+                or sum(ratios) <= 0):
             raise ParameterError("ratios", ratios, "None or a list of non-negative weights (index = label value), "
                                  "not all 0")
         self.ratios = None if ratios is None else [float(r) for r in ratios]

@@ -23,8 +23,8 @@ from .kernels import parallel_lock
 from .kernels.grid import apply_affine, lattice_at
 from .space import Space
 
-__all__ = ["Field", "Stage", "PendingMap", "fuse_stages", "forward_affine", "pull_back_points", "push_forward_points", "invert_map",
-           "coordinate_lattice", "LATTICE_MAX_STEP"]
+__all__ = ["Field", "Stage", "PendingMap", "fuse_stages", "forward_affine", "pull_back_points", "push_forward_points",
+           "invert_map", "coordinate_lattice", "LATTICE_MAX_STEP"]
 
 LATTICE_MAX_STEP = 4  # voxels between lattice points, at most
 

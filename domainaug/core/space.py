@@ -15,7 +15,8 @@ from ..errors import ParameterError, ShapeError
 from .kernels.grid import apply_affine
 from .params import as_lengths
 
-__all__ = ["Space", "apply_affine", "as_crs", "crs_equal", "crs_name", "max_voxels", "check_same_world", "covering_grid"]
+__all__ = ["Space", "apply_affine", "as_crs", "crs_equal", "crs_name", "max_voxels", "check_same_world",
+           "covering_grid"]
 
 #: Default limit on the voxels of one grid (1024**3): a regrid past it (e.g. ``Resample`` of a
 #: degree-spaced raster in metres) is a named error instead of a multi-GB allocation.

@@ -42,7 +42,8 @@ def _argument_names(cls: type) -> list[str]:
         if "__init__" not in klass.__dict__:
             continue
         params = [p for n, p in inspect.signature(klass.__dict__["__init__"]).parameters.items() if n != "self"]
-        named = [p.name for p in params if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+        named = [p.name for p in params
+                 if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
         if named or not params:
             return named
     return []
@@ -440,7 +441,8 @@ as one.
             if affine is None:
                 return None
             gain, bias = (t.detach().reshape(-1).double().cpu().numpy() for t in affine)
-            out = out.with_values(name, np.broadcast_to(gain, (data.shape[0],)), np.broadcast_to(bias, (data.shape[0],)))
+            out = out.with_values(name, np.broadcast_to(gain, (data.shape[0],)),
+                                  np.broadcast_to(bias, (data.shape[0],)))
         return out
 
     def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
@@ -458,7 +460,8 @@ as one.
             new = self.transform_layer(work, valid, own, view, name)
             if valid is not None:       # in place when ``new`` is a buffer of its own (``fresh_output``)
                 in_place = self.fresh_output and new.shape == work.shape and new.dtype == work.dtype and \
-                    new.is_contiguous() and not (torch.is_grad_enabled() and (new.requires_grad or work.requires_grad)) \
+                    new.is_contiguous() and \
+                    not (torch.is_grad_enabled() and (new.requires_grad or work.requires_grad)) \
                     and new.untyped_storage().data_ptr() not in (work.untyped_storage().data_ptr(),
                                                                  layer.data.untyped_storage().data_ptr())
                 new = torch.where(valid, new, work, out=new if in_place else None)
@@ -651,7 +654,8 @@ class OneOf(Composite):
             raise ParameterError("transforms", [], "at least one transform")
         if weights is not None:
             ok = isinstance(weights, (list, tuple)) and len(weights) == len(self.transforms) and all(
-                isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights) and sum(weights) > 0
+                isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights) \
+                and sum(weights) > 0
             if not ok:
                 raise ParameterError("weights", weights, f"{len(self.transforms)} non-negative numbers, not all 0")
             weights = [float(w) for w in weights]
@@ -689,7 +693,8 @@ class SomeOf(Composite):
     def __init__(self, transforms: Sequence[Transform], n: int | tuple[int, int] = 1, keep_order: bool = False,
                  p: float = 1.0) -> None:
         self.transforms = _children("transforms", transforms)
-        pair = (n, n) if isinstance(n, int) and not isinstance(n, bool) else tuple(n) if isinstance(n, (list, tuple)) else ()
+        pair = (n, n) if isinstance(n, int) and not isinstance(n, bool) else \
+            tuple(n) if isinstance(n, (list, tuple)) else ()
         if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in pair) \
                 or pair[0] > pair[1] or pair[1] > len(self.transforms):
             raise ParameterError("n", n, f"a count or a (min, max) pair of counts with min <= max <= "

@@ -125,7 +125,8 @@ class Comparison:
                     if prefix + m not in self.rows[0]:
                         continue
                     a, b = self.scores(self.baseline, prefix + m), self.scores(name, prefix + m)
-                    out.append({"pipeline": name, "metric": prefix + m, "t": paired_ttest(a, b), "wilcoxon": wilcoxon(a, b)})
+                    out.append({"pipeline": name, "metric": prefix + m, "t": paired_ttest(a, b),
+                                "wilcoxon": wilcoxon(a, b)})
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -142,8 +143,10 @@ class Comparison:
         cols = [k for k in self.summary()[0] if k != "pipeline"]
         lines += ["| pipeline | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
         for row in self.summary():
-            lines.append(f"| {row['pipeline']} | " + " | ".join(f"{row[c][0]:.3f} ± {row[c][1]:.3f}" for c in cols) + " |")
-        lines += ["", f"Paired tests against `{self.baseline}` (difference = pipeline − baseline; ECE: lower is better):", "",
+            lines.append(f"| {row['pipeline']} | " +
+                         " | ".join(f"{row[c][0]:.3f} ± {row[c][1]:.3f}" for c in cols) + " |")
+        lines += ["", f"Paired tests against `{self.baseline}` (difference = pipeline − baseline; "
+                      "ECE: lower is better):", "",
                   "| pipeline | metric | mean diff [95% CI] | t-test p | Cohen's d_z | Wilcoxon p |",
                   "|---|---|---:|---:|---:|---:|"]
         for t in self.tests():
@@ -153,7 +156,8 @@ class Comparison:
         lines += ["", "Per run:", "", "| pipeline | seed | fold | " + " | ".join(cols) + " |",
                   "|---|---:|---:|" + "---:|" * len(cols)]
         for r in sorted(self.rows, key=lambda r: (r["pipeline"], r["seed"], r["fold"])):
-            lines.append(f"| {r['pipeline']} | {r['seed']} | {r['fold']} | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |")
+            lines.append(f"| {r['pipeline']} | {r['seed']} | {r['fold']} | " +
+                         " | ".join(f"{r[c]:.3f}" for c in cols) + " |")
         return "\n".join(lines) + "\n"
 
     def plot(self, out: Path) -> list[Path]:
@@ -164,7 +168,8 @@ class Comparison:
         out.mkdir(parents=True, exist_ok=True)
         files = []
         if any(self.curves.values()):
-            keys = [k for k in self.curves[self.pipelines[0]][0][0] if k != "epoch"] if self.curves[self.pipelines[0]] else []
+            keys = ([k for k in self.curves[self.pipelines[0]][0][0] if k != "epoch"]
+                    if self.curves[self.pipelines[0]] else [])
             fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.5), squeeze=False)
             for ax, key in zip(axes[0], keys):
                 for name in self.pipelines:
@@ -212,7 +217,8 @@ class Comparison:
         out = Path(out)
         files = self.plot(out)
         text = self.markdown(title, notes) + "\n" + "\n".join(f"![{f.stem}]({f.name})" for f in files) + "\n"
-        for name, content in (("report.md", text), ("results.json", json.dumps(self.to_json(), indent=1, default=float))):
+        for name, content in (("report.md", text),
+                              ("results.json", json.dumps(self.to_json(), indent=1, default=float))):
             with atomic_path(out / name) as tmp:
                 Path(tmp).write_text(content)
         return out / "report.md"
@@ -282,10 +288,12 @@ def kfold_compare(train_fn: Callable[[list[Sample], Transform | None, int], Any]
             held = set(test_index.tolist())
             train = [s for i, s in enumerate(data) if i not in held]
             test = [data[i] for i in test_index]
-            shifted = None if shift is None else [shift(s, generator_for(seed, k, int(i))) for s, i in zip(test, test_index)]
+            shifted = None if shift is None else [shift(s, generator_for(seed, k, int(i)))
+                                                  for s, i in zip(test, test_index)]
             for name in names:
                 model = train_fn(train, pipelines[name], seed)
-                row: dict[str, Any] = {"pipeline": name, "seed": seed, "fold": k, "train": len(train), "test": len(test)}
+                row: dict[str, Any] = {"pipeline": name, "seed": seed, "fold": k, "train": len(train),
+                                       "test": len(test)}
                 scores, diagram = score(kind, model(test), test)
                 row.update(scores)
                 pooled[name]["test"].append(diagram)
@@ -297,11 +305,13 @@ def kfold_compare(train_fn: Callable[[list[Sample], Transform | None, int], Any]
                 result.curves[name].append(list(getattr(model, "history", []) or []))
                 if log:
                     log(f"seed {seed} fold {k} {name}: " + ", ".join(
-                        f"{m}={row[m]:.3f}" for m in result.metrics + [f"shift_{m}" for m in result.metrics] if m in row))
+                        f"{m}={row[m]:.3f}" for m in result.metrics + [f"shift_{m}" for m in result.metrics]
+                        if m in row))
     for m in result.metrics:
         bad = [r for r in result.rows if not math.isfinite(r[m])]
         if bad:
-            raise ParameterError("scores", f"{len(bad)} NaN {m} scores (e.g. {bad[0]['pipeline']} fold {bad[0]['fold']})",
+            raise ParameterError("scores",
+                                 f"{len(bad)} NaN {m} scores (e.g. {bad[0]['pipeline']} fold {bad[0]['fold']})",
                                  "finite scores: check that every test fold holds labelled data")
     result.diagrams = {n: {s: _pool(d) for s, d in pooled[n].items() if d} for n in names}
     return result

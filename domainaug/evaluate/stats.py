@@ -47,8 +47,8 @@ def paired_ttest(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarra
         statistic, pvalue = float(result.statistic), float(result.pvalue)
         half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / np.sqrt(n))
     return {"statistic": statistic, "pvalue": pvalue, "mean_difference": mean, "ci_low": mean - half,
-            "ci_high": mean + half, "effect_size": mean / sd if sd else (0.0 if mean == 0 else math.copysign(math.inf, mean)),
-            "n": n}
+            "ci_high": mean + half,
+            "effect_size": mean / sd if sd else (0.0 if mean == 0 else math.copysign(math.inf, mean)), "n": n}
 
 
 def wilcoxon(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> dict[str, float]:

@@ -8,8 +8,8 @@ networks on CPU, through ``AugmentedDataset`` (``pipeline=None``: no augmentatio
   classes (majority of the dense map), spatial-block groups. The scene is not shipped (CC BY-SA
   3.0): ``options: {scene: ..., labels: ...}`` name the files (``experiments/landsat_patches.yaml``
   points at ``shared/data_real`` beside the repository).
-- ``t1-segmentation``: tissue segmentation of the T1 shipped in ``domainaug.data`` (7 k-means classes) with a small MONAI
-  3D UNet; the volume (reoriented to RAS) is cut into slabs along its first axis, and each fold
+- ``t1-segmentation``: tissue segmentation of the T1 shipped in ``domainaug.data`` (7 k-means classes) with a
+  small MONAI 3D UNet; the volume (reoriented to RAS) is cut into slabs along its first axis, and each fold
   holds one slab out (a spatial split inside the one real volume there is).
 """
 

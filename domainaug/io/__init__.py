@@ -49,7 +49,8 @@ def format_of(path: str | os.PathLike) -> str:
         return "geotiff"
     if name.endswith((".mha", ".mhd", ".nrrd", ".nhdr")) or p.is_dir():
         return "itk"
-    raise ParameterError("path", str(path), "a .nii/.nii.gz, .mha/.mhd/.nrrd/.nhdr, .tif/.tiff, .jp2 file or a DICOM folder")
+    raise ParameterError("path", str(path),
+                         "a .nii/.nii.gz, .mha/.mhd/.nrrd/.nhdr, .tif/.tiff, .jp2 file or a DICOM folder")
 
 
 def _reader(fmt: str) -> Callable[..., dict[str, Any]]:
@@ -221,7 +222,8 @@ def save(sample: Sample, path: str | os.PathLike, layer: str = "image", *, dtype
     else:
         meta = dict(layers_meta.get(layer, {}))
     valid_name = sample.valid_of(layer)
-    valid = sample.layers[valid_name].data.cpu().numpy()[0] if valid_name and data_layer.role is Role.INTENSITY else None
+    valid = sample.layers[valid_name].data.cpu().numpy()[0] if valid_name and data_layer.role is Role.INTENSITY \
+        else None
     tensor = data_layer.data.detach().cpu()
     if tensor.dtype in (torch.float16, torch.bfloat16):
         tensor = tensor.float()

@@ -104,7 +104,8 @@ def to_disk(values: np.ndarray, dtype: Any, slope: float | None = None, inter: f
 
 
 # --- what a reader returned, as layers (``load`` of one file and of many) ---------------------------
-def intensity_tensor(raw: np.ndarray, scale: tuple[float, float] | None, dtype: str | torch.dtype | None) -> torch.Tensor:
+def intensity_tensor(raw: np.ndarray, scale: tuple[float, float] | None,
+                     dtype: str | torch.dtype | None) -> torch.Tensor:
     """Raw file values as a float tensor (float32 unless the file is float64 or ``dtype`` says),
     scaled once."""
     target = intensity_dtype(np.dtype(raw.dtype), dtype)

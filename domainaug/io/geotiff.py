@@ -141,7 +141,8 @@ def read(path: Path, window: Window | None = None) -> dict[str, Any]:
         raise NoDataError(f"{path}: every pixel is nodata")
     nodata = meta["nodata"]
     fill = nodata if nodata is not None and math.isfinite(nodata) else None   # the nodata value stays the fill
-    return {"format": "geotiff", "data": np.ascontiguousarray(data), "space": Space(data.shape[1:], affine, meta["crs"]),
+    return {"format": "geotiff", "data": np.ascontiguousarray(data),
+            "space": Space(data.shape[1:], affine, meta["crs"]),
             "fill": fill, "valid": valid, "channels": tuple(meta["channels"]), "meta": meta}
 
 

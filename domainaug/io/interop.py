@@ -26,7 +26,8 @@ def _plain(t: Any) -> torch.Tensor:
 
 
 def _space_of(affine: Any, shape: tuple[int, ...], name: str) -> Space:
-    a = np.asarray(_plain(affine).detach().cpu().numpy() if isinstance(affine, torch.Tensor) else affine, dtype=np.float64)
+    a = np.asarray(_plain(affine).detach().cpu().numpy() if isinstance(affine, torch.Tensor) else affine,
+                   dtype=np.float64)
     n = len(shape)
     if a.shape == (4, 4) and n == 2:                               # MONAI keeps 4x4 affines for 2D data
         a = a[np.ix_([0, 1, 3], [0, 1, 3])]

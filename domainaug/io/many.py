@@ -230,7 +230,8 @@ def _stacked_meta(files: list[Any], raws: list[dict[str, Any]], channels: list[s
     return meta
 
 
-def load_many(path: Any, label: Any, *, read: Callable[[Any], dict[str, Any]], equivalent_crs: bool, dtype: Any, fill: Any, labels: Sequence[str], sensor: str | None) -> Sample:
+def load_many(path: Any, label: Any, *, read: Callable[[Any], dict[str, Any]], equivalent_crs: bool, dtype: Any,
+              fill: Any, labels: Sequence[str], sensor: str | None) -> Sample:
     if isinstance(labels, str):
         labels = (labels,)
     labels = tuple(labels)
@@ -253,7 +254,8 @@ def load_many(path: Any, label: Any, *, read: Callable[[Any], dict[str, Any]], e
             entries = split + entries[1:]
     unknown = [k for k in fills if k not in dict(entries) or k in labels]
     if unknown:
-        raise ParameterError("fill", dict(fill), f"fills keyed by intensity layers; not one: {', '.join(map(str, unknown))}")
+        raise ParameterError("fill", dict(fill),
+                             f"fills keyed by intensity layers; not one: {', '.join(map(str, unknown))}")
 
     # every layer on one grid: the reference (the first intensity layer's), or a grid of its own
     order = [e for e in entries if e[0] not in labels] + [e for e in entries if e[0] in labels]

@@ -47,7 +47,8 @@ class IntensityScale(IntensityTransform):
 
     fresh_output = True
 
-    def __init__(self, gain: float | tuple[float, float] = (0.9, 1.1), offset: float | tuple[float, float] = (-0.05, 0.05),
+    def __init__(self, gain: float | tuple[float, float] = (0.9, 1.1),
+                 offset: float | tuple[float, float] = (-0.05, 0.05),
                  units: str = "percentile", layers: Sequence[str] | None = None, p: float = 1.0, *,
                  per_layer: bool | None = False) -> None:
         self.gain = as_uniform("gain", gain, low=1e-6)

@@ -62,7 +62,8 @@ class Spike(IntensityTransform):
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
-        freqs = [[int(torch.randint(-(n // 2), (n + 1) // 2, (), generator=generator).item()) for n in sample.space.shape]
+        freqs = [[int(torch.randint(-(n // 2), (n + 1) // 2, (), generator=generator).item())
+                  for n in sample.space.shape]
                  for _ in range(self.num_spikes)]
         return {"frequencies": freqs, "intensity": self.intensity.draw(generator)}
 
@@ -169,7 +170,8 @@ class Motion(IntensityTransform):
         p: Probability of applying.
     """
 
-    def __init__(self, degrees: float | tuple[float, float] = (-3.0, 3.0), translation: float | tuple[float, float] = (-3.0, 3.0),
+    def __init__(self, degrees: float | tuple[float, float] = (-3.0, 3.0),
+                 translation: float | tuple[float, float] = (-3.0, 3.0),
                  num_movements: int = 2, axis: int = 0, layers: Sequence[str] | None = None, p: float = 1.0, *,
                  per_layer: bool | None = False) -> None:
         self.degrees = as_uniform("degrees", degrees, low=-45, high=45)

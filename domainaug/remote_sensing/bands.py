@@ -227,6 +227,7 @@ def resolve_bands(channels: Sequence[str | None] | None, sensor_name: str | None
                              f"(or common names: {', '.join(sorted({b.common for b in table.bands}))})")
     if missing:
         raise ParameterError("sensor", None, f"common band names, or a sensor to interpret band(s) "
-                             f"{', '.join(map(repr, missing))} of layer {layer!r}: sensor= one of {', '.join(sensors())} "
+                             f"{', '.join(map(repr, missing))} of layer {layer!r}: "
+                             f"sensor= one of {', '.join(sensors())} "
                              f"(or sample.meta['sensor'], set by set_bands)")
     return out

@@ -292,7 +292,8 @@ def stack_dates(sample: Sample, layer: str = "image") -> torch.Tensor:
         raise ParameterError("layer", layer, f"a layer with dates {layer}_t0, {layer}_t1, ... ({sample.layer_names()})")
     bands = {sample.layer_info(n).channels for n in names}
     if len(bands) > 1 or len({sample.layer_info(n).data.shape[0] for n in names}) > 1:
-        raise ShapeError(f"stack_dates: the dates {names} of layer {layer!r} have different bands {sorted(map(str, bands))}")
+        raise ShapeError(f"stack_dates: the dates {names} of layer {layer!r} have different bands "
+                         f"{sorted(map(str, bands))}")
     return torch.stack([sample[n] for n in names])
 
 
@@ -304,7 +305,8 @@ def _channel_index(layer: Layer, names: Sequence[str], layer_name: str) -> list[
     return [channels.index(n) for n in names]
 
 
-def _per_band(values: dict[str, float], layer: Layer, layer_name: str, default: float, like: torch.Tensor) -> torch.Tensor:
+def _per_band(values: dict[str, float], layer: Layer, layer_name: str, default: float,
+              like: torch.Tensor) -> torch.Tensor:
     """A (C, 1, ..., 1) tensor of per-band values, ``default`` for bands not named (values for bands of
     the op's other target layers are left to them: ``check_target_bands``)."""
     out = torch.full((like.shape[0],), default, dtype=like.dtype, device=like.device)
@@ -366,13 +368,15 @@ class SpectralJitter(IntensityTransform):
 
     fresh_output = True
 
-    def __init__(self, gain: float | tuple[float, float] = (0.9, 1.1), bias: float | tuple[float, float] = (-0.02, 0.02),
+    def __init__(self, gain: float | tuple[float, float] = (0.9, 1.1),
+                 bias: float | tuple[float, float] = (-0.02, 0.02),
                  correlation_nm: float | None = None, relative: bool = True, bands: Sequence[str] | None = None,
                  sensor: str | None = None, min_bands: int = 1, stats: Any = None, layer: str = "image",
                  p: float = 1.0, *, layers: Sequence[str] | None = None, per_layer: bool | None = None) -> None:
         self.gain = as_uniform("gain", gain, low=1e-6)
         self.bias = as_uniform("bias", bias)
-        if correlation_nm is not None and (isinstance(correlation_nm, bool) or not isinstance(correlation_nm, (int, float))
+        if correlation_nm is not None and (isinstance(correlation_nm, bool)
+                                           or not isinstance(correlation_nm, (int, float))
                                            or not correlation_nm > 0):
             raise ParameterError("correlation_nm", correlation_nm, "None or one wavelength spacing in nm > 0")
         self.correlation_nm = None if correlation_nm is None else float(correlation_nm)
@@ -407,7 +411,8 @@ class SpectralJitter(IntensityTransform):
             return {"gain": {n: self.gain.draw(generator) for n in names},
                     "bias": {n: self.bias.draw(generator) for n in names}}
         wavelength = {ch: b.center_nm for layer in targets
-                      for ch, b in zip(sample.layer_info(layer).channels or (), layer_bands(sample, layer, self.sensor))}
+                      for ch, b in zip(sample.layer_info(layer).channels or (),
+                                       layer_bands(sample, layer, self.sensor))}
         lam = np.array([wavelength[n] for n in names])
         anchors = np.arange(lam.min() - self.correlation_nm, lam.max() + 2 * self.correlation_nm, self.correlation_nm)
         gains = np.interp(lam, anchors, [self.gain.draw(generator) for _ in anchors])
@@ -469,7 +474,8 @@ class Haze(IntensityTransform):
             acquisitions) when there are several; ``True``/``False`` force it.
     """
 
-    def __init__(self, strength: float | tuple[float, float] = (0.0, 0.1), exponent: float | tuple[float, float] = (1.0, 2.0),
+    def __init__(self, strength: float | tuple[float, float] = (0.0, 0.1),
+                 exponent: float | tuple[float, float] = (1.0, 2.0),
                  sensor: str | None = None, reflectance_scale: float | None = None, stats: Any = None,
                  layer: str = "image", p: float = 1.0, *, layers: Sequence[str] | None = None,
                  per_layer: bool | None = None) -> None:
@@ -553,7 +559,8 @@ class BandDropout(IntensityTransform):
             names += [n for n in own if n not in names]
         if self.bands:
             shared = {"bands": self.bands}                 # every target layer shares the candidates
-            check_target_bands(self, sample, [(n, shared) for n in self.target_layers(sample)], lambda own: own["bands"])
+            check_target_bands(self, sample, [(n, shared) for n in self.target_layers(sample)],
+                               lambda own: own["bands"])
         k = 1 + int(torch.randint(0, min(self.max_bands, len(names)), (), generator=generator).item())
         chosen = torch.randperm(len(names), generator=generator)[:k].tolist()
         return {"bands": [names[i] for i in sorted(chosen)]}
@@ -657,11 +664,12 @@ class CloudShadow(Transform):
     def _dates(self, sample: Sample) -> list[str]:
         names = date_layers(sample, self.layer)
         if not names:
-            raise ParameterError("layer", self.layer, f"an INTENSITY layer of the sample or its dates ({self.layer}_t0, "
-                                 f"{self.layer}_t1, ...); the sample has {sample.layer_names()}")
+            raise ParameterError("layer", self.layer, f"an INTENSITY layer of the sample or its dates "
+                                 f"({self.layer}_t0, {self.layer}_t1, ...); the sample has {sample.layer_names()}")
         for n in names:
             if sample.layer_info(n).role is not Role.INTENSITY:
-                raise ParameterError("layer", self.layer, f"an INTENSITY layer; {n!r} is {sample.layer_info(n).role.value}")
+                raise ParameterError("layer", self.layer,
+                                     f"an INTENSITY layer; {n!r} is {sample.layer_info(n).role.value}")
         return names
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:

@@ -78,12 +78,14 @@ def _read_window(path: str | os.PathLike, window: Window) -> dict:
     except DomainaugError:
         raise
     except Exception as exc:                               # a truncated or corrupt file: name it and the window
-        raise DomainaugError(f"{path}: cannot read window rows {int(window.row_off)}..{int(window.row_off + window.height)}"
+        raise DomainaugError(f"{path}: cannot read window rows {int(window.row_off)}.."
+                             f"{int(window.row_off + window.height)}"
                              f", cols {int(window.col_off)}..{int(window.col_off + window.width)}: "
                              f"{type(exc).__name__}: {exc}") from exc
 
 
-def tiles(path: str | os.PathLike, size: int | Sequence[int], overlap: int = 0, *, label: str | os.PathLike | None = None,
+def tiles(path: str | os.PathLike, size: int | Sequence[int], overlap: int = 0, *,
+          label: str | os.PathLike | None = None,
           bands: Sequence[str] | None = None, sensor: str | None = None, equivalent_crs: bool = False,
           dtype: str | torch.dtype | None = None, fill: float | str | None = None,
           scene_stats: bool = False) -> Iterator[Sample]:
@@ -173,12 +175,15 @@ class TileWriter:
         if tile.space.crs != self.space.crs and not (self.equivalent_crs and crs_equal(tile.space.crs, self.space.crs)):
             raise SpaceMismatchError(f"tile CRS {crs_name(tile.space.crs)} differs from the mosaic's "
                                      f"{crs_name(self.space.crs)}" + ("; they are equivalent by PROJ: pass "
-                                     "equivalent_crs=True to accept" if crs_equal(tile.space.crs, self.space.crs) else ""))
+                                     "equivalent_crs=True to accept"
+                                     if crs_equal(tile.space.crs, self.space.crs) else ""))
         offset = self.space.world_to_index(tile.space.index_to_world(np.zeros(2)))
         relative = self.space.inverse @ tile.space.affine
-        if not np.allclose(relative[:2, :2], np.eye(2), atol=1e-6) or not np.allclose(offset, np.round(offset), atol=1e-4):
+        if not np.allclose(relative[:2, :2], np.eye(2), atol=1e-6) or \
+                not np.allclose(offset, np.round(offset), atol=1e-4):
             raise SpaceMismatchError("the tile is not on the mosaic's pixel grid (was it cropped, resampled or "
-                                     f"rotated into another grid?): {tile.space.differences(self.space)} (tile vs mosaic)")
+                                     f"rotated into another grid?): {tile.space.differences(self.space)} "
+                                     "(tile vs mosaic)")
         r0, c0 = (int(v) for v in np.round(offset))
         h, w = tile.space.shape
         H, W = self.space.shape

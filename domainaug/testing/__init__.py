@@ -23,7 +23,8 @@ from ..core.sample import Layer, Role, Sample
 from ..core.transform import SpatialTransform, Transform, replay
 from ..errors import ParameterError
 
-__all__ = ["Case", "library_transforms", "declared_cases", "missing_case", "make_volume", "make_raster", "check_same_seed", "check_replay_json",
+__all__ = ["Case", "library_transforms", "declared_cases", "missing_case", "make_volume", "make_raster",
+           "check_same_seed", "check_replay_json",
            "check_identity", "check_no_new_labels", "check_points_follow", "check_dtypes", "check_bad_arguments",
            "check_valid_values", "with_image_dtype",
            "assert_samples_equal"]

@@ -69,7 +69,8 @@ class BatchAugment:
         for b in range(batch):
             if tuple(spaces[b].shape) != spatial:
                 raise ShapeError(f"space[{b}] has shape {spaces[b].shape}; the batch is {spatial}")
-            data = image[b] if valid is None else torch.where(valid[b].bool(), image[b], torch.full_like(image[b], fill))
+            data = image[b] if valid is None else \
+                torch.where(valid[b].bool(), image[b], torch.full_like(image[b], fill))
             layers = {"image": Layer(data, Role.INTENSITY, fill, None if channels is None else tuple(channels))}
             if label is not None:
                 layers["label"] = Layer(label[b], Role.LABEL, 0, interpolation=label_interpolation)
