@@ -212,7 +212,8 @@ def write_results(stem: str, lines: list[str], results: dict[str, dict], **extra
     print(text)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{stem}.md").write_text(text)
-    (RESULTS / f"{stem}.json").write_text(json.dumps({**extra, "rows": [{"workload": n, **r} for n, r in results.items()]},
+    (RESULTS / f"{stem}.json").write_text(json.dumps({**extra,
+                                                      "rows": [{"workload": n, **r} for n, r in results.items()]},
                                                      indent=1))
 
 

@@ -87,11 +87,13 @@ def main() -> int:
     lines = [f"# Medical benchmark: 1x{SHAPE[0]}x{SHAPE[1]}x{SHAPE[2]} float32 + uint8 labels", "",
              f"{THREADS} threads; torch {torch.__version__}; interleaved rounds ({args.runs}); floor = copy of the "
              f"volume in the same run ({copy:.1f} ms). Rician noise: TorchIO 1.2 has none. Motion: MONAI has none.",
-             "", "| workload | median ms | min ms | x copy floor | cores used | notes |", "|---|---:|---:|---:|---:|---|"]
+             "", "| workload | median ms | min ms | x copy floor | cores used | notes |",
+             "|---|---:|---:|---:|---:|---|"]
     for name, r in results.items():
         lines.append(f"| {name} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {r['median_ms'] / copy:.1f} | "
                      f"{r['cores']:.2f} | {NOTES.get(name, '')} |")
-    ratio = results["domainaug Affine, 116-label atlas"]["median_ms"] / results["domainaug Affine, binary mask"]["median_ms"]
+    ratio = results["domainaug Affine, 116-label atlas"]["median_ms"] / \
+        results["domainaug Affine, binary mask"]["median_ms"]
     preset = results["domainaug brain-mri preset end-to-end"]["median_ms"]
     lines += ["", f"116-label warp / binary-mask warp: {ratio:.2f}x (target <= 1.5x). "
               f"brain-mri preset: {preset:.0f} ms per volume (target < 500 ms)."]

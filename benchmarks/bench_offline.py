@@ -49,7 +49,8 @@ def main() -> int:
         results = offline.run(jobs, pipeline, seed=0, workers=2)
         local_s = time.perf_counter() - t0
         assert all(r["status"] == "done" for r in results)
-    rows = {"plain Python loop (2 threads), load + preset + save": {"seconds": loop_s, "files_per_s": args.copies / loop_s},
+    rows = {"plain Python loop (2 threads), load + preset + save":
+                {"seconds": loop_s, "files_per_s": args.copies / loop_s},
             "domainaug augment, 2 local worker threads (incl. start-up, sidecars, manifest)":
                 {"seconds": local_s, "files_per_s": args.copies / local_s}}
     lines = [f"# Offline generation: {args.copies} copies of the T1 + labels, brain-mri preset", "",

@@ -71,7 +71,8 @@ def main() -> int:
         torch.cuda.synchronize()
         rate = 20 / (time.perf_counter() - t0)
         rows["GPU BatchAugment, batches of 4, fused patch pipeline"] = {"samples_per_s": rate, "median_ms": 1e3 / rate}
-        lines += [f"| GPU ({torch.cuda.get_device_name()}) BatchAugment, batches of 4 | {rate:.2f} | {1e3 / rate:.0f} |"]
+        lines += [f"| GPU ({torch.cuda.get_device_name()}) BatchAugment, batches of 4 | {rate:.2f} | "
+                  f"{1e3 / rate:.0f} |"]
     else:
         lines += ["", "No CUDA device here: the GPU (BatchAugment) section was not run."]
     write_results("training", lines, rows, samples=args.samples)

@@ -66,7 +66,8 @@ def main() -> int:
                 scores += [dice(label, back, v) for v in np.unique(label) if v]
             rows.append((name, mode, float(np.mean(scores)), float(np.min(scores))))
     lines = ["# Label interpolation: forward-then-inverse warp, per-label Dice (higher is better)", "",
-             "Rotation 7/15/25 deg about one axis with zoom 1.0/1.1/0.9, then the exact inverse; two resampling passes.",
+             "Rotation 7/15/25 deg about one axis with zoom 1.0/1.1/0.9, then the exact inverse; "
+             "two resampling passes.",
              "", "| structures | mode | mean Dice | worst label Dice |", "|---|---|---:|---:|"]
     lines += [f"| {n} | {m} | {mean:.3f} | {worst:.3f} |" for n, m, mean, worst in rows]
     text = "\n".join(lines) + "\n"

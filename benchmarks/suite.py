@@ -149,7 +149,8 @@ def w_affine() -> list[Row]:
         from monai.transforms import RandAffined
         rows.append(("MONAI", _version("monai"), _monai([RandAffined(
             ["image", "label"], prob=1.0, rotate_range=[np.radians(10)] * 3, scale_range=[0.1] * 3,
-            translate_range=[5] * 3, mode=("bilinear", "nearest"), padding_mode="zeros")], image, label), "RandAffined"))
+            translate_range=[5] * 3, mode=("bilinear", "nearest"), padding_mode="zeros")], image, label),
+                     "RandAffined"))
     except ImportError:
         pass
     try:
@@ -188,7 +189,8 @@ def w_elastic(with_affine: bool = False) -> list[Row]:
         elastic_tio = tio.RandomElasticDeformation(num_control_points=7, max_displacement=6)
         t = tio.Compose([tio.RandomAffine(scales=(0.9, 1.1), degrees=10), elastic_tio]) if with_affine else elastic_tio
         rows.append(("TorchIO", _version("torchio"), _torchio(t, image, label),
-                     "RandomElasticDeformation (ITK B-spline)" + (" after RandomAffine: 2 resamplings" if with_affine else "")))
+                     "RandomElasticDeformation (ITK B-spline)" +
+                     (" after RandomAffine: 2 resamplings" if with_affine else "")))
     except ImportError:
         pass
     try:
@@ -252,7 +254,8 @@ def w_preset() -> list[Row]:
     from domainaug import medical as md
     image, label, sample = _volume()
     return [_floor_copy(image), ("domainaug", da.__version__, _ours(md.preset("brain-mri"), sample),
-                                 "10 steps: reorient, affine, elastic, bias, gamma, noise, blur, ghosting, spike, motion"),
+                                 "10 steps: reorient, affine, elastic, bias, gamma, noise, blur, ghosting, spike, "
+                                 "motion"),
             ("MONAI / TorchIO", "-", None, "no equivalent preset; their single ops are timed in the rows above")]
 
 
@@ -300,7 +303,8 @@ def w_raster(kind: str) -> list[Row]:
         grid = F.affine_grid(torch.eye(2, 3)[None], (1, 1) + shape, align_corners=True)
         halves = torch.cat([grid[:, : shape[0] // 2], grid[:, shape[0] // 2:]])
         x2 = image[None].expand(2, -1, -1, -1)
-        floor: Row = ("floor", torch.__version__, lambda: F.grid_sample(x2, halves, mode="bilinear", align_corners=True),
+        floor: Row = ("floor", torch.__version__,
+                      lambda: F.grid_sample(x2, halves, mode="bilinear", align_corners=True),
                       "grid_sample bilinear, identity grid, 2 slabs (image only)")
     else:
         floor = _floor_copy(image)
@@ -370,7 +374,8 @@ def w_contrasts() -> list[Row]:
     floor = _floor_3d(image)[2]
     rows = [("floor", torch.__version__, lambda: [floor() for _ in range(4)],
              "4 x grid_sample trilinear, identity grid, 2 slabs (the floor sum of 4 single-layer calls)"),
-            ("domainaug", da.__version__, _ours(pipeline, sample), "one sample: 4 contrasts + label, one coordinate map"),
+            ("domainaug", da.__version__, _ours(pipeline, sample),
+             "one sample: 4 contrasts + label, one coordinate map"),
             ("domainaug, 4 calls", da.__version__, lambda: [c() for c in calls],
              "each contrast (+ label) alone: 4 coordinate maps, 4 label resamplings")]
     try:
@@ -387,7 +392,8 @@ def w_contrasts() -> list[Row]:
         pass
     try:
         import torchio as tio
-        subject = tio.Subject(**{n: tio.ScalarImage(tensor=c.clone(), affine=np.eye(4)) for n, c in zip(names, contrasts)},
+        subject = tio.Subject(**{n: tio.ScalarImage(tensor=c.clone(), affine=np.eye(4))
+                                 for n, c in zip(names, contrasts)},
                               label=tio.LabelMap(tensor=label.clone(), affine=np.eye(4)))
         tio_t = tio.Compose([tio.RandomAffine(scales=(0.9, 1.1), degrees=10),
                              tio.RandomElasticDeformation(num_control_points=7, max_displacement=6)])
@@ -504,7 +510,8 @@ def w_loader() -> list[Row]:
         monai_pipeline = Compose([
             RandAffined(["image", "label"], prob=1.0, rotate_range=[np.radians(10)] * 3, scale_range=[0.1] * 3,
                         translate_range=[5] * 3, mode=("bilinear", "nearest")),
-            RandCropByLabelClassesd(["image", "label"], "label", spatial_size=(96, 96, 96), num_classes=5, num_samples=1),
+            RandCropByLabelClassesd(["image", "label"], "label", spatial_size=(96, 96, 96), num_classes=5,
+                                    num_samples=1),
             RandBiasFieldd(["image"], prob=0.5), RandAdjustContrastd(["image"], prob=0.5, gamma=(0.7, 1.5)),
             RandGaussianNoised(["image"], prob=0.3, std=0.05), RandGaussianSmoothd(["image"], prob=0.2)])
         loader = MonaiLoader(Dataset([{"image": image, "label": label}] * n, monai_pipeline), batch_size=2,
@@ -720,17 +727,20 @@ def summarise(rows: list[dict], date: str | None = None) -> tuple[list[str], dic
              "rows interleaved within it; times per sample. `x fastest peer` < 1 means domainaug is faster.",
              "", _gpu_line(rows), ""]
     verdicts = {}
-    summary = ["| workload | domainaug median (min) ms | fastest peer, median ms | peer / domainaug | x floor | target |",
+    summary = ["| workload | domainaug median (min) ms | fastest peer, median ms | peer / domainaug | x floor "
+               "| target |",
                "|---|---:|---|---:|---:|---|"]
     for name in list(WORKLOADS) + [n for n in dict.fromkeys(r["workload"] for r in rows) if n not in WORKLOADS]:
         group = [r for r in rows if r["workload"] == name]
         if not group:
             continue
         floor = next((r["median_ms"] for r in group if r["tool"] == "floor"), None)
-        timed = [r for r in group if r["tool"] != "floor" and not r["tool"].startswith("domainaug") and "median_ms" in r]
+        timed = [r for r in group
+                 if r["tool"] != "floor" and not r["tool"].startswith("domainaug") and "median_ms" in r]
         best = min(timed, key=lambda r: r["median_ms"]) if timed else None
         fastest = best["median_ms"] if best else None
-        lines += [f"## {name}", "", "| tool | version | median ms | min ms | x fastest peer | x floor | peak MB | note |",
+        lines += [f"## {name}", "",
+                  "| tool | version | median ms | min ms | x fastest peer | x floor | peak MB | note |",
                   "|---|---|---:|---:|---:|---:|---:|---|"]
         for r in group:
             if "median_ms" not in r:
@@ -748,7 +758,8 @@ def summarise(rows: list[dict], date: str | None = None) -> tuple[list[str], dic
                 lines += ["", "Target: n/a (no peer does this work; the floor is a single copy)."]
                 lines.append("")
                 continue
-            verdicts[name] = {"speedup_vs_fastest_peer": speedup, "x_floor": ours["median_ms"] / floor if floor else None,
+            verdicts[name] = {"speedup_vs_fastest_peer": speedup,
+                              "x_floor": ours["median_ms"] / floor if floor else None,
                               "met": bool((speedup is not None and speedup >= 3) or near_floor)}
             summary.append(f"| {name} | {ours['median_ms']:.1f} ({ours['min_ms']:.1f}) | "
                            + (f"{best['tool']}, {fastest:.1f} | {speedup:.1f}x" if best else "none | ") + " | "

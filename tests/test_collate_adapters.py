@@ -82,7 +82,8 @@ def _volume(shape=(20, 22, 18)):
 def _monai_dict(sample, mask_shape=None):
     from monai.data import MetaTensor
     affine = torch.as_tensor(np.array(sample.space.affine), dtype=torch.float64)
-    mask = (sample["label"] > 0).to(torch.uint8) if mask_shape is None else torch.zeros((1,) + mask_shape, dtype=torch.uint8)
+    mask = (sample["label"] > 0).to(torch.uint8) if mask_shape is None else \
+        torch.zeros((1,) + mask_shape, dtype=torch.uint8)
     meta = {"filename_or_obj": "/data/sub-01_T1w.nii.gz", "custom": 7}
     return {"image": MetaTensor(sample["image"].clone(), affine=affine.clone(), meta=dict(meta)),
             "label": MetaTensor(sample["label"].float(), affine=affine.clone(), meta=dict(meta)),   # LoadImaged floats
@@ -130,7 +131,8 @@ def test_monai_invertd_maps_a_prediction_back_and_saveimaged_writes_it(tmp_path)
 
     from domainaug.training.adapters import MonaiTransform
     sample = _volume()
-    pipeline = da.Compose([da.Flip(axes=(0,), p=1.0), da.Affine(degrees=(-10, 10)), da.Crop((14, 14, 14), mode="center")])
+    pipeline = da.Compose([da.Flip(axes=(0,), p=1.0), da.Affine(degrees=(-10, 10)),
+                           da.Crop((14, 14, 14), mode="center")])
     forward = Compose([MonaiTransform(pipeline)])
     out = forward(_monai_dict(sample))
     out["pred"] = out["label"].clone()                                  # an equivariant 'network'
@@ -155,7 +157,8 @@ def test_monai_invertd_maps_a_prediction_back_and_saveimaged_writes_it(tmp_path)
 
 def _subject(sample, mask_shape=None):
     affine = np.array(sample.space.affine)
-    mask = (sample["label"] > 0).to(torch.uint8) if mask_shape is None else torch.zeros((1,) + mask_shape, dtype=torch.uint8)
+    mask = (sample["label"] > 0).to(torch.uint8) if mask_shape is None else \
+        torch.zeros((1,) + mask_shape, dtype=torch.uint8)
     return tio.Subject(image=tio.ScalarImage(tensor=sample["image"].clone(), affine=affine),
                        t2=tio.ScalarImage(tensor=sample["image"].clone() * 2, affine=affine),
                        label=tio.LabelMap(tensor=sample["label"].clone(), affine=affine),

@@ -54,7 +54,8 @@ def test_accuracy_and_per_class_report_match_scikit_learn():
     ours = per_class_report(scores, y)
     ref = sklearn_metrics.classification_report(y, scores.argmax(1), output_dict=True, zero_division=0)
     for label in range(5):
-        for key, ref_key in (("precision", "precision"), ("recall", "recall"), ("f1", "f1-score"), ("support", "support")):
+        for key, ref_key in (("precision", "precision"), ("recall", "recall"), ("f1", "f1-score"),
+                             ("support", "support")):
             assert ours[label][key] == pytest.approx(ref[str(label)][ref_key])
     for avg, ref_avg in (("macro", "macro avg"), ("weighted", "weighted avg")):
         assert ours[avg]["f1"] == pytest.approx(ref[ref_avg]["f1-score"])

@@ -3,8 +3,8 @@ dtype, tiny and UTM-sized spacings and origins, valid masks from none to all-fal
 of fill. Each case must end in success or a named domainaug error, and on success: no new label
 values, no NaN/Inf in a valid voxel, the same seed gives the same output, and JSON records replay it.
 
-``DOMAINAUG_FUZZ_EXAMPLES`` sets the number of cases (default 400, about 20 s here; 1,500 ran clean in a minute); the run is
-derandomised, so CI sees the same cases every time and a failure names its inputs.
+``DOMAINAUG_FUZZ_EXAMPLES`` sets the number of cases (default 400, about 20 s here; 1,500 ran clean in a
+minute); the run is derandomised, so CI sees the same cases every time and a failure names its inputs.
 """
 
 import json
@@ -42,8 +42,8 @@ def cases(draw):
     seed = draw(st.integers(0, 2**16))
     with_label = draw(st.booleans())
     values = draw(st.sampled_from([(100.0, 40.0), (5.0, 0.0), (3e4, 2e4), (0.0, 1e-3)]))   # constant, huge, tiny
-    return dict(values=values, name=name, shape=shape, bands=bands, dtype=dtype, spacing=spacing, origin=origin, mask=mask,
-                fill=fill, seed=seed, label=with_label)
+    return dict(values=values, name=name, shape=shape, bands=bands, dtype=dtype, spacing=spacing, origin=origin,
+                mask=mask, fill=fill, seed=seed, label=with_label)
 
 
 def build(c):

@@ -16,7 +16,8 @@ tio = pytest.importorskip("torchio")
 
 @pytest.fixture
 def t1(fixtures):
-    return dio.load(fixtures / "KmeansTest_T1UCharRaw.nii.gz", label=fixtures / "KmeansTest_T1KmeansPrelimSegmentation.nii.gz")
+    return dio.load(fixtures / "KmeansTest_T1UCharRaw.nii.gz",
+                    label=fixtures / "KmeansTest_T1KmeansPrelimSegmentation.nii.gz")
 
 
 def test_monai_round_trip_and_a_monai_transform(t1):
@@ -24,7 +25,8 @@ def test_monai_round_trip_and_a_monai_transform(t1):
     assert isinstance(d["image"], monai.data.MetaTensor)
     np.testing.assert_allclose(d["image"].affine.numpy(), t1.space.affine)
     back = interop.from_monai(d)
-    assert back.space == t1.space and torch.equal(back["image"], t1["image"]) and torch.equal(back["label"], t1["label"])
+    assert back.space == t1.space
+    assert torch.equal(back["image"], t1["image"]) and torch.equal(back["label"], t1["label"])
     flipped = monai.transforms.Flipd(keys=["image", "label"], spatial_axis=0)(d)
     again = interop.from_monai(flipped)
     assert torch.equal(again["image"], torch.flip(t1["image"], [1]))
@@ -66,7 +68,8 @@ def test_pipeline_as_a_monai_dict_transform_in_a_monai_loader(t1):
         return next(iter(loader))
 
     a, b = run(0), run(2)
-    assert a["image"].shape == (3, 1, 64, 64, 32) and set(a["label"].unique().tolist()) <= set(t1["label"].unique().tolist())
+    assert a["image"].shape == (3, 1, 64, 64, 32)
+    assert set(a["label"].unique().tolist()) <= set(t1["label"].unique().tolist())
     assert torch.equal(a["image"], b["image"])                         # MONAI's worker seeding applies
     assert not torch.equal(a["image"][0], a["image"][1])               # each item gets its own draw
     np.testing.assert_allclose(a["image"].affine[0, :3, :3].numpy(), t1.space.affine[:3, :3], atol=1e-6)
@@ -79,7 +82,8 @@ def test_pipeline_as_a_torchio_transform(t1):
     from domainaug.training.adapters import TorchioTransform
     subject = interop.to_torchio(t1)
     torch.manual_seed(0)
-    out = tio.Compose([TorchioTransform(da.Crop((64, 64, 32), mode="center")), tio.RandomFlip(axes=(0,), p=0.0)])(subject)
+    out = tio.Compose([TorchioTransform(da.Crop((64, 64, 32), mode="center")),
+                       tio.RandomFlip(axes=(0,), p=0.0)])(subject)
     assert out["image"].shape == (1, 64, 64, 32) and out["label"].shape == (1, 64, 64, 32)
     start = out.domainaug_records[0]["params"]["start"]
     np.testing.assert_allclose(out["image"].affine[:3, 3], t1.space.index_to_world(start), atol=1e-5)

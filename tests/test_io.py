@@ -124,7 +124,8 @@ def test_failed_write_leaves_no_file(tmp_path):
 
 
 def test_real_shared_rasters_and_volumes(shared_data):
-    nc = dio.load(shared_data / "derived/nc_landsat7_6band.tif", label=shared_data / "derived/nc_landsat7_strata_dense.tif")
+    nc = dio.load(shared_data / "derived/nc_landsat7_6band.tif",
+                  label=shared_data / "derived/nc_landsat7_strata_dense.tif")
     assert nc.space.crs == "EPSG:32119" and nc["image"].shape[0] == 6
     assert set(nc["label"].unique().tolist()) <= set(range(8))
     out = da.Compose([da.Rot90(), da.Affine(degrees=(-30, 30))])(nc, torch.Generator().manual_seed(0))

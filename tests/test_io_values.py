@@ -86,7 +86,8 @@ def test_float64_files_stay_float64_and_labels_integer(tmp_path):
 
 def test_save_rounds_and_clips_once_and_dtype_chooses_another(fixtures, tmp_path):
     s = dio.load(fixtures / "L7_ETMs.tif")
-    bright = s.with_layers(image=da.Layer(s["image"] * 1.5 + 0.4, da.Role.INTENSITY, 0.0, s.layer_info("image").channels))
+    bright = s.with_layers(image=da.Layer(s["image"] * 1.5 + 0.4, da.Role.INTENSITY, 0.0,
+                                          s.layer_info("image").channels))
     dio.save(bright, tmp_path / "u8.tif")
     dio.save(bright, tmp_path / "f32.tif", dtype="float32")
     with rasterio.open(tmp_path / "u8.tif") as u8, rasterio.open(tmp_path / "f32.tif") as f32:
@@ -98,7 +99,8 @@ def test_save_rounds_and_clips_once_and_dtype_chooses_another(fixtures, tmp_path
 
 def test_offline_outputs_keep_their_source_dtype(fixtures, tmp_path):
     jobs = offline.plan([str(fixtures / T1), str(fixtures / "L7_ETMs.tif")], tmp_path / "out")
-    pipelines = [medical.preset("brain-mri"), da.Compose([da.Flip(axes=(1,)), da.BrightnessContrast(brightness=0.01, contrast=1.0)])]
+    pipelines = [medical.preset("brain-mri"),
+                 da.Compose([da.Flip(axes=(1,)), da.BrightnessContrast(brightness=0.01, contrast=1.0)])]
     for job, pipeline in zip(jobs, pipelines):
         result = offline.run_job(job, pipeline.to_dict(), seed=0)
         assert result["status"] == "done", result

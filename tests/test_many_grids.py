@@ -192,7 +192,8 @@ def test_intensity_ops_use_each_layers_own_grid():
     out = blur(sample, gen(0))
     alone = blur(Sample(sample.space_of("flair"), {"flair": sample.layer_info("flair")}), gen(0))
     assert torch.equal(out["flair"], alone["flair"])
-    wrong = blur(Sample(sample.space_of("flair").with_grid((33, 33, 33), np.eye(4)), {"flair": sample.layer_info("flair")}), gen(0))
+    wrong = blur(Sample(sample.space_of("flair").with_grid((33, 33, 33), np.eye(4)),
+                        {"flair": sample.layer_info("flair")}), gen(0))
     assert not torch.allclose(out["flair"], wrong["flair"], atol=1e-3)   # 1 mm voxels would blur twice as much
 
 
@@ -284,7 +285,8 @@ def test_one_valid_layer_per_grid():
     sample = sentinel2()
     v20 = Layer(torch.ones((1, 64, 64), dtype=torch.bool), Role.VALID)
     ok = Sample(sample.space, {**sample.layers, "valid": Layer(torch.ones((1, 128, 128), dtype=torch.bool), Role.VALID),
-                               "b20_valid": v20}, grids={"b20": sample.space_of("b20"), "b20_valid": sample.space_of("b20")})
+                               "b20_valid": v20},
+                grids={"b20": sample.space_of("b20"), "b20_valid": sample.space_of("b20")})
     assert ok.valid_name == "valid" and ok.valid_of("b20") == "b20_valid"
     with pytest.raises(ParameterError, match="one VALID layer per grid"):
         Sample(sample.space, {**sample.layers, "v1": v20, "v2": v20},
@@ -331,11 +333,13 @@ def test_jpeg2000_bands_load_like_geotiffs(tmp_path):
             path = tmp_path / f"T33UUP_20240601_{band}_{'10' if layer == 'b10' else '20'}m.jp2"
             data = s[layer][k].numpy().round().astype(np.uint16)
             with rasterio.open(path, "w", driver="JP2OpenJPEG", width=space.shape[1], height=space.shape[0], count=1,
-                               dtype="uint16", crs="EPSG:32633", transform=transform, QUALITY=100, REVERSIBLE=True) as dst:
+                               dtype="uint16", crs="EPSG:32633", transform=transform, QUALITY=100,
+                               REVERSIBLE=True) as dst:
                 dst.write(data, 1)
             paths.append(path)
     loaded = dio.load(sorted(paths))
-    assert loaded.layer_info("image").channels == ("B02", "B03") and loaded.layer_info("image_20").channels == ("B05", "B06")
+    assert loaded.layer_info("image").channels == ("B02", "B03")
+    assert loaded.layer_info("image_20").channels == ("B05", "B06")
     assert loaded.space.same_grid(s.space, 1e-6) and loaded.space_of("image_20").same_grid(s.space_of("b20"), 1e-6)
     assert torch.equal(loaded["image_20"][0], s["b20"][0].round())
     with pytest.raises(ParameterError, match="jp2"):

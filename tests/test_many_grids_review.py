@@ -34,13 +34,15 @@ def s2(h: int = 64, w: int = 64) -> Sample:
                                        channels=("B02", "B03", "B04", "B08")),
                         "image_20": Layer(torch.from_numpy(r.uniform(0, 1, (2, h // 2, w // 2)).astype(np.float32)),
                                           channels=("B05", "B11"))},
-                  grids={"image_20": s20}, meta={"band_groups": {"image": ["image", "image_20"]}, "sensor": "sentinel2"})
+                  grids={"image_20": s20},
+                  meta={"band_groups": {"image": ["image", "image_20"]}, "sensor": "sentinel2"})
 
 
 def test_a_value_stage_is_not_fused_for_a_layer_that_another_grid_brings_in():
     bc = BrightnessContrast(brightness=0.3, contrast=0.5, layers=["flair"])
     fused = Compose([ResampleToMatch("t1"), Flip(axes=[0]), bc])(vol(), gen(0))
-    step = bc.run(Compose([ResampleToMatch("t1"), Flip(axes=[0])])(vol(), gen(0)), fused.history[-1].params["children"][2])
+    step = bc.run(Compose([ResampleToMatch("t1"), Flip(axes=[0])])(vol(), gen(0)),
+                  fused.history[-1].params["children"][2])
     torch.testing.assert_close(fused["flair"], step["flair"])
     Compose([ResampleToMatch("t1"), bc])(vol(valid=True), gen(0))          # no shape error from the t1 VALID
 
@@ -76,7 +78,8 @@ def test_the_merged_valid_layer_of_the_reference_grid_is_named_valid():
 def test_a_crop_past_a_grids_field_of_view_marks_it_invalid():
     t1s = Space.from_spacing((32, 32, 32), 1.0, origin=(-15.5, -15.5, -15.5))
     slab = Space.from_spacing((16, 16, 4), 2.0, origin=(-15.0, -15.0, -3.0))
-    s = Sample(t1s, {"t1": Layer(torch.rand(1, 32, 32, 32)), "flair": Layer(torch.full((1, 16, 16, 4), 5.0), fill=-1.0)},
+    s = Sample(t1s, {"t1": Layer(torch.rand(1, 32, 32, 32)),
+                     "flair": Layer(torch.full((1, 16, 16, 4), 5.0), fill=-1.0)},
                grids={"flair": slab})
     c = Crop((32, 32, 16)).run(s, {"start": [0, 0, 8]})
     v = c.valid_of("flair")

@@ -13,7 +13,8 @@ G = lambda seed=0: torch.Generator().manual_seed(seed)  # noqa: E731
 
 @pytest.fixture
 def t1(fixtures):
-    return dio.load(fixtures / "KmeansTest_T1UCharRaw.nii.gz", label=fixtures / "KmeansTest_T1KmeansPrelimSegmentation.nii.gz")
+    return dio.load(fixtures / "KmeansTest_T1UCharRaw.nii.gz",
+                    label=fixtures / "KmeansTest_T1KmeansPrelimSegmentation.nii.gz")
 
 
 def test_bias_field_is_isotropic_in_mm():
@@ -129,7 +130,8 @@ def test_tissue_contrast_scales_each_region_by_its_gain():
     s = da.Sample.from_numpy(np.full((20, 20, 20), 100.0, np.float32), label=label)
     params = {"gain": {"0": 0.8, "1": 1.2}}
     sharp = md.TissueContrast(smoothing=0.0).apply(s, params)["image"][0]
-    assert torch.allclose(sharp[:, :, :10], torch.tensor(80.0)) and torch.allclose(sharp[:, :, 10:], torch.tensor(120.0))
+    assert torch.allclose(sharp[:, :, :10], torch.tensor(80.0))
+    assert torch.allclose(sharp[:, :, 10:], torch.tensor(120.0))
     smooth = md.TissueContrast(smoothing=2.0).apply(s, params)["image"][0]
     assert 80 < float(smooth[10, 10, 9]) < 100 < float(smooth[10, 10, 10]) < 120      # blended at the border
     assert float(smooth[10, 10, 0]) == pytest.approx(80.0, abs=1e-3)

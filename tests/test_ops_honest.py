@@ -147,7 +147,8 @@ def _spiked(x, params):
     peak = np.abs(k).max()
     for f in params["frequencies"]:
         for sign in (1, -1):
-            k[tuple(int((sign * fi) % n) for fi, n in zip(f, x.shape))] += params["intensity"] * peak / (1 if any(f) else 2)
+            k[tuple(int((sign * fi) % n) for fi, n in zip(f, x.shape))] += \
+                params["intensity"] * peak / (1 if any(f) else 2)
     return np.fft.ifftn(k)
 
 
@@ -242,7 +243,8 @@ def test_blur_on_a_degree_tile_stays_in_range_and_kernels_stay_on_the_grid(monke
     tile = da.Sample.from_numpy(image, affine=affine, crs=4326, channels=["B02", "B03", "B04"])
     out = da.GaussianBlur()(tile, G(0))["image"]
     lo, hi = image.reshape(3, -1).min(1), image.reshape(3, -1).max(1)
-    assert np.all(out.numpy().reshape(3, -1).min(1) >= lo - 1e-4) and np.all(out.numpy().reshape(3, -1).max(1) <= hi + 1e-4)
+    assert np.all(out.numpy().reshape(3, -1).min(1) >= lo - 1e-4)
+    assert np.all(out.numpy().reshape(3, -1).max(1) <= hi + 1e-4)
     assert widths and all(k <= 2 * n - 1 for k, n in widths)
     flat = da.GaussianBlur(1.0).apply(tile, {"sigma": 1.0})["image"].double()      # sigma >> grid: the mean
     torch.testing.assert_close(flat, torch.from_numpy(image).double().mean((1, 2), keepdim=True).expand_as(flat),

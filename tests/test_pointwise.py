@@ -50,7 +50,8 @@ def test_power_matches_the_torch_path_and_keeps_the_input():
 def test_power_edge_cases():
     x = torch.full((2, 5, 6), 7.5)
     x[1] = torch.linspace(0, 1, 30).view(5, 6)
-    lo, span = torch.tensor([7.5, 0.0]).view(2, 1, 1), torch.tensor([torch.finfo(torch.float32).tiny, 1.0]).view(2, 1, 1)
+    lo = torch.tensor([7.5, 0.0]).view(2, 1, 1)
+    span = torch.tensor([torch.finfo(torch.float32).tiny, 1.0]).view(2, 1, 1)
     out = power(x, lo, span, 1.5)
     assert torch.equal(out[0], x[0])                                   # a constant channel stays put
     huge = power(x, lo, span, 1e9)                                     # y far below -2 ** 31: exactly 0 (then lo)

@@ -38,8 +38,9 @@ def test_band_tables():
 
 def test_jitter_computes_in_float_without_clipping_and_leaves_nodata(rgbn):
     valid = rgbn["valid"][0]
-    out = rs.SpectralJitter(gain=3.0, bias=0.0).apply(rgbn, {"gain": {b: 3.0 for b in ["blue", "green", "red", "nir"]},
-                                                              "bias": {b: 0.0 for b in ["blue", "green", "red", "nir"]}})
+    out = rs.SpectralJitter(gain=3.0, bias=0.0).apply(rgbn,
+                                                      {"gain": {b: 3.0 for b in ["blue", "green", "red", "nir"]},
+                                                       "bias": {b: 0.0 for b in ["blue", "green", "red", "nir"]}})
     assert out["image"].dtype == torch.float32 and float(out["image"].max()) == 3 * 255   # no clip to uint8
     assert torch.equal(out["image"][:, ~valid], rgbn["image"][:, ~valid])
     assert torch.equal(out["image"][:, valid], rgbn["image"][:, valid] * 3)
@@ -138,7 +139,8 @@ def test_georeference_is_kept_through_a_preset_and_a_write(rgbn, tmp_path):
 
 
 def test_nc_scene_with_its_land_cover_map(shared_data):
-    nc = dio.load(shared_data / "derived/nc_landsat7_6band.tif", label=shared_data / "derived/nc_landsat7_strata_dense.tif")
+    nc = dio.load(shared_data / "derived/nc_landsat7_6band.tif",
+                  label=shared_data / "derived/nc_landsat7_strata_dense.tif")
     nc = rs.set_bands(nc, L7, sensor="landsat7")
     classes = set(nc["label"].unique().tolist())
     for seed in range(3):

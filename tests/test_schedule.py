@@ -20,7 +20,8 @@ def test_schedule_values():
     assert cos.at(1) < 0.25                                  # slow start
     step = Schedule.step([0.1, 0.5, 0.9], [3, 6])
     assert [step.at(e) for e in (0, 2, 3, 5, 6, 100)] == [0.1, 0.1, 0.5, 0.5, 0.9, 0.9]
-    assert Schedule.linear(8, 16, 4, integer=True).at(1) == 10 and isinstance(Schedule.linear(8, 16, 4, integer=True).at(1), int)
+    assert Schedule.linear(8, 16, 4, integer=True).at(1) == 10
+    assert isinstance(Schedule.linear(8, 16, 4, integer=True).at(1), int)
     assert Schedule.linear(0, 1, 10).at(3) == pytest.approx(0.3)          # integer ends, smooth ramp
 
 

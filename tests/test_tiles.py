@@ -55,7 +55,8 @@ def test_a_failed_mosaic_leaves_no_file(fixtures, tmp_path):
     with pytest.raises(da.SpaceMismatchError, match="pixel grid"):
         with rs.TileWriter(tmp_path / "m.tif", like=path) as writer:
             for tile in rs.tiles(path, 100):
-                writer.write(da.Resample(57.0)(tile, torch.Generator().manual_seed(0)) if tile.meta["window"][0] else tile)
+                writer.write(da.Resample(57.0)(tile, torch.Generator().manual_seed(0)) if tile.meta["window"][0]
+                             else tile)
     assert list(tmp_path.iterdir()) == []
 
 

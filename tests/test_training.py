@@ -50,7 +50,8 @@ def test_a_batch_replays_from_its_records():
 
 def test_paths_and_pairs_load(fixtures):
     pipeline = da.Flip(axes=(0,))
-    ds = AugmentedDataset([(fixtures / "KmeansTest_T1UCharRaw.nii.gz", fixtures / "KmeansTest_T1KmeansPrelimSegmentation.nii.gz"),
+    ds = AugmentedDataset([(fixtures / "KmeansTest_T1UCharRaw.nii.gz",
+                            fixtures / "KmeansTest_T1KmeansPrelimSegmentation.nii.gz"),
                            str(fixtures / "KmeansTest_T1UCharRaw.nii.gz")], pipeline)
     assert ds[0]["label"].shape == ds[0]["image"].shape and "label" not in ds[1].layer_names()
 
