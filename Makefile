@@ -10,10 +10,11 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 # torch is pinned first: the project's own range (<3) would otherwise let pip pick a CUDA build.
-# The test extra is every optional extra (domainaug[all]) plus pytest, hypothesis and scikit-learn.
+# The test extra is every optional extra (domainaug[all]) plus pytest, hypothesis and scikit-learn;
+# the lint extra pins ruff and mypy.
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q -e ".[test,lint]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -21,7 +22,10 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) -m domainaug demo --out demo_out
 
+# The checks first (pinned in the lint extra; configured in pyproject.toml), then the tests.
 test: $(VENV)/.installed
+	$(PY) -m ruff check domainaug tests benchmarks examples experiments
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed
