@@ -14,7 +14,7 @@ from .core.params import as_uniform
 from .core.random import child_seed
 from .core.sample import Sample
 from .core.transform import IntensityTransform
-from .core.values import affine_values, channel_stats, normalized_smooth, seeded_noise
+from .core.values import channel_stats, normalized_smooth, seeded_noise
 from .errors import ParameterError
 
 if TYPE_CHECKING:
@@ -90,10 +90,6 @@ class BrightnessContrast(IntensityTransform):
         s = channel_stats(data, valid, ("min", "max", "mean"))
         c = params["contrast"]
         return torch.full_like(s["mean"], c), (1 - c) * s["mean"] + params["brightness"] * (s["max"] - s["min"])
-
-    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
-                        sample: Sample, name: str) -> torch.Tensor:
-        return affine_values(data, *self.channel_affine(data, valid, params, sample, name))
 
     @classmethod
     def contract_case(cls) -> Case:

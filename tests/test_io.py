@@ -250,3 +250,10 @@ def test_equivalent_label_crs_needs_the_explicit_option():
     other = dict(label, space=da.Space((4, 5), affine, "EPSG:32619"))
     with pytest.raises(da.SpaceMismatchError):
         dio.assemble(image, other, "image.tif", "labels.tif", equivalent_crs=True)
+
+
+def test_saving_a_volume_as_geotiff_names_the_path_given(tmp_path):
+    sample = da.Sample.from_numpy(np.zeros((4, 4, 4), np.float32))
+    with pytest.raises(da.ParameterError, match=r"x\.tif'.*GeoTIFF holds 2D") as err:
+        dio.save(sample, tmp_path / "x.tif")
+    assert ".tmp" not in str(err.value) and not list(tmp_path.iterdir())      # nothing half-written either

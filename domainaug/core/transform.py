@@ -22,7 +22,7 @@ from .record import ParamRecord
 from .sample import Role, Sample
 from .schedule import ScheduledConstruction, build_at
 from .space import Space, covering_grid
-from .values import cast
+from .values import affine_values, cast
 
 if TYPE_CHECKING:
     from ..testing import Case
@@ -401,10 +401,14 @@ as one.
                                  f"params for each target layer of the sample, {names}")
         return [(n, per[n]) for n in names if per[n].get("applied", True) is not False]
 
-    @abstractmethod
     def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
                         sample: Sample, name: str) -> torch.Tensor:
-        """New values for one layer (float), computed from valid voxels where it matters."""
+        """New values for one layer (float), computed from valid voxels where it matters. By default
+        ``gain * x + bias`` from ``channel_affine``; an op that is not a per-channel affine overrides it."""
+        affine = self.channel_affine(data, valid, params, sample, name)
+        if affine is None:
+            raise NotImplementedError(f"{type(self).__name__} defines neither transform_layer nor channel_affine")
+        return affine_values(data, *affine)
 
     def channel_affine(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
                        sample: Sample, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:

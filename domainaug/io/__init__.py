@@ -207,6 +207,9 @@ def save(sample: Sample, path: str | os.PathLike, layer: str = "image", *, dtype
         raise ParameterError("path", str(path), "a .tif/.tiff path for a raster (JPEG 2000 is read, not written)")
     if layer not in sample.layer_names():
         raise ParameterError("layer", layer, f"a layer of the sample ({sample.layer_names()})")
+    ndim = sample.space_of(layer).ndim
+    if fmt == "geotiff" and ndim != 2:      # checked here, so that the message names this path, not a temporary
+        raise ParameterError("path", str(path), f"a format for {ndim}D samples (GeoTIFF holds 2D rasters)")
     if dtype is not None:
         try:
             dtype = np.dtype(str(dtype).replace("torch.", ""))

@@ -34,6 +34,13 @@ def _floor(data: torch.Tensor) -> torch.Tensor:
     return low.view((-1,) + (1,) * (data.dim() - 1))
 
 
+def _spectrum(data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+    """The k-space of ``data`` made non-negative (``_floor``), the floor, and the spatial dims."""
+    dims = tuple(range(1, data.dim()))
+    floor = _floor(data)
+    return torch.fft.fftn(data - floor, dim=dims), floor, dims
+
+
 def _frequencies(n: int, device: torch.device) -> torch.Tensor:
     """Signed frequency index of each FFT bin (0, 1, ..., -1)."""
     return torch.fft.fftfreq(n, d=1.0 / n, device=device).round().long()
@@ -71,9 +78,7 @@ class Spike(IntensityTransform):
                         sample: Sample, name: str) -> torch.Tensor:
         if params["intensity"] == 0:
             return data
-        dims = tuple(range(1, data.dim()))
-        floor = _floor(data)
-        k = torch.fft.fftn(data - floor, dim=dims)
+        k, floor, dims = _spectrum(data)
         peak = k.abs().flatten(1).amax(1)
         for f in params["frequencies"]:
             for sign in (1, -1):                          # the mirror keeps k-space Hermitian: a real image
@@ -134,9 +139,7 @@ class Ghosting(IntensityTransform):
                         sample: Sample, name: str) -> torch.Tensor:
         if params["intensity"] == 0:
             return data
-        dims = tuple(range(1, data.dim()))
-        floor = _floor(data)
-        k = torch.fft.fftn(data - floor, dim=dims)
+        k, floor, dims = _spectrum(data)
         axis = params["axis"] + 1
         f = _frequencies(data.shape[axis], data.device)
         planes = ((f % params["num_ghosts"]) == 0) & (f != 0)               # symmetric in f: stays real

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ from ..core.params import as_uniform, check_choice, check_positive_int
 from ..core.random import child_seed
 from ..core.sample import Layer, Role, Sample
 from ..core.transform import IntensityTransform, Transform, date_layers
-from ..core.values import affine_values, cast, channel_quantiles, channel_stats, seeded_noise
+from ..core.values import cast, channel_quantiles, channel_stats, seeded_noise
 from ..errors import ParameterError, ShapeError
 from .bands import Band, is_unnamed, resolve_bands
 from .bands import sensor as sensor_table
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["set_bands", "layer_bands", "SpectralJitter", "Haze", "BandDropout", "CloudShadow", "INDICES",
            "spectral_index", "AppendIndex", "band_stats", "check_stats", "cloud_reflectance", "derived_layers",
            "source_layers", "REFERENCE_NM", "STAT_KEYS", "dates", "stack_dates", "date_layers", "check_distinct_bands",
-           "raster_layers"]
+           "raster_layers", "RasterTransform"]
 
 
 def set_bands(sample: Sample, names: Sequence[str], sensor: str | None = None, layer: str = "image") -> Sample:
@@ -110,16 +110,7 @@ def _check_band_count(sample: Sample, layer: str, need: int, who: str) -> None:
                          f"it is for multispectral input)")
 
 
-class RasterOp(Protocol):
-    """What ``raster_layers`` reads of a raster op: an ``IntensityTransform`` with a ``layer``."""
-
-    layers: Sequence[str] | None
-    layer: str
-
-    def resolve_layers(self, sample: Sample, names: Sequence[str] | None) -> list[str]: ...
-
-
-def raster_layers(op: RasterOp, sample: Sample) -> list[str]:
+def raster_layers(op: RasterTransform, sample: Sample) -> list[str]:
     """The layers a raster op changes: its ``layers``, else its ``layer`` or that layer's dates
     (``image_t0``, ``image_t1``, ... when the sample has no ``image``), with the layers of its band
     groups (``sample.meta["band_groups"]``: the 20 m and 60 m bands that ``load`` put on grids of
@@ -128,6 +119,25 @@ def raster_layers(op: RasterOp, sample: Sample) -> list[str]:
         return op.resolve_layers(sample, op.layers)
     group = [n for n in sample.meta.get("band_groups", {}).get(op.layer, [op.layer]) if n in sample.layer_names()]
     return op.resolve_layers(sample, group or [op.layer])
+
+
+class RasterTransform(IntensityTransform):
+    """Base of the intensity ops on the bands of a raster layer: they change ``layer`` (with its
+    dates and band groups, ``raster_layers``) unless ``layers`` names others, one draw per date by
+    default, with band statistics from ``stats`` (``check_stats``)."""
+
+    layer: str = "image"
+    per_layer: bool | None = None
+
+    def _set_raster(self, stats: Any, layer: str, layers: Sequence[str] | None, per_layer: bool | None,
+                    p: float) -> None:
+        self.stats = check_stats(stats)
+        self.layer = layer
+        self._set_layers(layers, per_layer=per_layer)
+        self._set_p(p)
+
+    def target_layers(self, sample: Sample) -> list[str]:
+        return raster_layers(self, sample)
 
 
 # --- statistics ----------------------------------------------------------------------------------
@@ -331,7 +341,7 @@ def check_target_bands(op: IntensityTransform, sample: Sample, pairs: list[tuple
             raise ParameterError("bands", missing, f"bands of layer(s) {layers}, which have {have}")
 
 
-class SpectralJitter(IntensityTransform):
+class SpectralJitter(RasterTransform):
     """Per-band gain and bias, optionally correlated across neighbouring wavelengths.
 
     ``x -> gain * x + bias``, with ``bias`` in units of each band's valid range when ``relative``
@@ -386,13 +396,7 @@ class SpectralJitter(IntensityTransform):
         self.bands = None if bands is None else [str(b) for b in bands]
         self.sensor = None if sensor is None else sensor_table(sensor).name
         self.min_bands = check_positive_int("min_bands", min_bands)
-        self.stats = check_stats(stats)
-        self.layer = layer
-        self._set_layers(layers, per_layer=per_layer)
-        self._set_p(p)
-
-    def target_layers(self, sample: Sample) -> list[str]:
-        return raster_layers(self, sample)
+        self._set_raster(stats, layer, layers, per_layer, p)
 
     def _names(self, sample: Sample, layer: str) -> list[str]:
         info = sample.layer_info(layer)
@@ -434,10 +438,6 @@ class SpectralJitter(IntensityTransform):
             bias = bias * (stats["max"] - stats["min"])
         return gain, bias
 
-    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
-                        sample: Sample, name: str) -> torch.Tensor:
-        return affine_values(data, *self.channel_affine(data, valid, params, sample, name))
-
     @classmethod
     def contract_case(cls) -> Case:
         from ..testing import Case
@@ -452,7 +452,7 @@ class SpectralJitter(IntensityTransform):
 REFERENCE_NM = 550.0
 
 
-class Haze(IntensityTransform):
+class Haze(RasterTransform):
     """Additive path radiance, stronger at short wavelengths (an Angstrom law):
     ``x + s * u * (550 nm / lambda) ** k`` per band, with ``lambda`` the band's centre wavelength,
     ``s`` the haze reflectance at 550 nm and ``u`` the band's reflectance unit (see the module
@@ -483,13 +483,7 @@ class Haze(IntensityTransform):
         self.exponent = as_uniform("exponent", exponent, low=0.0, high=8.0)
         self.sensor = None if sensor is None else sensor_table(sensor).name
         self.reflectance_scale = _check_scale(reflectance_scale)
-        self.stats = check_stats(stats)
-        self.layer = layer
-        self._set_layers(layers, per_layer=per_layer)
-        self._set_p(p)
-
-    def target_layers(self, sample: Sample) -> list[str]:
-        return raster_layers(self, sample)
+        self._set_raster(stats, layer, layers, per_layer, p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         for layer in self.target_layers(sample):
@@ -517,7 +511,7 @@ class Haze(IntensityTransform):
             kinds=("raster-nodata",))
 
 
-class BandDropout(IntensityTransform):
+class BandDropout(RasterTransform):
     """Replace up to ``max_bands`` randomly chosen bands by zero or by their valid mean.
 
     Args:
@@ -540,13 +534,7 @@ class BandDropout(IntensityTransform):
             raise ParameterError("bands", bands, "None or a non-empty list of band names")
         self.bands = None if bands is None else [str(b) for b in bands]
         self.value = check_choice("value", value, ("zero", "mean"))
-        self.stats = check_stats(stats)
-        self.layer = layer
-        self._set_layers(layers, per_layer=per_layer)
-        self._set_p(p)
-
-    def target_layers(self, sample: Sample) -> list[str]:
-        return raster_layers(self, sample)
+        self._set_raster(stats, layer, layers, per_layer, p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         names: list[str] = []
