@@ -3,10 +3,9 @@
 import os as _os
 
 # Numba kernels and torch ops take turns on the same cores. After each parallel torch op, torch's
-# OpenMP (libgomp) threads spin for 5-20 ms by default, so a numba kernel started in that window
-# shares the cores with them and runs up to 2x slower (4.6 ms -> 9 ms for a gamma curve on a
-# 160x192x160 volume here). Sleeping instead of spinning costs torch nothing measurable on volumes
-# this size. libgomp reads this when torch is first imported (import domainaug before torch, or set
+# OpenMP (libgomp) threads spin for a while by default, and a numba kernel started in that window
+# shares the cores with them and runs slower; sleeping instead costs torch nothing measurable on
+# volumes (docs/performance.md). libgomp reads this when torch is first imported (import domainaug before torch, or set
 # it in the environment). A policy the user chose is kept (OMP_WAIT_POLICY=ACTIVE opts out), and
 # processes started later inherit it, the user's own torch code included.
 if not any(v in _os.environ for v in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")):
@@ -45,6 +44,6 @@ __all__ = ["Space", "Layer", "Role", "Sample", "Transform", "SpatialTransform", 
 
 # The domain modules register their transforms, so that records naming them replay in any process
 # (DataLoader workers, Dask workers) after a plain ``import domainaug``.
-from . import medical, remote_sensing  # noqa: E402,F401
-from .policy import RandAugment, TrivialAugment  # noqa: E402,F401
-from .training.mix import CutMix, MixUp  # noqa: E402,F401
+from . import medical, remote_sensing  # noqa: E402,F401 - after the thread policy; registers their transforms
+from .policy import RandAugment, TrivialAugment  # noqa: E402,F401 - public names, after the policy
+from .training.mix import CutMix, MixUp  # noqa: E402,F401 - public names, after the policy

@@ -76,7 +76,9 @@ class RotationPolicy(SpatialTransform):
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
-        draw = lambda n: int(torch.randint(0, n, (), generator=generator).item())  # noqa: E731
+        def draw(n: int) -> int:
+            return int(torch.randint(0, n, (), generator=generator).item())
+
         limit = {"small": self.max_degrees, "any": 180.0}.get(self.policy, 0.0)
         degrees = (2 * torch.rand((), generator=generator, dtype=torch.float64).item() - 1) * limit if limit else 0.0
         return {"k": draw(4) if self.policy in ("rot90", "dihedral") else 0,

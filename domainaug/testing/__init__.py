@@ -269,7 +269,9 @@ def check_batched(t: Transform, sample: Sample) -> None:
     second = sample.with_layers(image=replace(sample.layer_info("image"), data=changed))
     elements, indices = [sample, second], [4, 7]
     alone = [t(e, generator_for(9, 0, i)) for e, i in zip(elements, indices)]
-    stack = lambda name: torch.stack([s[name] for s in elements]) if name in sample.layer_names() else None  # noqa: E731
+    def stack(name: str) -> torch.Tensor | None:
+        return torch.stack([s[name] for s in elements]) if name in sample.layer_names() else None
+
     images = torch.stack([s["image"] for s in elements])
     info = sample.layer_info("image")
     kw: dict[str, Any] = dict(space=sample.space, fill=info.fill, channels=info.channels, meta=sample.meta,
