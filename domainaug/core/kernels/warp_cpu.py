@@ -4,6 +4,7 @@ coordinate lattice on the fly."""
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 from collections.abc import Callable
 
 import numba as nb
@@ -48,6 +49,17 @@ def _argmax_label(l0, l1, l2, l3, l4, l5, l6, l7, w0, w1, w2, w3, w4, w5, w6, w7
     return pick
 
 
+#: What ``_warp_rows`` reads of the grids: output rows and columns, source shape and plane size, and
+#: the coordinate lattice's steps and node counts.
+Geometry = namedtuple("Geometry", "H W Ds Hs Ws plane Lz Ly Lx nz ny nx")
+#: A tile's scratch buffers, owned by its thread: one lattice row, then per output voxel the base
+#: offset, the fractions, inside, the 8 tap weights and the inverse weight sum.
+Scratch = namedtuple("Scratch", "row base tx ty tz inside ew inv")
+#: The channels in and out, by role, with their modes and fills.
+Channels = namedtuple("Channels", "img img_mode img_fill out_img lab lab_mode lab_fill out_lab val out_val Ci Cl Cv "
+                                  "weighted")
+
+
 @nb.njit(parallel=True, cache=True, error_model="numpy", fastmath=True)
 def _warp_kernel(coords, steps, out_shape, src_shape,
                  img, img_mode, img_fill, out_img,
@@ -76,6 +88,9 @@ def _warp_kernel(coords, steps, out_shape, src_shape,
     # reuse each source plane's cache lines (channels inside the row loop thrashed the cache)
     block = max(1, min(128, 32768 // tw))
     tiles = (rows + block - 1) // block
+    geometry = Geometry(H, W, Ds, Hs, Ws, plane, Lz, Ly, Lx, nz, ny, nx)
+    channels = Channels(img, img_mode, img_fill, out_img, lab, lab_mode, lab_fill, out_lab, val, out_val, Ci, Cl, Cv,
+                        weighted)
     for t in nb.prange(tiles * cols):
         blk, col = t // cols, t % cols
         base = np.empty((block, tw), dtype=np.int64)
@@ -86,19 +101,19 @@ def _warp_kernel(coords, steps, out_shape, src_shape,
         ew = np.empty((block, 8, tw), dtype=np.float32)
         inv = np.empty((block, tw), dtype=np.float32)
         row = np.empty((3, nx))
-        _warp_rows(blk * block, min(rows, (blk + 1) * block), col * tw, min(W, (col + 1) * tw), H, W, Ds, Hs, Ws,
-                   plane, coords, Lz, Ly, Lx, nz, ny, nx, row, base, tx, ty, tz, inside, ew, inv, img, img_mode,
-                   img_fill, out_img, lab, lab_mode, lab_fill, out_lab, val, out_val, Ci, Cl, Cv, weighted)
+        _warp_rows(blk * block, min(rows, (blk + 1) * block), col * tw, min(W, (col + 1) * tw), coords, geometry,
+                   Scratch(row, base, tx, ty, tz, inside, ew, inv), channels)
 
 
 @nb.njit(cache=True, error_model="numpy", fastmath=True)
-def _warp_rows(r_lo, r_hi, xs, xe, H, W, Ds, Hs, Ws, plane, coords, Lz, Ly, Lx, nz, ny, nx, row, base2, tx2, ty2,
-               tz2, inside2, ew2, inv2, img, img_mode, img_fill, out_img, lab, lab_mode, lab_fill, out_lab, val,
-               out_val, Ci, Cl, Cv, weighted):
+def _warp_rows(r_lo, r_hi, xs, xe, coords, geometry, scratch, channels):
     """Columns ``xs .. xe - 1`` of output rows ``r_lo .. r_hi - 1`` (row ``r`` = z * H + y) of
     ``_warp_kernel``, with caller-owned (rows, xe - xs) scratch: coordinates and validity for every
     row first, then each channel across all rows. One call per tile keeps per-call overhead (array
     refcounts shared between threads) off the per-row path."""
+    H, W, Ds, Hs, Ws, plane, Lz, Ly, Lx, nz, ny, nx = geometry
+    row, base2, tx2, ty2, tz2, inside2, ew2, inv2 = scratch
+    img, img_mode, img_fill, out_img, lab, lab_mode, lab_fill, out_lab, val, out_val, Ci, Cl, Cv, weighted = channels
     zplane = np.empty((3, ny, nx))
     plane_z = -1
     n = xe - xs
