@@ -73,7 +73,7 @@ def cmd_augment(args: argparse.Namespace) -> int:
     jobs = offline.plan(args.inputs, args.out, args.copies, args.label_suffix)
     results = offline.run(jobs, pipeline, seed=args.seed, scheduler=args.scheduler, workers=args.workers,
                           progress=_progress, bands=args.bands.split(",") if args.bands else None, sensor=args.sensor,
-                          equivalent_crs=args.equivalent_crs)
+                          equivalent_crs=args.equivalent_crs, overwrite=args.overwrite)
     failed = [r for r in results if r["status"] == "failed"]
     counts = {k: sum(r["status"] == k for r in results) for k in ("done", "skipped", "failed")}
     print(f"augment: {counts['done']} written, {counts['skipped']} already complete, {counts['failed']} failed; "
@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     aug.add_argument("--pipeline", help="a pipeline YAML file")
     aug.add_argument("-n", "--copies", type=int, default=1, help="augmented copies per input")
     aug.add_argument("--seed", type=int, default=0)
+    aug.add_argument("--overwrite", action="store_true", help="replace the outputs of another job (another seed or "
+                     "pipeline) in --out; without it such a folder is refused")
     aug.add_argument("--label-suffix", default=None, help="e.g. _seg: X_seg.nii.gz is the label of X.nii.gz")
     aug.add_argument("--scheduler", default=None, help="address of a Dask scheduler (needs domainaug[dask]; "
                      "default: threads in this process)")

@@ -162,13 +162,39 @@ def resolve_pipeline(preset: str | None = None, pipeline: str | None = None) -> 
         raise DomainaugError(f"{path}: {exc}") from exc
 
 
-def _complete(job: Job) -> bool:
-    """The job's sidecar exists and every output it names still has its recorded checksum."""
+def _complete(job: Job, pipeline: dict[str, Any], seed: int) -> bool:
+    """Whether the job's outputs are those this request would make: its sidecar records the same
+    seed, pipeline and domainaug version, the inputs still have the checksums it records, and every
+    output it names still has its own. Anything else is made again."""
     try:
         doc = json.loads(Path(job.sidecar).read_text())
+        if (doc.get("seed"), doc.get("pipeline"), doc.get("domainaug")) != (seed, pipeline, __version__):
+            return False
+        inputs = [p for p in (job.image, job.label) if p]
+        if sorted(doc["inputs"]) != sorted(inputs) or any(sha256(p) != doc["inputs"][p] for p in inputs):
+            return False
         return all(Path(p).exists() and sha256(p) == digest for p, digest in doc["outputs"].items())
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         return False
+
+
+def _foreign(jobs: Sequence[Job], pipeline: dict[str, Any], seed: int) -> str | None:
+    """What makes the output folder another job's: a sidecar (or the manifest) of one of these
+    outputs recording another seed or pipeline, or None."""
+    out_dir = Path(jobs[0].sidecar).parent
+    docs = [(out_dir / "manifest.json", "the manifest")] + [(Path(j.sidecar), Path(j.sidecar).name) for j in jobs]
+    for path, what in docs:
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(doc, dict):
+            continue
+        if "seed" in doc and doc["seed"] != seed:
+            return f"{what} records seed {doc['seed']}, not {seed}"
+        if "pipeline" in doc and doc["pipeline"] != pipeline:
+            return f"{what} records another pipeline"
+    return None
 
 
 def _sidecar_layers(job: Job) -> dict[str, str]:
@@ -188,7 +214,7 @@ def run_job(job: Job, pipeline: dict[str, Any], seed: int, bands: Sequence[str] 
     output is written, each to its own file (``layer_path``) with its own on-disk type and metadata
     (``domainaug.io.save``; a VALID layer as a uint8 mask); the sidecar's ``"layers"`` maps each
     layer name to its file, and the result's ``"layers"`` too."""
-    if _complete(job):
+    if _complete(job, pipeline, seed):
         return {"index": job.index, "status": "skipped", "image": job.image, "layers": _sidecar_layers(job)}
     try:
         transform = transform_from_dict(pipeline)
@@ -199,7 +225,8 @@ def run_job(job: Job, pipeline: dict[str, Any], seed: int, bands: Sequence[str] 
         out = transform(sample, generator_for(seed, 0, job.index))
         layers = {name: layer_path(job, name) for name in out.layer_names()}
         outputs = [save(out, path, layer=name) for name, path in layers.items()]
-        doc = {"domainaug": __version__, "python": platform.python_version(), "seed": seed, "job": asdict(job),
+        doc = {"domainaug": __version__, "python": platform.python_version(), "seed": seed, "pipeline": pipeline,
+               "job": asdict(job),
                "inputs": {p: sha256(p) for p in (job.image, job.label) if p},
                "outputs": {str(p): sha256(p) for p in outputs},
                "layers": layers, "records": [r.to_dict() for r in out.history]}
@@ -213,12 +240,17 @@ def run_job(job: Job, pipeline: dict[str, Any], seed: int, bands: Sequence[str] 
 def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str | None = None,
         workers: int | None = None, progress: Callable[[int, int, float], None] | None = None,
         bands: Sequence[str] | None = None, sensor: str | None = None,
-        equivalent_crs: bool = False) -> list[dict[str, Any]]:
+        equivalent_crs: bool = False, overwrite: bool = False) -> list[dict[str, Any]]:
     """Run the jobs on ``workers`` threads in this process (default: the machine's cores) or on the Dask
     cluster at ``scheduler`` (needs the ``dask`` extra); write ``manifest.json`` beside the outputs (each
     entry lists its job, status and ``layers``: layer name -> file). Temporary files left
     by a killed run in the output folder are removed first, so run one job per output folder at a time.
-    ``equivalent_crs`` (recorded in the manifest, for replay) accepts labels whose CRS PROJ calls equal."""
+    ``equivalent_crs`` (recorded in the manifest, for replay) accepts labels whose CRS PROJ calls equal.
+
+    Resume: an output counts as complete only when its sidecar records this seed, pipeline and
+    domainaug version and its input still has the recorded checksum; otherwise it is made again. A
+    folder whose sidecars or manifest record another seed or pipeline belongs to another job: a
+    ``ParameterError`` says so, unless ``overwrite`` replaces those outputs."""
     if not jobs:
         return []
     out_dir = Path(jobs[0].sidecar).parent
@@ -232,6 +264,10 @@ def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str 
     for stale in out_dir.glob(".*.tmp*"):          # temporaries of a killed run (one run per folder at a time)
         stale.unlink()
     config = pipeline.to_dict()
+    why = None if overwrite else _foreign(jobs, config, seed)
+    if why is not None:
+        raise ParameterError("out", str(out_dir), f"a folder of this job or a new one: {why} (pass --overwrite, "
+                             "or overwrite=True, to replace those outputs)")
     options: dict[str, Any] = {"pipeline": config, "seed": seed, "bands": bands, "sensor": sensor,
                                "equivalent_crs": equivalent_crs}
     results: list[dict[str, Any]] = []

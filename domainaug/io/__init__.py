@@ -35,6 +35,7 @@ import torch
 from ..core.sample import Layer, Role, Sample, resolve_fill
 from ..core.space import crs_equal
 from ..errors import DomainaugError, NoDataError, ParameterError, SpaceMismatchError
+from ..extras import require
 from .common import file_fill, file_validity, grid_error, intensity_tensor, label_layer
 
 __all__ = ["load", "save", "format_of", "atomic_path", "assemble"]
@@ -233,18 +234,60 @@ def save(sample: Sample, path: str | os.PathLike, layer: str = "image", *, dtype
     data = tensor.numpy()
     writer = _writer(fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, verify=lambda tmp: verify_written(tmp, path, fmt, data.size)) as tmp:
         writer(tmp, data, sample.space_of(layer), meta=meta, role=data_layer.role.value, fill=data_layer.fill,
                valid=valid, channels=data_layer.channels, dtype=dtype)
     return path
 
 
+def verify_written(tmp: Path, path: Path, fmt: str, values: int) -> None:
+    """``DomainaugError`` naming ``path`` unless the file just written at ``tmp`` reads back whole:
+    ``values`` voxel values, and (GeoTIFF) its last row readable, (NIfTI) as many bytes as its header
+    says. GDAL only logs some write errors (a full disk under a small untiled GeoTIFF), so a write
+    is never trusted before its rename."""
+    try:
+        if fmt == "geotiff":
+            import rasterio
+            from rasterio.windows import Window
+            with rasterio.open(tmp) as src:
+                found = src.count * src.height * src.width
+                if found == values:
+                    src.read(src.count, window=Window(0, src.height - 1, src.width, 1))
+        elif fmt == "nifti":
+            import nibabel as nib
+            image: Any = nib.load(str(tmp))
+            found = int(np.prod(image.shape))
+            expected = int(image.dataobj.offset) + found * image.header.get_data_dtype().itemsize
+            size = tmp.stat().st_size
+            if str(tmp).endswith(".gz"):          # the gzip trailer holds the uncompressed size (mod 2**32)
+                with open(tmp, "rb") as f:
+                    f.seek(-4, os.SEEK_END)
+                    size = int.from_bytes(f.read(4), "little")
+                expected %= 2**32
+            if size != expected:
+                raise DomainaugError(f"{size} bytes where the header needs {expected}")
+        else:
+            sitk = require("SimpleITK", "reading and writing MHA/MHD/NRRD and DICOM")
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(tmp))
+            reader.ReadImageInformation()
+            found = int(np.prod(reader.GetSize())) * reader.GetNumberOfComponents()
+    except Exception as exc:  # noqa: BLE001 - whatever the reader says, the file is not what was written
+        raise DomainaugError(f"{path}: the file written does not read back ({type(exc).__name__}: {exc}); is the "
+                             "disk full or the folder failing?") from exc
+    if found != values:
+        raise DomainaugError(f"{path}: the file written holds {found} values, not {values}; is the disk full?")
+
+
 class atomic_path:
     """A temporary path beside ``path`` (same extension) that replaces ``path`` on success and is
-    removed on failure, so no half-written file is ever left under the final name."""
+    removed on failure, so no half-written file is ever left under the final name. On success the
+    temporary is checked by ``verify`` (if given) and fsynced before the rename, and the folder after
+    it, so a crash or a full disk never leaves an empty or partial file under the final name."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, verify: Callable[[Path], None] | None = None) -> None:
         self.path = Path(path)
+        self.verify = verify
         suffix = "".join(self.path.suffixes) or ""
         fd, name = tempfile.mkstemp(prefix=f".{self.path.name.split('.')[0]}.", suffix=".tmp" + suffix,
                                     dir=self.path.parent)
@@ -258,6 +301,23 @@ class atomic_path:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if exc_type is None:
+            try:
+                if self.verify is not None:
+                    self.verify(self.tmp)
+                _fsync(self.tmp)
+            except BaseException:
+                self.tmp.unlink(missing_ok=True)
+                raise
             os.replace(self.tmp, self.path)
+            _fsync(self.path.parent)
         elif self.tmp.exists():
             self.tmp.unlink()
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's entries') data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

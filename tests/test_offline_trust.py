@@ -1,0 +1,145 @@
+"""Offline jobs you can trust (issue "Offline jobs you can trust", items 1 and 2): a write that did
+not reach the disk never becomes a "complete" output, and resume checks what it resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import domainaug as da
+from domainaug import cli, offline
+from domainaug import io as dio
+from domainaug.errors import DomainaugError
+
+
+@pytest.fixture
+def scenes(fixtures, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "b"):
+        shutil.copy(fixtures / "rgbn_suba.tif", src / f"{name}.tif")
+    return src
+
+
+def _outputs(out: Path) -> dict[str, str]:
+    return {p.name: offline.sha256(p) for p in sorted(out.iterdir()) if p.suffix in (".tif", ".gz")}
+
+
+def test_a_writer_that_fails_silently_is_caught_before_the_rename(tmp_path, monkeypatch):
+    """GDAL only logs some write errors: the writer returns, and an empty file would take the final name."""
+    from domainaug.io import geotiff
+    monkeypatch.setattr(geotiff, "write", lambda path, *a, **k: Path(path).write_bytes(b""))
+    affine = np.array([[0, 10.0, 0], [-10.0, 0, 0], [0, 0, 1]])
+    sample = da.Sample.from_numpy(np.ones((2, 8, 8), np.float32), affine=affine, crs="EPSG:32633",
+                                  channels=["B1", "B2"])
+    with pytest.raises(DomainaugError, match=r"out\.tif.*does not read back"):
+        dio.save(sample, tmp_path / "out.tif")
+    assert list(tmp_path.iterdir()) == []                      # nothing under the final name, no temporary
+
+
+def test_a_truncated_nifti_is_caught_before_the_rename(tmp_path, monkeypatch, fixtures):
+    from domainaug.io import nifti
+    real = nifti.write
+
+    def truncating(path, *args, **kwargs):
+        real(path, *args, **kwargs)
+        data = Path(path).read_bytes()
+        Path(path).write_bytes(data[: len(data) // 2])         # a disk that filled up half way
+
+    monkeypatch.setattr(nifti, "write", truncating)
+    sample = dio.load(fixtures / "KmeansTest_T1UCharRaw.nii.gz")
+    with pytest.raises(DomainaugError, match="t1_out.nii.gz"):
+        dio.save(sample, tmp_path / "t1_out.nii.gz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_job_whose_write_fails_is_failed_with_no_sidecar(scenes, tmp_path, monkeypatch):
+    from domainaug.io import geotiff
+    monkeypatch.setattr(geotiff, "write", lambda path, *a, **k: Path(path).write_bytes(b""))
+    out = tmp_path / "out"
+    jobs = offline.plan([str(scenes / "a.tif")], out)
+    results = offline.run(jobs, da.Flip(axes=(0,)), seed=0, workers=1)
+    assert results[0]["status"] == "failed" and "does not read back" in results[0]["error"]
+    assert not Path(jobs[0].sidecar).exists() and not Path(jobs[0].out_image).exists()
+    monkeypatch.undo()                                          # the disk works again: the job is made
+    assert offline.run(jobs, da.Flip(axes=(0,)), seed=0, workers=1)[0]["status"] == "done"
+
+
+def test_a_full_disk_never_leaves_an_empty_complete_output(scenes, tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    try:
+        out = mnt / "out"
+        jobs = offline.plan([str(scenes / "a.tif"), str(scenes / "b.tif")], out)
+        results = offline.run(jobs, da.Flip(axes=(0,)), seed=0, workers=1)
+        for job, result in zip(jobs, results):
+            if result["status"] == "done":                      # a complete output reads back whole
+                assert dio.load(job.out_image)["image"].numel() > 0
+            else:
+                assert not Path(job.sidecar).exists()
+                assert not Path(job.out_image).exists() or Path(job.out_image).stat().st_size > 0
+        assert any(r["status"] == "failed" for r in results)    # 96 kB cannot hold both outputs
+        assert not [p for p in out.iterdir() if ".tmp" in p.name]
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def _augment(scenes: Path, out: Path, *extra: str) -> int:
+    return cli.main(["augment", str(scenes / "*.tif"), "--out", str(out), "--workers", "1",
+                     "--bands", "blue,green,red,nir", "--sensor", "aerial-rgbn", *extra])
+
+
+def test_a_rerun_with_another_seed_or_pipeline_refuses_the_folder_unless_overwrite(scenes, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _augment(scenes, out, "--preset", "aerial-rgbn", "--seed", "0") == 0
+    first = _outputs(out)
+    capsys.readouterr()
+    assert _augment(scenes, out, "--preset", "aerial-rgbn", "--seed", "1") == 2
+    err = capsys.readouterr().err
+    assert "seed 0, not 1" in err and "--overwrite" in err and _outputs(out) == first   # nothing touched
+    flip = tmp_path / "flip.yaml"
+    flip.write_text(da.Flip(axes=(0,)).to_yaml())
+    assert _augment(scenes, out, "--pipeline", str(flip), "--seed", "0") == 2
+    assert "another pipeline" in capsys.readouterr().err
+    assert _augment(scenes, out, "--preset", "aerial-rgbn", "--seed", "1", "--overwrite") == 0
+    assert "2 written, 0 already complete" in capsys.readouterr().out
+    assert _outputs(out) != first
+    manifest = json.loads((out / "manifest.json").read_text())
+    sidecars = [json.loads(p.read_text()) for p in out.glob("*.json") if p.name != "manifest.json"]
+    assert manifest["seed"] == 1 and {s["seed"] for s in sidecars} == {1}     # the manifest describes the files
+
+
+def test_a_changed_input_is_made_again_and_the_others_are_kept(scenes, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _augment(scenes, out, "--preset", "aerial-rgbn") == 0
+    first = _outputs(out)
+    import rasterio
+    with rasterio.open(scenes / "b.tif", "r+") as dst:          # new pixel values, same file name
+        dst.write(dst.read() // 2)
+    capsys.readouterr()
+    assert _augment(scenes, out, "--preset", "aerial-rgbn") == 0
+    assert "1 written, 1 already complete" in capsys.readouterr().out
+    again = _outputs(out)
+    assert again["a_aug000.tif"] == first["a_aug000.tif"] and again["b_aug000.tif"] != first["b_aug000.tif"]
+
+
+def test_a_sidecar_of_another_version_is_made_again(scenes, tmp_path):
+    out = tmp_path / "out"
+    jobs = offline.plan([str(scenes / "a.tif")], out)
+    assert offline.run(jobs, da.Flip(axes=(0,)), seed=0, workers=1)[0]["status"] == "done"
+    sidecar = Path(jobs[0].sidecar)
+    doc = json.loads(sidecar.read_text())
+    doc["domainaug"] = "0.0.0-" + uuid.uuid4().hex[:6]
+    sidecar.write_text(json.dumps(doc))
+    assert offline.run(jobs, da.Flip(axes=(0,)), seed=0, workers=1)[0]["status"] == "done"
+    assert json.loads(sidecar.read_text())["domainaug"] == da.__version__
+    assert os.path.exists(jobs[0].out_image)
