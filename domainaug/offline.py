@@ -9,6 +9,7 @@ fixed order, so outputs are identical whatever the scheduler or number of worker
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
@@ -16,7 +17,7 @@ import os
 import platform
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -243,8 +244,8 @@ def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str 
         equivalent_crs: bool = False, overwrite: bool = False) -> list[dict[str, Any]]:
     """Run the jobs on ``workers`` threads in this process (default: the machine's cores) or on the Dask
     cluster at ``scheduler`` (needs the ``dask`` extra); write ``manifest.json`` beside the outputs (each
-    entry lists its job, status and ``layers``: layer name -> file). Temporary files left
-    by a killed run in the output folder are removed first, so run one job per output folder at a time.
+    entry lists its job, status and ``layers``: layer name -> file). The run holds the folder's lock
+    (``folder_lock``) throughout; temporary files left by a killed run are removed under it.
     ``equivalent_crs`` (recorded in the manifest, for replay) accepts labels whose CRS PROJ calls equal.
 
     Resume: an output counts as complete only when its sidecar records this seed, pipeline and
@@ -261,7 +262,43 @@ def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str 
         probe.unlink()
     except OSError as exc:
         raise ParameterError("out", str(out_dir), f"a writable folder ({exc.strerror})") from exc
-    for stale in out_dir.glob(".*.tmp*"):          # temporaries of a killed run (one run per folder at a time)
+    with folder_lock(out_dir):
+        return _run_locked(jobs, pipeline, out_dir, seed, scheduler, workers, progress, bands, sensor,
+                           equivalent_crs, overwrite)
+
+
+LOCK = ".domainaug.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(out_dir: Path) -> Iterator[None]:
+    """Hold the output folder's lock for a whole run (``filelock``), so two runs never share a folder
+    (they would delete each other's temporaries and mix seeds); a second run gets a
+    ``DomainaugError`` naming the folder and the run that holds it."""
+    from filelock import FileLock, Timeout
+    lock = FileLock(str(out_dir / LOCK))
+    holder = out_dir / (LOCK + ".holder")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            who = holder.read_text().strip()
+        except OSError:
+            who = "another run"
+        raise DomainaugError(f"{out_dir}: another domainaug run writes into this folder ({who}); wait for it to "
+                             "finish, or choose another --out") from None
+    try:
+        holder.write_text(f"pid {os.getpid()} on {platform.node()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        yield
+    finally:
+        holder.unlink(missing_ok=True)
+        lock.release()
+
+
+def _run_locked(jobs: Sequence[Job], pipeline: Transform, out_dir: Path, seed: int, scheduler: str | None,
+                workers: int | None, progress: Callable[[int, int, float], None] | None, bands: Sequence[str] | None,
+                sensor: str | None, equivalent_crs: bool, overwrite: bool) -> list[dict[str, Any]]:
+    for stale in out_dir.glob(".*.tmp*"):          # temporaries of a killed run: removed only under the lock
         stale.unlink()
     config = pipeline.to_dict()
     why = None if overwrite else _foreign(jobs, config, seed)

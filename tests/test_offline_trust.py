@@ -143,3 +143,28 @@ def test_a_sidecar_of_another_version_is_made_again(scenes, tmp_path):
     assert offline.run(jobs, da.Flip(axes=(0,)), seed=0, workers=1)[0]["status"] == "done"
     assert json.loads(sidecar.read_text())["domainaug"] == da.__version__
     assert os.path.exists(jobs[0].out_image)
+
+
+def test_a_second_run_into_a_locked_folder_exits_2_naming_the_folder_and_the_holder(scenes, tmp_path, capsys):
+    import sys
+    import time
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".a_aug000.xyz.tmp.tif"
+    stale.write_bytes(b"half")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from domainaug.offline import folder_lock\n"
+        "with folder_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)\n"), str(out)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert _augment(scenes, out, "--preset", "aerial-rgbn") == 2
+        err = capsys.readouterr().err
+        assert str(out) in err and "another domainaug run" in err and f"pid {holder.pid}" in err
+        assert stale.exists() and not (out / "manifest.json").exists()   # nothing touched under its lock
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    assert _augment(scenes, out, "--preset", "aerial-rgbn") == 0          # the lock went with its holder
+    assert not stale.exists() and not (out / ".domainaug.lock.holder").exists()
