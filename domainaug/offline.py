@@ -1,10 +1,14 @@
 """Offline generation: augmented copies of a dataset, written atomically with JSON sidecars, resumable,
 on local threads or an existing Dask cluster (the ``dask`` extra).
 
-Every output file is written under a temporary name and renamed when complete; its sidecar (records,
-input and output checksums, versions) is written last, so a sidecar whose checksums match marks a
-finished output and a re-run skips it. Generators come from ``(seed, 0, job index)`` with jobs in a
-fixed order, so outputs are identical whatever the scheduler or number of workers.
+Every output file is written under a temporary name, read back and renamed when complete; its
+sidecar (records, seed, pipeline, input and output checksums, versions) is written last, so a
+sidecar that matches the request marks a finished output and a re-run skips it.
+
+Seeding: each job's generator comes from ``(seed, job_key(job))``, a stable id of the output (its
+file stem: the input's name and the copy index), never from the job's position in the list. So an
+output's bytes do not depend on the scheduler, the number of workers, or which other inputs the
+run has: adding, removing or reordering inputs leaves the others' outputs byte-identical.
 """
 
 from __future__ import annotations
@@ -44,6 +48,13 @@ class Job:
     out_image: str
     out_label: str | None
     sidecar: str
+
+
+def job_key(job: Job) -> int:
+    """The stable id a job's generator is seeded from: its output's file stem (input name and copy
+    index, unique in the folder), hashed to 63 bits."""
+    stem = _split_ext(Path(job.out_image).name)[0]
+    return int.from_bytes(hashlib.sha256(stem.encode()).digest()[:8], "little") >> 1
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -223,7 +234,7 @@ def run_job(job: Job, pipeline: dict[str, Any], seed: int, bands: Sequence[str] 
         if bands:
             from .remote_sensing import set_bands
             sample = set_bands(sample, list(bands), sensor)
-        out = transform(sample, generator_for(seed, 0, job.index))
+        out = transform(sample, generator_for(seed, 0, job_key(job)))
         layers = {name: layer_path(job, name) for name in out.layer_names()}
         outputs = [save(out, path, layer=name) for name, path in layers.items()]
         doc = {"domainaug": __version__, "python": platform.python_version(), "seed": seed, "pipeline": pipeline,

@@ -168,3 +168,20 @@ def test_a_second_run_into_a_locked_folder_exits_2_naming_the_folder_and_the_hol
     time.sleep(0.1)
     assert _augment(scenes, out, "--preset", "aerial-rgbn") == 0          # the lock went with its holder
     assert not stale.exists() and not (out / ".domainaug.lock.holder").exists()
+
+
+def test_outputs_do_not_depend_on_the_other_inputs(scenes, fixtures, tmp_path):
+    """Seeded by a stable id of each output (its stem), not by the job's place in the list."""
+    shutil.copy(fixtures / "rgbn_suba.tif", scenes / "c.tif")
+    flip = da.Compose([da.Affine(degrees=(-20, 20)), da.Flip(axes=(0,), p=0.5)])
+    runs = {"all": ["a", "b", "c"], "fewer": ["c", "a"], "more": ["0", "a", "b", "c"]}
+    (scenes / "0.tif").write_bytes(b"not a GeoTIFF")                # a corrupt extra input, sorted first
+    outputs = {}
+    for name, stems in runs.items():
+        out = tmp_path / name
+        jobs = offline.plan([str(scenes / f"{s}.tif") for s in stems], out, copies=2)
+        offline.run(jobs, flip, seed=3, workers=1)
+        outputs[name] = _outputs(out)
+    assert outputs["fewer"] == {k: v for k, v in outputs["all"].items() if not k.startswith("b_")}
+    assert outputs["more"] == outputs["all"]
+    assert outputs["all"]["a_aug000.tif"] != outputs["all"]["a_aug001.tif"]     # copies still differ
