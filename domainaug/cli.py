@@ -71,15 +71,22 @@ def cmd_augment(args: argparse.Namespace) -> int:
     from . import offline
     pipeline = offline.resolve_pipeline(args.preset, args.pipeline)
     jobs = offline.plan(args.inputs, args.out, args.copies, args.label_suffix)
-    results = offline.run(jobs, pipeline, seed=args.seed, scheduler=args.scheduler, workers=args.workers,
-                          progress=_progress, bands=args.bands.split(",") if args.bands else None, sensor=args.sensor,
-                          equivalent_crs=args.equivalent_crs, overwrite=args.overwrite)
+    manifest_error = None
+    try:
+        results = offline.run(jobs, pipeline, seed=args.seed, scheduler=args.scheduler, workers=args.workers,
+                              progress=_progress, bands=args.bands.split(",") if args.bands else None,
+                              sensor=args.sensor, equivalent_crs=args.equivalent_crs, overwrite=args.overwrite)
+    except offline.ManifestError as exc:     # the jobs ran: report them, then the manifest's failure
+        results, manifest_error = exc.results, str(exc)
     failed = [r for r in results if r["status"] == "failed"]
     counts = {k: sum(r["status"] == k for r in results) for k in ("done", "skipped", "failed")}
     print(f"augment: {counts['done']} written, {counts['skipped']} already complete, {counts['failed']} failed; "
           f"manifest {Path(args.out) / 'manifest.json'}")
     for r in failed:
         print(f"  failed: {r['image']}: {r['error']}", file=sys.stderr)
+    if manifest_error is not None:
+        print(f"domainaug: error: {manifest_error}", file=sys.stderr)
+        return 2
     return 1 if failed else 0
 
 

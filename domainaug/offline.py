@@ -347,8 +347,21 @@ def _run_locked(jobs: Sequence[Job], pipeline: Transform, out_dir: Path, seed: i
                              **({"layers": r["layers"]} if "layers" in r else {}),
                              **({"error": r["error"]} if "error" in r else {})}
                             for j, r in zip(jobs, results)]}
-    with atomic_path(out_dir / "manifest.json") as tmp:
-        tmp.write_text(json.dumps(manifest, indent=1))
+    try:
+        with atomic_path(out_dir / "manifest.json") as tmp:
+            tmp.write_text(json.dumps(manifest, indent=1))
+    except OSError as exc:               # (a full disk, a folder made read-only): the jobs' results still count
+        raise ManifestError(f"{out_dir / 'manifest.json'}: could not be written ({exc.strerror or exc})",
+                            results) from exc
     return results
+
+
+class ManifestError(DomainaugError):
+    """The run finished but its manifest could not be written; ``results`` holds every job's result,
+    so the caller can still report them."""
+
+    def __init__(self, message: str, results: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.results = results
 
 

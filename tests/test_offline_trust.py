@@ -185,3 +185,34 @@ def test_outputs_do_not_depend_on_the_other_inputs(scenes, fixtures, tmp_path):
     assert outputs["fewer"] == {k: v for k, v in outputs["all"].items() if not k.startswith("b_")}
     assert outputs["more"] == outputs["all"]
     assert outputs["all"]["a_aug000.tif"] != outputs["all"]["a_aug001.tif"]     # copies still differ
+
+
+def test_when_the_manifest_cannot_be_written_the_jobs_are_still_reported(scenes, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").mkdir()                                  # the rename onto it fails
+    (scenes / "broken.tif").write_bytes(b"not a GeoTIFF")
+    assert _augment(scenes, out, "--preset", "aerial-rgbn") == 2
+    captured = capsys.readouterr()
+    assert "2 written, 0 already complete, 1 failed" in captured.out
+    assert "broken.tif" in captured.err and "manifest.json: could not be written" in captured.err
+
+
+def test_a_tiny_file_declaring_a_huge_volume_fails_its_job_and_the_run_goes_on(scenes, tmp_path, capsys):
+    import gzip
+
+    import nibabel as nib
+    header = nib.Nifti1Header()
+    header.set_data_shape((1000, 1000, 1000))
+    header.set_data_dtype(np.float32)
+    bomb = tmp_path / "vols" / "bomb.nii.gz"
+    bomb.parent.mkdir()
+    bomb.write_bytes(gzip.compress(header.binaryblock + b"\0" * 4))   # a few bytes that declare 4 GB
+    shutil.copy(Path(__file__).resolve().parent.parent / "data_fixtures" / "KmeansTest_T1UCharRaw.nii.gz",
+                bomb.parent / "t1.nii.gz")
+    out = tmp_path / "out"
+    rc = cli.main(["augment", str(bomb.parent / "*.nii.gz"), "--out", str(out), "--preset", "brain-mri",
+                   "--workers", "1"])
+    captured = capsys.readouterr()
+    assert rc == 1 and "1 written, 0 already complete, 1 failed" in captured.out
+    assert "bomb.nii.gz" in captured.err and "GiB" in captured.err         # named, before any allocation
