@@ -151,7 +151,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="domainaug", description="Augmentation of 3D medical volumes and "
-                                     "multispectral rasters.")
+                                     "multispectral rasters.",
+                                     epilog="exit codes: 0 everything done; 1 some inputs failed (each named); "
+                                     "2 a usage or environment error (bad arguments, a folder of another job or "
+                                     "locked by another run, an unwritable manifest)")
+    parser.add_argument("--version", action="version", version=f"domainaug {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="augment the shipped real MRI and GeoTIFF; write files and previews")
     demo.add_argument("--out", type=Path, default=Path("demo_out"))

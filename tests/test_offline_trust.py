@@ -216,3 +216,13 @@ def test_a_tiny_file_declaring_a_huge_volume_fails_its_job_and_the_run_goes_on(s
     captured = capsys.readouterr()
     assert rc == 1 and "1 written, 0 already complete, 1 failed" in captured.out
     assert "bomb.nii.gz" in captured.err and "GiB" in captured.err         # named, before any allocation
+
+
+def test_version_and_exit_codes_in_help(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"domainaug {da.__version__}"
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = capsys.readouterr().out
+    assert "exit codes: 0" in text and "1 some inputs failed" in text and "2 a usage" in text
