@@ -107,8 +107,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     import tempfile
 
     from . import offline
-    doc = json.loads(Path(args.sidecar).read_text())
-    job = offline.Job(**doc["job"])
+    try:
+        doc = json.loads(Path(args.sidecar).read_text())
+        job = offline.Job(**doc["job"])
+        doc["records"], doc["outputs"]  # noqa: B018 - the keys replay needs, checked before any work
+    except (ValueError, KeyError, TypeError) as exc:
+        what = f"no {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise DomainaugError(f"{args.sidecar}: not a domainaug sidecar ({what}); replay takes the .json written "
+                             "beside an augmented output") from None
     manifest_path = Path(job.sidecar).parent / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     sample = dio.load(job.image, label=job.label, equivalent_crs=bool(manifest.get("equivalent_crs", False)))

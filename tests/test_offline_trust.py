@@ -226,3 +226,12 @@ def test_version_and_exit_codes_in_help(capsys):
         cli.main(["--help"])
     text = capsys.readouterr().out
     assert "exit codes: 0" in text and "1 some inputs failed" in text and "2 a usage" in text
+
+
+def test_replay_of_a_malformed_sidecar_is_one_line_not_a_traceback(tmp_path, capsys):
+    for text in ('{"records": []}', "not json", '{"job": {"index": 0}, "records": [], "outputs": {}}'):
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        assert cli.main(["replay", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert "bad.json: not a domainaug sidecar" in err and "Traceback" not in err and len(err.splitlines()) == 1
