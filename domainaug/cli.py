@@ -155,24 +155,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: every subcommand and argument, with its help text."""
     parser = argparse.ArgumentParser(prog="domainaug", description="Augmentation of 3D medical volumes and "
                                      "multispectral rasters.",
                                      epilog="exit codes: 0 everything done; 1 some inputs failed (each named); "
                                      "2 a usage or environment error (bad arguments, a folder of another job or "
                                      "locked by another run, an unwritable manifest)")
-    parser.add_argument("--version", action="version", version=f"domainaug {__version__}")
+    parser.add_argument("--version", action="version", version=f"domainaug {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="augment the shipped real MRI and GeoTIFF; write files and previews")
-    demo.add_argument("--out", type=Path, default=Path("demo_out"))
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     aug = sub.add_parser("augment", help="write augmented copies of files, folders or globs (resumable)")
     aug.add_argument("inputs", nargs="+", help="image files, folders or globs")
     aug.add_argument("--out", required=True, help="output folder")
     aug.add_argument("--preset", help="a preset name (domainaug presets)")
     aug.add_argument("--pipeline", help="a pipeline YAML file")
     aug.add_argument("-n", "--copies", type=int, default=1, help="augmented copies per input")
-    aug.add_argument("--seed", type=int, default=0)
+    aug.add_argument("--seed", type=int, default=0, help="random seed; each output draws from (seed, its file stem)")
     aug.add_argument("--overwrite", action="store_true", help="replace the outputs of another job (another seed or "
                      "pipeline) in --out; without it such a folder is refused")
     aug.add_argument("--label-suffix", default=None, help="e.g. _seg: X_seg.nii.gz is the label of X.nii.gz")
@@ -186,24 +188,29 @@ def main(argv: list[str] | None = None) -> int:
     aug.add_argument("--equivalent-crs", action="store_true",
                      help="accept a label whose CRS is written differently but is the same system (by PROJ)")
     pre = sub.add_parser("presets", help="list presets, or print one as YAML")
-    pre.add_argument("name", nargs="?")
+    pre.add_argument("name", nargs="?", help="a preset to print as pipeline YAML (default: list them)")
     rep = sub.add_parser("replay", help="regenerate an output from its sidecar and check it is identical")
-    rep.add_argument("sidecar")
+    rep.add_argument("sidecar", help="the .json sidecar written beside an augmented output")
     prv = sub.add_parser("preview", help="a PNG of an input next to augmented variants")
-    prv.add_argument("input")
-    prv.add_argument("--label", default=None)
+    prv.add_argument("input", help="an image file (volume or raster)")
+    prv.add_argument("--label", default=None, help="its label map, outlined in the panels")
     prv.add_argument("--equivalent-crs", action="store_true", help="as for augment")
-    prv.add_argument("--preset")
-    prv.add_argument("--pipeline")
-    prv.add_argument("-n", type=int, default=3)
-    prv.add_argument("--seed", type=int, default=0)
+    prv.add_argument("--preset", help="a preset name (domainaug presets)")
+    prv.add_argument("--pipeline", help="a pipeline YAML file")
+    prv.add_argument("-n", type=int, default=3, help="augmented variants beside the input (default: 3)")
+    prv.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     prv.add_argument("--bands", default=None, help="three band names for the colour composite, e.g. B04,B03,B02")
     prv.add_argument("--out", required=True, help="PNG path")
     ev = sub.add_parser("evaluate", help="compare pipelines by k-fold training (experiments/*.yaml); write a report")
     ev.add_argument("config", help="a YAML config (see experiments/)")
     ev.add_argument("--out", default=None, help="report folder (default: the config's 'out')")
     ev.add_argument("--quick", action="store_true", help="2 folds, tiny training: check the set-up end to end")
-    ev.add_argument("--threads", type=int, default=2)
+    ev.add_argument("--threads", type=int, default=2, help="torch threads for training (default: 2)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":

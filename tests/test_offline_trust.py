@@ -235,3 +235,17 @@ def test_replay_of_a_malformed_sidecar_is_one_line_not_a_traceback(tmp_path, cap
         assert cli.main(["replay", str(bad)]) == 2
         err = capsys.readouterr().err
         assert "bad.json: not a domainaug sidecar" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_every_command_line_argument_has_help_text():
+    import argparse
+    parser = cli.build_parser()
+    skip = (argparse._HelpAction, argparse._SubParsersAction)
+    missing = [(name, a.dest) for name, p in [("domainaug", parser)] + list(_subparsers(parser).items())
+               for a in p._actions if not isinstance(a, skip) and not a.help]
+    assert missing == []
+
+
+def _subparsers(parser):
+    import argparse
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
