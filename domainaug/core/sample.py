@@ -116,6 +116,7 @@ class Sample:
         if pending is not None and pending.space != space:
             raise SpaceMismatchError("pending map does not end on the sample's space")
         grids, sources = dict(grids or {}), dict(sources or {})
+        checked = {space, pending.source} if pending is not None else {space}
         for what, given in (("grids", grids), ("sources", sources)):
             for name, g in given.items():
                 if name not in layers:
@@ -123,7 +124,9 @@ class Sample:
                                          f"the name of a layer of the sample ({list(layers)})")
                 if not isinstance(g, Space):
                     raise ParameterError(f"{what}[{name!r}]", type(g).__name__, "a domainaug.Space")
-                check_same_world(space, "the reference grid", g, f"layer {name!r}")
+                if g not in checked:          # once per grid (lazy_warp names every layer's source)
+                    check_same_world(space, "the reference grid", g, f"layer {name!r}")
+                    checked.add(g)
         if sources and pending is None:
             raise ParameterError("sources", sorted(sources), "no sources without a pending map (the layers are on "
                                  "their grids)")
@@ -406,10 +409,9 @@ class Sample:
         from outside the field of view (works on a pending sample too)."""
         layers, grids = dict(self._layers), dict(self._grids)
         sources = {n: self.source_of(n) for n in layers}
-        for n in list(self._layers):
-            if self.valid_of(n) is not None or any(
-                    (sources[v], grids.get(v, self.space)) == (sources[n], self.space_of(n))
-                    for v in layers if layers[v].role is Role.VALID):
+        for n in list(self._layers):          # (a grid with a VALID layer, given or just added, is skipped)
+            if any((sources[v], grids.get(v, self.space)) == (sources[n], self.space_of(n))
+                   for v in layers if layers[v].role is Role.VALID):
                 continue
             vname = name if n not in self._grids else f"{n}_valid"
             layers[vname] = Layer(torch.ones((1,) + tuple(sources[n].shape), dtype=torch.bool, device=self.device),

@@ -193,11 +193,16 @@ def _named(cls: type[Any], args: tuple, kwargs: dict[str, Any]) -> dict[str, Any
     return named
 
 
-def build_at(cls: type, arguments: tuple[tuple, dict[str, Any]], epoch: int) -> Any:
+def build_at(cls: type, arguments: tuple[tuple, dict[str, Any]], epoch: int,
+             schedules: dict[str, Any] | None = None) -> Any:
     """An instance of ``cls`` built from constructor ``arguments`` (which may hold schedules) with
-    the values of ``epoch``."""
+    the values of ``epoch``; given its ``schedules`` (argument name -> schedule), it keeps them, the
+    arguments and the epoch, for ``Transform.at_epoch``."""
     args, kwargs = _resolved(arguments, epoch)
-    return ABCMeta.__call__(cls, *args, **kwargs)
+    out = ABCMeta.__call__(cls, *args, **kwargs)
+    if schedules is not None:
+        out._schedules, out._arguments, out.epoch = schedules, arguments, epoch
+    return out
 
 
 class ScheduledConstruction(ABCMeta):
@@ -217,6 +222,4 @@ class ScheduledConstruction(ABCMeta):
             return super().__call__(*args, **kwargs)
         for epoch in check_epochs(list(scheduled.values())):
             build_at(cls, (args, kwargs), epoch)
-        out = build_at(cls, (args, kwargs), 0)
-        out._schedules, out._arguments, out.epoch = scheduled, (args, kwargs), 0
-        return out
+        return build_at(cls, (args, kwargs), 0, scheduled)

@@ -225,16 +225,20 @@ class Space:
                 + (f", crs {crs_name(self.crs)}" if self.crs else ""))
 
 
-def check_same_world(space: Space, what: str, other: Space, other_what: str) -> None:
+def check_same_world(space: Space, what: str, other: Space, other_what: str, *, equivalent_crs: bool = True) -> None:
     """``SpaceMismatchError`` unless ``other`` can be a grid of the same sample as ``space``: as many
-    axes, the same CRS (PROJ-equivalent counts), and overlapping world extents."""
+    axes, the same CRS (a PROJ-equivalent one counts unless ``equivalent_crs`` is False: then the
+    message says how to accept it), and overlapping world extents."""
     from ..errors import SpaceMismatchError
     if other.ndim != space.ndim:
         raise SpaceMismatchError(f"{other_what} is {other.ndim}D and {what} is {space.ndim}D: the grids of one "
                                  "sample have the same number of axes")
-    if other.crs != space.crs and not crs_equal(other.crs, space.crs):
-        raise SpaceMismatchError(f"{other_what} is in another CRS than {what}: {crs_name(other.crs)} vs "
-                                 f"{crs_name(space.crs)}; the grids of one sample share one CRS (reproject first)")
+    if other.crs != space.crs:
+        same = crs_equal(other.crs, space.crs)
+        if not (same and equivalent_crs):
+            hint = "the CRSs are equivalent by PROJ: pass equivalent_crs=True to accept" if same else "reproject first"
+            raise SpaceMismatchError(f"{other_what} is in another CRS than {what}: {crs_name(other.crs)} vs "
+                                     f"{crs_name(space.crs)}; the grids of one sample share one CRS ({hint})")
     a, b = space.world_box(), other.world_box()
     if np.any(a[1] <= b[0]) or np.any(b[1] <= a[0]):
         raise SpaceMismatchError(f"{other_what} and {what} do not overlap in the world: extent "

@@ -105,8 +105,7 @@ class Transform(metaclass=ScheduledConstruction):
         schedule or is at that epoch, else a new one of the same class and arguments."""
         if not self._schedules or epoch == self.epoch:
             return self
-        out = build_at(type(self), self._arguments, epoch)
-        out._schedules, out._arguments, out.epoch = self._schedules, self._arguments, epoch
+        out: _T = build_at(type(self), self._arguments, epoch, self._schedules)
         return out
 
     def set_epoch(self, epoch: int) -> None:

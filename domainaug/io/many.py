@@ -58,7 +58,7 @@ import numpy as np
 import torch
 
 from ..core.sample import Layer, Role, Sample, resolve_fill
-from ..core.space import Space, crs_equal
+from ..core.space import Space, check_same_world
 from ..errors import NoDataError, ParameterError, SpaceMismatchError
 from .common import file_fill, file_validity, grid_error, intensity_tensor, label_layer
 
@@ -135,27 +135,11 @@ def _check_names(entries: list[tuple[str, Any]], labels: Sequence[str]) -> None:
                              f"not there: {', '.join(missing)}")
 
 
-def _short_crs(crs: Any) -> str:
-    text = str(crs)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def check_grid(ref: Space, ref_path: Any, other: Space, path: Any, equivalent_crs: bool) -> bool:
     """Whether ``other`` (of ``path``) is on ``ref``'s grid (voxel centres within 1e-3 voxels); a
     ``SpaceMismatchError`` naming both files when it cannot be a grid of the same sample at all
     (other dimension, another CRS, no overlap in the world)."""
-    if other.ndim != ref.ndim:
-        raise SpaceMismatchError(f"{path} is {other.ndim}D and {ref_path} is {ref.ndim}D: the layers of one "
-                                 "sample have the same number of axes")
-    if ref.crs != other.crs and not (equivalent_crs and crs_equal(ref.crs, other.crs)):
-        hint = ("; the CRSs are equivalent by PROJ: pass equivalent_crs=True to accept"
-                if crs_equal(ref.crs, other.crs) else "; reproject one of them first")
-        raise SpaceMismatchError(f"{path} is in another CRS than {ref_path}: {_short_crs(other.crs)} vs "
-                                 f"{_short_crs(ref.crs)}; the layers of one sample share one CRS" + hint)
-    a, b = ref.world_box(), other.world_box()
-    if np.any(a[1] <= b[0]) or np.any(b[1] <= a[0]):
-        raise SpaceMismatchError(f"{path} and {ref_path} do not overlap in the world: extent "
-                                 f"{np.round(b, 3).tolist()} vs {np.round(a, 3).tolist()} (min, max per axis)")
+    check_same_world(ref, str(ref_path), other, str(path), equivalent_crs=equivalent_crs)
     return other.same_grid(ref, tolerance=1e-3, equivalent_crs=equivalent_crs)
 
 
