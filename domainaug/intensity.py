@@ -4,13 +4,13 @@ their dtype."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .core.kernels.pointwise import power
-from .core.params import as_uniform
+from .core.params import as_uniform, as_world_axes, resolve_world_axes
 from .core.random import child_seed
 from .core.sample import Sample
 from .core.transform import IntensityTransform
@@ -189,20 +189,34 @@ class GaussianBlur(IntensityTransform):
         sigma: Standard deviation in world units (mm, or CRS units: degrees for a geographic
             CRS), >= 0. A number is fixed; ``(min, max)`` is drawn.
         axis_scale: Optional factor per axis for an anisotropic blur (e.g. ``(1, 1, 3)``: three
-            times the sigma, in mm, across thick slices); ``None`` is isotropic in world units.
+            times the sigma, in mm, across thick slices); ``None`` is isotropic in world units. A
+            sequence has one factor per array axis; a dict maps world axes to factors, the others
+            1: ``{"S": 0}`` blurs in the axial plane only, ``{"slice": 0}`` in the plane of the
+            sample's slices (its thickest world axis, read from the affine, whatever the array order).
         layers: INTENSITY layers to change (default: all).
         per_layer: One draw per target layer, recorded by layer name (default: one draw shared
             by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
     """
 
-    def __init__(self, sigma: float | tuple[float, float] = (0.0, 1.0), axis_scale: Sequence[float] | None = None,
+    def __init__(self, sigma: float | tuple[float, float] = (0.0, 1.0),
+                 axis_scale: Sequence[float] | Mapping[str | int, float] | None = None,
                  layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool | None = False) -> None:
         self.sigma = as_uniform("sigma", sigma, low=0.0)
-        if axis_scale is not None and (not isinstance(axis_scale, (list, tuple)) or not axis_scale or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in axis_scale)):
-            raise ParameterError("axis_scale", axis_scale, "None or one factor >= 0 per axis")
-        self.axis_scale = None if axis_scale is None else [float(v) for v in axis_scale]
+        values = list(axis_scale.values()) if isinstance(axis_scale, Mapping) else axis_scale
+        if axis_scale is not None and (not isinstance(values, (list, tuple)) or not values or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values)):
+            raise ParameterError("axis_scale", axis_scale, "None, one factor >= 0 per axis, or a dict from world "
+                                 "axes to factors >= 0")
+        self.axis_scale: list[float] | dict[str | int, float] | None
+        if isinstance(axis_scale, Mapping):
+            keys = as_world_axes("axis_scale", [int(k) if isinstance(k, str) and k.isdigit() else k
+                                                for k in axis_scale])
+            if keys is None or len(set(keys)) != len(keys):
+                raise ParameterError("axis_scale", dict(axis_scale), "a dict with distinct world axes as keys")
+            self.axis_scale = {k: float(v) for k, v in zip(keys, axis_scale.values())}
+        else:
+            self.axis_scale = None if axis_scale is None else [float(v) for v in axis_scale]
         self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
@@ -212,6 +226,10 @@ class GaussianBlur(IntensityTransform):
     def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
                         sample: Sample, name: str) -> torch.Tensor:
         factors = self.axis_scale or [1.0] * sample.space.ndim
+        if isinstance(factors, dict):           # world axes -> the array axes that run along them
+            worlds = resolve_world_axes("axis_scale", list(factors), sample.space)
+            by_world = dict(zip(worlds, factors.values()))
+            factors = [by_world.get(w, 1.0) for w in sample.space.world_axes()]
         if len(factors) != sample.space.ndim:
             raise ParameterError("axis_scale", self.axis_scale, f"{sample.space.ndim} factors for a "
                                  f"{sample.space.ndim}D sample")

@@ -5,7 +5,7 @@ scans, CRS units for rasters); angles in degrees; sizes of crops and pads in vox
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -24,15 +24,19 @@ from .core.kernels.elastic import build_field, control_grid_shape, default_spaci
 from .core.maps import Stage, push_forward_points
 from .core.params import (
     PerAxis,
+    Uniform,
     as_axes,
     as_lengths,
     as_per_axis,
     as_size,
     as_uniform,
+    as_world_axes,
     check_choice,
     draw_per_axis,
     per_axis,
     resolve_axes,
+    resolve_world_axes,
+    to_json,
 )
 from .core.sample import Role, Sample
 from .core.space import Space, covering_grid
@@ -47,6 +51,8 @@ __all__ = ["Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad", "Resample", "Res
 
 #: A value for every axis (a number or a (min, max) pair) or one number or pair per axis.
 AxisValues = float | tuple[float, float] | Sequence[float | tuple[float, float]]
+#: ``AxisValues``, or a dict from world axes (letters, indices, ``"slice"``) to a number or pair.
+WorldAxisValues = AxisValues | Mapping[str | int, float | tuple[float, float]]
 
 
 def _translate(offset: Sequence[float]) -> np.ndarray:
@@ -70,6 +76,9 @@ class Affine(SpatialTransform):
     Args:
         degrees: Rotation in degrees: 1 angle in 2D (from world axis 0 towards axis 1, i.e.
             counter-clockwise from x towards y), 3 in 3D (about world x, y, z; applied in that order).
+            In 3D also a dict from world axes to angles, the others 0: ``{"S": (-15, 15)}`` rotates
+            about superior-inferior only, ``{"slice": (-15, 15)}`` about the axis along which the
+            sample's voxels are thickest (read from its affine: in-plane for thick-slice scans).
         scales: Zoom factor per world axis, unitless, > 0 (> 1 enlarges the content).
         shear: Shear factors, unitless, in [-10, 10], one per pair of world axes (1 in 2D:
             (x, y); 3 in 3D: (x, y), (x, z), (y, z)); entry (i, j) adds ``shear * x_j`` to ``x_i``.
@@ -85,9 +94,16 @@ class Affine(SpatialTransform):
         >>> out = Affine(degrees=(-10, 10), translation=[(-5, 5), 0, 0])(sample, torch.Generator().manual_seed(0))
     """
 
-    def __init__(self, degrees: AxisValues = 0.0, scales: AxisValues = 1.0, shear: AxisValues = 0.0,
+    def __init__(self, degrees: WorldAxisValues = 0.0, scales: AxisValues = 1.0, shear: AxisValues = 0.0,
                  translation: AxisValues = 0.0, isotropic: bool = False, p: float = 1.0) -> None:
-        self.degrees = as_per_axis("degrees", degrees, low=-360, high=360)
+        self.degrees: Uniform | PerAxis | dict[str | int, Uniform]
+        if isinstance(degrees, Mapping):
+            keys = as_world_axes("degrees", [int(k) if isinstance(k, str) and k.isdigit() else k for k in degrees])
+            if keys is None or len(set(keys)) != len(keys):
+                raise ParameterError("degrees", dict(degrees), "a dict with distinct world axes as keys")
+            self.degrees = {k: as_uniform("degrees", v, low=-360, high=360) for k, v in zip(keys, degrees.values())}
+        else:
+            self.degrees = as_per_axis("degrees", degrees, low=-360, high=360)
         self.scales = as_per_axis("scales", scales, low=1e-3)
         self.shear = as_per_axis("shear", shear, low=-10, high=10)
         self.translation = as_per_axis("translation", translation)
@@ -99,7 +115,14 @@ class Affine(SpatialTransform):
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         n = sample.space.ndim
-        degrees = draw_per_axis("degrees", self.degrees, n_rotations(n), n, generator)
+        if isinstance(self.degrees, dict):
+            if n != 3:
+                raise ParameterError("degrees", to_json(self.degrees), "a number, range or list on a 2D sample "
+                                     "(a dict of world axes is for 3D rotations)")
+            about = dict(zip(resolve_world_axes("degrees", list(self.degrees), sample.space), self.degrees.values()))
+            degrees = [about[a].draw(generator) if a in about else 0.0 for a in range(3)]
+        else:
+            degrees = draw_per_axis("degrees", self.degrees, n_rotations(n), n, generator)
         scales = draw_per_axis("scales", self.scales, 1 if self.isotropic else n, n, generator)
         scales = scales * n if self.isotropic else scales
         shear = draw_per_axis("shear", self.shear, n_shears(n), n, generator)

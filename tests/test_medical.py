@@ -212,10 +212,11 @@ def test_truncated_nifti_is_named(fixtures, tmp_path):
 
 
 def test_prostate_preset_rotates_in_plane_only(fixtures):
-    s = da.io.load(fixtures / "KmeansTest_T1UCharRaw.nii.gz")
+    s = da.io.load(fixtures / "KmeansTest_T1UCharRaw.nii.gz")       # coronal: 3 mm along A (world y)
     out = md.preset("prostate-mri")(s, G(1))
     affine_params = out.history[-1].params["children"][1]
-    assert affine_params["degrees"][:2] == [0.0, 0.0] and affine_params["degrees"][2] != 0.0
+    degrees = affine_params["degrees"]
+    assert degrees[0] == degrees[2] == 0.0 and degrees[1] != 0.0
 
 
 def test_ct_window_fills_invalid_voxels():

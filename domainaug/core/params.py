@@ -5,15 +5,19 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import ParameterError
 from .schedule import Schedule
 
+if TYPE_CHECKING:
+    from .space import Space
+
 __all__ = ["Uniform", "PerAxis", "as_uniform", "as_per_axis", "draw_per_axis", "check_choice", "check_positive_int",
-           "as_size", "as_axes", "as_lengths", "to_json"]
+           "as_size", "as_axes", "as_lengths", "to_json",
+           "WORLD_AXIS_NAMES", "as_world_axes", "resolve_world_axes"]
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,60 @@ def resolve_axes(name: str, axes: Sequence[int] | None, ndim: int) -> list[int]:
         out.append(a % ndim)
     if len(set(out)) != len(out):
         raise ParameterError(name, tuple(axes), "distinct axes")
+    return out
+
+
+#: Names of world axes: RAS+ letters for scans (either direction names the axis) and x, y, z.
+WORLD_AXIS_NAMES: dict[str, int] = {"R": 0, "L": 0, "A": 1, "P": 1, "S": 2, "I": 2, "X": 0, "Y": 1, "Z": 2}
+
+
+def as_world_axes(name: str, value: Any) -> list[int | str] | None:
+    """``None`` (every world axis), or world axes: an index (0 x, 1 y, 2 z), a letter of
+    ``WORLD_AXIS_NAMES`` (``"S"``: superior-inferior of RAS+ scans) or ``"slice"`` (the world axis
+    along which the voxels are thickest, read from each sample's affine), one or a list of them."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, (int, str)) and not isinstance(value, bool) else value
+    expected = ("None, or world axes: an index 0-2 (x, y, z), a letter R/L/A/P/S/I/x/y/z or 'slice', "
+                "one or a list of them")
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ParameterError(name, value, expected)
+    out: list[int | str] = []
+    for v in items:
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 2:
+            out.append(int(v))
+        elif isinstance(v, str) and (v.upper() in WORLD_AXIS_NAMES or v.lower() == "slice"):
+            out.append(v.lower() if v.lower() == "slice" else v.upper())
+        else:
+            raise ParameterError(name, value, expected)
+    return out
+
+
+def resolve_world_axes(name: str, axes: Sequence[int | str] | None, space: Space) -> list[int]:
+    """World axis indices of ``axes`` (from ``as_world_axes``) on ``space``: ``"slice"`` is the world
+    axis of the array axis with the largest spacing (world z when it ties for the largest, e.g. on
+    an isotropic grid); letters R/L/A/P/S/I need a 3D scan."""
+    n = space.ndim
+    if axes is None:
+        return list(range(n))
+    out: list[int] = []
+    for a in axes:
+        if a == "slice":
+            spacing = space.spacing
+            thick = [space.world_axes()[i] for i in range(n) if spacing[i] >= spacing.max() * (1 - 1e-6)]
+            w = 2 if n == 3 and 2 in thick else thick[0]
+        elif isinstance(a, str):
+            if n != 3 and a in "RLAPSI":
+                raise ParameterError(name, list(axes), f"world axes of a {n}D sample: 0/x and 1/y (R/L/A/P/S/I "
+                                     "name the axes of a 3D scan)")
+            w = WORLD_AXIS_NAMES[a]
+        else:
+            w = int(a)
+        if w >= n:
+            raise ParameterError(name, list(axes), f"world axes of a {n}D sample (0 to {n - 1})")
+        if w in out:
+            raise ParameterError(name, list(axes), f"distinct world axes on this sample ({a!r} names axis {w} twice)")
+        out.append(w)
     return out
 
 

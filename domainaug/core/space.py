@@ -220,6 +220,23 @@ class Space:
     def __hash__(self) -> int:
         return hash((self.shape, self.crs, self.affine.tobytes()))
 
+    def world_axes(self) -> tuple[int, ...]:
+        """The world axis each array axis runs closest to (a permutation): the largest ``|direction|``
+        entry first, then the largest of the rest, so an axis-permuting affine (LSA, PIR, a raster's
+        row axis along -y) gives its permutation exactly and an oblique one its nearest axes."""
+        weight = np.abs(self.direction)                       # (world, array)
+        out = [-1] * self.ndim
+        for _ in range(self.ndim):
+            world, array = np.unravel_index(int(np.argmax(weight)), weight.shape)
+            out[int(array)] = int(world)
+            weight[world, :] = -1.0
+            weight[:, array] = -1.0
+        return tuple(out)
+
+    def array_axis(self, world_axis: int) -> int:
+        """The array axis that runs closest to world axis ``world_axis`` (0 x, 1 y, 2 z: R, A, S for scans)."""
+        return self.world_axes().index(int(world_axis))
+
     def describe(self) -> str:
         return (f"shape {self.shape}, spacing {tuple(np.round(self.spacing, 6).tolist())}"
                 + (f", crs {crs_name(self.crs)}" if self.crs else ""))

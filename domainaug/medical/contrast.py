@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from ..core.params import as_axes, as_uniform, check_choice, resolve_axes
+from ..core.params import as_uniform, as_world_axes, check_choice, resolve_world_axes
 from ..core.sample import Role, Sample
 from ..core.transform import Compose, IntensityTransform
 from ..core.values import affine_values, channel_quantiles, normalized_smooth
@@ -146,27 +146,41 @@ class TissueContrast(IntensityTransform):
 
 
 class SimulateLowResolution(IntensityTransform):
-    """Thick slices / low resolution: along each of ``axes``, average slabs ``spacing`` mm thick and
-    interpolate back linearly to the original grid (the grid is kept).
+    """Thick slices / low resolution along **world** axes: along each of ``axes``, average slabs
+    ``spacing`` mm thick and interpolate back linearly to the original grid (the grid is kept).
+
+    A world axis is degraded whatever the array order: ``axes="S"`` thickens the superior-inferior
+    direction of a scan stored RAS, LSA or PIR alike (the array axis that runs closest to it, from
+    the affine: ``Space.array_axis``). Only valid voxels are averaged.
 
     Args:
-        spacing: Target voxel size in mm along the axes; a number or a range, drawn per axis.
-        axes: Axes to degrade (default: the last, the usual slice axis).
+        spacing: Target voxel size in mm (CRS units for rasters) along the axes; a number is fixed,
+            a ``(min, max)`` range is drawn per axis.
+        axes: World axes to degrade: ``"S"`` (default, superior-inferior: axial slices), ``"R"``,
+            ``"A"`` (either direction's letter), ``"slice"`` (the world axis along which the voxels
+            are already thickest), an index 0-2 (x, y, z; 0 and 1 for rasters), a list of them, or
+            ``None`` for every axis.
         layers: INTENSITY layers to change (default: all).
         per_layer: One draw per target layer, recorded by layer name (default: one draw shared
             by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
+
+    Example:
+        >>> out = SimulateLowResolution((3.0, 6.0), axes="S")(sample, torch.Generator().manual_seed(0))
+
+    Params: ``{"spacing": {"<world axis index>": mm}}``.
     """
 
-    def __init__(self, spacing: float | tuple[float, float] = (2.0, 6.0), axes: int | Sequence[int] | None = (-1,),
+    def __init__(self, spacing: float | tuple[float, float] = (2.0, 6.0),
+                 axes: int | str | Sequence[int | str] | None = "S",
                  layers: Sequence[str] | None = None, p: float = 1.0, *, per_layer: bool | None = False) -> None:
         self.spacing = as_uniform("spacing", spacing, low=1e-6)
-        self.axes = as_axes("axes", axes)
+        self.axes = as_world_axes("axes", axes)
         self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
-        axes = resolve_axes("axes", self.axes, sample.space.ndim)
+        axes = resolve_world_axes("axes", self.axes, sample.space)
         return {"spacing": {str(a): self.spacing.draw(generator) for a in axes}}
 
     def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
@@ -175,7 +189,10 @@ class SimulateLowResolution(IntensityTransform):
         weight = torch.ones_like(data[:1]) if valid is None else valid.to(data.dtype)
         out, weight = out * weight, weight                      # only valid voxels are averaged
         for key, target in params["spacing"].items():
-            axis = int(key)
+            world = int(key)
+            if not 0 <= world < sample.space.ndim:
+                raise ParameterError("params['spacing']", key, f"world axes of a {sample.space.ndim}D sample")
+            axis = sample.space.array_axis(world)
             factor = int(round(target / float(sample.space.spacing[axis])))
             n = data.shape[axis + 1]
             if factor <= 1 or n < 2:
@@ -186,10 +203,14 @@ class SimulateLowResolution(IntensityTransform):
     @classmethod
     def contract_case(cls) -> Case:
         from ..testing import Case
+
+        def along(s: Sample) -> tuple[int, float]:       # the last array axis's world axis and spacing
+            return s.space.world_axes()[-1], float(s.space.spacing[-1])
         return Case(
-            random=lambda s: SimulateLowResolution((2 * float(s.space.spacing[-1]), 4 * float(s.space.spacing[-1]))),
-            identity=lambda s: SimulateLowResolution(float(s.space.spacing[-1])),
-            bad=[("spacing", lambda: SimulateLowResolution(0)), ("axes", lambda: SimulateLowResolution(axes="z"))])  # type: ignore[arg-type]  # (wrong on purpose)
+            random=lambda s: SimulateLowResolution((2 * along(s)[1], 4 * along(s)[1]), axes=along(s)[0]),
+            identity=lambda s: SimulateLowResolution(along(s)[1], axes=along(s)[0]),
+            bad=[("spacing", lambda: SimulateLowResolution(0)), ("axes", lambda: SimulateLowResolution(axes="q")),
+                 ("axes", lambda: SimulateLowResolution(axes=3))])
 
 
 def _slab_average(x: torch.Tensor, axis: int, factor: int) -> torch.Tensor:

@@ -46,16 +46,18 @@ def _ct_body() -> Compose:
 
 def _prostate_mri() -> Compose:
     """Thick-slice T2 (e.g. 0.5x0.5x3.6 mm): RAS; in-plane rotation about the slice axis only (up to
-    15 deg, rigid in mm), scaling +-10%; a gentle elastic warp with 30 mm in-plane control points;
-    bias field (50%), gamma (50%), Rician noise (30%), in-plane blur up to 0.5 mm (20%)."""
+    15 deg, rigid in mm), scaling +-10%; a gentle elastic warp with 30 mm control points;
+    bias field (50%), gamma (50%), Rician noise (30%), in-plane blur up to 0.5 mm (20%). The slice
+    axis is read from each sample's affine (the world axis of its thickest voxels: S for axial, R
+    for sagittal, A for coronal acquisitions), not from the array order."""
     return Compose([
         Reorient("RAS"),
-        Affine(degrees=[0.0, 0.0, (-15.0, 15.0)], scales=(0.9, 1.1)),
-        Elastic(spacing=[30.0, 30.0, 60.0], max_displacement=(0.0, 3.0), p=0.3),
+        Affine(degrees={"slice": (-15.0, 15.0)}, scales=(0.9, 1.1)),
+        Elastic(spacing=30.0, max_displacement=(0.0, 3.0), p=0.3),
         BiasField(coefficients=(-0.2, 0.2), order=2, p=0.5),
         Gamma(gamma=(0.8, 1.25), p=0.5),
         RicianNoise(std=(0.0, 0.08), p=0.3),
-        GaussianBlur(sigma=(0.0, 0.5), axis_scale=(1.0, 1.0, 0.0), p=0.2),
+        GaussianBlur(sigma=(0.0, 0.5), axis_scale={"slice": 0.0}, p=0.2),
     ])
 
 
