@@ -4,11 +4,13 @@ Built on the core only: every transform is a core ``Transform``; spatial ones go
 resampler. Lengths are in mm.
 """
 
+from .artefacts import CoarseDropout, HistogramShift, Swap
 from .contrast import FieldStrength, IntensityScale, SimulateLowResolution, TissueContrast, robust_range
-from .kspace import Ghosting, Motion, Spike
+from .kspace import Ghosting, GibbsRinging, Motion, Spike
 from .orientation import Reorient
 from .physics import CT_WINDOWS, BiasField, CTWindow, RicianNoise
 from .presets import preset, presets
 
 __all__ = ["preset", "presets", "BiasField", "RicianNoise", "CTWindow", "CT_WINDOWS", "Spike", "Ghosting", "Motion",
-           "Reorient", "IntensityScale", "TissueContrast", "SimulateLowResolution", "FieldStrength", "robust_range"]
+           "Reorient", "IntensityScale", "TissueContrast", "SimulateLowResolution", "FieldStrength", "robust_range",
+           "GibbsRinging", "Swap", "HistogramShift", "CoarseDropout"]
