@@ -99,9 +99,9 @@ def test_bad_batches_are_named():
     a, b = make_volume(), make_volume(shape=(10, 10, 10))
     with pytest.raises(da.SpaceMismatchError, match="one grid shape"):
         MixUp()([a, b])
-    shifted = make_volume(spacing=(1.0, 1.5, 2.5))
-    with pytest.raises(da.SpaceMismatchError, match="one grid shape"):
-        CutMix()([a, shifted])
+    flipped = make_volume(direction=np.diag([-1.0, 1.0, 1.0]))          # same shape, mirrored orientation
+    with pytest.raises(da.SpaceMismatchError, match="one grid shape and orientation"):
+        CutMix()([a, flipped])
     with pytest.raises(da.ParameterError, match="^num_classes="):
         MixUp()([a, make_volume()])
     with pytest.raises(da.ParameterError, match="^alpha="):

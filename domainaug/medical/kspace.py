@@ -3,7 +3,10 @@
 Each returns a magnitude image, as a scanner does: ``|ifft(k')|`` of the changed k-space ``k'``, so
 a non-negative input gives a non-negative output. A signed input (z-scored, or offset) is read as
 a magnitude image shifted by its minimum ``m < 0`` (per channel): the artefact is computed on
-``x - m`` and the result shifted back, so it never drops below ``m``. Spike and ghosting change
+``x - m`` and the result shifted back, so it never drops below ``m``.
+
+They model an MR acquisition: a sample declared as another modality (``sample.meta["modality"]``)
+is refused, and one that looks like CT in HU gets a warning (``physics.require_mr``). Spike and ghosting change
 k-space Hermitian-symmetrically and motion mixes k-space segments of rigidly moved copies
 symmetrically in ``+f``/``-f``, so before the magnitude the image is real (real FFTs for motion).
 """
@@ -20,6 +23,7 @@ from ..core.sample import Layer, Role, Sample
 from ..core.transform import IntensityTransform
 from ..errors import ParameterError
 from ..spatial import Affine
+from .physics import require_mr
 
 if TYPE_CHECKING:
     from ..testing import Case
@@ -78,6 +82,7 @@ class Spike(IntensityTransform):
                         sample: Sample, name: str) -> torch.Tensor:
         if params["intensity"] == 0:
             return data
+        require_mr("Spike", sample, name, data, valid)
         k, floor, dims = _spectrum(data)
         peak = k.abs().flatten(1).amax(1)
         for f in params["frequencies"]:
@@ -139,6 +144,7 @@ class Ghosting(IntensityTransform):
                         sample: Sample, name: str) -> torch.Tensor:
         if params["intensity"] == 0:
             return data
+        require_mr("Ghosting", sample, name, data, valid)
         k, floor, dims = _spectrum(data)
         axis = params["axis"] + 1
         f = _frequencies(data.shape[axis], data.device)
@@ -198,6 +204,7 @@ class Motion(IntensityTransform):
                         sample: Sample, name: str) -> torch.Tensor:
         if not any(any(m["degrees"]) or any(m["translation"]) for m in params["movements"]):
             return data                                        # no movement: the acquisition is exact
+        require_mr("Motion", sample, name, data, valid)
         axis = self.axis % (data.dim() - 1) + 1
         dims = tuple(range(1, data.dim()))
         floor = _floor(data)
@@ -281,6 +288,7 @@ class GibbsRinging(IntensityTransform):
                 cut[sample.space.array_axis(world)] = float(fraction)
         if not cut:
             return data
+        require_mr("GibbsRinging", sample, name, data, valid)
         k, floor, dims = _spectrum(data)
         for axis, fraction in cut.items():
             n = data.shape[axis + 1]

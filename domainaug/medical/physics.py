@@ -4,6 +4,7 @@ are over valid voxels; invalid voxels stay untouched."""
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -15,13 +16,45 @@ from ..core.params import as_uniform, check_positive_int
 from ..core.sample import Sample
 from ..core.transform import IntensityTransform
 from ..core.values import channel_stats, seeded_noise
-from ..errors import ParameterError
+from ..errors import ParameterError, SampleError
 from ..intensity import GaussianNoise
 
 if TYPE_CHECKING:
     from ..testing import Case
 
-__all__ = ["BiasField", "RicianNoise", "CTWindow", "CT_WINDOWS"]
+__all__ = ["BiasField", "RicianNoise", "CTWindow", "CT_WINDOWS", "modality", "require_mr", "HU_AIR_BELOW"]
+
+#: A valid minimum at or below this (in the data's units) reads as CT in Hounsfield units (air is
+#: about -1000 HU); a magnitude MR image is never negative, and a z-scored one stays above about -10.
+HU_AIR_BELOW = -500.0
+
+
+def modality(sample: Sample) -> str | None:
+    """The sample's modality as the user or the loader declared it, ``sample.meta["modality"]``
+    (DICOM's codes: ``"MR"``, ``"CT"``, ...), upper case; ``None`` when undeclared."""
+    value = sample.meta.get("modality")
+    return None if value is None else str(value).upper()
+
+
+def require_mr(op: str, sample: Sample, name: str, data: torch.Tensor, valid: torch.Tensor | None) -> None:
+    """The modality check of the ops that model a magnitude MR acquisition (Rician noise, k-space
+    artefacts): a sample declared as another modality (``sample.meta["modality"]``, e.g. ``"CT"``) is
+    refused (``SampleError`` naming the op, the layer and the assumption); an undeclared one whose
+    valid minimum is ``HU_AIR_BELOW`` or less (CT in HU) gets a ``UserWarning`` saying the same."""
+    declared = modality(sample)
+    if declared is not None:
+        if declared not in ("MR", "MRI"):
+            raise SampleError(f"{op} models a magnitude MR image (Rician noise / k-space acquisition), and "
+                              f"sample.meta['modality'] is {sample.meta['modality']!r} (layer {name!r}); leave it out "
+                              "of this modality's pipeline")
+        return
+    if data.numel() == 0 or float(data.amin()) > HU_AIR_BELOW:     # one cheap pass rules out MR
+        return
+    low = float(channel_stats(data, valid, ("min",))["min"].min()) if valid is None or bool(valid.any()) else 0.0
+    if low <= HU_AIR_BELOW:
+        warnings.warn(f"{op} models a magnitude MR image, and layer {name!r} looks like CT in Hounsfield units "
+                      f"(valid minimum {low:g} <= {HU_AIR_BELOW:g}); set sample.meta['modality'] = 'CT' to have "
+                      "it refused, or 'MR' if it is MR", UserWarning, stacklevel=2)
 
 
 def _terms(ndim: int, order: int) -> list[tuple[int, ...]]:
@@ -101,6 +134,10 @@ class RicianNoise(GaussianNoise):
     """Rician noise of magnitude MR images: ``sqrt((x + n1)^2 + n2^2)``, ``n1, n2 ~ N(0, sigma)``
     (the arguments and draws of ``GaussianNoise``; only the noise model differs).
 
+    MR only: a sample declared as another modality (``sample.meta["modality"] = "CT"``) is refused,
+    and an undeclared one that looks like CT in HU gets a warning (``require_mr``); for CT noise
+    use ``GaussianNoise(std, relative=False)`` in HU.
+
     At high SNR the mean moves from ``A`` to about ``sqrt(A^2 + sigma^2)``; in the background (A = 0)
     the noise is Rayleigh. ``sigma`` 0 is the identity.
 
@@ -118,6 +155,7 @@ class RicianNoise(GaussianNoise):
                         sample: Sample, name: str) -> torch.Tensor:
         if params["std"] == 0:
             return data
+        require_mr("RicianNoise", sample, name, data, valid)
         sigma = params["std"] * (channel_stats(data, valid, ("std",))["std"] if self.relative else 1.0)
         noise = seeded_noise(params["seed"], (2,) + tuple(data.shape), data.device, data.dtype, "normal")
         return torch.hypot(noise[0].mul_(sigma).add_(data), noise[1].mul_(sigma))
@@ -140,6 +178,7 @@ CT_WINDOWS: dict[str, tuple[float, float]] = {
 class CTWindow(IntensityTransform):
     """Clip Hounsfield units to a window ``[level - width/2, level + width/2]`` and, with
     ``rescale`` (default), map it to ``[0, 1]`` as float32 (an integer HU layer becomes float32).
+    A sample declared as another modality than CT (``sample.meta["modality"]``) is refused.
 
     Args:
         window: A name in ``CT_WINDOWS`` (brain, subdural, stroke, lung, mediastinum, abdomen,
@@ -179,6 +218,9 @@ class CTWindow(IntensityTransform):
 
     def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
                         sample: Sample, name: str) -> torch.Tensor:
+        if (declared := modality(sample)) is not None and declared != "CT":
+            raise SampleError(f"CTWindow windows Hounsfield units, and sample.meta['modality'] is "
+                              f"{sample.meta['modality']!r} (layer {name!r})")
         lo, hi = params["level"] - params["width"] / 2, params["level"] + params["width"] / 2
         clipped = data.clamp(lo, hi)
         return (clipped - lo) / (hi - lo) if self.rescale else clipped

@@ -1,8 +1,10 @@
 """MixUp and CutMix: augmentations of a *batch*, mixing each sample with a partner from it.
 
-Both take a list of Samples of one grid shape, voxel size and orientation (the output of a pipeline,
-before ``collate``; origins may differ: patches from anywhere, other subjects) and return
-the mixed list; each output gets a ``ParamRecord`` (``{"partner": j, "lam": ...}``) in its history,
+Both take a list of Samples of one grid shape and orientation (the output of a pipeline, before
+``collate``; origins and voxel sizes may differ: patches from anywhere, other subjects, scans at
+other resolutions) and return the mixed list, voxel by voxel; each mixed output is on the space of
+its own sample (``samples[i]``: its origin, voxel size and points), its partner's voxels taken as
+they are; each output gets a ``ParamRecord`` (``{"partner": j, "lam": ...}``) in its history,
 and ``replay(samples, params)`` rebuilds the outputs from the input batch and those params.
 
 Targets:
@@ -82,12 +84,12 @@ class _Mix:
             raise SampleError(f"{type(self).__name__} mixes samples on one grid, and layers {many} are on grids of "
                               "their own; put ResampleToMatch(target=...) at the end of the pipeline")
         first = samples[0]
-        for i, s in enumerate(samples[1:], 1):
-            linear = np.abs(s.space.affine[:-1, :-1] - first.space.affine[:-1, :-1]).max()
-            if s.space.shape != first.space.shape or linear > 1e-4 * float(first.space.spacing.min()):
+        for i, s in enumerate(samples[1:], 1):     # voxel sizes may differ: patches of scans at other resolutions
+            turned = np.abs(s.space.direction - first.space.direction).max()
+            if s.space.shape != first.space.shape or turned > 1e-4:
                 raise SpaceMismatchError(f"{type(self).__name__}: samples[{i}] is on {s.space.describe()}, samples[0] "
-                                         f"on {first.space.describe()}; mixing needs one grid shape, voxel size and "
-                                         "orientation (crop or resample first)")
+                                         f"on {first.space.describe()} ({first.space.differences(s.space)}); mixing "
+                                         "needs one grid shape and orientation (crop, pad or reorient first)")
         samples = with_common_valid(samples)          # nodata marked on some samples stays marked
         common = [n for n in samples[0].layer_names() if all(n in s.layer_names() for s in samples)]
         if "image" not in common:
