@@ -23,13 +23,17 @@ from domainaug.errors import ParameterError
 from domainaug.intensity import BrightnessContrast, GaussianBlur, GaussianNoise, SaltPepper
 from domainaug.medical import (
     BiasField,
+    CoarseDropout,
     CTWindow,
     Ghosting,
+    GibbsRinging,
+    HistogramShift,
     IntensityScale,
     Motion,
     RicianNoise,
     SimulateLowResolution,
     Spike,
+    Swap,
     TissueContrast,
 )
 from domainaug.remote_sensing import BandDropout, CloudShadow, Haze, SpectralJitter
@@ -133,7 +137,9 @@ def _intensity_ops():
             SaltPepper((0.01, 0.05)), GaussianBlur((0.5, 2.0)), IntensityScale((0.8, 1.2), (-0.1, 0.1)),
             TissueContrast((0.7, 1.3)), SimulateLowResolution((4.0, 8.0)), BiasField((-0.5, 0.5)),
             RicianNoise((0.05, 0.2)), CTWindow("brain", level_shift=(100.0, 200.0), rescale=False),
-            Spike((0.1, 0.3)), Ghosting((2, 4), intensity=(0.5, 0.9)), Motion((-5.0, 5.0), (-3.0, 3.0))]
+            Spike((0.1, 0.3)), Ghosting((2, 4), intensity=(0.5, 0.9)), Motion((-5.0, 5.0), (-3.0, 3.0)),
+            GibbsRinging((0.2, 0.6)), Swap(patch_size=4.0, num_swaps=10), HistogramShift((4, 12)),
+            CoarseDropout(size=(3.0, 8.0), num_boxes=(1, 3))]
 
 
 def test_every_intensity_transform_takes_per_layer():
