@@ -99,9 +99,17 @@ def test_world_axes_of_a_raster_and_bad_letters():
 def test_prostate_preset_reads_the_slice_axis_from_the_affine():
     shape, spacing = (8, 40, 40), (3.6, 0.5, 0.5)                   # sagittal: thick along R
     s = da.Sample.from_numpy(np.random.default_rng(0).random(shape).astype(np.float32), spacing=spacing)
+    pipeline = da.Compose.from_yaml(md.preset("prostate-mri").to_yaml())         # the slice axis survives YAML
+    assert pipeline.to_dict() == md.preset("prostate-mri").to_dict()
     for seed in range(3):
-        degrees = md.preset("prostate-mri")(s, G(seed)).history[-1].params["children"][1]["degrees"]
+        out = pipeline(s, G(seed))
+        degrees = out.history[-1].params["children"][1]["degrees"]
         assert degrees[0] != 0.0 and degrees[1] == degrees[2] == 0.0
+        again = da.replay(s, [da.ParamRecord.from_dict(r.to_dict()) for r in out.history])
+        assert torch.equal(again["image"], out["image"])
+    assert da.Affine(degrees={2: (-5, 5), "R": 3}).config()["degrees"] == {"2": [-5.0, 5.0], "R": 3.0}
+    with pytest.raises(da.ParameterError, match="^degrees="):
+        da.Affine(degrees={"S": 5, "I": 3})                                 # one world axis named twice
     # the in-plane blur leaves a volume that varies only across slices unchanged, in any array order
     across = np.broadcast_to(np.arange(8, dtype=np.float32)[:, None, None] * 10, shape).copy()
     turned = np.zeros((4, 4))

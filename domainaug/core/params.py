@@ -202,6 +202,9 @@ def as_world_axes(name: str, value: Any) -> list[int | str] | None:
             out.append(v.lower() if v.lower() == "slice" else v.upper())
         else:
             raise ParameterError(name, value, expected)
+    named = [WORLD_AXIS_NAMES[a] if isinstance(a, str) and a != "slice" else a for a in out]
+    if len(set(named)) != len(named):
+        raise ParameterError(name, value, "distinct world axes (R and L, A and P, S and I name one axis each)")
     return out
 
 
