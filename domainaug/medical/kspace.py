@@ -289,14 +289,19 @@ class GibbsRinging(IntensityTransform):
         if not cut:
             return data
         require_mr("GibbsRinging", sample, name, data, valid)
-        k, floor, dims = _spectrum(data)
+        dims = tuple(range(1, data.dim()))
+        floor = _floor(data)
+        k = torch.fft.rfftn(data - floor, dim=dims)          # a symmetric cut keeps the image real: real FFTs
         for axis, fraction in cut.items():
             n = data.shape[axis + 1]
-            keep = (_frequencies(n, data.device).abs() <= fraction * n / 2).to(k.real.dtype)
+            f = _frequencies(n, data.device).abs()
+            if axis + 1 == data.dim() - 1:
+                f = f[: n // 2 + 1]                              # rfftn keeps the non-negative half here
+            keep = (f <= fraction * n / 2).to(k.real.dtype)
             shape = [1] * data.dim()
-            shape[axis + 1] = n
-            k = k * keep.view(shape)
-        return (torch.fft.ifftn(k, dim=dims).abs() + floor).to(data.dtype)
+            shape[axis + 1] = len(keep)
+            k.mul_(keep.view(shape))
+        return (torch.fft.irfftn(k, s=data.shape[1:], dim=dims).abs_() + floor).to(data.dtype)
 
     @classmethod
     def contract_case(cls) -> Case:
