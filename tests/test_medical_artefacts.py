@@ -265,6 +265,26 @@ def test_ct_window_refuses_a_declared_mr():
     md.CTWindow("brain")(_ct(), G())
 
 
+def test_a_dicom_ct_series_declares_its_modality(tmp_path):
+    sitk = pytest.importorskip("SimpleITK")
+    image = sitk.GetImageFromArray(np.full((4, 8, 8), -1000, np.int16))
+    image.SetSpacing((0.7, 0.7, 2.5))
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(4):
+        sl = image[:, :, k]
+        for tag, value in {"0008|0060": "CT", "0020|000d": "1.2.3", "0020|000e": "1.2.3.4", "0020|0013": str(k),
+                           "0020|0032": "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, k)))),
+                           "0020|0037": "1\\0\\0\\0\\1\\0", "0028|0030": "0.7\\0.7"}.items():
+            sl.SetMetaData(tag, value)
+        writer.SetFileName(str(tmp_path / f"slice{k:03d}.dcm"))
+        writer.Execute(sl)
+    ct = dio.load(tmp_path)
+    assert ct.meta["modality"] == "CT"
+    with pytest.raises(da.errors.SampleError, match="RicianNoise models a magnitude MR image"):
+        md.RicianNoise(0.1)(ct, G())
+
+
 def test_real_ct_if_present():
     ct_files = sorted(REAL.glob("**/*ct*.nii*")) if REAL.exists() else []
     if not ct_files:

@@ -126,7 +126,7 @@ def load(path: Any, label: str | os.PathLike | None = None, *, device: str | tor
 
     What the file was (on-disk dtype, scaling, NIfTI header, GeoTIFF layout and metadata) is kept
     per layer in ``sample.meta["layers"][name]``; ``sample.meta["path"]``/``["format"]`` name the
-    image file.
+    image file, and ``sample.meta["modality"]`` holds a DICOM series' Modality (``"MR"``, ``"CT"``).
 
     Raises:
         SpaceMismatchError: The label (or any of many files) is on another grid or CRS than the
@@ -167,6 +167,8 @@ def assemble(image: dict[str, Any], lab: dict[str, Any] | None, path: Any, label
         data = torch.where(valid, data, torch.full_like(data, fill_value))
     layers = {"image": Layer(data, Role.INTENSITY, fill_value, image.get("channels"))}
     meta: dict[str, Any] = {"path": str(path), "format": image["format"], "layers": {"image": image_meta}}
+    if image_meta.get("modality"):              # a DICOM series declares it: MR-only ops and CTWindow check it
+        meta["modality"] = image_meta["modality"]
     if lab is not None:
         lab_space = lab["space"]
         if not lab_space.same_grid(space, tolerance=1e-3, equivalent_crs=equivalent_crs):

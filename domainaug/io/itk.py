@@ -29,6 +29,7 @@ def _lps_to_ras(n: int) -> np.ndarray:
 
 
 def read(path: Path) -> dict[str, Any]:
+    modality = None                          # DICOM's Modality (0008,0060): "MR", "CT", ...
     if path.is_dir():
         reader = sitk.ImageSeriesReader()
         files = reader.GetGDCMSeriesFileNames(str(path))
@@ -36,6 +37,10 @@ def read(path: Path) -> dict[str, Any]:
             raise ValueError("the folder holds no DICOM series")
         reader.SetFileNames(files)
         image = reader.Execute()
+        header = sitk.ImageFileReader()
+        header.SetFileName(files[0])
+        header.ReadImageInformation()
+        modality = header.GetMetaData("0008|0060").strip() if header.HasMetaDataKey("0008|0060") else None
     else:
         info = sitk.ImageFileReader()
         info.SetFileName(str(path))
@@ -64,6 +69,8 @@ def read(path: Path) -> dict[str, Any]:
         raise DomainaugError(f"{path}: origin, spacing and direction are not a usable index -> world map: {exc}") \
             from exc
     meta = {"format": "itk", "on_disk_dtype": str(sitk.GetArrayViewFromImage(image).dtype)}
+    if modality:
+        meta["modality"] = modality
     return {"format": "itk", "data": array, "space": space, "fill": None, "meta": meta}
 
 
