@@ -62,9 +62,10 @@ class Invert:
 
     Tolerance: exact (a copy) for flips, quarter turns, crops and pads on the grid; affine maps to
     interpolation error; an elastic field's inverse is exact at its control-lattice nodes (to
-    ``FOLD_TOLERANCE`` voxel, checked) and linear between them, well below half a voxel for the
-    fields ``Elastic`` draws; points round-trip to 1e-6 world units through an affine, and to the
-    fixed point of ``push_forward_points`` through a field.
+    ``FOLD_TOLERANCE`` voxel, checked) and linear between them: below half a voxel for the fields
+    ``Elastic`` draws (on the shipped T1 with 6 mm displacements: mean 0.01, max 0.06 voxel);
+    points round-trip to 1e-6 world units through an affine, and to the fixed point of
+    ``push_forward_points`` through a field.
 
     Args:
         records: ``ParamRecord``s (or their dicts, e.g. from JSON) in the order they were applied,
