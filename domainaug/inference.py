@@ -7,13 +7,15 @@ every ``int(patch * (1 - overlap))`` voxels, the last patch flush with the end; 
 evaluated with either gives the same output. The result is on the input's grid: a ``Sample`` in
 gives the same ``Sample`` (same ``Space``: affine and CRS) with the prediction as a new layer.
 
-Memory: the output accumulator and one weight-sum map (float64, the size of the output), and one
-batch of patches; patches are read as views of the input, and the input is copied only when it is
-smaller than a patch (it is padded, and the padding is cut from the output).
+Memory: the output (a running weighted mean, ``core.kernels.blend``: an identity model gives its
+input back bit for bit) and one weight-sum map, both the size of the output, and one batch of
+patches; patches are read as views of the input, and the input is copied only when it is smaller
+than a patch (it is padded, and the padding is cut from the output).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .core.kernels.blend import blend_into
 from .core.kernels.grid import lengths_in_voxels
 from .core.params import as_lengths, as_size, check_choice, check_positive_int, per_axis
 from .core.sample import Layer, Role, Sample, check_fill
@@ -104,6 +107,12 @@ def blend_weights(patch_size: Sequence[int], blend: str = "gaussian", sigma_scal
     return weights.to(dtype=dtype, device=device)
 
 
+@functools.lru_cache(maxsize=8)
+def _weights(patch: tuple[int, ...], blend: str, sigma_scale: Any) -> torch.Tensor:
+    """``blend_weights`` in float32 on the CPU, computed once per patch shape (read only)."""
+    return blend_weights(patch, blend, sigma_scale, dtype=torch.float32)
+
+
 def sliding_window_inference(x: Sample | torch.Tensor | np.ndarray, predict: Callable[[torch.Tensor], torch.Tensor],
                              patch_size: int | Sequence[int] | float | Sequence[float], *,
                              overlap: float | Sequence[float] = 0.25, blend: str = "gaussian",
@@ -115,7 +124,9 @@ def sliding_window_inference(x: Sample | torch.Tensor | np.ndarray, predict: Cal
 
     ``predict`` gets a batch ``(B, C, *patch)`` of patches (``B <= batch_size``) and returns
     ``(B, K, *patch)`` float predictions (probabilities or logits); each output voxel is the weighted
-    mean of the predictions of every patch covering it. Runs under ``torch.no_grad()``.
+    mean of the predictions of every patch covering it. Runs under ``torch.no_grad()``. The batch is
+    a copy of the patches in one buffer reused from call to call: the model may write into it (the
+    input never changes), and one that keeps it copies it.
 
     Where the input is smaller than a patch it is padded (``pad_value``: half before, half after, as
     MONAI) and the padding is cut from the output. With a ``Sample``, voxels its VALID layer marks
@@ -215,16 +226,18 @@ def _blend(data: torch.Tensor, predict: Callable[[torch.Tensor], torch.Tensor], 
         source = data
     padded = tuple(source.shape[1:])
     starts = patch_grid(padded, patch, overlap)
-    weights = blend_weights(patch, blend, sigma_scale, dtype=torch.float64, device=data.device)
     run = torch.device(device) if device is not None else data.device
-    total: torch.Tensor | None = None
-    count = torch.zeros((1,) + padded, dtype=torch.float64, device=data.device)
-    out_dtype = torch.float32
+    mean: torch.Tensor | None = None
+    weight = torch.zeros(padded, dtype=torch.float32, device=data.device)
+    weights = _weights(patch, blend, sigma_scale if isinstance(sigma_scale, (int, float)) else tuple(sigma_scale))
+    buffer = torch.empty((min(batch_size, len(starts)), source.shape[0]) + patch, dtype=source.dtype, device=run)
     with torch.no_grad():
         for first in range(0, len(starts), batch_size):
             chunk = starts[first:first + batch_size]
             windows = [(slice(None),) + tuple(slice(s, s + p) for s, p in zip(start, patch)) for start in chunk]
-            batch = torch.stack([source[w] for w in windows]).to(run)     # views, stacked: one batch in memory
+            batch = buffer[:len(chunk)]
+            for i, w in enumerate(windows):        # one batch in memory, reused: no allocation per patch
+                batch[i].copy_(source[w])
             pred = predict(batch)
             if not isinstance(pred, torch.Tensor) or pred.dim() != len(patch) + 2 or pred.shape[0] != len(chunk) \
                     or tuple(pred.shape[2:]) != patch:
@@ -235,18 +248,18 @@ def _blend(data: torch.Tensor, predict: Callable[[torch.Tensor], torch.Tensor], 
                 raise ParameterError("predict", f"a {str(pred.dtype).replace('torch.', '')} output",
                                      "float predictions (probabilities or logits): labels cannot be averaged; "
                                      "take the argmax of the blended output")
-            if pred.dtype == torch.float64:
-                out_dtype = torch.float64
-            pred = pred.to(data.device)
-            if total is None:
-                total = torch.zeros((pred.shape[1],) + padded, dtype=torch.float64, device=data.device)
-            for b, w in enumerate(windows):
-                total[w].addcmul_(pred[b], weights)
-                count[w].add_(weights)
-    if total is None:                              # unreachable: a grid always has a patch
+            if mean is None:          # the accumulator: float64 for a float64 model, else float32
+                dtype = torch.float64 if pred.dtype == torch.float64 else torch.float32
+                mean = torch.empty((pred.shape[1],) + padded, dtype=dtype, device=data.device)   # see blend_into
+                weight = weight.to(dtype)
+            weights = weights.to(device=mean.device, dtype=mean.dtype)
+            for b, start in enumerate(chunk):
+                blend_into(mean, weight, pred[b], weights, start)
+    if mean is None:                               # unreachable: a grid always has a patch
         raise ShapeError(f"no patch of {patch} in {padded}")
-    crop = (slice(None),) + tuple(slice(b, b + s) for b, s in zip(before, shape))
-    out = total[crop].div_(count[crop]).to(out_dtype)
+    out = mean if padded == shape else \
+        mean[(slice(None),) + tuple(slice(b, b + s) for b, s in zip(before, shape))].contiguous()
+    out_dtype = out.dtype
     if valid is not None:
         out = torch.where(valid.to(out.device), out, torch.tensor(check_fill(fill, out_dtype), dtype=out_dtype,
                                                                      device=out.device))

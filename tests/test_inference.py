@@ -132,3 +132,17 @@ def test_bad_calls_are_named():
         sliding_window_inference(sample["image"], identity, 8.0, units="world")
     with pytest.raises(ParameterError, match="blend='hann'"):
         sliding_window_inference(sample, identity, 8, blend="hann")
+
+
+def test_the_torch_blend_path_matches_the_cpu_kernel():
+    from domainaug.core.kernels.blend import blend_into
+    g = torch.Generator().manual_seed(0)
+    fast, fast_w = torch.zeros(2, 20, 18, 16), torch.zeros(20, 18, 16)
+    slow, slow_w = torch.zeros(2, 20, 18, 17)[..., :16], torch.zeros(20, 18, 17)[..., :16]   # not contiguous: torch
+    w = blend_weights((10, 10, 10), "gaussian")
+    for start in [(0, 0, 0), (5, 4, 3), (10, 8, 6)]:
+        pred = torch.rand((2, 10, 10, 10), generator=g)
+        blend_into(fast, fast_w, pred, w, start)
+        blend_into(slow, slow_w, pred, w, start)
+    torch.testing.assert_close(slow, fast, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(slow_w, fast_w, rtol=1e-6, atol=0)
