@@ -189,3 +189,22 @@ def test_tta_goes_through_invert():
     back, covered = tta.back(view["image"], sample, records)
     ref, ref_cov = da.Invert(records, sample).with_coverage(view["image"])
     assert torch.equal(back, ref) and torch.equal(covered, ref_cov)
+
+
+def test_layers_on_grids_of_their_own_go_back_onto_their_own_grid():
+    from domainaug.core.space import Space
+    t1_space = Space.from_spacing((30, 32, 28), 1.0)
+    flair_space = Space((16, 17, 15), np.diag([2.0, 2.0, 2.0, 1.0]) + np.array(
+        [[0, 0, 0, 0.3], [0, 0, 0, -0.2], [0, 0, 0, 0.1], [0, 0, 0, 0]]))
+    flair_label = torch.zeros((1,) + flair_space.shape, dtype=torch.uint8)
+    flair_label[:, 4:12, 5:11, 3:10] = 2
+    sample = da.Sample(t1_space, {"t1": Layer(torch.rand((1,) + t1_space.shape)),
+                                  "flair_label": Layer(flair_label, Role.LABEL)}, grids={"flair_label": flair_space})
+    out, invert = run(da.Compose([da.Flip(axes=0), da.Crop((20, 20, 20), mode="center")]), sample)
+    back = invert(out)
+    assert back.space == t1_space and back.space_of("flair_label") == flair_space
+    kept = back["flair_label"] > 0
+    assert kept.any() and set(back["flair_label"].unique().tolist()) <= {0, 2}
+    assert (flair_label[kept] == 2).all()            # exact where the crop kept it
+    with pytest.raises(ParameterError, match="grids of their own"):
+        da.Invert(out.history, t1_space)(out)
