@@ -69,7 +69,10 @@ class Invert:
 
     Args:
         records: ``ParamRecord``s (or their dicts, e.g. from JSON) in the order they were applied,
-            e.g. ``out.history[len(sample.history):]``. Records without a spatial map are skipped.
+            e.g. ``out.history[len(sample.history):]``. Records without a spatial map are skipped:
+            a record's map is its transform's ``geometry`` (a ``SpatialTransform``'s
+            ``spatial_map``; composites walk their children), so a transform that moves content
+            must be a ``SpatialTransform`` to be inverted.
         source: The input the records were applied to: its ``Space``, or the input ``Sample`` (needed
             when layers are on grids of their own: each goes back onto its own grid).
         iterations: Fixed-point iterations of an elastic field's inverse.

@@ -25,7 +25,7 @@ def blend_into(mean: torch.Tensor, weight: torch.Tensor, pred: torch.Tensor, w: 
     """Blend ``pred`` ``(K, *patch)`` with weights ``w`` ``(*patch)`` into ``mean`` ``(K, *shape)`` and
     ``weight`` ``(*shape)`` (the weight sum) at ``start``, in place; ``pred`` is cast to ``mean``'s dtype."""
     window = tuple(slice(s, s + p) for s, p in zip(start, w.shape))
-    pred = pred.to(device=mean.device, dtype=mean.dtype)
+    pred = pred.detach().to(device=mean.device, dtype=mean.dtype)
     if mean.device.type != "cpu" or not mean.is_contiguous() or not weight.is_contiguous():
         total = weight[window].add_(w)
         view = mean[(slice(None),) + window]
