@@ -136,8 +136,17 @@ class Invert:
     # --- samples ----------------------------------------------------------------------------------
     def __call__(self, x: Sample | torch.Tensor | np.ndarray, *, mode: str | None = None,
                  fill: float = 0.0) -> Any:
-        """``x`` mapped back onto ``source``: a ``Sample`` (``mode``/``fill`` unused: each layer's role
-        and fill decide) or a ``(C, *spatial)`` tensor or array (see ``with_coverage``)."""
+        """``x`` mapped back onto ``source``.
+
+        Args:
+            x: The augmented ``Sample`` (each layer's role and fill decide; ``mode``/``fill`` unused),
+                or a ``(C, *spatial)`` tensor or array on the augmented grid (numpy in, numpy out).
+            mode: For a tensor: the interpolation (see ``with_coverage``).
+            fill: For a tensor: the value of voxels the view did not cover.
+
+        Example:
+            >>> labels = invert(model(out["image"][None])[0].argmax(0, keepdim=True))   # nearest
+        """
         if isinstance(x, Sample):
             return self._sample(x)
         back, _ = self.with_coverage(x, mode=mode, fill=fill)
@@ -219,8 +228,15 @@ class Invert:
 
     # --- points -----------------------------------------------------------------------------------
     def points(self, points: _P) -> _P:
-        """World points ``(N, ndim)`` of the augmented output -> where that content was in the input
-        (a tensor or array, as given)."""
+        """World points of the augmented output -> where that content was in the input.
+
+        Args:
+            points: ``(N, ndim)`` world coordinates (mm, CRS units), a tensor or an array; the
+                result is of the same kind.
+
+        Example:
+            >>> where = invert.points(out.points["landmarks"])
+        """
         array = points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else np.asarray(points)
         if array.ndim != 2 or array.shape[1] != self.source.ndim:
             raise ShapeError(f"points have shape {tuple(array.shape)}; expected (N, {self.source.ndim}) world "
