@@ -250,6 +250,40 @@ def w_intensity(kind: str) -> list[Row]:
     return rows
 
 
+def w_sliding_window() -> list[Row]:
+    """Sliding-window inference overhead (the model is an identity that returns a new tensor, as a
+    network does): 96^3 patches, overlap 0.25, gaussian blending, one patch per call. Target (issue
+    "medical ops"): <= 1.2x MONAI's time."""
+    image, label, sample = _volume()
+    model = lambda batch: batch.clone()  # noqa: E731 - the same predictor for every tool
+    rows = [_floor_copy(image), ("domainaug", da.__version__,
+                                 lambda: da.sliding_window_inference(sample, model, 96, overlap=0.25, blend="gaussian"),
+                                 "Sample in, Sample out on its Space")]
+    try:
+        from monai.inferers import sliding_window_inference
+        batch = image[None]
+        rows.append(("MONAI", _version("monai"), lambda: sliding_window_inference(
+            batch, (96, 96, 96), 1, model, overlap=0.25, mode="gaussian"), "tensor (1, 1, ...), float32"))
+    except ImportError:
+        pass
+    try:
+        import torchio as tio
+        subject = tio.Subject(image=tio.ScalarImage(tensor=image.clone(), affine=np.eye(4)))
+
+        def torchio_call():
+            sampler = tio.inference.GridSampler(subject, 96, (24, 24, 24))
+            aggregator = tio.inference.GridAggregator(sampler, overlap_mode="hann")
+            for patch in torch.utils.data.DataLoader(sampler, batch_size=1):
+                aggregator.add_batch(model(patch["image"][tio.DATA]), patch[tio.LOCATION])
+            return aggregator.get_output_tensor()
+
+        rows.append(("TorchIO", _version("torchio"), torchio_call,
+                     "GridSampler + GridAggregator(overlap_mode='hann'): 24-voxel overlap, Hann window"))
+    except ImportError:
+        pass
+    return rows
+
+
 def w_preset() -> list[Row]:
     from domainaug import medical as md
     image, label, sample = _volume()
@@ -664,6 +698,7 @@ WORKLOADS: dict[str, Callable[[], list[Row]]] = {
     "Rician noise": lambda: w_intensity("Rician noise"),
     "motion": lambda: w_intensity("motion"),
     "brain-mri preset": w_preset,
+    "sliding-window inference (identity model)": w_sliding_window,
     "2D 12-band dihedral": lambda: w_raster("dihedral"),
     "2D 12-band any-angle rotation": lambda: w_raster("any-angle rotation"),
     "2D 12-band spectral jitter": lambda: w_raster("spectral jitter"),

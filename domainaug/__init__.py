@@ -31,7 +31,9 @@ from .core import (
     transform_from_dict,
 )
 from .errors import NoDataError, ParameterError, ShapeError, SpaceMismatchError
+from .inference import sliding_window_inference
 from .intensity import BrightnessContrast, Gamma, GaussianBlur, GaussianNoise, SaltPepper
+from .invert import Invert
 from .spatial import Affine, Crop, Elastic, Flip, Pad, Resample, ResampleToMatch, Rot90
 
 __version__ = "0.1.0"
@@ -40,7 +42,8 @@ __all__ = ["Space", "Layer", "Role", "Sample", "Transform", "SpatialTransform", 
            "replay", "Compose", "OneOf", "SomeOf", "RandomApply", "Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad",
            "Resample", "ResampleToMatch", "Gamma", "BrightnessContrast", "GaussianNoise", "GaussianBlur", "SaltPepper",
            "ParameterError", "ShapeError", "SpaceMismatchError", "NoDataError", "generator_for",
-           "transform_from_dict", "DEFAULT_LABEL_INTERPOLATION", "Schedule"]
+           "transform_from_dict", "DEFAULT_LABEL_INTERPOLATION", "Schedule", "Invert",
+           "sliding_window_inference"]
 
 # The domain modules register their transforms, so that records naming them replay in any process
 # (DataLoader workers, Dask workers) after a plain ``import domainaug``.

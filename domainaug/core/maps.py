@@ -24,7 +24,7 @@ from .kernels.grid import apply_affine, lattice_at
 from .space import Space
 
 __all__ = ["Field", "Stage", "PendingMap", "fuse_stages", "forward_affine", "pull_back_points", "push_forward_points",
-           "invert_map", "coordinate_lattice", "LATTICE_MAX_STEP"]
+           "invert_map", "invert_field", "coordinate_lattice", "LATTICE_MAX_STEP"]
 
 LATTICE_MAX_STEP = 4  # voxels between lattice points, at most
 
@@ -144,23 +144,28 @@ def invert_map(pending: PendingMap, iterations: int = 30) -> PendingMap:
     """The map back: data on ``pending.space`` (an augmented output) resampled onto ``pending.source``.
 
     Affine stages are inverted exactly. A field stage ``x -> x + d(x)`` becomes the field ``e`` on
-    the same lattice with ``y + e(y)`` its inverse, solved at each node by the fixed point
-    ``e <- -d(y + e)`` (as in ``push_forward_points``) and interpolated linearly between nodes.
+    the same lattice with ``y + e(y)`` its inverse (``invert_field``).
     """
     stages: list = []
     for stage in reversed(pending.stages):
-        if isinstance(stage, Field):
-            shape = stage.lattice.shape[1:]
-            nodes = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in shape], indexing="ij"), -1)
-            y = apply_affine(np.linalg.inv(stage.to_lattice), nodes.reshape(-1, len(shape)))
-            e = np.zeros_like(y)
-            for _ in range(iterations):
-                e = -_field_at_points(stage, y + e)
-            lattice = np.ascontiguousarray(np.moveaxis(e.reshape(shape + (len(shape),)), -1, 0), dtype=np.float32)
-            stages.append(Field(lattice, stage.to_lattice))
-        else:
-            stages.append(np.linalg.inv(stage))
+        stages.append(invert_field(stage, iterations)[0] if isinstance(stage, Field) else np.linalg.inv(stage))
     return PendingMap(pending.space, pending.source, fuse_stages(stages))
+
+
+def invert_field(stage: Field, iterations: int = 30) -> tuple[Field, float]:
+    """The field ``e`` on ``stage``'s lattice with ``y -> y + e(y)`` the inverse of ``x -> x + d(x)``,
+    solved at each node by the fixed point ``e <- -d(y + e)`` (as in ``push_forward_points``) and
+    interpolated linearly between nodes; and the largest residual ``|e + d(y + e)|`` at a node (world
+    units): small where the fixed point converged (the field's gradient below 1), large where it folds."""
+    shape = stage.lattice.shape[1:]
+    nodes = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in shape], indexing="ij"), -1)
+    y = apply_affine(np.linalg.inv(stage.to_lattice), nodes.reshape(-1, len(shape)))
+    e = np.zeros_like(y)
+    for _ in range(iterations):
+        e = -_field_at_points(stage, y + e)
+    residual = float(np.abs(e + _field_at_points(stage, y + e)).max()) if len(e) else 0.0
+    lattice = np.ascontiguousarray(np.moveaxis(e.reshape(shape + (len(shape),)), -1, 0), dtype=np.float32)
+    return Field(lattice, stage.to_lattice), residual
 
 
 def _field_at_points(field: Field, x: np.ndarray) -> np.ndarray:

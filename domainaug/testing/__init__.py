@@ -229,14 +229,14 @@ def check_points_follow(t: Transform, sample: Sample, tolerance_voxels: float = 
 def check_inverse(t: Transform, sample: Sample, tolerance: float = 0.05) -> None:
     """The inverse of the transform's spatial record, composed with it, is the identity within
     interpolation error: a smooth field of world position (values in [-3, 3]) is pushed through
-    the recorded map and pulled back with ``TestTimeAugmentation.back``, then compared on input
+    the recorded map and pulled back with ``Invert.with_coverage``, then compared on input
     voxels that stayed in view (eroded by two voxels)."""
     from scipy import ndimage
 
     from ..core.kernels.resample import resample_layers
     from ..core.kernels.spec import LayerSpec
     from ..core.transform import trace
-    from ..training.tta import TestTimeAugmentation
+    from ..invert import Invert
     out = t(sample, torch.Generator().manual_seed(4))
     records = out.history[len(sample.history):]
     pending = trace(sample.space, records)
@@ -248,7 +248,7 @@ def check_inverse(t: Transform, sample: Sample, tolerance: float = 0.05) -> None
     ones = torch.ones((1,) + sample.space.shape, dtype=torch.bool)
     fwd, fwd_valid = resample_layers([LayerSpec(image, "intensity", "linear", 0.0),
                                       LayerSpec(ones, "valid", "valid", 0.0)], pending)
-    back, covered = TestTimeAugmentation(t).back(fwd, sample, records, fwd_valid.bool())
+    back, covered = Invert(records, sample.space).with_coverage(fwd, valid=fwd_valid.bool())
     keep = ndimage.binary_erosion(covered[0].numpy(), iterations=2)
     if keep.sum() == 0:
         return

@@ -35,7 +35,7 @@ import torch
 from ..core.random import generator_for
 from ..core.sample import Role, Sample
 from ..core.space import Space
-from ..core.transform import Compose, Transform, replay
+from ..core.transform import Transform, replay
 from ..errors import ParameterError
 from ..extras import require
 from ..io import interop
@@ -53,15 +53,12 @@ def invert_records(data: torch.Tensor, source: Space, records: Sequence[Any], *,
     """``data`` ``(C, *spatial)`` on the grid that ``records`` made from ``source``, resampled back onto
     ``source`` (the spatial part of the records; voxels the view did not cover become 0): linear
     for intensities, the LABEL rule per channel when ``labels``. The dtype is kept."""
-    from .tta import TestTimeAugmentation
-    base = Sample(source, {})
-    if not labels:
-        tta = TestTimeAugmentation(Compose([]), n=1, kind="probabilities")
-        back, _ = tta.back(data, base, list(records))
-        return back.to(data.dtype) if data.dtype.is_floating_point else back.round().to(data.dtype)
-    tta = TestTimeAugmentation(Compose([]), n=1, kind="labels")
-    channels = [tta.back(data[c:c + 1].to(torch.int64), base, list(records))[0] for c in range(data.shape[0])]
-    return torch.cat(channels).to(data.dtype)
+    from ..invert import Invert
+    invert = Invert(list(records), source)
+    if labels:
+        return invert(data if not data.dtype.is_floating_point else data.to(torch.int64), mode="nearest").to(data.dtype)
+    back = invert(data if data.dtype.is_floating_point else data.to(torch.float32))
+    return back if data.dtype.is_floating_point else back.round().to(data.dtype)
 
 
 def _is_label_dtype(t: Any) -> bool:

@@ -1,9 +1,9 @@
 """Test-time augmentation: predict on N replayable augmentations of an input, map every prediction
 back onto the input grid through the inverse of its spatial record, and aggregate.
 
-The inverse needs no data: ``core.transform.trace`` rebuilds the spatial map from the records, and
-``invert_map`` turns it around (affines exactly; elastic fields by a fixed point on their lattice).
-Predictions go back through the one resampler: probabilities with linear interpolation, label maps
+The inverse needs no data: ``domainaug.Invert`` rebuilds the spatial map from the records and turns
+it around (affines exactly; elastic fields by a fixed point on their lattice). Predictions go back
+through the one resampler: probabilities with linear interpolation, label maps
 with the LABEL rule (never a new label). Voxels that an augmentation did not see (cropped away,
 rotated out of view) do not vote: ``count`` says how many views covered each voxel.
 """
@@ -15,14 +15,12 @@ from typing import Any
 
 import torch
 
-from ..core.kernels.resample import resample_layers
-from ..core.kernels.spec import LayerSpec
-from ..core.maps import invert_map
 from ..core.params import check_choice, check_positive_int
 from ..core.random import generator_for
 from ..core.sample import Sample
-from ..core.transform import Transform, trace
-from ..errors import ParameterError, ShapeError
+from ..core.transform import Transform
+from ..errors import ParameterError
+from ..invert import Invert
 
 __all__ = ["TestTimeAugmentation"]
 
@@ -62,20 +60,13 @@ class TestTimeAugmentation:
         """A prediction on the grid of the view made by ``records`` from ``sample``, resampled onto
         ``sample``'s grid; returns it and the bool map of input voxels the view covered (where the
         view's ``valid`` (1, ...) map, all true by default, was true)."""
-        pending = trace(sample.space, records)
-        shape = tuple(pending.space.shape)
-        if prediction.dim() != len(shape) + 1 or tuple(prediction.shape[1:]) != shape:
-            raise ShapeError(f"prediction has shape {tuple(prediction.shape)}; the augmented grid needs "
-                             f"(C, {', '.join(map(str, shape))})")
-        if self.kind == "labels" and (prediction.dtype.is_floating_point or prediction.shape[0] != 1):
+        if self.kind == "labels" and (prediction.dtype.is_floating_point or prediction.dim() < 1
+                                      or prediction.shape[0] != 1):
             raise ParameterError("prediction", f"{tuple(prediction.shape)} {prediction.dtype}",
                                  "a (1, *spatial) integer label map for kind='labels'")
         data = prediction if self.kind == "labels" else prediction.to(torch.float32)
-        seen = torch.ones((1,) + shape, dtype=torch.bool, device=prediction.device) if valid is None else valid
-        spec = LayerSpec(data, "label", "nearest", 0.0) if self.kind == "labels" else \
-            LayerSpec(data, "intensity", "linear", 0.0)
-        out, covered = resample_layers([spec, LayerSpec(seen, "valid", "valid", 0.0)], invert_map(pending))
-        return out, covered.bool()
+        return Invert(records, sample.space).with_coverage(
+            data, mode="nearest" if self.kind == "labels" else "linear", valid=valid)
 
     def __call__(self, sample: Sample, predict: Callable[[Sample], torch.Tensor]) -> dict[str, Any]:
         backs, covers, records = [], [], []

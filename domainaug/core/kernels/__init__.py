@@ -94,4 +94,4 @@ def _user_name() -> str:
 # source's __pycache__). numba reads CACHE_DIR when a kernel is defined, so it is set only while these
 # modules define theirs: the user's own numba functions keep numba's own setting.
 with _numba_caching_into(kernel_cache_dir()):
-    from . import exact, grid, pointwise, warp_cpu  # noqa: E402,F401 - the modules with cached kernels
+    from . import blend, exact, grid, pointwise, warp_cpu  # noqa: E402,F401 - the modules with cached kernels

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["apply_affine", "lattice_at"]
+__all__ = ["apply_affine", "lattice_at", "lengths_in_voxels"]
 
 
 def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -17,6 +17,13 @@ def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     points = np.asarray(points, dtype=np.float64)
     flat = np.ascontiguousarray(points.reshape(-1, points.shape[-1]))
     return _apply(np.ascontiguousarray(matrix, dtype=np.float64), flat).reshape(points.shape)
+
+
+def lengths_in_voxels(lengths: float | list[float], spacing: np.ndarray) -> tuple[int, ...]:
+    """World lengths (one, or one per axis) as whole voxels along each array axis of a grid with
+    ``spacing`` (at least one voxel)."""
+    world = np.broadcast_to(np.asarray(lengths, dtype=np.float64), np.shape(spacing))
+    return tuple(max(1, int(round(float(v)))) for v in world / np.asarray(spacing, dtype=np.float64))
 
 
 @nb.njit(cache=True)
