@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -61,20 +63,61 @@ def run_demo(out: Path, seed: int = 0, variants: int = 3) -> list[Path]:
     return written
 
 
-def _progress(done: int, total: int, elapsed: float) -> None:
-    eta = elapsed / done * (total - done) if done else 0.0
-    print(f"\r{done}/{total} done, {elapsed:.0f}s elapsed, ETA {eta:.0f}s", end="" if done < total else "\n",
-          file=sys.stderr, flush=True)
+log = logging.getLogger("domainaug.cli")
+
+
+class Progress:
+    """The run's progress: a ``tqdm`` bar when stderr is a terminal; otherwise (a log file, a pipe)
+    plain ``info`` lines, one every ``every`` jobs (a tenth of the run) or ``seconds`` seconds,
+    whichever comes first, and a last one when the run ends; never carriage returns."""
+
+    def __init__(self, quiet: bool = False, seconds: float = 10.0) -> None:
+        self.quiet, self.seconds = quiet, seconds
+        self.bar: Any = None
+        self.last_done, self.last_time = 0, 0.0
+
+    def __call__(self, done: int, total: int, elapsed: float) -> None:
+        if self.quiet:
+            return
+        if self.bar is None and sys.stderr.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, unit="job", file=sys.stderr, desc="augment")
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            if done >= total:
+                self.bar.close()
+            return
+        every = max(1, total // 10)
+        if done >= total or done - self.last_done >= every or elapsed - self.last_time >= self.seconds:
+            eta = elapsed / done * (total - done) if done else 0.0
+            log.info("progress: %d/%d jobs, %.0f s elapsed, ETA %.0f s", done, total, elapsed, eta)
+            self.last_done, self.last_time = done, elapsed
+
+
+def _set_up_logging(verbosity: int) -> tuple[logging.Handler, int]:
+    """The command's handler on the ``domainaug`` logger, on stderr: warnings and errors with ``-q``,
+    information by default, debug lines with ``-v``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("domainaug: %(message)s" if verbosity <= 1 else
+                                           "domainaug: %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("domainaug")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))
+    return handler, level
 
 
 def cmd_augment(args: argparse.Namespace) -> int:
     from . import offline
     pipeline = offline.resolve_pipeline(args.preset, args.pipeline)
     jobs = offline.plan(args.inputs, args.out, args.copies, args.label_suffix)
+    log.info("augment: %d jobs (%d inputs x %d copies) into %s", len(jobs), len(jobs) // args.copies, args.copies,
+             args.out)
     manifest_error = None
     try:
         results = offline.run(jobs, pipeline, seed=args.seed, scheduler=args.scheduler, workers=args.workers,
-                              progress=_progress, bands=args.bands.split(",") if args.bands else None,
+                              progress=Progress(quiet=args.verbosity == 0),
+                              bands=args.bands.split(",") if args.bands else None,
                               sensor=args.sensor, equivalent_crs=args.equivalent_crs, overwrite=args.overwrite)
     except offline.ManifestError as exc:     # the jobs ran: report them, then the manifest's failure
         results, manifest_error = exc.results, str(exc)
@@ -83,9 +126,9 @@ def cmd_augment(args: argparse.Namespace) -> int:
     print(f"augment: {counts['done']} written, {counts['skipped']} already complete, {counts['failed']} failed; "
           f"manifest {Path(args.out) / 'manifest.json'}")
     for r in failed:
-        print(f"  failed: {r['image']}: {r['error']}", file=sys.stderr)
+        log.error("failed: %s: %s", r["image"], r["error"])
     if manifest_error is not None:
-        print(f"domainaug: error: {manifest_error}", file=sys.stderr)
+        log.error("error: %s", manifest_error)
         return 2
     return 1 if failed else 0
 
@@ -155,6 +198,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verbosity_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """``-q``/``-v``, before the subcommand or after it (a subcommand's copy keeps the value given first)."""
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=0, default=default,
+                      help="only warnings and errors on stderr (no progress); results still go to stdout")
+    loud.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=2, default=default,
+                      help="debug lines too (each job, each file written)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: every subcommand and argument, with its help text."""
     parser = argparse.ArgumentParser(prog="domainaug", description="Augmentation of 3D medical volumes and "
@@ -164,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "locked by another run, an unwritable manifest)")
     parser.add_argument("--version", action="version", version=f"domainaug {__version__}",
                         help="print the version and exit")
+    _verbosity_options(parser, default=1)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="augment the shipped real MRI and GeoTIFF; write files and previews")
     demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
@@ -206,12 +259,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="report folder (default: the config's 'out')")
     ev.add_argument("--quick", action="store_true", help="2 folds, tiny training: check the set-up end to end")
     ev.add_argument("--threads", type=int, default=2, help="torch threads for training (default: 2)")
+    for sp in _subparsers(parser).values():
+        _verbosity_options(sp, default=argparse.SUPPRESS)
     return parser
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    handler, level = _set_up_logging(args.verbosity)
     try:
         if args.command == "demo":
             for path in run_demo(args.out, args.seed):
@@ -226,8 +286,11 @@ def main(argv: list[str] | None = None) -> int:
                 "evaluate": cmd_evaluate}[
             args.command](args)
     except (DomainaugError, MissingDependencyError, OSError) as exc:
-        print(f"domainaug: error: {exc}", file=sys.stderr)
+        log.error("error: %s", exc)
         return 2
+    finally:                                  # the library's logger as it was: a NullHandler only
+        logging.getLogger("domainaug").removeHandler(handler)
+        logging.getLogger("domainaug").setLevel(level)
 
 
 if __name__ == "__main__":

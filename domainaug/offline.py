@@ -17,6 +17,7 @@ import contextlib
 import glob
 import hashlib
 import json
+import logging
 import os
 import platform
 import re
@@ -33,6 +34,8 @@ from .core.transform import Transform, transform_from_dict
 from .errors import DomainaugError, ParameterError
 from .extras import require
 from .io import atomic_path, load, save
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Job", "plan", "layer_path", "run_job", "run", "resolve_pipeline", "sha256"]
 
@@ -227,6 +230,7 @@ def run_job(job: Job, pipeline: dict[str, Any], seed: int, bands: Sequence[str] 
     (``domainaug.io.save``; a VALID layer as a uint8 mask); the sidecar's ``"layers"`` maps each
     layer name to its file, and the result's ``"layers"`` too."""
     if _complete(job, pipeline, seed):
+        log.debug("%s: already complete (%s)", job.image, job.sidecar)
         return {"index": job.index, "status": "skipped", "image": job.image, "layers": _sidecar_layers(job)}
     try:
         transform = transform_from_dict(pipeline)
@@ -244,8 +248,10 @@ def run_job(job: Job, pipeline: dict[str, Any], seed: int, bands: Sequence[str] 
                "layers": layers, "records": [r.to_dict() for r in out.history]}
         with atomic_path(Path(job.sidecar)) as tmp:                     # the completion marker, written last
             tmp.write_text(json.dumps(doc, indent=1))
+        log.debug("%s: wrote %s", job.image, ", ".join(map(str, outputs)))
         return {"index": job.index, "status": "done", "image": job.image, "layers": layers}
     except Exception as exc:  # noqa: BLE001 - a bad input is reported and skipped, the others go on
+        log.debug("%s: failed: %s: %s", job.image, type(exc).__name__, exc)
         return {"index": job.index, "status": "failed", "image": job.image, "error": f"{type(exc).__name__}: {exc}"}
 
 
@@ -310,7 +316,9 @@ def _run_locked(jobs: Sequence[Job], pipeline: Transform, out_dir: Path, seed: i
                 workers: int | None, progress: Callable[[int, int, float], None] | None, bands: Sequence[str] | None,
                 sensor: str | None, equivalent_crs: bool, overwrite: bool) -> list[dict[str, Any]]:
     for stale in out_dir.glob(".*.tmp*"):          # temporaries of a killed run: removed only under the lock
+        log.info("removing %s, a temporary file of an interrupted run", stale)
         stale.unlink()
+    log.debug("%d jobs into %s (seed %d)", len(jobs), out_dir, seed)
     config = pipeline.to_dict()
     why = None if overwrite else _foreign(jobs, config, seed)
     if why is not None:
