@@ -14,7 +14,7 @@ import torch
 from . import Compose, __version__, data, generator_for, medical, remote_sensing
 from . import io as dio
 from .core.record import ParamRecord
-from .errors import DomainaugError, MissingDependencyError
+from .errors import DomainaugError, MissingDependencyError, ParameterError
 from .extras import available
 from .io import atomic_path
 from .preview import preview
@@ -107,17 +107,40 @@ def _set_up_logging(verbosity: int) -> tuple[logging.Handler, int]:
     return handler, level
 
 
+def bands_table(entries: list[str] | None) -> list[str] | dict[str, list[str]] | None:
+    """``--bands`` values: ``NAMES`` (comma-separated) for every file, or ``GLOB=NAMES`` per file-name
+    pattern (the first that matches wins; a bare list is the fallback)."""
+    if not entries:
+        return None
+    table: dict[str, list[str]] = {}
+    default: list[str] | None = None
+    for entry in entries:
+        pattern, _, names = entry.rpartition("=")
+        listed = [n.strip() for n in names.split(",")]
+        if not all(listed) or ("=" in entry and not pattern.strip()):
+            raise ParameterError("bands", entry, "NAME,NAME,... or FILE-GLOB=NAME,NAME,... (e.g. 'S2_*.tif=B02,B03')")
+        if "=" in entry:
+            table[pattern.strip()] = listed
+        elif default is not None:
+            raise ParameterError("bands", entries, "one list for every file; give the others as FILE-GLOB=NAMES")
+        else:
+            default = listed
+    if not table:
+        return default
+    return {**table, **({"*": default} if default is not None else {})}
+
+
 def cmd_augment(args: argparse.Namespace) -> int:
     from . import offline
     pipeline = offline.resolve_pipeline(args.preset, args.pipeline)
-    jobs = offline.plan(args.inputs, args.out, args.copies, args.label_suffix)
+    jobs = offline.plan(args.inputs, args.out, args.copies, args.label_suffix, labels=args.labels)
     log.info("augment: %d jobs (%d inputs x %d copies) into %s", len(jobs), len(jobs) // args.copies, args.copies,
              args.out)
     manifest_error = None
     try:
         results = offline.run(jobs, pipeline, seed=args.seed, scheduler=args.scheduler, workers=args.workers,
                               progress=Progress(quiet=args.verbosity == 0),
-                              bands=args.bands.split(",") if args.bands else None,
+                              bands=bands_table(args.bands),
                               sensor=args.sensor, equivalent_crs=args.equivalent_crs, overwrite=args.overwrite)
     except offline.ManifestError as exc:     # the jobs ran: report them, then the manifest's failure
         results, manifest_error = exc.results, str(exc)
@@ -160,9 +183,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
                              "beside an augmented output") from None
     manifest_path = Path(job.sidecar).parent / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    sample = dio.load(job.image, label=job.label, equivalent_crs=bool(manifest.get("equivalent_crs", False)))
-    if manifest.get("bands"):
-        sample = remote_sensing.set_bands(sample, manifest["bands"], manifest.get("sensor"))
+    sample = offline.load_job(job, doc["bands"] if "bands" in doc else manifest.get("bands"),
+                              doc["sensor"] if "sensor" in doc else manifest.get("sensor"),
+                              equivalent_crs=bool(manifest.get("equivalent_crs", False)))
     from .core.transform import replay
     out = replay(sample, doc["records"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -186,7 +209,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
     pipeline = offline.resolve_pipeline(args.preset, args.pipeline)
     outs = [pipeline(sample, generator_for(args.seed, 0, i)) for i in range(args.n)]
     bands = args.bands.split(",") if args.bands else None
-    print(preview(sample, outs, args.out, title=f"{Path(args.input).name}: {sample.space.describe()}", bands=bands))
+    print(preview(sample, outs, args.out, title=f"{Path(args.input).name}: {sample.space.describe()}", bands=bands,
+                  sensor=args.sensor))
     return 0
 
 
@@ -231,12 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
     aug.add_argument("--overwrite", action="store_true", help="replace the outputs of another job (another seed or "
                      "pipeline) in --out; without it such a folder is refused")
     aug.add_argument("--label-suffix", default=None, help="e.g. _seg: X_seg.nii.gz is the label of X.nii.gz")
+    aug.add_argument("--labels", default=None, metavar="DIR", help="a folder of labels: the file of the same name, "
+                     "or nnU-Net's layout (imagesTr/CASE_0000.nii.gz, _0001, ... channels with labelsTr/CASE.nii.gz); "
+                     "outputs keep the layout (OUT/imagesTr, OUT/labelsTr); a missing label fails its image")
     aug.add_argument("--scheduler", default=None, help="address of a Dask scheduler (needs domainaug[dask]; "
                      "default: threads in this process)")
     aug.add_argument("--workers", type=int, default=None, help="local worker threads (default: cores)")
-    aug.add_argument("--bands", default=None, help="band names, in file order, for rasters without band descriptions "
-                     "(read as band1, band2, ...), e.g. B1,B2,B3,B4,B5,B7 with --sensor landsat7; descriptions such "
-                     "as B02_blue, B1_blue or SR_B4 in the file need no flag (a preset brings its sensor)")
+    aug.add_argument("--bands", default=None, action="append", help="band names, in file order, for rasters without "
+                     "band descriptions (read as band1, band2, ...), e.g. B1,B2,B3,B4,B5,B7 with --sensor landsat7; "
+                     "or per file-name pattern, repeatable: --bands 'S2_*.tif=B02,B03,B04,B08' (a count that is not "
+                     "the file's fails that file); descriptions such as B02_blue, B1_blue or SR_B4 in the file need "
+                     "no flag (a preset brings its sensor)")
     aug.add_argument("--sensor", default=None, help="sensor table for --bands (sentinel2, landsat7, ...)")
     aug.add_argument("--equivalent-crs", action="store_true",
                      help="accept a label whose CRS is written differently but is the same system (by PROJ)")
@@ -252,7 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     prv.add_argument("--pipeline", help="a pipeline YAML file")
     prv.add_argument("-n", type=int, default=3, help="augmented variants beside the input (default: 3)")
     prv.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    prv.add_argument("--bands", default=None, help="three band names for the colour composite, e.g. B04,B03,B02")
+    prv.add_argument("--bands", default=None, help="three band names for the colour composite, e.g. B04,B03,B02 or "
+                     "nir,red,green (band descriptions, band3-style names of bands without one, or names the "
+                     "sensor table resolves; default: red, green, blue when the names say which, else bands 3,2,1)")
+    prv.add_argument("--sensor", default=None, help="sensor table for the names in --bands (sentinel2, landsat8, ...)")
     prv.add_argument("--out", required=True, help="PNG path")
     ev = sub.add_parser("evaluate", help="compare pipelines by k-fold training (experiments/*.yaml); write a report")
     ev.add_argument("config", help="a YAML config (see experiments/)")
