@@ -5,9 +5,16 @@ Every output file is written under a temporary name, read back and renamed when 
 sidecar (records, seed, pipeline, input and output checksums, versions) is written last, so a
 sidecar that matches the request marks a finished output and a re-run skips it.
 
+Layouts (``plan``): outputs beside each other in the folder (``X_aug000.nii.gz``, with
+``--label-suffix`` ``X_seg_aug000.nii.gz``); with a labels folder, images and labels in two
+subfolders named like the inputs' (``imagesTr/<case>_aug000_0000.nii.gz`` and
+``labelsTr/<case>_aug000.nii.gz`` for nnU-Net's layout, which also gets the input's ``dataset.json``
+with its ``numTraining``). Sidecars, ``manifest.json``, the lock and any layer other than the
+images and the label stay in the folder itself.
+
 Seeding: each job's generator comes from ``(seed, job_key(job))``, a stable id of the output (its
-file stem: the input's name and the copy index), never from the job's position in the list. So an
-output's bytes do not depend on the scheduler, the number of workers, or which other inputs the
+name, the sidecar's stem: the input's name or case and the copy index), never from the job's
+position in the list. So an output's bytes do not depend on the scheduler, the number of workers, or which other inputs the
 run has: adding, removing or reordering inputs leaves the others' outputs byte-identical.
 """
 
@@ -244,11 +251,12 @@ def load_job(job: Job, bands: Bands = None, sensor: str | None = None,
         how = "<case>_0000 -> <case>, nnU-Net's layout" if job.layout == "nnunet" else "the same file name"
         raise DomainaugError(f"{job.image}: its label {job.label} does not exist (labels pair by {how})")
     if job.images:
-        layers = channel_layers(job)
         found = [_CHANNEL.match(_split_ext(Path(f).name)[0])["channel"] for f in job.images]  # type: ignore[index]
         if found != [f"{i:04d}" for i in range(len(found))]:
             raise DomainaugError(f"{job.image}: the case's channel files end in {', '.join('_' + c for c in found)}; "
                                  "nnU-Net's channels are _0000, _0001, ... with none missing")
+    if len(job.images) > 1:
+        layers = channel_layers(job)
         sample = load({**{n: f for n, (f, _) in layers.items()}, **({"label": job.label} if job.label else {})},
                       equivalent_crs=equivalent_crs)
         files = {**{n: f for n, (f, _) in layers.items()}, "label": job.label}
