@@ -14,8 +14,9 @@ images and the label stay in the folder itself.
 
 Seeding: each job's generator comes from ``(seed, job_key(job))``, a stable id of the output (its
 name, the sidecar's stem: the input's name or case and the copy index), never from the job's
-position in the list. So an output's bytes do not depend on the scheduler, the number of workers, or which other inputs the
-run has: adding, removing or reordering inputs leaves the others' outputs byte-identical.
+position in the list. So an output's bytes do not depend on the scheduler, the number of workers,
+or which other inputs the run has: adding, removing or reordering inputs leaves the others' outputs
+byte-identical.
 """
 
 from __future__ import annotations

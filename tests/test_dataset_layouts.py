@@ -80,6 +80,11 @@ def test_nnunet_layout_in_and_out(fixtures, tmp_path, capsys):
     assert np.array_equal(label_out, label_in[::-1]) and np.array_equal(image_out, image_in[::-1])
     assert cli.main(["replay", str(out / "head_aug001.json")]) == 0
     assert capsys.readouterr().out.count("identical") == 2
+    stale = images / ".brain_aug000_0000.x1y2.tmp.nii.gz"                  # a killed run's, in a subfolder
+    stale.write_bytes(b"half")
+    assert _run([str(src / "imagesTr"), "--labels", str(src / "labelsTr"), "--out", str(out), "-n", "2",
+                 "--pipeline", str(_flip_yaml(tmp_path))]) == 0
+    assert "0 written, 4 already complete" in capsys.readouterr().out and not stale.exists()
 
 
 def test_nnunet_channels_of_a_case_are_one_job_with_a_layer_each(fixtures, tmp_path, capsys):
@@ -87,6 +92,8 @@ def test_nnunet_channels_of_a_case_are_one_job_with_a_layer_each(fixtures, tmp_p
     inverse = _second_channel(src / "imagesTr" / "brain_0000.nii.gz", src / "imagesTr" / "brain_0001.nii.gz")
     jobs = offline.plan([str(src / "imagesTr")], tmp_path / "out", labels=str(src / "labelsTr"))
     assert len(jobs) == 1 and [Path(p).name for p in jobs[0].images] == ["brain_0000.nii.gz", "brain_0001.nii.gz"]
+    assert offline.layer_path(jobs[0], "image_0001") == jobs[0].out_images[1]
+    assert offline.layer_path(jobs[0], "valid") == str(tmp_path / "out" / "brain_aug000_valid.nii.gz")  # not imagesTr
     sample = offline.load_job(jobs[0])
     assert sample.layer_names() == ["image_0000", "image_0001", "label"]
     assert np.array_equal(sample["image_0001"][0].numpy(), inverse.astype(np.float32))
