@@ -1,5 +1,6 @@
 """domainaug: augmentation of 3D medical volumes and multispectral rasters, with one fused resampler."""
 
+import logging as _logging
 import os as _os
 
 # Numba kernels and torch ops take turns on the same cores. After each parallel torch op, torch's
@@ -37,6 +38,10 @@ from .invert import Invert
 from .spatial import Affine, Crop, Elastic, Flip, Pad, Resample, ResampleToMatch, Rot90
 
 __version__ = "0.1.0"
+
+# The library logs through the "domainaug" logger hierarchy and never prints; the application (the
+# domainaug command, or yours) installs handlers and sets the level.
+_logging.getLogger("domainaug").addHandler(_logging.NullHandler())
 
 __all__ = ["Space", "Layer", "Role", "Sample", "Transform", "SpatialTransform", "IntensityTransform", "ParamRecord",
            "replay", "Compose", "OneOf", "SomeOf", "RandomApply", "Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad",

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from . import Compose, __version__, data, generator_for, medical, remote_sensing
 from . import io as dio
 from .core.record import ParamRecord
-from .errors import DomainaugError, MissingDependencyError
+from .errors import DomainaugError, MissingDependencyError, ParameterError
 from .extras import available
 from .io import atomic_path
 from .preview import preview
@@ -61,20 +63,84 @@ def run_demo(out: Path, seed: int = 0, variants: int = 3) -> list[Path]:
     return written
 
 
-def _progress(done: int, total: int, elapsed: float) -> None:
-    eta = elapsed / done * (total - done) if done else 0.0
-    print(f"\r{done}/{total} done, {elapsed:.0f}s elapsed, ETA {eta:.0f}s", end="" if done < total else "\n",
-          file=sys.stderr, flush=True)
+log = logging.getLogger("domainaug.cli")
+
+
+class Progress:
+    """The run's progress: a ``tqdm`` bar when stderr is a terminal; otherwise (a log file, a pipe)
+    plain ``info`` lines, one every ``every`` jobs (a tenth of the run) or ``seconds`` seconds,
+    whichever comes first, and a last one when the run ends; never carriage returns."""
+
+    def __init__(self, quiet: bool = False, seconds: float = 10.0) -> None:
+        self.quiet, self.seconds = quiet, seconds
+        self.bar: Any = None
+        self.last_done, self.last_time = 0, 0.0
+
+    def __call__(self, done: int, total: int, elapsed: float) -> None:
+        if self.quiet:
+            return
+        if self.bar is None and sys.stderr.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, unit="job", file=sys.stderr, desc="augment")
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            if done >= total:
+                self.bar.close()
+            return
+        every = max(1, total // 10)
+        if done >= total or done - self.last_done >= every or elapsed - self.last_time >= self.seconds:
+            eta = elapsed / done * (total - done) if done else 0.0
+            log.info("progress: %d/%d jobs, %.0f s elapsed, ETA %.0f s", done, total, elapsed, eta)
+            self.last_done, self.last_time = done, elapsed
+
+
+def _set_up_logging(verbosity: int) -> tuple[logging.Handler, int]:
+    """The command's handler on the ``domainaug`` logger, on stderr: warnings and errors with ``-q``,
+    information by default, debug lines with ``-v``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("domainaug: %(message)s" if verbosity <= 1 else
+                                           "domainaug: %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("domainaug")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))
+    return handler, level
+
+
+def bands_table(entries: list[str] | None) -> list[str] | dict[str, list[str]] | None:
+    """``--bands`` values: ``NAMES`` (comma-separated) for every file, or ``GLOB=NAMES`` per file-name
+    pattern (the first that matches wins; a bare list is the fallback)."""
+    if not entries:
+        return None
+    table: dict[str, list[str]] = {}
+    default: list[str] | None = None
+    for entry in entries:
+        pattern, _, names = entry.rpartition("=")
+        listed = [n.strip() for n in names.split(",")]
+        if not all(listed) or ("=" in entry and not pattern.strip()):
+            raise ParameterError("bands", entry, "NAME,NAME,... or FILE-GLOB=NAME,NAME,... (e.g. 'S2_*.tif=B02,B03')")
+        if "=" in entry:
+            table[pattern.strip()] = listed
+        elif default is not None:
+            raise ParameterError("bands", entries, "one list for every file; give the others as FILE-GLOB=NAMES")
+        else:
+            default = listed
+    if not table:
+        return default
+    return {**table, **({"*": default} if default is not None else {})}
 
 
 def cmd_augment(args: argparse.Namespace) -> int:
     from . import offline
     pipeline = offline.resolve_pipeline(args.preset, args.pipeline)
-    jobs = offline.plan(args.inputs, args.out, args.copies, args.label_suffix)
+    jobs = offline.plan(args.inputs, args.out, args.copies, args.label_suffix, labels=args.labels)
+    log.info("augment: %d jobs (%d inputs x %d copies) into %s", len(jobs), len(jobs) // args.copies, args.copies,
+             args.out)
     manifest_error = None
     try:
         results = offline.run(jobs, pipeline, seed=args.seed, scheduler=args.scheduler, workers=args.workers,
-                              progress=_progress, bands=args.bands.split(",") if args.bands else None,
+                              progress=Progress(quiet=args.verbosity == 0),
+                              bands=bands_table(args.bands),
                               sensor=args.sensor, equivalent_crs=args.equivalent_crs, overwrite=args.overwrite)
     except offline.ManifestError as exc:     # the jobs ran: report them, then the manifest's failure
         results, manifest_error = exc.results, str(exc)
@@ -83,9 +149,9 @@ def cmd_augment(args: argparse.Namespace) -> int:
     print(f"augment: {counts['done']} written, {counts['skipped']} already complete, {counts['failed']} failed; "
           f"manifest {Path(args.out) / 'manifest.json'}")
     for r in failed:
-        print(f"  failed: {r['image']}: {r['error']}", file=sys.stderr)
+        log.error("failed: %s: %s", r["image"], r["error"])
     if manifest_error is not None:
-        print(f"domainaug: error: {manifest_error}", file=sys.stderr)
+        log.error("error: %s", manifest_error)
         return 2
     return 1 if failed else 0
 
@@ -117,9 +183,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
                              "beside an augmented output") from None
     manifest_path = Path(job.sidecar).parent / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    sample = dio.load(job.image, label=job.label, equivalent_crs=bool(manifest.get("equivalent_crs", False)))
-    if manifest.get("bands"):
-        sample = remote_sensing.set_bands(sample, manifest["bands"], manifest.get("sensor"))
+    sample = offline.load_job(job, doc["bands"] if "bands" in doc else manifest.get("bands"),
+                              doc["sensor"] if "sensor" in doc else manifest.get("sensor"),
+                              equivalent_crs=bool(manifest.get("equivalent_crs", False)))
     from .core.transform import replay
     out = replay(sample, doc["records"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -143,7 +209,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
     pipeline = offline.resolve_pipeline(args.preset, args.pipeline)
     outs = [pipeline(sample, generator_for(args.seed, 0, i)) for i in range(args.n)]
     bands = args.bands.split(",") if args.bands else None
-    print(preview(sample, outs, args.out, title=f"{Path(args.input).name}: {sample.space.describe()}", bands=bands))
+    print(preview(sample, outs, args.out, title=f"{Path(args.input).name}: {sample.space.describe()}", bands=bands,
+                  sensor=args.sensor))
     return 0
 
 
@@ -155,6 +222,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verbosity_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """``-q``/``-v``, before the subcommand or after it (a subcommand's copy keeps the value given first)."""
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=0, default=default,
+                      help="only warnings and errors on stderr (no progress); results still go to stdout")
+    loud.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=2, default=default,
+                      help="debug lines too (each job, each file written)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: every subcommand and argument, with its help text."""
     parser = argparse.ArgumentParser(prog="domainaug", description="Augmentation of 3D medical volumes and "
@@ -164,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "locked by another run, an unwritable manifest)")
     parser.add_argument("--version", action="version", version=f"domainaug {__version__}",
                         help="print the version and exit")
+    _verbosity_options(parser, default=1)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="augment the shipped real MRI and GeoTIFF; write files and previews")
     demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
@@ -178,12 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
     aug.add_argument("--overwrite", action="store_true", help="replace the outputs of another job (another seed or "
                      "pipeline) in --out; without it such a folder is refused")
     aug.add_argument("--label-suffix", default=None, help="e.g. _seg: X_seg.nii.gz is the label of X.nii.gz")
+    aug.add_argument("--labels", default=None, metavar="DIR", help="a folder of labels: the file of the same name, "
+                     "or nnU-Net's layout (imagesTr/CASE_0000.nii.gz, _0001, ... channels with labelsTr/CASE.nii.gz); "
+                     "outputs keep the layout (OUT/imagesTr, OUT/labelsTr); a missing label fails its image")
     aug.add_argument("--scheduler", default=None, help="address of a Dask scheduler (needs domainaug[dask]; "
                      "default: threads in this process)")
     aug.add_argument("--workers", type=int, default=None, help="local worker threads (default: cores)")
-    aug.add_argument("--bands", default=None, help="band names, in file order, for rasters without band descriptions "
-                     "(read as band1, band2, ...), e.g. B1,B2,B3,B4,B5,B7 with --sensor landsat7; descriptions such "
-                     "as B02_blue, B1_blue or SR_B4 in the file need no flag (a preset brings its sensor)")
+    aug.add_argument("--bands", default=None, action="append", help="band names, in file order, for rasters without "
+                     "band descriptions (read as band1, band2, ...), e.g. B1,B2,B3,B4,B5,B7 with --sensor landsat7; "
+                     "or per file-name pattern, repeatable: --bands 'S2_*.tif=B02,B03,B04,B08' (a count that is not "
+                     "the file's fails that file); descriptions such as B02_blue, B1_blue or SR_B4 in the file need "
+                     "no flag (a preset brings its sensor)")
     aug.add_argument("--sensor", default=None, help="sensor table for --bands (sentinel2, landsat7, ...)")
     aug.add_argument("--equivalent-crs", action="store_true",
                      help="accept a label whose CRS is written differently but is the same system (by PROJ)")
@@ -199,19 +281,29 @@ def build_parser() -> argparse.ArgumentParser:
     prv.add_argument("--pipeline", help="a pipeline YAML file")
     prv.add_argument("-n", type=int, default=3, help="augmented variants beside the input (default: 3)")
     prv.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    prv.add_argument("--bands", default=None, help="three band names for the colour composite, e.g. B04,B03,B02")
+    prv.add_argument("--bands", default=None, help="three band names for the colour composite, e.g. B04,B03,B02 or "
+                     "nir,red,green (band descriptions, band3-style names of bands without one, or names the "
+                     "sensor table resolves; default: red, green, blue when the names say which, else bands 3,2,1)")
+    prv.add_argument("--sensor", default=None, help="sensor table for the names in --bands (sentinel2, landsat8, ...)")
     prv.add_argument("--out", required=True, help="PNG path")
     ev = sub.add_parser("evaluate", help="compare pipelines by k-fold training (experiments/*.yaml); write a report")
     ev.add_argument("config", help="a YAML config (see experiments/)")
     ev.add_argument("--out", default=None, help="report folder (default: the config's 'out')")
     ev.add_argument("--quick", action="store_true", help="2 folds, tiny training: check the set-up end to end")
     ev.add_argument("--threads", type=int, default=2, help="torch threads for training (default: 2)")
+    for sp in _subparsers(parser).values():
+        _verbosity_options(sp, default=argparse.SUPPRESS)
     return parser
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    handler, level = _set_up_logging(args.verbosity)
     try:
         if args.command == "demo":
             for path in run_demo(args.out, args.seed):
@@ -226,8 +318,11 @@ def main(argv: list[str] | None = None) -> int:
                 "evaluate": cmd_evaluate}[
             args.command](args)
     except (DomainaugError, MissingDependencyError, OSError) as exc:
-        print(f"domainaug: error: {exc}", file=sys.stderr)
+        log.error("error: %s", exc)
         return 2
+    finally:                                  # the library's logger as it was: a NullHandler only
+        logging.getLogger("domainaug").removeHandler(handler)
+        logging.getLogger("domainaug").setLevel(level)
 
 
 if __name__ == "__main__":
