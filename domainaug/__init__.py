@@ -31,7 +31,15 @@ from .core import (
     transform_from_dict,
 )
 from .errors import NoDataError, ParameterError, ShapeError, SpaceMismatchError
-from .intensity import BrightnessContrast, Gamma, GaussianBlur, GaussianNoise, SaltPepper
+from .intensity import (
+    BrightnessContrast,
+    Gamma,
+    GaussianBlur,
+    GaussianNoise,
+    NormalizeIntensity,
+    RescaleIntensity,
+    SaltPepper,
+)
 from .spatial import Affine, Crop, Elastic, Flip, Pad, Resample, ResampleToMatch, Rot90
 
 __version__ = "0.1.0"
@@ -39,6 +47,7 @@ __version__ = "0.1.0"
 __all__ = ["Space", "Layer", "Role", "Sample", "Transform", "SpatialTransform", "IntensityTransform", "ParamRecord",
            "replay", "Compose", "OneOf", "SomeOf", "RandomApply", "Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad",
            "Resample", "ResampleToMatch", "Gamma", "BrightnessContrast", "GaussianNoise", "GaussianBlur", "SaltPepper",
+           "NormalizeIntensity", "RescaleIntensity",
            "ParameterError", "ShapeError", "SpaceMismatchError", "NoDataError", "generator_for",
            "transform_from_dict", "DEFAULT_LABEL_INTERPOLATION", "Schedule"]
 

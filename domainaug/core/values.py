@@ -7,15 +7,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import NoDataError
+from ..errors import NoDataError, ParameterError
 from .kernels.memory import empty, empty_like
 from .random import generator_for
 
+if TYPE_CHECKING:
+    from .sample import Sample
+
 __all__ = ["channel_stats", "channel_quantiles", "affine_values", "seeded_noise", "normalized_smooth", "cast",
+           "foreground",
            "SUM_CHUNK", "NOISE_CHUNK"]
 
 
@@ -162,3 +167,17 @@ def cast(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return value.to(dtype)
     info = torch.iinfo(dtype)
     return value.round().clamp(info.min, info.max).to(dtype)
+
+
+def foreground(sample: Sample, name: str, argument: str, transform: str) -> torch.Tensor:
+    """``(1, *spatial)`` bool: the voxels where any channel of layer ``name`` is > 0 (a label map of
+    several channels counts a voxel labelled in any of them), on the grid its data is on now.
+
+    Raises:
+        ParameterError: ``name`` is not a layer of ``sample`` (the message names ``argument`` and
+            ``transform``).
+    """
+    if name not in sample.layer_names():
+        raise ParameterError(argument, name, f"a layer of the sample for {transform} ({sample.layer_names()})")
+    data = sample.layer_info(name).data
+    return (data > 0).any(0, keepdim=True)
