@@ -40,12 +40,24 @@ from .intensity import (
     RescaleIntensity,
     SaltPepper,
 )
-from .spatial import Affine, Crop, Elastic, Flip, Pad, Resample, ResampleToMatch, Rot90
+from .spatial import (
+    Affine,
+    Crop,
+    CropForeground,
+    CropOrPad,
+    Elastic,
+    Flip,
+    Pad,
+    Resample,
+    ResampleToMatch,
+    Rot90,
+)
 
 __version__ = "0.1.0"
 
 __all__ = ["Space", "Layer", "Role", "Sample", "Transform", "SpatialTransform", "IntensityTransform", "ParamRecord",
            "replay", "Compose", "OneOf", "SomeOf", "RandomApply", "Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad",
+           "CropForeground", "CropOrPad",
            "Resample", "ResampleToMatch", "Gamma", "BrightnessContrast", "GaussianNoise", "GaussianBlur", "SaltPepper",
            "NormalizeIntensity", "RescaleIntensity",
            "ParameterError", "ShapeError", "SpaceMismatchError", "NoDataError", "generator_for",

@@ -21,6 +21,7 @@ from .core.kernels.affine import (
     shear_matrix,
 )
 from .core.kernels.elastic import build_field, control_grid_shape, default_spacing
+from .core.kernels.grid import length_in_voxels
 from .core.maps import Stage, push_forward_points
 from .core.params import (
     PerAxis,
@@ -37,12 +38,14 @@ from .core.params import (
 from .core.sample import Role, Sample
 from .core.space import Space, covering_grid
 from .core.transform import SpatialTransform
+from .core.values import foreground
 from .errors import ParameterError, ShapeError
 
 if TYPE_CHECKING:
     from .testing import Case
 
-__all__ = ["Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad", "Resample", "ResampleToMatch"]
+__all__ = ["Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad", "CropForeground", "CropOrPad", "Resample",
+           "ResampleToMatch"]
 
 
 #: A value for every axis (a number or a (min, max) pair) or one number or pair per axis.
@@ -434,6 +437,216 @@ class Pad(SpatialTransform):
         return Case(
             random=lambda s: Pad(tuple(d + 3 for d in s.space.shape)), identity=lambda s: Pad(1),
             bad=[("size", lambda: Pad((4, -1)))])
+
+
+def _foreground_voxels(sample: Sample, layer: str, threshold: float, transform: str) -> torch.Tensor | None:
+    """``(*spatial)`` bool on ``layer``'s grid: voxels where any channel is > ``threshold`` and that are
+    valid (the VALID layer of its grid), or None when there is none. Reads materialised data."""
+    sample.materialize()                # the box is found on the data as it is now (the op is not fused)
+    mask = foreground(sample, layer, "layer", transform, threshold)[0]
+    valid = sample.valid_of(layer)
+    if valid is not None and valid != layer:
+        mask = mask & sample.layer_info(valid).data[0].to(mask.device)
+    return mask if bool(mask.any()) else None
+
+
+def _to_reference(sample: Sample, layer: str, index: np.ndarray) -> np.ndarray:
+    """``(N, ndim)`` continuous indices on ``layer``'s grid as indices on the reference grid."""
+    grid = sample.space_of(layer)
+    return index if grid == sample.space else sample.space.world_to_index(grid.index_to_world(index))
+
+
+def _bounds(sample: Sample, layer: str, mask: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """First and last reference-grid voxel (inclusive) of the box holding every voxel of ``mask``."""
+    n = mask.dim()
+    lo, hi = np.zeros(n), np.zeros(n)
+    for axis in range(n):
+        where = torch.nonzero(mask.any(dim=tuple(a for a in range(n) if a != axis))).reshape(-1)
+        lo[axis], hi[axis] = float(where[0]), float(where[-1])
+    if sample.space_of(layer) == sample.space:
+        return lo.astype(int), hi.astype(int)
+    corners = np.array(np.meshgrid(*[[a - 0.5, b + 0.5] for a, b in zip(lo, hi)], indexing="ij")).reshape(n, -1).T
+    index = _to_reference(sample, layer, corners)            # the box's voxel extent, on the reference grid
+    return (np.floor(index.min(0) + 0.5 + 1e-6).astype(int), np.ceil(index.max(0) - 0.5 - 1e-6).astype(int))
+
+
+def _check_box(params: dict[str, Any], space: Space) -> tuple[list[int], list[int]]:
+    start, size = params.get("start"), params.get("size")
+    ok = isinstance(start, list) and isinstance(size, list) and len(start) == len(size) == space.ndim and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in start + size) and all(v >= 1 for v in size)
+    if not ok:
+        raise ParameterError("params", params, f"'start' and 'size' ({space.ndim} integers each, size >= 1) of a box "
+                             "of the reference grid")
+    return start, size  # type: ignore[return-value]
+
+
+class _Box(SpatialTransform):
+    """A regrid to a box of the reference grid, ``{"start": [...], "size": [...]}`` in voxels; the box
+    may reach outside the grid, where layers get their fill (as ``Pad``)."""
+
+    def layer_grid(self, grid: Space, space: Space, out: Space, stages: list[Stage], params: dict[str, Any]) -> Space:
+        """As ``Crop``: another grid gets the part of its lattice covering the box, one shape per box size."""
+        return grid if out == space else covering_grid(grid, out, fixed=True)
+
+    def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
+        start, size = _check_box(params, space)
+        if list(start) == [0] * space.ndim and tuple(size) == space.shape:
+            return space, []
+        return space.with_grid(size, space.affine @ _translate(start)), []
+
+
+def _as_counts(name: str, value: Any) -> int | list[int]:
+    counts = [value] if isinstance(value, int) and not isinstance(value, bool) else \
+        list(value) if isinstance(value, (list, tuple)) and value else None
+    if counts is None or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in counts):
+        raise ParameterError(name, value, "an integer >= 1, or one per axis")
+    return counts[0] if isinstance(value, int) else counts
+
+
+class CropForeground(_Box):
+    """Crop to the bounding box of the foreground (MONAI ``CropForeground``), a regrid: every kept
+    voxel keeps its world position, and points, labels and VALID follow as for ``Crop``.
+
+    The foreground is the voxels where layer ``layer`` is > ``threshold`` in any of its channels
+    (a label map: any label > 0; an image: an intensity threshold), valid voxels only. The box is
+    grown by ``margin`` (mm, rounded up to whole voxels per axis) and its size rounded up to a
+    multiple of ``k_divisible``, about its centre as MONAI does; where it then reaches outside the
+    grid the new voxels get each layer's fill (and are invalid when the sample has a VALID layer),
+    unless ``allow_smaller`` clips the margin to the grid. A sample with no foreground keeps its
+    whole grid. The box is read from the data as it is when the op runs, so inside a ``Compose``
+    the steps before it are resampled first (the crop itself is a copy).
+
+    Args:
+        layer: The layer whose foreground is boxed (on a grid of its own, the box is the reference
+            grid's voxels covering its box).
+        threshold: A voxel is foreground where the layer is > ``threshold`` (intensity units for
+            an image; 0 for a label map).
+        margin: Extra width around the box in world units (mm, or CRS units), one number or one per
+            axis, >= 0.
+        k_divisible: Output size a multiple of this, one integer or one per axis.
+        allow_smaller: Clip the margin at the grid's edges (MONAI's ``allow_smaller``).
+        p: Probability of applying.
+
+    Example:
+        >>> from domainaug.testing import make_volume
+        >>> out = CropForeground("label", margin=2.0)(make_volume())
+    """
+
+    deterministic = True
+    fusable = False
+
+    def __init__(self, layer: str = "label", threshold: float = 0.0, margin: float | Sequence[float] = 0.0,
+                 k_divisible: int | Sequence[int] = 1, *, allow_smaller: bool = False, p: float = 1.0) -> None:
+        if not isinstance(layer, str):
+            raise ParameterError("layer", layer, "the name of a layer")
+        self.layer = layer
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+            raise ParameterError("threshold", threshold, "a finite number")
+        self.threshold = float(threshold)
+        values = [margin] if isinstance(margin, (int, float)) else list(margin) if isinstance(
+            margin, (list, tuple)) else None
+        if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf
+                                 for v in values):
+            raise ParameterError("margin", margin, "a width >= 0 in world units, or one per axis")
+        self.margin = float(values[0]) if isinstance(margin, (int, float)) else [float(v) for v in values]
+        self.k_divisible = _as_counts("k_divisible", k_divisible)
+        self.allow_smaller = bool(allow_smaller)
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        space = sample.space
+        n = space.ndim
+        mask = _foreground_voxels(sample, self.layer, self.threshold, "CropForeground")
+        if mask is None:
+            return {"start": [0] * n, "size": list(space.shape)}
+        lo, hi = _bounds(sample, self.layer, mask)
+        margin = np.broadcast_to(np.asarray(self.margin, dtype=np.float64), (n,)) if isinstance(self.margin, float) \
+            else np.asarray(self.margin, dtype=np.float64)
+        if margin.shape != (n,):
+            raise ParameterError("margin", self.margin, f"one width or {n} for a {n}D sample")
+        grow = length_in_voxels(margin, space.spacing)
+        start, stop = lo - grow, hi + grow + 1
+        if self.allow_smaller:
+            start, stop = np.maximum(start, 0), np.minimum(stop, space.shape)
+        k = np.array(per_axis("k_divisible", tuple(np.atleast_1d(self.k_divisible).tolist()), n))
+        size = stop - start
+        padded = -(-size // k) * k
+        start = start - (padded - size) // 2
+        return {"start": [int(v) for v in start], "size": [int(v) for v in padded]}
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+        return Case(
+            random=lambda s: CropForeground("label", margin=float(s.space.spacing.max())),
+            identity=lambda s: CropForeground("label", threshold=1e9),         # no foreground: the whole grid
+            bad=[("margin", lambda: CropForeground(margin=-1)), ("k_divisible", lambda: CropForeground(k_divisible=0)),
+                 ("layer", lambda: CropForeground(3)),  # type: ignore[arg-type]  # (wrong on purpose)
+                 ("threshold", lambda: CropForeground(threshold=math.nan))])
+
+
+class CropOrPad(_Box):
+    """Crop and/or pad to ``size`` voxels (TorchIO ``CropOrPad``, MONAI ``ResizeWithPadOrCrop``), a
+    regrid: every kept voxel keeps its world position; new voxels get each layer's fill (and are
+    invalid when the sample has a VALID layer), as ``Pad`` does.
+
+    The box is centred on the grid (on each axis, as ``Crop(mode="center")`` where it crops and as
+    ``Pad`` where it pads), or, with ``mask``, on the centre of the bounding box (``center="bbox"``,
+    TorchIO's choice) or the centre of mass (``"mass"``) of the voxels where layer ``mask`` is > 0
+    in any channel (TorchIO reads channel 0 only); then the box may reach outside the grid on either
+    side, and a centre half-way between two voxels starts the box on the lower one (as TorchIO). A
+    mask with no voxel > 0 falls back to the grid centre. Centred on the grid, an odd difference
+    puts the extra voxel at the end, as ``Crop(mode="center")`` and ``Pad`` do (TorchIO puts it at
+    the start), so ``CropOrPad(size)`` is ``Pad(size)`` then ``Crop(size, mode="center")``.
+
+    Args:
+        size: Output size in voxels, one number or one per axis.
+        mask: Name of the layer whose foreground the box is centred on; ``None``: the grid centre.
+        center: ``"bbox"`` or ``"mass"`` (with ``mask``).
+        p: Probability of applying.
+
+    Example:
+        >>> from domainaug.testing import make_volume
+        >>> CropOrPad((8, 20, 12), mask="label")(make_volume()).space.shape
+        (8, 20, 12)
+    """
+
+    deterministic = True
+
+    def __init__(self, size: int | Sequence[int], mask: str | None = None, center: str = "bbox",
+                 p: float = 1.0) -> None:
+        self.size = as_size("size", size)
+        if mask is not None and not isinstance(mask, str):
+            raise ParameterError("mask", mask, "None or the name of a layer")
+        self.mask = mask
+        self.center = check_choice("center", center, ("bbox", "mass"))
+        self.fusable = mask is None
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        space = sample.space
+        size = np.array(per_axis("size", self.size, space.ndim))
+        shape = np.array(space.shape)
+        start = np.where(size <= shape, (shape - size) // 2, -((size - shape) // 2))
+        fg = None if self.mask is None else _foreground_voxels(sample, self.mask, 0.0, "CropOrPad")
+        if fg is not None:
+            if self.center == "bbox":
+                lo, hi = _bounds(sample, self.mask, fg)    # type: ignore[arg-type]
+                centre = (lo + hi) / 2.0
+            else:
+                where = torch.nonzero(fg).double().mean(0).cpu().numpy()[None]
+                centre = _to_reference(sample, self.mask, where)[0]  # type: ignore[arg-type]
+            start = np.ceil(centre - (size - 1) / 2.0 - 0.5 - 1e-9).astype(int)    # a tie goes down, as TorchIO
+        return {"start": [int(v) for v in start], "size": [int(v) for v in size]}
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+        return Case(
+            random=lambda s: CropOrPad(tuple(d + 2 * (i % 2) - 3 for i, d in enumerate(s.space.shape)), mask="label"),
+            identity=lambda s: CropOrPad(s.space.shape),
+            bad=[("size", lambda: CropOrPad(0)), ("center", lambda: CropOrPad(4, mask="label", center="middle")),
+                 ("mask", lambda: CropOrPad(4, mask=1))])  # type: ignore[arg-type]  # (wrong on purpose)
 
 
 class Resample(SpatialTransform):

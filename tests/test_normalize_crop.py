@@ -111,3 +111,108 @@ def test_normalize_and_rescale_are_kept_by_inference():
                            da.Gamma()])
     kept = pipeline.inference()
     assert [type(t).__name__ for t in kept.transforms] == ["NormalizeIntensity", "RescaleIntensity"]
+
+
+# --- CropForeground / CropOrPad ------------------------------------------------------------------------
+def _kept_equals_slicing(sample, out, start):
+    """Every layer of ``out`` is ``sample`` sliced at ``start`` (padding where the box leaves the grid) and
+    its affine is the input's moved by ``start`` voxels: kept voxels keep their world coordinates."""
+    start = np.array(start)
+    expected = sample.space.affine.copy()
+    expected[:-1, -1] = sample.space.index_to_world(start[None].astype(float))[0]
+    np.testing.assert_allclose(out.space.affine, expected, atol=1e-9)
+    shape = np.array(out.space.shape)
+    src = tuple(slice(max(0, b), min(n, b + s)) for b, s, n in zip(start, shape, sample.space.shape))
+    dst = tuple(slice(max(0, -b), max(0, -b) + (x.stop - x.start)) for b, x in zip(start, src))
+    for name in sample.layer_names():
+        a, b = sample[name].numpy(), out[name].numpy()
+        np.testing.assert_array_equal(b[(slice(None),) + dst], a[(slice(None),) + src], err_msg=name)
+        world_in = sample.space.index_to_world(np.array([[x.start for x in src]], float))
+        world_out = out.space.index_to_world(np.array([[x.start for x in dst]], float))
+        np.testing.assert_allclose(world_in, world_out, atol=1e-9)
+
+
+def test_crop_foreground_contains_every_foreground_voxel_and_keeps_world_positions(t1):
+    for margin in (0.0, 5.0, [0.0, 4.0, 7.0]):
+        out = da.CropForeground("label", margin=margin)(t1, G())
+        start = out.history[-1].params["start"]
+        _kept_equals_slicing(t1, out, start)
+        assert int((out["label"] > 0).sum()) == int((t1["label"] > 0).sum())     # every foreground voxel kept
+    # a box of only the foreground: its faces each touch a foreground voxel
+    tight = da.CropForeground("label")(t1, G())["label"][0] > 0
+    for axis in range(3):
+        assert bool(tight.movedim(axis, 0)[0].any()) and bool(tight.movedim(axis, 0)[-1].any())
+
+
+def test_crop_foreground_box_matches_monai_on_the_shipped_labels(t1):
+    monai = pytest.importorskip("monai.transforms")
+    spacing = t1.space.spacing                                     # (2, 2, 3) mm
+    for margin_vox, k in [((0, 0, 0), 1), ((3, 3, 2), 1), ((20, 2, 30), 1), ((1, 1, 1), 16)]:
+        cropper = monai.CropForeground(select_fn=lambda x: x > 0, margin=margin_vox, k_divisible=k)
+        start, end = cropper.compute_bounding_box(t1["label"])
+        ours = da.CropForeground("label", margin=[m * s for m, s in zip(margin_vox, spacing)], k_divisible=k)
+        out = ours(t1, G())
+        assert out.history[-1].params["start"] == [int(v) for v in start]
+        assert out.space.shape == tuple(int(e - s) for s, e in zip(start, end))
+        monai_crop = cropper.crop_pad(t1["image"].clone(), start, end)
+        np.testing.assert_array_equal(out["image"].numpy(), np.asarray(monai_crop))       # MONAI pads with 0
+
+
+def test_crop_foreground_by_threshold_pads_with_the_fill_and_marks_it_invalid():
+    sample = make_raster()
+    sample = sample.with_layers(label=replace(sample.layer_info("label"),
+                                              data=torch.zeros_like(sample["label"])))
+    lab = sample["label"].clone()
+    lab[0, 4:6, 0:3] = 2                                          # foreground at the grid's edge
+    sample = sample.with_layers(label=replace(sample.layer_info("label"), data=lab))
+    out = da.CropForeground("label", margin=30.0)(sample, G())     # 3 pixels of 10 m: reaches past the edge
+    assert out.space.shape == (8, 9) and out.history[-1].params["start"] == [1, -3]
+    assert not bool(out["valid"][0, :, :3].any()) and bool((out["image"][:, :, :3] == -9999.0).all())
+    bright = da.CropForeground("image", threshold=1250.0)(sample, G())
+    assert bright.space.shape < sample.space.shape and bool((bright["image"] > 1250).any())
+    none = da.CropForeground("label", threshold=5)(sample, G())
+    assert none.space == sample.space                               # no foreground: the whole grid
+    with pytest.raises(ParameterError, match="^layer="):
+        da.CropForeground("brain")(sample, G())
+
+
+def test_crop_foreground_after_a_warp_in_compose_replays(t1):
+    pipeline = da.Compose([da.Affine(degrees=(-10, 10)), da.CropForeground("label", margin=4.0)])
+    out = pipeline(t1, G(3))
+    again = da.replay(t1, out.history)
+    assert torch.equal(out["image"], again["image"]) and torch.equal(out["label"], again["label"])
+    lab = out["label"][0] > 0
+    for axis in range(3):                                           # the box is found after the warp
+        assert not bool(lab.movedim(axis, 0)[0].any())
+
+
+def test_crop_or_pad_matches_torchio_centred_and_at_the_mask(t1):
+    tio = pytest.importorskip("torchio")
+    subject = tio.Subject(image=tio.ScalarImage(tensor=t1["image"].clone(), affine=t1.space.affine),
+                          label=tio.LabelMap(tensor=t1["label"].clone(), affine=t1.space.affine))
+    for size in [(100, 140, 63), (96, 96, 48), (129, 127, 62), (100, 140, 64)]:
+        odd = any((a - b) % 2 for a, b in zip(size, t1.space.shape))
+        for mask in ("label",) if odd else (None, "label"):     # (centred: an odd extra voxel goes to the end)
+            ref = tio.CropOrPad(size, mask_name=mask)(subject)
+            out = da.CropOrPad(size, mask=mask)(t1, G())
+            assert out.space.shape == size
+            np.testing.assert_array_equal(out["image"].numpy(), ref["image"].data.numpy(), err_msg=f"{size} {mask}")
+            np.testing.assert_allclose(out.space.affine, ref["image"].affine, atol=1e-6)
+            _kept_equals_slicing(t1, out, out.history[-1].params["start"])
+
+
+def test_crop_or_pad_at_the_centre_of_mass():
+    sample = make_volume(shape=(20, 20, 20), spacing=(1, 1, 1))
+    lab = torch.zeros_like(sample["label"])
+    lab[0, 2:4, 2:4, 2:4] = 1
+    lab[0, 2, 2, 15] = 1                                            # one far voxel: moves the box, not the mass
+    sample = sample.with_layers(label=replace(sample.layer_info("label"), data=lab))
+    mass = da.CropOrPad(5, mask="label", center="mass")(sample, G()).history[-1].params["start"]
+    box = da.CropOrPad(5, mask="label", center="bbox")(sample, G()).history[-1].params["start"]
+    centre = torch.nonzero(lab[0]).double().mean(0).numpy()
+    np.testing.assert_array_equal(mass, np.round(centre - 2).astype(int))
+    assert box[2] == 6 and mass[2] < box[2]                         # bbox centre 8.5: the tie goes down
+    for size in [(21, 19, 25), (19, 21, 20)]:
+        a = da.CropOrPad(size)(sample, G())
+        b = da.Compose([da.Pad(size), da.Crop(size, mode="center")])(sample, G())
+        assert a.space == b.space and torch.equal(a["image"], b["image"])

@@ -169,9 +169,9 @@ def cast(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return value.round().clamp(info.min, info.max).to(dtype)
 
 
-def foreground(sample: Sample, name: str, argument: str, transform: str) -> torch.Tensor:
-    """``(1, *spatial)`` bool: the voxels where any channel of layer ``name`` is > 0 (a label map of
-    several channels counts a voxel labelled in any of them), on the grid its data is on now.
+def foreground(sample: Sample, name: str, argument: str, transform: str, threshold: float = 0.0) -> torch.Tensor:
+    """``(1, *spatial)`` bool: the voxels where any channel of layer ``name`` is > ``threshold`` (a
+    label map of several channels counts a voxel labelled in any of them), on the grid its data is on now.
 
     Raises:
         ParameterError: ``name`` is not a layer of ``sample`` (the message names ``argument`` and
@@ -180,4 +180,4 @@ def foreground(sample: Sample, name: str, argument: str, transform: str) -> torc
     if name not in sample.layer_names():
         raise ParameterError(argument, name, f"a layer of the sample for {transform} ({sample.layer_names()})")
     data = sample.layer_info(name).data
-    return (data > 0).any(0, keepdim=True)
+    return (data > threshold).any(0, keepdim=True)

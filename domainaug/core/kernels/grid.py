@@ -6,7 +6,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["apply_affine", "lattice_at"]
+__all__ = ["apply_affine", "lattice_at", "length_in_voxels"]
 
 
 def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -17,6 +17,11 @@ def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     points = np.asarray(points, dtype=np.float64)
     flat = np.ascontiguousarray(points.reshape(-1, points.shape[-1]))
     return _apply(np.ascontiguousarray(matrix, dtype=np.float64), flat).reshape(points.shape)
+
+
+def length_in_voxels(length: np.ndarray | float, spacing: np.ndarray) -> np.ndarray:
+    """Whole voxels per axis that cover at least ``length`` world units (mm, CRS units) at ``spacing``."""
+    return np.ceil(np.asarray(length, dtype=np.float64) / np.asarray(spacing, dtype=np.float64) - 1e-9).astype(int)
 
 
 @nb.njit(cache=True)
