@@ -302,29 +302,52 @@ class Rot90(SpatialTransform):
 class Crop(SpatialTransform):
     """Cut a ``size`` block out of the grid (a regrid: kept voxels keep their world position).
 
-    Patch sampling for segmentation: ``mode="random"`` is uniform, ``mode="label"`` centres the
-    block on a labelled voxel. At the end of a ``Compose`` the crop fuses with the warps before it,
-    so only the block is ever resampled (the label centre is picked on the unwarped label and
-    followed through the pending map, like a point).
+    Patch sampling for segmentation: ``mode="random"`` is uniform; ``"label"``, ``"pos_neg"`` and
+    ``"weights"`` centre the block on a voxel drawn from a layer (clamped so the block stays in the
+    grid). At the end of a ``Compose`` the crop fuses with the warps before it, so only the block
+    is ever resampled (the centre is picked on the unwarped layer and followed through the pending
+    map, like a point).
+
+    - ``"label"``: a voxel of one label value, the value drawn with ``ratios`` (MONAI
+      ``RandCropByLabelClasses``); without ``ratios``, any voxel labelled > 0, uniformly.
+    - ``"pos_neg"``: a foreground voxel (any label > 0, in any channel) with probability
+      ``pos / (pos + neg)``, else a valid background voxel (MONAI ``RandCropByPosNegLabel``); when
+      one of the two is empty the other is used.
+    - ``"weights"``: a voxel drawn with probability proportional to a one-channel weight-map layer
+      (>= 0; invalid voxels weigh 0), as MONAI ``RandWeightedCrop``.
+
+    A label layer of several channels counts a voxel wherever any channel holds the value (a voxel
+    of two labels is a centre for both). With nothing to centre on, the position is uniform.
 
     On a sample with layers on grids of their own, ``size`` and the position are on the reference
     grid (``sample.space``); every other grid keeps the voxels of its lattice that overlap the block.
 
     Args:
         size: Output size in voxels, one number or one per axis; must fit in the input.
-        mode: ``"random"`` (uniform position), ``"center"`` or ``"label"`` (centred on a random
-            labelled voxel, clamped to the grid; uniform if there is none).
-        layer: The LABEL layer used by ``mode="label"``.
+        mode: ``"random"`` (uniform position), ``"center"``, ``"label"``, ``"pos_neg"`` or
+            ``"weights"`` (see above).
+        layer: The LABEL layer of ``"label"`` and ``"pos_neg"``, or the weight-map layer of
+            ``"weights"``.
         ratios: For ``mode="label"``: relative weights of the label values (index = value, so
             ``[1, 1, 1]`` picks background, label 1 and label 2 equally often; values absent from
-            the sample are skipped). ``None``: any non-zero voxel, uniformly.
+            the sample are skipped). There must be a weight for every value the layer holds (0 to
+            skip one): a shorter list is a ``ParameterError`` when the crop runs, never a silent
+            "labels beyond the list are never picked". ``None``: any non-zero voxel, uniformly.
+        pos: For ``mode="pos_neg"``: weight of foreground centres, >= 0.
+        neg: For ``mode="pos_neg"``: weight of background centres, >= 0 (``pos=1, neg=3``: a
+            quarter of the patches centred on the foreground).
         p: Probability of applying.
+
+    Example:
+        >>> from domainaug.testing import make_volume
+        >>> Crop(6, mode="pos_neg", pos=1, neg=1)(make_volume()).space.shape
+        (6, 6, 6)
     """
 
     def __init__(self, size: int | Sequence[int], mode: str = "random", layer: str = "label",
-                 ratios: Sequence[float] | None = None, p: float = 1.0) -> None:
+                 ratios: Sequence[float] | None = None, pos: float = 1.0, neg: float = 1.0, p: float = 1.0) -> None:
         self.size = as_size("size", size)
-        self.mode = check_choice("mode", mode, ("random", "center", "label"))
+        self.mode = check_choice("mode", mode, ("random", "center", "label", "pos_neg", "weights"))
         self.layer = layer
         if ratios is not None and (not isinstance(ratios, (list, tuple)) or not ratios or any(
                 isinstance(r, bool) or not isinstance(r, (int, float)) or not r >= 0 for r in ratios)
@@ -332,6 +355,12 @@ class Crop(SpatialTransform):
             raise ParameterError("ratios", ratios, "None or a list of non-negative weights (index = label value), "
                                  "not all 0")
         self.ratios = None if ratios is None else [float(r) for r in ratios]
+        for name, value in (("pos", pos), ("neg", neg)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ParameterError(name, value, "a weight >= 0")
+        if pos + neg <= 0:
+            raise ParameterError("pos", pos, "a weight > 0 when neg is 0")
+        self.pos, self.neg = float(pos), float(neg)
         self.deterministic = mode == "center"
         self._set_p(p)
 
@@ -344,37 +373,88 @@ class Crop(SpatialTransform):
         room = shape - size
         if self.mode == "center":
             return {"start": (room // 2).tolist()}
-        if self.mode == "label":
-            centre = self._label_centre(sample, generator)
+        if self.mode != "random":
+            centre = self._layer_centre(sample, generator)
             if centre is not None:
                 return {"start": np.clip(np.round(centre).astype(int) - size // 2, 0, room).astype(int).tolist()}
         return {"start": [int(torch.randint(0, int(r) + 1, (), generator=generator).item()) for r in room]}
 
-    def _label_centre(self, sample: Sample, generator: torch.Generator) -> np.ndarray | None:
-        """The output-grid index of a random labelled voxel (read on the source grid when a map is
-        pending), or None when there is none."""
-        if self.layer not in sample.layer_names() or sample.layer_info(self.layer).role is not Role.LABEL:
-            raise ParameterError("layer", self.layer, f"a LABEL layer of the sample ({sample.layer_names(Role.LABEL)})")
-        label = sample.layer_info(self.layer).data[0]
-        if self.ratios is None:
-            mask = label != 0
-        else:
-            values = torch.unique(label).cpu().long()           # the values present, not a bin per possible value
-            values = values[(values >= 0) & (values < len(self.ratios))]
-            present = torch.zeros(len(self.ratios), dtype=torch.float64)
-            present[values] = 1.0
-            weights = torch.tensor(self.ratios, dtype=torch.float64) * present
-            if float(weights.sum()) == 0:
+    def _centres(self, sample: Sample, generator: torch.Generator) -> torch.Tensor | None:
+        """``(*spatial)`` bool of the voxels a centre is drawn from uniformly, on the layer's source
+        grid, or None when there is none (``"weights"`` draws in ``_weighted`` instead)."""
+        info = sample.layer_info(self.layer)
+        label = info.data
+        if self.mode == "pos_neg":
+            fg = (label > 0).any(0)
+            valid = sample.valid_of(self.layer)
+            bg = ~fg if valid is None else ~fg & sample.layer_info(valid).data[0].to(fg.device)
+            has_fg, has_bg = bool(fg.any()), bool(bg.any())
+            if not (has_fg or has_bg):
                 return None
-            mask = label == int(torch.multinomial(weights, 1, generator=generator).item())
-        where = torch.nonzero(mask)
-        if not len(where):
+            u = torch.rand((), generator=generator, dtype=torch.float64).item()
+            positive = has_fg and (not has_bg or u < self.pos / (self.pos + self.neg))
+            return fg if positive else bg
+        if self.ratios is None:
+            return (label != 0).any(0)
+        values = torch.unique(label).cpu().long()           # the values present, not a bin per possible value
+        beyond = values[(values < 0) | (values >= len(self.ratios))]
+        if len(beyond):
+            raise ParameterError("ratios", self.ratios, f"one weight per label value of layer {self.layer!r}: it holds "
+                                 f"{len(values)} label values up to {int(values.max())}, and the list weighs only "
+                                 f"0..{len(self.ratios) - 1} (labels such as {beyond[:3].tolist()} would never be "
+                                 f"centres); give {int(values.max()) + 1} weights (0 to skip a value), or use "
+                                 "mode='pos_neg' to weigh foreground (any label > 0) against background")
+        present = torch.zeros(len(self.ratios), dtype=torch.float64)
+        present[values] = 1.0
+        weights = torch.tensor(self.ratios, dtype=torch.float64) * present
+        if float(weights.sum()) == 0:
             return None
-        index = where[int(torch.randint(0, len(where), (), generator=generator).item())].cpu().numpy().astype(float)
+        return (label == int(torch.multinomial(weights, 1, generator=generator).item())).any(0)
+
+    def _weighted(self, sample: Sample, generator: torch.Generator) -> torch.Tensor | None:
+        """A voxel index drawn with probability proportional to the weight map, or None (no weight)."""
+        info = sample.layer_info(self.layer)
+        if info.data.shape[0] != 1:
+            raise ParameterError("layer", self.layer, f"a weight map of one channel for Crop(mode='weights'); it has "
+                                 f"{info.data.shape[0]}")
+        weights = info.data[0].double()
+        valid = sample.valid_of(self.layer)
+        if valid is not None:
+            weights = torch.where(sample.layer_info(valid).data[0].to(weights.device), weights, 0.0)
+        if bool((weights < 0).any()) or not bool(torch.isfinite(weights).all()):
+            raise ParameterError("layer", self.layer, "a weight map of finite values >= 0 for Crop(mode='weights')")
+        cumulative = weights.reshape(-1).cumsum(0)
+        total = float(cumulative[-1])
+        if total <= 0:
+            return None
+        u = torch.rand((), generator=generator, dtype=torch.float64).item() * total
+        flat = min(int(torch.searchsorted(cumulative, torch.tensor([u], dtype=torch.float64, device=cumulative.device),
+                                          right=True).item()), cumulative.numel() - 1)
+        return torch.tensor(np.unravel_index(flat, tuple(weights.shape)))
+
+    def _layer_centre(self, sample: Sample, generator: torch.Generator) -> np.ndarray | None:
+        """The output-grid index of the voxel drawn from ``layer`` (read on the source grid when a map
+        is pending), or None when there is none."""
+        if self.mode == "weights":
+            if self.layer not in sample.layer_names() or sample.layer_info(self.layer).role is Role.VALID:
+                raise ParameterError("layer", self.layer, f"a weight-map layer of the sample ({sample.layer_names()})")
+            voxel = self._weighted(sample, generator)
+        else:
+            if self.layer not in sample.layer_names() or sample.layer_info(self.layer).role is not Role.LABEL:
+                raise ParameterError("layer", self.layer,
+                                     f"a LABEL layer of the sample ({sample.layer_names(Role.LABEL)})")
+            mask = self._centres(sample, generator)
+            where = torch.nonzero(mask) if mask is not None else torch.zeros((0, sample.space.ndim))
+            if not len(where):
+                return None
+            voxel = where[int(torch.randint(0, len(where), (), generator=generator).item())]
+        if voxel is None:
+            return None
+        index = voxel.cpu().numpy().astype(float)
         pending = sample.pending
         if pending is None and not sample.grids:
             return index
-        world = sample.source_of(self.layer).index_to_world(index[None])      # the label may have a grid of its own
+        world = sample.source_of(self.layer).index_to_world(index[None])      # the layer may have a grid of its own
         if pending is not None:
             world = push_forward_points(pending.stages, world)
         return sample.space.world_to_index(world)[0]
@@ -400,7 +480,9 @@ class Crop(SpatialTransform):
             random=lambda s: Crop(tuple(max(1, d - 4) for d in s.space.shape)),
             identity=lambda s: Crop(s.space.shape, mode="center"),
             bad=[("size", lambda: Crop(0)), ("mode", lambda: Crop(4, mode="middle")),
-                 ("ratios", lambda: Crop(4, mode="label", ratios=[0, 0])), ("ratios", lambda: Crop(4, ratios=[1, -1]))])
+                 ("ratios", lambda: Crop(4, mode="label", ratios=[0, 0])), ("ratios", lambda: Crop(4, ratios=[1, -1])),
+                 ("pos", lambda: Crop(4, mode="pos_neg", pos=-1)),
+                 ("pos", lambda: Crop(4, mode="pos_neg", pos=0, neg=0))])
 
 
 class Pad(SpatialTransform):

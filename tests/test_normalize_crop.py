@@ -216,3 +216,79 @@ def test_crop_or_pad_at_the_centre_of_mass():
         a = da.CropOrPad(size)(sample, G())
         b = da.Compose([da.Pad(size), da.Crop(size, mode="center")])(sample, G())
         assert a.space == b.space and torch.equal(a["image"], b["image"])
+
+
+# --- patch sampling: pos/neg and weights (MONAI semantics), and ratios that cannot weigh every label ----
+def _blob_sample(shape=(40, 40, 40)):
+    label = torch.zeros((1,) + shape, dtype=torch.uint8)
+    label[0, 16:24, 16:24, 16:24] = 1                   # interior: a centre on it is never clamped
+    label[0, 18:20, 18:20, 18:20] = 5
+    image = torch.randn((1,) + shape)
+    return da.Sample(da.Space.from_spacing(shape, 1.0),
+                     {"image": da.Layer(image), "label": da.Layer(label, da.Role.LABEL)})
+
+
+def _centres(crop, sample, draws):
+    half = np.array(per_axis_size(crop, sample)) // 2
+    return [np.array(crop.sample_params(sample, G(seed))["start"]) + half for seed in range(draws)]
+
+
+def per_axis_size(crop, sample):
+    return crop.size * sample.space.ndim if len(crop.size) == 1 else crop.size
+
+
+def test_pos_neg_ratio_is_within_binomial_tolerance_over_400_draws():
+    sample = _blob_sample()
+    fg = sample["label"][0] > 0
+    for pos, neg in [(1, 3), (1, 1), (3, 1)]:
+        crop = da.Crop(6, mode="pos_neg", pos=pos, neg=neg)
+        hits = sum(bool(fg[tuple(c)]) for c in _centres(crop, sample, 400))
+        p = pos / (pos + neg)
+        assert abs(hits - 400 * p) <= 3 * np.sqrt(400 * p * (1 - p)), (pos, neg, hits)
+    only_fg = da.Crop(6, mode="pos_neg", pos=1, neg=0)
+    assert all(bool(fg[tuple(c)]) for c in _centres(only_fg, sample, 50))
+
+
+def test_pos_neg_background_is_valid_voxels_only_and_foreground_is_any_channel():
+    sample = _blob_sample()
+    valid = torch.zeros((1,) + sample.space.shape, dtype=torch.bool)
+    valid[0, 10:30, 10:30, 10:30] = True
+    lab = sample["label"]
+    two = torch.cat([torch.zeros_like(lab), lab])           # the foreground lives in channel 1 only
+    sample = sample.with_layers(label=da.Layer(two, da.Role.LABEL), valid=da.Layer(valid, da.Role.VALID))
+    crop = da.Crop(4, mode="pos_neg", pos=1, neg=1)
+    centres = _centres(crop, sample, 200)
+    assert all(bool(valid[(0,) + tuple(c)]) for c in centres)
+    assert sum(bool(lab[(0,) + tuple(c)] > 0) for c in centres) > 60        # channel 1 is read
+
+
+def test_weighted_crop_centres_only_where_weight_is_positive_in_proportion():
+    shape = (30, 30, 30)
+    sample = _blob_sample(shape)
+    weights = torch.zeros((1,) + shape)
+    spots = [(8, 8, 8), (15, 15, 15), (22, 10, 20)]
+    for spot, w in zip(spots, (1.0, 2.0, 5.0)):
+        weights[(0,) + spot] = w
+    sample = sample.with_layers(weight=da.Layer(weights))
+    crop = da.Crop(5, mode="weights", layer="weight")
+    centres = [tuple(c) for c in _centres(crop, sample, 400)]
+    assert set(centres) <= set(spots)
+    counts = np.array([centres.count(s) for s in spots])
+    expected = 400 * np.array([1, 2, 5]) / 8
+    assert np.all(np.abs(counts - expected) <= 3 * np.sqrt(expected * (1 - expected / 400))), counts
+    with pytest.raises(ParameterError, match="^layer=.*one channel"):
+        two = sample.with_layers(weight=da.Layer(torch.cat([weights, weights])))
+        crop(two, G())
+    with pytest.raises(ParameterError, match="^layer=.*>= 0"):
+        crop(sample.with_layers(weight=da.Layer(-weights)), G())
+
+
+def test_label_ratios_shorter_than_an_atlas_are_a_named_error():
+    shape = (24, 24, 24)
+    atlas = torch.from_numpy(np.random.default_rng(0).integers(0, 116, (1,) + shape).astype(np.uint8))
+    sample = da.Sample(da.Space.from_spacing(shape, 1.0), {"image": da.Layer(torch.zeros((1,) + shape)),
+                                                           "label": da.Layer(atlas, da.Role.LABEL)})
+    with pytest.raises(ParameterError, match=r"^ratios=.*116 label values up to 115.*give 116 weights.*pos_neg"):
+        da.Crop(8, mode="label", ratios=[1, 1])(sample, G())
+    picks = [int(atlas[(0,) + tuple(c)]) for c in _centres(da.Crop(1, mode="label", ratios=[1.0] * 116), sample, 100)]
+    assert len(set(picks)) > 50                              # every label can be a centre
