@@ -292,3 +292,64 @@ def test_label_ratios_shorter_than_an_atlas_are_a_named_error():
         da.Crop(8, mode="label", ratios=[1, 1])(sample, G())
     picks = [int(atlas[(0,) + tuple(c)]) for c in _centres(da.Crop(1, mode="label", ratios=[1.0] * 116), sample, 100)]
     assert len(set(picks)) > 50                              # every label can be a centre
+
+
+# --- a label map of two channels: every label-reading op reads both, or refuses naming the layer --------
+def _two_channel(sample):
+    lab = sample["label"]
+    second = torch.zeros_like(lab)
+    second[0, 1:3, 1:3, 1:3] = 4                      # a structure only channel 1 has, at a corner
+    return sample.with_layers(label=da.Layer(torch.cat([lab, second]), da.Role.LABEL)), second
+
+
+def test_two_channel_labels_are_read_whole_by_the_crop_modes_and_the_new_ops():
+    sample, second = _two_channel(make_volume(shape=(20, 22, 18)))
+    corner = second[0] > 0
+    # CropForeground: the box holds channel 1's corner structure too
+    out = da.CropForeground("label")(sample, G())
+    assert out.history[-1].params["start"] == [1, 1, 1]
+    # CropOrPad centred on the mask: the box of both channels, not channel 0's
+    one = da.CropOrPad(6, mask="label")(sample.with_layers(label=da.Layer(sample["label"][:1], da.Role.LABEL)), G())
+    both = da.CropOrPad(6, mask="label")(sample, G())
+    assert one.history[-1].params != both.history[-1].params
+    # Crop(mode="label"): label 4 exists only in channel 1, and is a centre
+    crop = da.Crop(1, mode="label", ratios=[0, 0, 0, 0, 1, 0, 0, 0])
+    assert all(bool(corner[tuple(crop.sample_params(sample, G(s))["start"])]) for s in range(10))
+    # ... and ratios must weigh channel 1's values too
+    with pytest.raises(ParameterError, match="^ratios="):
+        da.Crop(1, mode="label", ratios=[1, 1, 1, 1])(sample, G())
+    # NormalizeIntensity(mask=...): the statistics include channel 1's voxels
+    out = da.NormalizeIntensity(mask="label")(sample, G())["image"]
+    inside = (sample["label"] > 0).any(0, keepdim=True)
+    assert abs(float(out[inside].double().mean())) < 1e-5
+
+
+def test_two_channel_labels_are_refused_by_name_where_one_value_per_voxel_is_needed(tmp_path):
+    from domainaug import medical as md
+    sample, _ = _two_channel(make_volume())
+    with pytest.raises(ParameterError, match="^label='label'.*one channel.*has 2"):
+        md.TissueContrast((0.7, 1.3))(sample, G())
+    with pytest.raises(ParameterError, match="^label='label'.*one channel.*has 2"):
+        md.TissueContrast().apply(sample, {"gain": {"0": 1.0, "3": 1.1}})
+    with pytest.raises(ParameterError, match="^label='label'.*one channel"):
+        da.MixUp(num_classes=8)([sample, sample], G())
+    cut = da.CutMix(num_classes=8)([sample, sample], G())              # CutMix pastes every channel
+    assert cut[0]["label"].shape[0] == 2
+    weights = sample.with_layers(weight=da.Layer(sample["label"].float()))
+    with pytest.raises(ParameterError, match="^layer='weight'.*one channel"):
+        da.Crop(4, mode="weights", layer="weight")(weights, G())
+
+
+def test_classification_patches_refuse_a_two_band_class_raster(tmp_path):
+    rasterio = pytest.importorskip("rasterio")
+    from rasterio.transform import from_origin
+
+    from domainaug.remote_sensing import classification_patches
+    profile = dict(driver="GTiff", height=16, width=16, crs="EPSG:32633",
+                   transform=from_origin(500000, 4200000, 10, 10))
+    with rasterio.open(tmp_path / "image.tif", "w", count=3, dtype="float32", **profile) as f:
+        f.write(np.ones((3, 16, 16), np.float32))
+    with rasterio.open(tmp_path / "label.tif", "w", count=2, dtype="uint8", **profile) as f:
+        f.write(np.ones((2, 16, 16), np.uint8))
+    with pytest.raises(ParameterError, match="^label=.*one band"):
+        classification_patches(tmp_path / "image.tif", tmp_path / "label.tif", 8)
