@@ -394,7 +394,8 @@ class NormalizeIntensity(IntensityTransform):
         from .testing import Case
         return Case(
             random=lambda s: NormalizeIntensity(), identity=lambda s: NormalizeIntensity(0.0, 1.0),
-            bad=[("divisor", lambda: NormalizeIntensity(divisor=0)), ("subtrahend", lambda: NormalizeIntensity("a")),
+            bad=[("divisor", lambda: NormalizeIntensity(divisor=0)),
+                 ("subtrahend", lambda: NormalizeIntensity("a")),  # type: ignore[arg-type]  # (wrong on purpose)
                  ("mask", lambda: NormalizeIntensity(mask=3))])  # type: ignore[arg-type]  # (wrong on purpose)
 
 

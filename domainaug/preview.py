@@ -35,7 +35,7 @@ def _volume_panels(sample: Sample) -> list[tuple[np.ndarray, np.ndarray | None, 
         sl = [slice(None)] * 3
         sl[axis] = mid
         img = np.rot90(_stretch(image[tuple(sl)], None))
-        lab = np.rot90(label[(slice(None), *sl)], axes=(1, 2)) if label is not None else None
+        lab = np.rot90(label[(slice(None),) + tuple(sl)], axes=(1, 2)) if label is not None else None
         rows, cols = [sample.space.spacing[a] for a in range(3) if a != axis][::-1]
         panels.append((img, lab, float(rows / cols)))    # pixel aspect from the voxel size
     return panels

@@ -554,12 +554,11 @@ def _bounds(sample: Sample, layer: str, mask: torch.Tensor) -> tuple[np.ndarray,
 
 def _check_box(params: dict[str, Any], space: Space) -> tuple[list[int], list[int]]:
     start, size = params.get("start"), params.get("size")
-    ok = isinstance(start, list) and isinstance(size, list) and len(start) == len(size) == space.ndim and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in start + size) and all(v >= 1 for v in size)
-    if not ok:
+    if not (isinstance(start, list) and isinstance(size, list) and len(start) == len(size) == space.ndim and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in start + size) and all(v >= 1 for v in size)):
         raise ParameterError("params", params, f"'start' and 'size' ({space.ndim} integers each, size >= 1) of a box "
                              "of the reference grid")
-    return start, size  # type: ignore[return-value]
+    return start, size
 
 
 class _Box(SpatialTransform):
@@ -710,14 +709,15 @@ class CropOrPad(_Box):
         size = np.array(per_axis("size", self.size, space.ndim))
         shape = np.array(space.shape)
         start = np.where(size <= shape, (shape - size) // 2, -((size - shape) // 2))
-        fg = None if self.mask is None else _foreground_voxels(sample, self.mask, 0.0, "CropOrPad")
-        if fg is not None:
+        mask = self.mask
+        fg = None if mask is None else _foreground_voxels(sample, mask, 0.0, "CropOrPad")
+        if mask is not None and fg is not None:
             if self.center == "bbox":
-                lo, hi = _bounds(sample, self.mask, fg)    # type: ignore[arg-type]
+                lo, hi = _bounds(sample, mask, fg)
                 centre = (lo + hi) / 2.0
             else:
                 where = torch.nonzero(fg).double().mean(0).cpu().numpy()[None]
-                centre = _to_reference(sample, self.mask, where)[0]  # type: ignore[arg-type]
+                centre = _to_reference(sample, mask, where)[0]
             start = np.ceil(centre - (size - 1) / 2.0 - 0.5 - 1e-9).astype(int)    # a tie goes down, as TorchIO
         return {"start": [int(v) for v in start], "size": [int(v) for v in size]}
 
