@@ -353,3 +353,19 @@ def test_classification_patches_refuse_a_two_band_class_raster(tmp_path):
         f.write(np.ones((2, 16, 16), np.uint8))
     with pytest.raises(ParameterError, match="^label=.*one band"):
         classification_patches(tmp_path / "image.tif", tmp_path / "label.tif", 8)
+
+
+def test_crop_foreground_and_crop_or_pad_read_a_mask_on_a_grid_of_its_own():
+    s10 = da.Space((64, 64), np.array([[0.0, 10.0, 500005.0], [-10.0, 0.0, 4199995.0], [0, 0, 1]]), "EPSG:32633")
+    s20 = da.Space((32, 32), np.array([[0.0, 20.0, 500010.0], [-20.0, 0.0, 4199990.0], [0, 0, 1]]), "EPSG:32633")
+    mask = torch.zeros((1, 32, 32), dtype=torch.uint8)
+    mask[0, 10:13, 5:9] = 1                              # 20 m pixels: rows 20..25, cols 10..17 at 10 m
+    sample = da.Sample(s10, {"b10": da.Layer(torch.rand(2, 64, 64)), "b20": da.Layer(torch.rand(1, 32, 32)),
+                             "mask": da.Layer(mask, da.Role.LABEL)}, grids={"b20": s20, "mask": s20})
+    out = da.CropForeground("mask")(sample, G())
+    assert out.history[-1].params == {"start": [20, 10], "size": [6, 8]}
+    assert int(out["mask"].sum()) == int(mask.sum())     # every foreground pixel of the mask's grid kept
+    centred = da.CropOrPad(16, mask="mask")(sample, G())
+    world = centred.space.center_world()
+    box_centre = s20.index_to_world(np.array([[11.0, 6.5]]))[0]
+    assert np.abs(world - box_centre).max() <= 5.0 + 1e-6              # within half a 10 m pixel
