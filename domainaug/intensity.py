@@ -8,9 +8,11 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from .core.kernels.pointwise import power
+from .core.kernels.reduce import channel_moments
 from .core.params import as_uniform
 from .core.random import child_seed
 from .core.sample import Sample
@@ -350,25 +352,20 @@ class NormalizeIntensity(IntensityTransform):
         (a channel with no voxel in its region gets 0 and 1)."""
         c = data.shape[0]
         shape = (-1,) + (1,) * (data.dim() - 1)
-        mean = torch.zeros((c,) + shape[1:], dtype=data.dtype, device=data.device)
-        std = torch.ones_like(mean)
+        mean, std = np.zeros(c), np.ones(c)
         if self.subtrahend is None or self.divisor is None:
-            if not self.channel_wise:
-                flat, where = _pooled(data, region)
-                s = channel_stats(flat, where, ("mean", "std"))
-                mean, std = _broadcast(s["mean"], data), _broadcast(s["std"], data)
-            elif region is None or region.shape[0] == 1:
-                s = channel_stats(data, region, ("mean", "std"))
-                mean, std = s["mean"], s["std"]
-            else:                  # one region per channel (``nonzero``)
-                for i in range(c):
-                    if bool(region[i].any()):
-                        s = channel_stats(data[i:i + 1], region[i:i + 1], ("mean", "std"))
-                        mean[i], std[i] = s["mean"][0], s["std"][0]
-        sub = mean if self.subtrahend is None else _per_channel("subtrahend", self.subtrahend, c, self.channel_wise,
-                                                                name, data)
-        div = torch.where(std > 0, std, torch.ones_like(std)) if self.divisor is None else \
-            _per_channel("divisor", self.divisor, c, self.channel_wise, name, data)
+            if self.channel_wise:
+                n, m, sd = channel_moments(data, region)
+            else:
+                n, m, sd = channel_moments(*_pooled(data, region))
+                n, m, sd = (np.broadcast_to(v, (c,)) for v in (n, m, sd))
+            mean, std = np.where(n > 0, m, 0.0), np.where((n > 0) & (sd > 0), sd, 1.0)
+        def fixed(what: str, value: float | list[float] | None, measured: np.ndarray) -> torch.Tensor:
+            if value is not None:
+                return _per_channel(what, value, c, self.channel_wise, name, data)
+            return torch.from_numpy(np.ascontiguousarray(measured)).to(device=data.device, dtype=data.dtype).view(shape)
+
+        sub, div = fixed("subtrahend", self.subtrahend, mean), fixed("divisor", self.divisor, std)
         return sub, div
 
     def channel_affine(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],

@@ -22,6 +22,7 @@ from .core.kernels.affine import (
 )
 from .core.kernels.elastic import build_field, control_grid_shape, default_spacing
 from .core.kernels.grid import length_in_voxels
+from .core.kernels.reduce import foreground_box
 from .core.maps import Stage, push_forward_points
 from .core.params import (
     PerAxis,
@@ -521,11 +522,12 @@ class Pad(SpatialTransform):
             bad=[("size", lambda: Pad((4, -1)))])
 
 
-def _foreground_voxels(sample: Sample, layer: str, threshold: float, transform: str) -> torch.Tensor | None:
+def _foreground_voxels(sample: Sample, layer: str, threshold: float, argument: str,
+                       transform: str) -> torch.Tensor | None:
     """``(*spatial)`` bool on ``layer``'s grid: voxels where any channel is > ``threshold`` and that are
     valid (the VALID layer of its grid), or None when there is none. Reads materialised data."""
     sample.materialize()                # the box is found on the data as it is now (the op is not fused)
-    mask = foreground(sample, layer, "layer", transform, threshold)[0]
+    mask = foreground(sample, layer, argument, transform, threshold)[0]
     valid = sample.valid_of(layer)
     if valid is not None and valid != layer:
         mask = mask & sample.layer_info(valid).data[0].to(mask.device)
@@ -538,15 +540,23 @@ def _to_reference(sample: Sample, layer: str, index: np.ndarray) -> np.ndarray:
     return index if grid == sample.space else sample.space.world_to_index(grid.index_to_world(index))
 
 
-def _bounds(sample: Sample, layer: str, mask: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """First and last reference-grid voxel (inclusive) of the box holding every voxel of ``mask``."""
-    n = mask.dim()
-    lo, hi = np.zeros(n), np.zeros(n)
-    for axis in range(n):
-        where = torch.nonzero(mask.any(dim=tuple(a for a in range(n) if a != axis))).reshape(-1)
-        lo[axis], hi[axis] = float(where[0]), float(where[-1])
+def _foreground_bounds(sample: Sample, layer: str, threshold: float, argument: str,
+                       transform: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """First and last reference-grid voxel (inclusive) of the box holding every valid voxel where a
+    channel of ``layer`` is > ``threshold`` (on a grid of its own: the reference voxels covering the
+    box's extent), or None when there is none. Reads materialised data."""
+    sample.materialize()                # the box is found on the data as it is now (the op is not fused)
+    if layer not in sample.layer_names():
+        raise ParameterError(argument, layer, f"a layer of the sample for {transform} ({sample.layer_names()})")
+    valid = sample.valid_of(layer)
+    box = foreground_box(sample.layer_info(layer).data, threshold,
+                         sample.layer_info(valid).data if valid is not None and valid != layer else None)
+    if box is None:
+        return None
+    lo, hi = box
     if sample.space_of(layer) == sample.space:
         return lo.astype(int), hi.astype(int)
+    n = len(lo)
     corners = np.array(np.meshgrid(*[[a - 0.5, b + 0.5] for a, b in zip(lo, hi)], indexing="ij")).reshape(n, -1).T
     index = _to_reference(sample, layer, corners)            # the box's voxel extent, on the reference grid
     return (np.floor(index.min(0) + 0.5 + 1e-6).astype(int), np.ceil(index.max(0) - 0.5 - 1e-6).astype(int))
@@ -637,10 +647,10 @@ class CropForeground(_Box):
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         space = sample.space
         n = space.ndim
-        mask = _foreground_voxels(sample, self.layer, self.threshold, "CropForeground")
-        if mask is None:
+        bounds = _foreground_bounds(sample, self.layer, self.threshold, "layer", "CropForeground")
+        if bounds is None:
             return {"start": [0] * n, "size": list(space.shape)}
-        lo, hi = _bounds(sample, self.layer, mask)
+        lo, hi = bounds
         margin = np.broadcast_to(np.asarray(self.margin, dtype=np.float64), (n,)) if isinstance(self.margin, float) \
             else np.asarray(self.margin, dtype=np.float64)
         if margin.shape != (n,):
@@ -709,15 +719,15 @@ class CropOrPad(_Box):
         size = np.array(per_axis("size", self.size, space.ndim))
         shape = np.array(space.shape)
         start = np.where(size <= shape, (shape - size) // 2, -((size - shape) // 2))
-        mask = self.mask
-        fg = None if mask is None else _foreground_voxels(sample, mask, 0.0, "CropOrPad")
-        if mask is not None and fg is not None:
-            if self.center == "bbox":
-                lo, hi = _bounds(sample, mask, fg)
-                centre = (lo + hi) / 2.0
-            else:
-                where = torch.nonzero(fg).double().mean(0).cpu().numpy()[None]
-                centre = _to_reference(sample, mask, where)[0]
+        mask, centre = self.mask, None
+        if mask is not None and self.center == "bbox":
+            bounds = _foreground_bounds(sample, mask, 0.0, "mask", "CropOrPad")
+            centre = None if bounds is None else (bounds[0] + bounds[1]) / 2.0
+        elif mask is not None:
+            fg = _foreground_voxels(sample, mask, 0.0, "mask", "CropOrPad")
+            if fg is not None:
+                centre = _to_reference(sample, mask, torch.nonzero(fg).double().mean(0).cpu().numpy()[None])[0]
+        if centre is not None:
             start = np.ceil(centre - (size - 1) / 2.0 - 0.5 - 1e-9).astype(int)    # a tie goes down, as TorchIO
         return {"start": [int(v) for v in start], "size": [int(v) for v in size]}
 

@@ -369,3 +369,40 @@ def test_crop_foreground_and_crop_or_pad_read_a_mask_on_a_grid_of_its_own():
     world = centred.space.center_world()
     box_centre = s20.index_to_world(np.array([[11.0, 6.5]]))[0]
     assert np.abs(world - box_centre).max() <= 5.0 + 1e-6              # within half a 10 m pixel
+
+
+def _numpy_box(data, threshold, valid):
+    mask = (data.numpy() > threshold).any(0)
+    if valid is not None:
+        mask &= valid.numpy()[0]
+    if not mask.any():
+        return None
+    where = np.argwhere(mask)
+    return where.min(0), where.max(0)
+
+
+def test_one_pass_kernels_match_numpy():
+    from domainaug.core.kernels.reduce import channel_moments, foreground_box
+    rng = np.random.default_rng(0)
+    data = torch.from_numpy((rng.normal(1000, 30, (3, 40, 50, 30))).astype(np.float32))
+    region = torch.from_numpy(rng.random((3, 40, 50, 30)) < 0.3)
+    x = data.double().numpy()
+    for r in (None, region[:1], region):
+        n, mean, std = channel_moments(data, r)
+        mask = np.ones_like(x, bool) if r is None else np.broadcast_to(r.numpy(), x.shape)
+        np.testing.assert_array_equal(n, mask.reshape(3, -1).sum(1))
+        np.testing.assert_allclose(mean, [x[c][mask[c]].mean() for c in range(3)], rtol=1e-12)
+        np.testing.assert_allclose(std, [x[c][mask[c]].std() for c in range(3)], rtol=1e-9)
+    label = torch.zeros((2, 20, 21, 22), dtype=torch.uint8)
+    label[1, 3:5, 7, 2:9] = 4
+    label[0, 15, 1, 20] = 1
+    valid = torch.ones((1, 20, 21, 22), dtype=torch.bool)
+    valid[0, 15] = False
+    for args in [(label, 0.0, None), (label, 0.0, valid), (label, 3.0, None), (label[:, 0], 0.0, valid[:, 0]),
+                 (label.float() - 10, -9.5, None), (label, 4.0, None)]:
+        ours, ref = foreground_box(*args), _numpy_box(*args)
+        assert (ours is None) == (ref is None), args[1:]
+        if ours is not None:
+            np.testing.assert_array_equal(ours[0], ref[0])
+            np.testing.assert_array_equal(ours[1], ref[1])
+    np.testing.assert_array_equal(foreground_box(label, 0.0, valid)[0], [3, 7, 2])
