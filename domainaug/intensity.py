@@ -404,9 +404,9 @@ class RescaleIntensity(IntensityTransform):
 
     ``x -> out_lo + (x - a) * (out_hi - out_lo) / (b - a)``, with ``(a, b)`` the percentiles or
     ``in_range``; with ``clip`` the result is clipped to ``out`` (TorchIO clips at the percentiles,
-    the same thing). A channel with ``a == b`` becomes ``out_lo``. Percentiles are exact (linear
-    interpolation, as ``numpy.percentile``) up to 2**24 valid voxels per channel, and taken on a
-    regular subsample of 2**24 voxels beyond. Invalid voxels keep their values.
+    the same thing). A channel with ``a == b`` becomes ``out_lo``. Percentiles are exact on the CPU
+    (every valid voxel, with the linear interpolation of ``numpy.percentile``) and taken on a regular
+    subsample of 2**20 voxels on other devices. Invalid voxels keep their values.
 
     Args:
         out: Output range ``(lo, hi)``, ``lo < hi``, in output intensity units.
@@ -466,7 +466,7 @@ class RescaleIntensity(IntensityTransform):
             s = channel_stats(values, where, ("min", "max"))
             lo, hi = s["min"], s["max"]
         else:
-            lo, hi = channel_quantiles(values, where, self.percentiles, max_samples=1 << 24)
+            lo, hi = channel_quantiles(values, where, self.percentiles, exact=True)
         if not self.channel_wise:
             lo, hi = _broadcast(lo, data), _broadcast(hi, data)
         return lo.reshape((-1,) + (1,) * (data.dim() - 1)), hi.reshape((-1,) + (1,) * (data.dim() - 1))

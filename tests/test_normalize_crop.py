@@ -406,3 +406,15 @@ def test_one_pass_kernels_match_numpy():
             np.testing.assert_array_equal(ours[0], ref[0])
             np.testing.assert_array_equal(ours[1], ref[1])
     np.testing.assert_array_equal(foreground_box(label, 0.0, valid)[0], [3, 7, 2])
+
+
+def test_exact_channel_quantiles_are_numpy_percentiles_over_valid_voxels():
+    from domainaug.core.values import channel_quantiles
+    rng = np.random.default_rng(1)
+    data = torch.from_numpy(rng.gamma(2.0, 50.0, (2, 3_000_001)).astype(np.float32))    # > 2**20 voxels
+    valid = torch.from_numpy(rng.random((1, 3_000_001)) < 0.7)
+    for pct in [(0.0, 100.0), (0.5, 99.5), (13.7, 50.0)]:
+        ours = channel_quantiles(data, valid, pct, exact=True)
+        x = data.numpy()[:, valid.numpy()[0]].astype(np.float64)
+        for q, got in zip(pct, ours):
+            np.testing.assert_allclose(got.reshape(-1).numpy(), np.percentile(x, q, axis=1), rtol=1e-6)

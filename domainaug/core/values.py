@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -87,19 +88,38 @@ NOISE_CHUNK = 1 << 20
 
 
 def channel_quantiles(data: torch.Tensor, valid: torch.Tensor | None, percentiles: Sequence[float],
-                      max_samples: int = 1 << 20) -> list[torch.Tensor]:
+                      max_samples: int = 1 << 20, *, exact: bool = False) -> list[torch.Tensor]:
     """Per-channel percentiles over valid voxels, each ``(C, 1, ..., 1)``, from a deterministic strided
-    subsample of at most ``max_samples`` voxels (``torch.quantile`` refuses more than 2**24 values)."""
+    subsample of at most ``max_samples`` voxels (``torch.quantile`` refuses more than 2**24 values).
+    ``exact``: from every valid voxel on the CPU (a selection, ``numpy.partition``, with the linear
+    interpolation of ``numpy.percentile``; other devices still subsample)."""
     flat = data.reshape(data.shape[0], -1)
     if valid is not None:
         flat = flat[:, valid.reshape(-1)]
     if flat.shape[1] == 0:
         raise NoDataError("no valid voxel: percentiles are undefined")
+    if exact and flat.device.type == "cpu":
+        return _exact_quantiles(flat, percentiles, data.dim())
     step = max(1, flat.shape[1] // max_samples)
     q = torch.tensor([p / 100 for p in percentiles], dtype=flat.dtype, device=flat.device)
     values = torch.quantile(flat[:, ::step], q, dim=1)
     shape = (-1,) + (1,) * (data.dim() - 1)
     return [v.view(shape) for v in values]
+
+
+def _exact_quantiles(flat: torch.Tensor, percentiles: Sequence[float], dims: int) -> list[torch.Tensor]:
+    n = flat.shape[1]
+    pos = [p / 100 * (n - 1) for p in percentiles]
+    below = [min(int(math.floor(q)), n - 1) for q in pos]
+    kth = sorted({k for b in below for k in (b, min(b + 1, n - 1))})
+    rows = [np.partition(row, kth) for row in flat.detach().numpy()]
+    shape = (-1,) + (1,) * (dims - 1)
+    out = []
+    for q, b in zip(pos, below):
+        lo = np.array([r[b] for r in rows], np.float64)
+        hi = np.array([r[min(b + 1, n - 1)] for r in rows], np.float64)
+        out.append(torch.from_numpy(lo + (hi - lo) * (q - b)).to(flat.dtype).view(shape))
+    return out
 
 
 def seeded_noise(seed: int, shape: Sequence[int], device: torch.device, dtype: torch.dtype, kind: str) -> torch.Tensor:
