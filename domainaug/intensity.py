@@ -312,8 +312,9 @@ class NormalizeIntensity(IntensityTransform):
         mask: Name of a layer (e.g. ``"brain"``) whose voxels > 0, in any channel, are the ones the
             statistics are taken over (TorchIO's ``masking_method``); every valid voxel is then
             normalised with them. It must be on the grid of the layers it normalises.
-        layers: INTENSITY layers to change (default: all).
+        layers: INTENSITY layers to change (default: all); each is normalised with its own statistics.
         p: Probability of applying.
+        per_layer: Draw ``p`` once per target layer (there is nothing else to draw).
 
     Raises:
         NoDataError: ``mask`` marks no valid voxel.
@@ -333,7 +334,7 @@ class NormalizeIntensity(IntensityTransform):
     def __init__(self, subtrahend: float | Sequence[float] | None = None,
                  divisor: float | Sequence[float] | None = None, *, nonzero: bool = False,
                  channel_wise: bool = True, mask: str | None = None,
-                 layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+                 layers: Sequence[str] | None = None, p: float = 1.0, per_layer: bool | None = False) -> None:
         self.subtrahend = _fixed("subtrahend", subtrahend)
         self.divisor = _fixed("divisor", divisor, nonzero=True)
         self.nonzero = bool(nonzero)
@@ -341,7 +342,7 @@ class NormalizeIntensity(IntensityTransform):
         if mask is not None and not isinstance(mask, str):
             raise ParameterError("mask", mask, "None or the name of a layer")
         self.mask = mask
-        self._set_layers(layers)
+        self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
@@ -418,8 +419,9 @@ class RescaleIntensity(IntensityTransform):
             together (TorchIO's behaviour).
         mask: Name of a layer whose voxels > 0 (any channel) are the ones the percentiles are
             taken over; every valid voxel is rescaled.
-        layers: INTENSITY layers to change (default: all).
+        layers: INTENSITY layers to change (default: all); each is rescaled from its own percentiles.
         p: Probability of applying.
+        per_layer: Draw ``p`` once per target layer (there is nothing else to draw).
 
     Raises:
         ParameterError: Both ``percentiles`` (other than the default) and ``in_range`` given.
@@ -437,7 +439,8 @@ class RescaleIntensity(IntensityTransform):
 
     def __init__(self, out: Sequence[float] = (0.0, 1.0), percentiles: Sequence[float] = (0.0, 100.0),
                  in_range: Sequence[float] | None = None, *, clip: bool = True, channel_wise: bool = True,
-                 mask: str | None = None, layers: Sequence[str] | None = None, p: float = 1.0) -> None:
+                 mask: str | None = None, layers: Sequence[str] | None = None, p: float = 1.0,
+                 per_layer: bool | None = False) -> None:
         self.out = _pair("out", out)
         self.percentiles = _pair("percentiles", percentiles, 0.0, 100.0)
         self.in_range = None if in_range is None else _pair("in_range", in_range)
@@ -448,7 +451,7 @@ class RescaleIntensity(IntensityTransform):
         if mask is not None and not isinstance(mask, str):
             raise ParameterError("mask", mask, "None or the name of a layer")
         self.mask = mask
-        self._set_layers(layers)
+        self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:

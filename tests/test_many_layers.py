@@ -20,7 +20,14 @@ import domainaug
 from domainaug import Compose, Crop, Flip, Gamma, Layer, ParamRecord, Role, Sample, replay
 from domainaug.core.transform import IntensityTransform, Transform
 from domainaug.errors import ParameterError
-from domainaug.intensity import BrightnessContrast, GaussianBlur, GaussianNoise, SaltPepper
+from domainaug.intensity import (
+    BrightnessContrast,
+    GaussianBlur,
+    GaussianNoise,
+    NormalizeIntensity,
+    RescaleIntensity,
+    SaltPepper,
+)
 from domainaug.medical import (
     BiasField,
     CTWindow,
@@ -133,7 +140,8 @@ def _intensity_ops():
             SaltPepper((0.01, 0.05)), GaussianBlur((0.5, 2.0)), IntensityScale((0.8, 1.2), (-0.1, 0.1)),
             TissueContrast((0.7, 1.3)), SimulateLowResolution((4.0, 8.0)), BiasField((-0.5, 0.5)),
             RicianNoise((0.05, 0.2)), CTWindow("brain", level_shift=(100.0, 200.0), rescale=False),
-            Spike((0.1, 0.3)), Ghosting((2, 4), intensity=(0.5, 0.9)), Motion((-5.0, 5.0), (-3.0, 3.0))]
+            Spike((0.1, 0.3)), Ghosting((2, 4), intensity=(0.5, 0.9)), Motion((-5.0, 5.0), (-3.0, 3.0)),
+            NormalizeIntensity(mask="label"), RescaleIntensity(percentiles=(1.0, 99.0))]
 
 
 def test_every_intensity_transform_takes_per_layer():
