@@ -418,3 +418,12 @@ def test_exact_channel_quantiles_are_numpy_percentiles_over_valid_voxels():
         x = data.numpy()[:, valid.numpy()[0]].astype(np.float64)
         for q, got in zip(pct, ours):
             np.testing.assert_allclose(got.reshape(-1).numpy(), np.percentile(x, q, axis=1), rtol=1e-6)
+
+
+def test_normalize_fused_into_a_flip_equals_normalising_after_it():
+    sample = make_volume(with_valid=True)
+    for op in (da.NormalizeIntensity(mask="label"), da.NormalizeIntensity(channel_wise=False),
+               da.RescaleIntensity(percentiles=(2, 98), clip=False)):
+        fused = da.Compose([da.Flip(axes=(0,)), op])(sample, G())
+        flipped = da.Flip(axes=(0,))(sample, G())
+        torch.testing.assert_close(fused["image"], op(flipped, G())["image"], atol=1e-5, rtol=0)
