@@ -293,6 +293,54 @@ def w_preset() -> list[Row]:
             ("MONAI / TorchIO", "-", None, "no equivalent preset; their single ops are timed in the rows above")]
 
 
+def w_normalize() -> list[Row]:
+    """Z-score of the image over every voxel (the label rides along untouched)."""
+    image, label, sample = _volume()
+    rows = [_floor_copy(image), ("domainaug", da.__version__, _ours(da.NormalizeIntensity(), sample),
+                                 "mean and population std, fixed-chunk float64 sums")]
+    try:
+        from monai.transforms import NormalizeIntensityd
+        rows.append(("MONAI", _version("monai"), _monai([NormalizeIntensityd(["image"])], image, label),
+                     "NormalizeIntensityd"))
+    except ImportError:
+        pass
+    try:
+        import torchio as tio
+        rows.append(("TorchIO", _version("torchio"), _torchio(tio.ZNormalization(), image, label),
+                     "ZNormalization; subject deep-copied per call"))
+    except ImportError:
+        pass
+    return rows
+
+
+def w_crop_foreground() -> list[Row]:
+    """Crop image, label and mask to the bounding box of a mask (shell 1 of the label map: about half
+    of each axis, an eighth of the volume)."""
+    image, label, sample = _volume()
+    mask = (label == 1).to(torch.uint8)
+    sample = sample.with_layers(mask=da.Layer(mask, da.Role.LABEL))
+    rows = [_floor_copy(image), ("domainaug", da.__version__, _ours(da.CropForeground("mask"), sample),
+                                 "box found on the mask; image, label and mask cropped")]
+    try:
+        from monai.transforms import CropForegroundd
+        crop = CropForegroundd(["image", "label", "mask"], source_key="mask")
+        rows.append(("MONAI", _version("monai"), lambda: crop({"image": image, "label": label, "mask": mask}),
+                     "CropForegroundd(source_key='mask')"))
+    except ImportError:
+        pass
+    try:
+        import torchio as tio
+        subject = tio.Subject(image=tio.ScalarImage(tensor=image.clone(), affine=np.eye(4)),
+                              label=tio.LabelMap(tensor=label.clone(), affine=np.eye(4)),
+                              mask=tio.LabelMap(tensor=mask.clone(), affine=np.eye(4)))
+        crop_t = tio.CropOrPad(mask_name="mask")
+        rows.append(("TorchIO", _version("torchio"), lambda: crop_t(subject),
+                     "CropOrPad(mask_name='mask'), no target shape: the mask's box; subject deep-copied per call"))
+    except ImportError:
+        pass
+    return rows
+
+
 def w_atlas() -> list[Row]:
     image, label, sample = _volume()
     rng = np.random.default_rng(0)
@@ -699,6 +747,8 @@ WORKLOADS: dict[str, Callable[[], list[Row]]] = {
     "motion": lambda: w_intensity("motion"),
     "brain-mri preset": w_preset,
     "sliding-window inference (identity model)": w_sliding_window,
+    "NormalizeIntensity": w_normalize,
+    "CropForeground": w_crop_foreground,
     "2D 12-band dihedral": lambda: w_raster("dihedral"),
     "2D 12-band any-angle rotation": lambda: w_raster("any-angle rotation"),
     "2D 12-band spectral jitter": lambda: w_raster("spectral jitter"),

@@ -33,9 +33,28 @@ from .core import (
 )
 from .errors import NoDataError, ParameterError, ShapeError, SpaceMismatchError
 from .inference import sliding_window_inference
-from .intensity import BrightnessContrast, Gamma, GaussianBlur, GaussianNoise, SaltPepper
+from .intensity import (
+    BrightnessContrast,
+    Gamma,
+    GaussianBlur,
+    GaussianNoise,
+    NormalizeIntensity,
+    RescaleIntensity,
+    SaltPepper,
+)
 from .invert import Invert
-from .spatial import Affine, Crop, Elastic, Flip, Pad, Resample, ResampleToMatch, Rot90
+from .spatial import (
+    Affine,
+    Crop,
+    CropForeground,
+    CropOrPad,
+    Elastic,
+    Flip,
+    Pad,
+    Resample,
+    ResampleToMatch,
+    Rot90,
+)
 
 __version__ = "0.1.0"
 
@@ -45,7 +64,9 @@ _logging.getLogger("domainaug").addHandler(_logging.NullHandler())
 
 __all__ = ["Space", "Layer", "Role", "Sample", "Transform", "SpatialTransform", "IntensityTransform", "ParamRecord",
            "replay", "Compose", "OneOf", "SomeOf", "RandomApply", "Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad",
+           "CropForeground", "CropOrPad",
            "Resample", "ResampleToMatch", "Gamma", "BrightnessContrast", "GaussianNoise", "GaussianBlur", "SaltPepper",
+           "NormalizeIntensity", "RescaleIntensity",
            "ParameterError", "ShapeError", "SpaceMismatchError", "NoDataError", "generator_for",
            "transform_from_dict", "DEFAULT_LABEL_INTERPOLATION", "Schedule", "Invert",
            "sliding_window_inference"]

@@ -4,23 +4,27 @@ their dtype."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from .core.kernels.pointwise import power
+from .core.kernels.reduce import channel_moments
 from .core.params import as_uniform, as_world_axes, resolve_world_axes
 from .core.random import child_seed
 from .core.sample import Sample
 from .core.transform import IntensityTransform
-from .core.values import channel_stats, normalized_smooth, seeded_noise
-from .errors import ParameterError
+from .core.values import affine_values, channel_quantiles, channel_stats, foreground, normalized_smooth, seeded_noise
+from .errors import NoDataError, ParameterError
 
 if TYPE_CHECKING:
     from .testing import Case
 
-__all__ = ["Gamma", "BrightnessContrast", "GaussianNoise", "GaussianBlur", "SaltPepper"]
+__all__ = ["Gamma", "BrightnessContrast", "GaussianNoise", "GaussianBlur", "SaltPepper", "NormalizeIntensity",
+           "RescaleIntensity"]
 
 
 class Gamma(IntensityTransform):
@@ -243,3 +247,274 @@ class GaussianBlur(IntensityTransform):
         return Case(
             random=lambda s: GaussianBlur((0.5, 2.0)), identity=lambda s: GaussianBlur(0.0),
             bad=[("sigma", lambda: GaussianBlur(-1))])
+
+
+def _pair(name: str, value: Any, low: float = -math.inf, high: float = math.inf) -> tuple[float, float]:
+    """A ``(a, b)`` pair of finite numbers with ``low <= a < b <= high``."""
+    ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    if not ok or not low <= value[0] < value[1] <= high:
+        raise ParameterError(name, value, f"a pair (a, b) of finite numbers with {low} <= a < b <= {high}")
+    return float(value[0]), float(value[1])
+
+
+def _fixed(name: str, value: Any, nonzero: bool = False) -> float | list[float] | None:
+    """``None``, a finite number, or one finite number per channel (non-zero when ``nonzero``)."""
+    if value is None:
+        return None
+    values = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else \
+        list(value) if isinstance(value, (list, tuple)) and value else None
+    if values is None or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                 and (v != 0 or not nonzero) for v in values):
+        raise ParameterError(name, value, "None, a finite number or one per channel" + (", not 0" if nonzero else ""))
+    return float(values[0]) if not isinstance(value, (list, tuple)) else [float(v) for v in values]
+
+
+def _per_channel(name: str, value: float | list[float], channels: int, channel_wise: bool, layer: str,
+                 like: torch.Tensor) -> torch.Tensor:
+    """A fixed statistic as ``(C, 1, ..., 1)``: a number for every channel, or one per channel."""
+    values = [value] * channels if isinstance(value, float) else value
+    if len(values) != channels or (isinstance(value, list) and not channel_wise and channels > 1):
+        raise ParameterError(name, value, f"a number, or {channels} (one per channel of layer {layer!r}) with "
+                             "channel_wise=True")
+    return torch.tensor(values, dtype=like.dtype, device=like.device).view((-1,) + (1,) * (like.dim() - 1))
+
+
+def _region(valid: torch.Tensor | None, sample: Sample, mask: str | None, name: str,
+            transform: str) -> torch.Tensor | None:
+    """The voxels the statistics are taken over: valid ones, inside layer ``mask`` (> 0) when given."""
+    if mask is None:
+        return valid
+    if mask not in sample.layer_names():
+        raise ParameterError("mask", mask, f"a layer on the grid of layer {name!r} for {transform} "
+                             f"({sample.layer_names()})")
+    inside = foreground(sample, mask, "mask", transform)
+    region = inside if valid is None else inside & valid
+    if not bool(region.any()):
+        raise NoDataError(f"{transform}: mask layer {mask!r} marks no valid voxel of layer {name!r}; its statistics "
+                          "are undefined")
+    return region
+
+
+def _pooled(data: torch.Tensor, region: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``data`` and ``region`` as one channel holding every channel's voxels (statistics over all channels)."""
+    flat = data.reshape(1, -1)
+    return flat, None if region is None else region.expand_as(data).reshape(1, -1)
+
+
+def _broadcast(stat: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
+    """A pooled statistic as ``(C, 1, ..., 1)``."""
+    return stat.reshape(1).expand(data.shape[0]).reshape((-1,) + (1,) * (data.dim() - 1))
+
+
+class NormalizeIntensity(IntensityTransform):
+    """Z-score: ``x -> (x - mean) / std`` over the valid voxels (MONAI ``NormalizeIntensity``,
+    TorchIO ``ZNormalization``). Deterministic: ``Compose.inference()`` keeps it.
+
+    The statistics are taken over valid voxels only (and, with ``mask``, only those inside a mask
+    layer), and every valid voxel is changed; invalid voxels keep their values. The standard
+    deviation is the population one (``ddof=0``, as MONAI); a channel of zero spread is only
+    centred (its std taken as 1, as MONAI does). Intensity layers are float in memory (DESIGN §9),
+    so the z-scores are never rounded or clipped.
+
+    Args:
+        subtrahend: Fixed value subtracted instead of the mean (intensity units): a number, or one
+            per channel (with ``channel_wise``). ``None``: the mean.
+        divisor: Fixed divisor instead of the std (intensity units, not 0): a number, or one per
+            channel. ``None``: the std.
+        nonzero: Only voxels whose value is not 0 enter the statistics and change; zeros stay 0
+            (MONAI's ``nonzero``, e.g. skull-stripped background).
+        channel_wise: Statistics per channel (default). ``False``: one mean and std over every
+            channel of the layer, as MONAI's and TorchIO's default (a layer of bands of different
+            scales is better served per channel, hence this default).
+        mask: Name of a layer (e.g. ``"brain"``) whose voxels > 0, in any channel, are the ones the
+            statistics are taken over (TorchIO's ``masking_method``); every valid voxel is then
+            normalised with them. It must be on the grid of the layers it normalises.
+        layers: INTENSITY layers to change (default: all); each is normalised with its own statistics.
+        p: Probability of applying.
+        per_layer: Draw ``p`` once per target layer (there is nothing else to draw).
+
+    Raises:
+        NoDataError: ``mask`` marks no valid voxel.
+        ParameterError: A per-channel ``subtrahend``/``divisor`` whose length is not the layer's
+            channel count, or a ``mask`` not on the layer's grid.
+
+    Example:
+        >>> from domainaug.testing import make_volume
+        >>> out = NormalizeIntensity()(make_volume())
+        >>> abs(float(out["image"].mean())) < 1e-6, round(float(out["image"].std(unbiased=False)), 4)
+        (True, 1.0)
+    """
+
+    deterministic = True
+    fresh_output = True
+
+    def __init__(self, subtrahend: float | Sequence[float] | None = None,
+                 divisor: float | Sequence[float] | None = None, *, nonzero: bool = False,
+                 channel_wise: bool = True, mask: str | None = None,
+                 layers: Sequence[str] | None = None, p: float = 1.0, per_layer: bool | None = False) -> None:
+        self.subtrahend = _fixed("subtrahend", subtrahend)
+        self.divisor = _fixed("divisor", divisor, nonzero=True)
+        self.nonzero = bool(nonzero)
+        self.channel_wise = bool(channel_wise)
+        if mask is not None and not isinstance(mask, str):
+            raise ParameterError("mask", mask, "None or the name of a layer")
+        self.mask = mask
+        self._set_layers(layers, per_layer=per_layer)
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        return {}
+
+    def _moments(self, data: torch.Tensor, region: torch.Tensor | None, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(subtrahend, divisor)`` shaped ``(C, 1, ..., 1)``; ``region`` is ``(1 or C, *spatial)``
+        (a channel with no voxel in its region gets 0 and 1)."""
+        c = data.shape[0]
+        shape = (-1,) + (1,) * (data.dim() - 1)
+        mean, std = np.zeros(c), np.ones(c)
+        if self.subtrahend is None or self.divisor is None:
+            if self.channel_wise:
+                n, m, sd = channel_moments(data, region)
+            else:
+                n, m, sd = channel_moments(*_pooled(data, region))
+                n, m, sd = (np.broadcast_to(v, (c,)) for v in (n, m, sd))
+            mean, std = np.where(n > 0, m, 0.0), np.where((n > 0) & (sd > 0), sd, 1.0)
+        def fixed(what: str, value: float | list[float] | None, measured: np.ndarray) -> torch.Tensor:
+            if value is not None:
+                return _per_channel(what, value, c, self.channel_wise, name, data)
+            return torch.from_numpy(np.ascontiguousarray(measured)).to(device=data.device, dtype=data.dtype).view(shape)
+
+        sub, div = fixed("subtrahend", self.subtrahend, mean), fixed("divisor", self.divisor, std)
+        return sub, div
+
+    def channel_affine(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                       sample: Sample, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.nonzero:
+            return None
+        sub, div = self._moments(data, _region(valid, sample, self.mask, name, "NormalizeIntensity"), name)
+        return 1.0 / div, -sub / div
+
+    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                        sample: Sample, name: str) -> torch.Tensor:
+        if not self.nonzero:
+            return super().transform_layer(data, valid, params, sample, name)
+        region = _region(valid, sample, self.mask, name, "NormalizeIntensity")
+        region = data != 0 if region is None else (data != 0) & region
+        if not bool(region.any()):
+            return data.clone()                # no non-zero voxel: nothing to normalise (as MONAI)
+        sub, div = self._moments(data, region, name)
+        return torch.where(region, affine_values(data, 1.0 / div, -sub / div), data)
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+        return Case(
+            random=lambda s: NormalizeIntensity(), identity=lambda s: NormalizeIntensity(0.0, 1.0),
+            bad=[("divisor", lambda: NormalizeIntensity(divisor=0)),
+                 ("subtrahend", lambda: NormalizeIntensity("a")),  # type: ignore[arg-type]  # (wrong on purpose)
+                 ("mask", lambda: NormalizeIntensity(mask=3))])  # type: ignore[arg-type]  # (wrong on purpose)
+
+
+class RescaleIntensity(IntensityTransform):
+    """Map input values linearly onto ``out``: from the input's ``percentiles`` over valid voxels
+    (TorchIO ``RescaleIntensity``, MONAI ``ScaleIntensityRangePercentiles``), or from fixed input
+    values ``in_range`` (MONAI ``ScaleIntensityRange``, e.g. a CT window in HU). Deterministic:
+    ``Compose.inference()`` keeps it.
+
+    ``x -> out_lo + (x - a) * (out_hi - out_lo) / (b - a)``, with ``(a, b)`` the percentiles or
+    ``in_range``; with ``clip`` the result is clipped to ``out`` (TorchIO clips at the percentiles,
+    the same thing). A channel with ``a == b`` becomes ``out_lo``. Percentiles are exact on the CPU
+    (every valid voxel, with the linear interpolation of ``numpy.percentile``) and taken on a regular
+    subsample of 2**20 voxels on other devices. Invalid voxels keep their values.
+
+    Args:
+        out: Output range ``(lo, hi)``, ``lo < hi``, in output intensity units.
+        percentiles: Input percentiles ``(p_lo, p_hi)`` in [0, 100] mapped to ``out``; the default
+            ``(0, 100)`` is the minimum and maximum (TorchIO's default).
+        in_range: Fixed input values ``(a, b)`` mapped to ``out`` instead of percentiles.
+        clip: Clip the output to ``out`` (default; MONAI's default is ``False``).
+        channel_wise: Percentiles per channel (default). ``False``: over every channel of the layer
+            together (TorchIO's behaviour).
+        mask: Name of a layer whose voxels > 0 (any channel) are the ones the percentiles are
+            taken over; every valid voxel is rescaled.
+        layers: INTENSITY layers to change (default: all); each is rescaled from its own percentiles.
+        p: Probability of applying.
+        per_layer: Draw ``p`` once per target layer (there is nothing else to draw).
+
+    Raises:
+        ParameterError: Both ``percentiles`` (other than the default) and ``in_range`` given.
+        NoDataError: ``mask`` marks no valid voxel.
+
+    Example:
+        >>> from domainaug.testing import make_volume
+        >>> out = RescaleIntensity(out=(0, 1), percentiles=(0.5, 99.5))(make_volume())
+        >>> float(out["image"].min()), float(out["image"].max())
+        (0.0, 1.0)
+    """
+
+    deterministic = True
+    fresh_output = True
+
+    def __init__(self, out: Sequence[float] = (0.0, 1.0), percentiles: Sequence[float] = (0.0, 100.0),
+                 in_range: Sequence[float] | None = None, *, clip: bool = True, channel_wise: bool = True,
+                 mask: str | None = None, layers: Sequence[str] | None = None, p: float = 1.0,
+                 per_layer: bool | None = False) -> None:
+        self.out = _pair("out", out)
+        self.percentiles = _pair("percentiles", percentiles, 0.0, 100.0)
+        self.in_range = None if in_range is None else _pair("in_range", in_range)
+        if self.in_range is not None and self.percentiles != (0.0, 100.0):
+            raise ParameterError("in_range", in_range, "None when percentiles are given (one of the two)")
+        self.clip = bool(clip)
+        self.channel_wise = bool(channel_wise)
+        if mask is not None and not isinstance(mask, str):
+            raise ParameterError("mask", mask, "None or the name of a layer")
+        self.mask = mask
+        self._set_layers(layers, per_layer=per_layer)
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        return {}
+
+    def _input_range(self, data: torch.Tensor, valid: torch.Tensor | None, sample: Sample,
+                     name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.in_range is not None:
+            lo = torch.full((data.shape[0],) + (1,) * (data.dim() - 1), self.in_range[0], dtype=data.dtype,
+                            device=data.device)
+            return lo, torch.full_like(lo, self.in_range[1])
+        region = _region(valid, sample, self.mask, name, "RescaleIntensity")
+        values, where = (data, region) if self.channel_wise else _pooled(data, region)
+        if self.percentiles == (0.0, 100.0):
+            s = channel_stats(values, where, ("min", "max"))
+            lo, hi = s["min"], s["max"]
+        else:
+            lo, hi = channel_quantiles(values, where, self.percentiles, exact=True)
+        if not self.channel_wise:
+            lo, hi = _broadcast(lo, data), _broadcast(hi, data)
+        return lo.reshape((-1,) + (1,) * (data.dim() - 1)), hi.reshape((-1,) + (1,) * (data.dim() - 1))
+
+    def channel_affine(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                       sample: Sample, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.clip:
+            return None
+        return self._affine(data, valid, sample, name)
+
+    def _affine(self, data: torch.Tensor, valid: torch.Tensor | None, sample: Sample,
+                name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, hi = self._input_range(data, valid, sample, name)
+        span = (hi - lo).double()
+        gain = torch.where(span > 0, (self.out[1] - self.out[0]) / span.clamp(min=1e-300), torch.zeros_like(span))
+        return gain.to(data.dtype), (self.out[0] - lo.double() * gain).to(data.dtype)
+
+    def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                        sample: Sample, name: str) -> torch.Tensor:
+        out = affine_values(data, *self._affine(data, valid, sample, name))
+        return out.clamp_(*self.out) if self.clip else out
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+        return Case(
+            random=lambda s: RescaleIntensity(percentiles=(1, 99)),
+            identity=lambda s: RescaleIntensity(out=(0, 1), in_range=(0, 1), clip=False),
+            bad=[("out", lambda: RescaleIntensity(out=(1, 0))), ("percentiles", lambda: RescaleIntensity(
+                percentiles=(0, 101))), ("in_range", lambda: RescaleIntensity(percentiles=(1, 99), in_range=(0, 1)))])

@@ -56,14 +56,14 @@ def _volume_panels(sample: Sample, limits: Range) -> list[tuple[np.ndarray, np.n
     from .medical import Reorient
     sample = Reorient("RAS").apply(sample, {})             # display every volume the same way round
     image = sample[_shown_layer(sample)][0].float().cpu().numpy()
-    label = sample["label"][0].cpu().numpy() if "label" in sample.layer_names() else None
+    label = sample["label"].cpu().numpy() if "label" in sample.layer_names() else None    # every channel
     panels = []
     for axis in range(3):
         mid = image.shape[axis] // 2
         sl = [slice(None)] * 3
         sl[axis] = mid
         img = np.rot90(_stretch(image[tuple(sl)], limits))
-        lab = np.rot90(label[tuple(sl)]) if label is not None else None
+        lab = np.rot90(label[(slice(None),) + tuple(sl)], axes=(1, 2)) if label is not None else None
         rows, cols = [sample.space.spacing[a] for a in range(3) if a != axis][::-1]
         panels.append((img, lab, float(rows / cols)))    # pixel aspect from the voxel size
     return panels
@@ -146,8 +146,10 @@ def preview(original: Sample, variants: Sequence[Sample], path: str | Path, titl
             for row, (img, lab, aspect) in enumerate(_volume_panels(s, limits)):
                 ax = axes[row, col]
                 ax.imshow(img, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest", aspect=aspect)
-                if lab is not None and (lab > 0).any():
-                    ax.contour(lab, levels=np.unique(lab)[1:] - 0.5, colors="tab:red", linewidths=0.4, alpha=0.7)
+                for channel in lab if lab is not None else ():
+                    if (channel > 0).any():
+                        ax.contour(channel, levels=np.unique(channel)[1:] - 0.5, colors="tab:red", linewidths=0.4,
+                                   alpha=0.7)
                 ax.set_axis_off()
             axes[0, col].set_title(name, fontsize=9)
     else:
@@ -157,7 +159,8 @@ def preview(original: Sample, variants: Sequence[Sample], path: str | Path, titl
         for col, (s, name) in enumerate(zip(samples, names)):
             axes[0, col].imshow(_raster_panel(s, index, band_limits), interpolation="nearest")
             if "label" in s.layer_names() and s.layer_info("label").role is Role.LABEL:
-                axes[0, col].contour(s["label"][0].cpu().numpy(), colors="tab:red", linewidths=0.4)
+                for channel in s["label"].cpu().numpy():          # every channel of the label map
+                    axes[0, col].contour(channel, colors="tab:red", linewidths=0.4)
             axes[0, col].set_title(name, fontsize=9)
             axes[0, col].set_axis_off()
     if title:

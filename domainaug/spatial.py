@@ -21,6 +21,8 @@ from .core.kernels.affine import (
     shear_matrix,
 )
 from .core.kernels.elastic import build_field, control_grid_shape, default_spacing
+from .core.kernels.grid import voxels_covering
+from .core.kernels.reduce import foreground_box
 from .core.maps import Stage, push_forward_points
 from .core.params import (
     PerAxis,
@@ -41,12 +43,14 @@ from .core.params import (
 from .core.sample import Role, Sample
 from .core.space import Space, covering_grid
 from .core.transform import SpatialTransform
+from .core.values import foreground
 from .errors import ParameterError, ShapeError
 
 if TYPE_CHECKING:
     from .testing import Case
 
-__all__ = ["Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad", "Resample", "ResampleToMatch"]
+__all__ = ["Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad", "CropForeground", "CropOrPad", "Resample",
+           "ResampleToMatch"]
 
 
 #: A value for every axis (a number or a (min, max) pair) or one number or pair per axis.
@@ -322,29 +326,52 @@ class Rot90(SpatialTransform):
 class Crop(SpatialTransform):
     """Cut a ``size`` block out of the grid (a regrid: kept voxels keep their world position).
 
-    Patch sampling for segmentation: ``mode="random"`` is uniform, ``mode="label"`` centres the
-    block on a labelled voxel. At the end of a ``Compose`` the crop fuses with the warps before it,
-    so only the block is ever resampled (the label centre is picked on the unwarped label and
-    followed through the pending map, like a point).
+    Patch sampling for segmentation: ``mode="random"`` is uniform; ``"label"``, ``"pos_neg"`` and
+    ``"weights"`` centre the block on a voxel drawn from a layer (clamped so the block stays in the
+    grid). At the end of a ``Compose`` the crop fuses with the warps before it, so only the block
+    is ever resampled (the centre is picked on the unwarped layer and followed through the pending
+    map, like a point).
+
+    - ``"label"``: a voxel of one label value, the value drawn with ``ratios`` (MONAI
+      ``RandCropByLabelClasses``); without ``ratios``, any voxel labelled > 0, uniformly.
+    - ``"pos_neg"``: a foreground voxel (any label > 0, in any channel) with probability
+      ``pos / (pos + neg)``, else a valid background voxel (MONAI ``RandCropByPosNegLabel``); when
+      one of the two is empty the other is used.
+    - ``"weights"``: a voxel drawn with probability proportional to a one-channel weight-map layer
+      (>= 0; invalid voxels weigh 0), as MONAI ``RandWeightedCrop``.
+
+    A label layer of several channels counts a voxel wherever any channel holds the value (a voxel
+    of two labels is a centre for both). With nothing to centre on, the position is uniform.
 
     On a sample with layers on grids of their own, ``size`` and the position are on the reference
     grid (``sample.space``); every other grid keeps the voxels of its lattice that overlap the block.
 
     Args:
         size: Output size in voxels, one number or one per axis; must fit in the input.
-        mode: ``"random"`` (uniform position), ``"center"`` or ``"label"`` (centred on a random
-            labelled voxel, clamped to the grid; uniform if there is none).
-        layer: The LABEL layer used by ``mode="label"``.
+        mode: ``"random"`` (uniform position), ``"center"``, ``"label"``, ``"pos_neg"`` or
+            ``"weights"`` (see above).
+        layer: The LABEL layer of ``"label"`` and ``"pos_neg"``, or the weight-map layer of
+            ``"weights"``.
         ratios: For ``mode="label"``: relative weights of the label values (index = value, so
             ``[1, 1, 1]`` picks background, label 1 and label 2 equally often; values absent from
-            the sample are skipped). ``None``: any non-zero voxel, uniformly.
+            the sample are skipped). There must be a weight for every value the layer holds (0 to
+            skip one): a shorter list is a ``ParameterError`` when the crop runs, never a silent
+            "labels beyond the list are never picked". ``None``: any non-zero voxel, uniformly.
+        pos: For ``mode="pos_neg"``: weight of foreground centres, >= 0.
+        neg: For ``mode="pos_neg"``: weight of background centres, >= 0 (``pos=1, neg=3``: a
+            quarter of the patches centred on the foreground).
         p: Probability of applying.
+
+    Example:
+        >>> from domainaug.testing import make_volume
+        >>> Crop(6, mode="pos_neg", pos=1, neg=1)(make_volume()).space.shape
+        (6, 6, 6)
     """
 
     def __init__(self, size: int | Sequence[int], mode: str = "random", layer: str = "label",
-                 ratios: Sequence[float] | None = None, p: float = 1.0) -> None:
+                 ratios: Sequence[float] | None = None, pos: float = 1.0, neg: float = 1.0, p: float = 1.0) -> None:
         self.size = as_size("size", size)
-        self.mode = check_choice("mode", mode, ("random", "center", "label"))
+        self.mode = check_choice("mode", mode, ("random", "center", "label", "pos_neg", "weights"))
         self.layer = layer
         if ratios is not None and (not isinstance(ratios, (list, tuple)) or not ratios or any(
                 isinstance(r, bool) or not isinstance(r, (int, float)) or not r >= 0 for r in ratios)
@@ -352,6 +379,12 @@ class Crop(SpatialTransform):
             raise ParameterError("ratios", ratios, "None or a list of non-negative weights (index = label value), "
                                  "not all 0")
         self.ratios = None if ratios is None else [float(r) for r in ratios]
+        for name, value in (("pos", pos), ("neg", neg)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ParameterError(name, value, "a weight >= 0")
+        if pos + neg <= 0:
+            raise ParameterError("pos", pos, "a weight > 0 when neg is 0")
+        self.pos, self.neg = float(pos), float(neg)
         self.deterministic = mode == "center"
         self._set_p(p)
 
@@ -364,37 +397,88 @@ class Crop(SpatialTransform):
         room = shape - size
         if self.mode == "center":
             return {"start": (room // 2).tolist()}
-        if self.mode == "label":
-            centre = self._label_centre(sample, generator)
+        if self.mode != "random":
+            centre = self._layer_centre(sample, generator)
             if centre is not None:
                 return {"start": np.clip(np.round(centre).astype(int) - size // 2, 0, room).astype(int).tolist()}
         return {"start": [int(torch.randint(0, int(r) + 1, (), generator=generator).item()) for r in room]}
 
-    def _label_centre(self, sample: Sample, generator: torch.Generator) -> np.ndarray | None:
-        """The output-grid index of a random labelled voxel (read on the source grid when a map is
-        pending), or None when there is none."""
-        if self.layer not in sample.layer_names() or sample.layer_info(self.layer).role is not Role.LABEL:
-            raise ParameterError("layer", self.layer, f"a LABEL layer of the sample ({sample.layer_names(Role.LABEL)})")
-        label = sample.layer_info(self.layer).data[0]
-        if self.ratios is None:
-            mask = label != 0
-        else:
-            values = torch.unique(label).cpu().long()           # the values present, not a bin per possible value
-            values = values[(values >= 0) & (values < len(self.ratios))]
-            present = torch.zeros(len(self.ratios), dtype=torch.float64)
-            present[values] = 1.0
-            weights = torch.tensor(self.ratios, dtype=torch.float64) * present
-            if float(weights.sum()) == 0:
+    def _centres(self, sample: Sample, generator: torch.Generator) -> torch.Tensor | None:
+        """``(*spatial)`` bool of the voxels a centre is drawn from uniformly, on the layer's source
+        grid, or None when there is none (``"weights"`` draws in ``_weighted`` instead)."""
+        info = sample.layer_info(self.layer)
+        label = info.data
+        if self.mode == "pos_neg":
+            fg = (label > 0).any(0)
+            valid = sample.valid_of(self.layer)
+            bg = ~fg if valid is None else ~fg & sample.layer_info(valid).data[0].to(fg.device)
+            has_fg, has_bg = bool(fg.any()), bool(bg.any())
+            if not (has_fg or has_bg):
                 return None
-            mask = label == int(torch.multinomial(weights, 1, generator=generator).item())
-        where = torch.nonzero(mask)
-        if not len(where):
+            u = torch.rand((), generator=generator, dtype=torch.float64).item()
+            positive = has_fg and (not has_bg or u < self.pos / (self.pos + self.neg))
+            return fg if positive else bg
+        if self.ratios is None:
+            return (label != 0).any(0)
+        values = torch.unique(label).cpu().long()           # the values present, not a bin per possible value
+        beyond = values[(values < 0) | (values >= len(self.ratios))]
+        if len(beyond):
+            raise ParameterError("ratios", self.ratios, f"one weight per label value of layer {self.layer!r}: it holds "
+                                 f"{len(values)} label values up to {int(values.max())}, and the list weighs only "
+                                 f"0..{len(self.ratios) - 1} (labels such as {beyond[:3].tolist()} would never be "
+                                 f"centres); give {int(values.max()) + 1} weights (0 to skip a value), or use "
+                                 "mode='pos_neg' to weigh foreground (any label > 0) against background")
+        present = torch.zeros(len(self.ratios), dtype=torch.float64)
+        present[values] = 1.0
+        weights = torch.tensor(self.ratios, dtype=torch.float64) * present
+        if float(weights.sum()) == 0:
             return None
-        index = where[int(torch.randint(0, len(where), (), generator=generator).item())].cpu().numpy().astype(float)
+        return (label == int(torch.multinomial(weights, 1, generator=generator).item())).any(0)
+
+    def _weighted(self, sample: Sample, generator: torch.Generator) -> torch.Tensor | None:
+        """A voxel index drawn with probability proportional to the weight map, or None (no weight)."""
+        info = sample.layer_info(self.layer)
+        if info.data.shape[0] != 1:
+            raise ParameterError("layer", self.layer, f"a weight map of one channel for Crop(mode='weights'); it has "
+                                 f"{info.data.shape[0]}")
+        weights = info.data[0].double()
+        valid = sample.valid_of(self.layer)
+        if valid is not None:
+            weights = torch.where(sample.layer_info(valid).data[0].to(weights.device), weights, 0.0)
+        if bool((weights < 0).any()) or not bool(torch.isfinite(weights).all()):
+            raise ParameterError("layer", self.layer, "a weight map of finite values >= 0 for Crop(mode='weights')")
+        cumulative = weights.reshape(-1).cumsum(0)
+        total = float(cumulative[-1])
+        if total <= 0:
+            return None
+        u = torch.rand((), generator=generator, dtype=torch.float64).item() * total
+        flat = min(int(torch.searchsorted(cumulative, torch.tensor([u], dtype=torch.float64, device=cumulative.device),
+                                          right=True).item()), cumulative.numel() - 1)
+        return torch.tensor(np.unravel_index(flat, tuple(weights.shape)))
+
+    def _layer_centre(self, sample: Sample, generator: torch.Generator) -> np.ndarray | None:
+        """The output-grid index of the voxel drawn from ``layer`` (read on the source grid when a map
+        is pending), or None when there is none."""
+        if self.mode == "weights":
+            if self.layer not in sample.layer_names() or sample.layer_info(self.layer).role is Role.VALID:
+                raise ParameterError("layer", self.layer, f"a weight-map layer of the sample ({sample.layer_names()})")
+            voxel = self._weighted(sample, generator)
+        else:
+            if self.layer not in sample.layer_names() or sample.layer_info(self.layer).role is not Role.LABEL:
+                raise ParameterError("layer", self.layer,
+                                     f"a LABEL layer of the sample ({sample.layer_names(Role.LABEL)})")
+            mask = self._centres(sample, generator)
+            where = torch.nonzero(mask) if mask is not None else torch.zeros((0, sample.space.ndim))
+            if not len(where):
+                return None
+            voxel = where[int(torch.randint(0, len(where), (), generator=generator).item())]
+        if voxel is None:
+            return None
+        index = voxel.cpu().numpy().astype(float)
         pending = sample.pending
         if pending is None and not sample.grids:
             return index
-        world = sample.source_of(self.layer).index_to_world(index[None])      # the label may have a grid of its own
+        world = sample.source_of(self.layer).index_to_world(index[None])      # the layer may have a grid of its own
         if pending is not None:
             world = push_forward_points(pending.stages, world)
         return sample.space.world_to_index(world)[0]
@@ -420,7 +504,9 @@ class Crop(SpatialTransform):
             random=lambda s: Crop(tuple(max(1, d - 4) for d in s.space.shape)),
             identity=lambda s: Crop(s.space.shape, mode="center"),
             bad=[("size", lambda: Crop(0)), ("mode", lambda: Crop(4, mode="middle")),
-                 ("ratios", lambda: Crop(4, mode="label", ratios=[0, 0])), ("ratios", lambda: Crop(4, ratios=[1, -1]))])
+                 ("ratios", lambda: Crop(4, mode="label", ratios=[0, 0])), ("ratios", lambda: Crop(4, ratios=[1, -1])),
+                 ("pos", lambda: Crop(4, mode="pos_neg", pos=-1)),
+                 ("pos", lambda: Crop(4, mode="pos_neg", pos=0, neg=0))])
 
 
 class Pad(SpatialTransform):
@@ -457,6 +543,225 @@ class Pad(SpatialTransform):
         return Case(
             random=lambda s: Pad(tuple(d + 3 for d in s.space.shape)), identity=lambda s: Pad(1),
             bad=[("size", lambda: Pad((4, -1)))])
+
+
+def _foreground_voxels(sample: Sample, layer: str, threshold: float, argument: str,
+                       transform: str) -> torch.Tensor | None:
+    """``(*spatial)`` bool on ``layer``'s grid: voxels where any channel is > ``threshold`` and that are
+    valid (the VALID layer of its grid), or None when there is none. Reads materialised data."""
+    sample.materialize()                # the box is found on the data as it is now (the op is not fused)
+    mask = foreground(sample, layer, argument, transform, threshold)[0]
+    valid = sample.valid_of(layer)
+    if valid is not None and valid != layer:
+        mask = mask & sample.layer_info(valid).data[0].to(mask.device)
+    return mask if bool(mask.any()) else None
+
+
+def _to_reference(sample: Sample, layer: str, index: np.ndarray) -> np.ndarray:
+    """``(N, ndim)`` continuous indices on ``layer``'s grid as indices on the reference grid."""
+    grid = sample.space_of(layer)
+    return index if grid == sample.space else sample.space.world_to_index(grid.index_to_world(index))
+
+
+def _foreground_bounds(sample: Sample, layer: str, threshold: float, argument: str,
+                       transform: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """First and last reference-grid voxel (inclusive) of the box holding every valid voxel where a
+    channel of ``layer`` is > ``threshold`` (on a grid of its own: the reference voxels covering the
+    box's extent), or None when there is none. Reads materialised data."""
+    sample.materialize()                # the box is found on the data as it is now (the op is not fused)
+    if layer not in sample.layer_names():
+        raise ParameterError(argument, layer, f"a layer of the sample for {transform} ({sample.layer_names()})")
+    valid = sample.valid_of(layer)
+    box = foreground_box(sample.layer_info(layer).data, threshold,
+                         sample.layer_info(valid).data if valid is not None and valid != layer else None)
+    if box is None:
+        return None
+    lo, hi = box
+    if sample.space_of(layer) == sample.space:
+        return lo.astype(int), hi.astype(int)
+    n = len(lo)
+    corners = np.array(np.meshgrid(*[[a - 0.5, b + 0.5] for a, b in zip(lo, hi)], indexing="ij")).reshape(n, -1).T
+    index = _to_reference(sample, layer, corners)            # the box's voxel extent, on the reference grid
+    return (np.floor(index.min(0) + 0.5 + 1e-6).astype(int), np.ceil(index.max(0) - 0.5 - 1e-6).astype(int))
+
+
+def _check_box(params: dict[str, Any], space: Space) -> tuple[list[int], list[int]]:
+    start, size = params.get("start"), params.get("size")
+    if not (isinstance(start, list) and isinstance(size, list) and len(start) == len(size) == space.ndim and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in start + size) and all(v >= 1 for v in size)):
+        raise ParameterError("params", params, f"'start' and 'size' ({space.ndim} integers each, size >= 1) of a box "
+                             "of the reference grid")
+    return start, size
+
+
+class _Box(SpatialTransform):
+    """A regrid to a box of the reference grid, ``{"start": [...], "size": [...]}`` in voxels; the box
+    may reach outside the grid, where layers get their fill (as ``Pad``)."""
+
+    def layer_grid(self, grid: Space, space: Space, out: Space, stages: list[Stage], params: dict[str, Any]) -> Space:
+        """As ``Crop``: another grid gets the part of its lattice covering the box, one shape per box size."""
+        return grid if out == space else covering_grid(grid, out, fixed=True)
+
+    def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
+        start, size = _check_box(params, space)
+        if list(start) == [0] * space.ndim and tuple(size) == space.shape:
+            return space, []
+        return space.with_grid(size, space.affine @ _translate(start)), []
+
+
+def _as_counts(name: str, value: Any) -> int | list[int]:
+    counts = [value] if isinstance(value, int) and not isinstance(value, bool) else \
+        list(value) if isinstance(value, (list, tuple)) and value else None
+    if counts is None or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in counts):
+        raise ParameterError(name, value, "an integer >= 1, or one per axis")
+    return counts[0] if isinstance(value, int) else counts
+
+
+class CropForeground(_Box):
+    """Crop to the bounding box of the foreground (MONAI ``CropForeground``), a regrid: every kept
+    voxel keeps its world position, and points, labels and VALID follow as for ``Crop``.
+
+    The foreground is the voxels where layer ``layer`` is > ``threshold`` in any of its channels
+    (a label map: any label > 0; an image: an intensity threshold), valid voxels only. The box is
+    grown by ``margin`` (mm, rounded up to whole voxels per axis) and its size rounded up to a
+    multiple of ``k_divisible``, about its centre as MONAI does; where it then reaches outside the
+    grid the new voxels get each layer's fill (and are invalid when the sample has a VALID layer),
+    unless ``allow_smaller`` clips the margin to the grid. A sample with no foreground keeps its
+    whole grid. The box is read from the data as it is when the op runs, so inside a ``Compose``
+    the steps before it are resampled first (the crop itself is a copy).
+
+    Args:
+        layer: The layer whose foreground is boxed (on a grid of its own, the box is the reference
+            grid's voxels covering its box).
+        threshold: A voxel is foreground where the layer is > ``threshold`` (intensity units for
+            an image; 0 for a label map).
+        margin: Extra width around the box in world units (mm, or CRS units), one number or one per
+            axis, >= 0.
+        k_divisible: Output size a multiple of this, one integer or one per axis.
+        allow_smaller: Clip the margin at the grid's edges (MONAI's ``allow_smaller``).
+        p: Probability of applying.
+
+    Example:
+        >>> from domainaug.testing import make_volume
+        >>> out = CropForeground("label", margin=2.0)(make_volume())
+    """
+
+    deterministic = True
+    fusable = False
+
+    def __init__(self, layer: str = "label", threshold: float = 0.0, margin: float | Sequence[float] = 0.0,
+                 k_divisible: int | Sequence[int] = 1, *, allow_smaller: bool = False, p: float = 1.0) -> None:
+        if not isinstance(layer, str):
+            raise ParameterError("layer", layer, "the name of a layer")
+        self.layer = layer
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+            raise ParameterError("threshold", threshold, "a finite number")
+        self.threshold = float(threshold)
+        values = [margin] if isinstance(margin, (int, float)) else list(margin) if isinstance(
+            margin, (list, tuple)) else None
+        if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf
+                                 for v in values):
+            raise ParameterError("margin", margin, "a width >= 0 in world units, or one per axis")
+        self.margin = float(values[0]) if isinstance(margin, (int, float)) else [float(v) for v in values]
+        self.k_divisible = _as_counts("k_divisible", k_divisible)
+        self.allow_smaller = bool(allow_smaller)
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        space = sample.space
+        n = space.ndim
+        bounds = _foreground_bounds(sample, self.layer, self.threshold, "layer", "CropForeground")
+        if bounds is None:
+            return {"start": [0] * n, "size": list(space.shape)}
+        lo, hi = bounds
+        margin = np.broadcast_to(np.asarray(self.margin, dtype=np.float64), (n,)) if isinstance(self.margin, float) \
+            else np.asarray(self.margin, dtype=np.float64)
+        if margin.shape != (n,):
+            raise ParameterError("margin", self.margin, f"one width or {n} for a {n}D sample")
+        grow = voxels_covering(margin, space.spacing)
+        start, stop = lo - grow, hi + grow + 1
+        if self.allow_smaller:
+            start, stop = np.maximum(start, 0), np.minimum(stop, space.shape)
+        k = np.array(per_axis("k_divisible", tuple(np.atleast_1d(self.k_divisible).tolist()), n))
+        size = stop - start
+        padded = -(-size // k) * k
+        start = start - (padded - size) // 2
+        return {"start": [int(v) for v in start], "size": [int(v) for v in padded]}
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+        return Case(
+            random=lambda s: CropForeground("label", margin=float(s.space.spacing.max())),
+            identity=lambda s: CropForeground("label", threshold=1e9),         # no foreground: the whole grid
+            bad=[("margin", lambda: CropForeground(margin=-1)), ("k_divisible", lambda: CropForeground(k_divisible=0)),
+                 ("layer", lambda: CropForeground(3)),  # type: ignore[arg-type]  # (wrong on purpose)
+                 ("threshold", lambda: CropForeground(threshold=math.nan))])
+
+
+class CropOrPad(_Box):
+    """Crop and/or pad to ``size`` voxels (TorchIO ``CropOrPad``, MONAI ``ResizeWithPadOrCrop``), a
+    regrid: every kept voxel keeps its world position; new voxels get each layer's fill (and are
+    invalid when the sample has a VALID layer), as ``Pad`` does.
+
+    The box is centred on the grid (on each axis, as ``Crop(mode="center")`` where it crops and as
+    ``Pad`` where it pads), or, with ``mask``, on the centre of the bounding box (``center="bbox"``,
+    TorchIO's choice) or the centre of mass (``"mass"``) of the voxels where layer ``mask`` is > 0
+    in any channel (TorchIO reads channel 0 only); then the box may reach outside the grid on either
+    side, and a centre half-way between two voxels starts the box on the lower one (as TorchIO). A
+    mask with no voxel > 0 falls back to the grid centre. Centred on the grid, an odd difference
+    puts the extra voxel at the end, as ``Crop(mode="center")`` and ``Pad`` do (TorchIO puts it at
+    the start), so ``CropOrPad(size)`` is ``Pad(size)`` then ``Crop(size, mode="center")``.
+
+    Args:
+        size: Output size in voxels, one number or one per axis.
+        mask: Name of the layer whose foreground the box is centred on; ``None``: the grid centre.
+        center: ``"bbox"`` or ``"mass"`` (with ``mask``).
+        p: Probability of applying.
+
+    Example:
+        >>> from domainaug.testing import make_volume
+        >>> CropOrPad((8, 20, 12), mask="label")(make_volume()).space.shape
+        (8, 20, 12)
+    """
+
+    deterministic = True
+
+    def __init__(self, size: int | Sequence[int], mask: str | None = None, center: str = "bbox",
+                 p: float = 1.0) -> None:
+        self.size = as_size("size", size)
+        if mask is not None and not isinstance(mask, str):
+            raise ParameterError("mask", mask, "None or the name of a layer")
+        self.mask = mask
+        self.center = check_choice("center", center, ("bbox", "mass"))
+        self.fusable = mask is None
+        self._set_p(p)
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        space = sample.space
+        size = np.array(per_axis("size", self.size, space.ndim))
+        shape = np.array(space.shape)
+        start = np.where(size <= shape, (shape - size) // 2, -((size - shape) // 2))
+        mask, centre = self.mask, None
+        if mask is not None and self.center == "bbox":
+            bounds = _foreground_bounds(sample, mask, 0.0, "mask", "CropOrPad")
+            centre = None if bounds is None else (bounds[0] + bounds[1]) / 2.0
+        elif mask is not None:
+            fg = _foreground_voxels(sample, mask, 0.0, "mask", "CropOrPad")
+            if fg is not None:
+                centre = _to_reference(sample, mask, torch.nonzero(fg).double().mean(0).cpu().numpy()[None])[0]
+        if centre is not None:
+            start = np.ceil(centre - (size - 1) / 2.0 - 0.5 - 1e-9).astype(int)    # a tie goes down, as TorchIO
+        return {"start": [int(v) for v in start], "size": [int(v) for v in size]}
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+        return Case(
+            random=lambda s: CropOrPad(tuple(d + 2 * (i % 2) - 3 for i, d in enumerate(s.space.shape)), mask="label"),
+            identity=lambda s: CropOrPad(s.space.shape),
+            bad=[("size", lambda: CropOrPad(0)), ("center", lambda: CropOrPad(4, mask="label", center="middle")),
+                 ("mask", lambda: CropOrPad(4, mask=1))])  # type: ignore[arg-type]  # (wrong on purpose)
 
 
 class Resample(SpatialTransform):

@@ -20,7 +20,14 @@ import domainaug
 from domainaug import Compose, Crop, Flip, Gamma, Layer, ParamRecord, Role, Sample, replay
 from domainaug.core.transform import IntensityTransform, Transform
 from domainaug.errors import ParameterError
-from domainaug.intensity import BrightnessContrast, GaussianBlur, GaussianNoise, SaltPepper
+from domainaug.intensity import (
+    BrightnessContrast,
+    GaussianBlur,
+    GaussianNoise,
+    NormalizeIntensity,
+    RescaleIntensity,
+    SaltPepper,
+)
 from domainaug.medical import (
     BiasField,
     CoarseDropout,
@@ -139,7 +146,8 @@ def _intensity_ops():
             RicianNoise((0.05, 0.2)), CTWindow("brain", level_shift=(100.0, 200.0), rescale=False),
             Spike((0.1, 0.3)), Ghosting((2, 4), intensity=(0.5, 0.9)), Motion((-5.0, 5.0), (-3.0, 3.0)),
             GibbsRinging((0.2, 0.6)), Swap(patch_size=4.0, num_swaps=10), HistogramShift((4, 12)),
-            CoarseDropout(size=(3.0, 8.0), num_boxes=(1, 3))]
+            CoarseDropout(size=(3.0, 8.0), num_boxes=(1, 3)),
+            NormalizeIntensity(mask="label"), RescaleIntensity(percentiles=(1.0, 99.0))]
 
 
 def test_every_intensity_transform_takes_per_layer():

@@ -251,9 +251,9 @@ def test_blur_on_a_degree_tile_stays_in_range_and_kernels_stay_on_the_grid(monke
                                atol=1e-4, rtol=0)
 
 
-# --- Crop(mode="label", ratios=...) counts the values present --------------------------------------
+# --- Crop(mode="label", ratios=...) counts the values present, and refuses values it cannot weigh -----
 def test_label_crop_with_huge_label_values_counts_only_present_values():
-    label = np.full((6, 7, 5), 2**31 - 5, np.int64)
+    label = np.zeros((6, 7, 5), np.int64)
     label[4, 2, 3] = 3
     label[1, 1, 1] = 1
     sample = da.Sample.from_numpy(np.zeros(label.shape, np.float32), label=label)
@@ -261,9 +261,14 @@ def test_label_crop_with_huge_label_values_counts_only_present_values():
     for seed in range(5):
         out = crop(sample, G(seed))
         assert int(out["label"].item()) == 3
-    assert da.Crop(1, mode="label", ratios=[0, 1])(sample, G())["label"].item() == 1
-    none_present = da.Crop(1, mode="label", ratios=[0, 0, 1])(sample, G())     # label 2 absent: uniform
+    assert da.Crop(1, mode="label", ratios=[0, 1, 0, 0])(sample, G())["label"].item() == 1
+    none_present = da.Crop(1, mode="label", ratios=[0, 0, 1, 0])(sample, G())     # label 2 absent: uniform
     assert none_present.space.shape == (1, 1, 1)
+    # a value beyond the list (here 2**31 - 5) would never be a centre: a named error, found without a bin per value
+    label[0, 0, 0] = 2**31 - 5
+    huge = da.Sample.from_numpy(np.zeros(label.shape, np.float32), label=label)
+    with pytest.raises(ParameterError, match=r"^ratios=.*4 label values up to 2147483643.*pos_neg"):
+        crop(huge, G())
 
 
 # --- Elastic: the control grid is bounded ----------------------------------------------------------

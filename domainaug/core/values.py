@@ -7,15 +7,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import NoDataError
+from ..errors import NoDataError, ParameterError
 from .kernels.memory import empty, empty_like
 from .random import generator_for
 
+if TYPE_CHECKING:
+    from .sample import Sample
+
 __all__ = ["channel_stats", "channel_quantiles", "affine_values", "seeded_noise", "normalized_smooth", "cast",
+           "foreground",
            "SUM_CHUNK", "NOISE_CHUNK"]
 
 
@@ -82,19 +88,38 @@ NOISE_CHUNK = 1 << 20
 
 
 def channel_quantiles(data: torch.Tensor, valid: torch.Tensor | None, percentiles: Sequence[float],
-                      max_samples: int = 1 << 20) -> list[torch.Tensor]:
+                      max_samples: int = 1 << 20, *, exact: bool = False) -> list[torch.Tensor]:
     """Per-channel percentiles over valid voxels, each ``(C, 1, ..., 1)``, from a deterministic strided
-    subsample of at most ``max_samples`` voxels (``torch.quantile`` refuses more than 2**24 values)."""
+    subsample of at most ``max_samples`` voxels (``torch.quantile`` refuses more than 2**24 values).
+    ``exact``: from every valid voxel on the CPU (a selection, ``numpy.partition``, with the linear
+    interpolation of ``numpy.percentile``; other devices still subsample)."""
     flat = data.reshape(data.shape[0], -1)
     if valid is not None:
         flat = flat[:, valid.reshape(-1)]
     if flat.shape[1] == 0:
         raise NoDataError("no valid voxel: percentiles are undefined")
+    if exact and flat.device.type == "cpu":
+        return _exact_quantiles(flat, percentiles, data.dim())
     step = max(1, flat.shape[1] // max_samples)
     q = torch.tensor([p / 100 for p in percentiles], dtype=flat.dtype, device=flat.device)
     values = torch.quantile(flat[:, ::step], q, dim=1)
     shape = (-1,) + (1,) * (data.dim() - 1)
     return [v.view(shape) for v in values]
+
+
+def _exact_quantiles(flat: torch.Tensor, percentiles: Sequence[float], dims: int) -> list[torch.Tensor]:
+    n = flat.shape[1]
+    pos = [p / 100 * (n - 1) for p in percentiles]
+    below = [min(int(math.floor(q)), n - 1) for q in pos]
+    kth = sorted({k for b in below for k in (b, min(b + 1, n - 1))})
+    rows = [np.partition(row, kth) for row in flat.detach().numpy()]
+    shape = (-1,) + (1,) * (dims - 1)
+    out = []
+    for q, b in zip(pos, below):
+        lo = np.array([r[b] for r in rows], np.float64)
+        hi = np.array([r[min(b + 1, n - 1)] for r in rows], np.float64)
+        out.append(torch.from_numpy(lo + (hi - lo) * (q - b)).to(flat.dtype).view(shape))
+    return out
 
 
 def seeded_noise(seed: int, shape: Sequence[int], device: torch.device, dtype: torch.dtype, kind: str) -> torch.Tensor:
@@ -162,3 +187,17 @@ def cast(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return value.to(dtype)
     info = torch.iinfo(dtype)
     return value.round().clamp(info.min, info.max).to(dtype)
+
+
+def foreground(sample: Sample, name: str, argument: str, transform: str, threshold: float = 0.0) -> torch.Tensor:
+    """``(1, *spatial)`` bool: the voxels where any channel of layer ``name`` is > ``threshold`` (a
+    label map of several channels counts a voxel labelled in any of them), on the grid its data is on now.
+
+    Raises:
+        ParameterError: ``name`` is not a layer of ``sample`` (the message names ``argument`` and
+            ``transform``).
+    """
+    if name not in sample.layer_names():
+        raise ParameterError(argument, name, f"a layer of the sample for {transform} ({sample.layer_names()})")
+    data = sample.layer_info(name).data
+    return (data > threshold).any(0, keepdim=True)

@@ -119,14 +119,23 @@ class TissueContrast(IntensityTransform):
                               "another grid than it; put ResampleToMatch(target=...) before it, or name only the "
                               "layers on the label's grid in layers=")
 
-    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+    def _regions(self, sample: Sample) -> torch.Tensor:
+        """The label layer's one channel: one region per voxel (a map of several channels would give a
+        voxel several gains, so it is refused by name rather than read from channel 0 only)."""
         if self.label not in sample.layer_names() or sample.layer_info(self.label).role is not Role.LABEL:
             raise ParameterError("label", self.label, f"a LABEL layer of the sample ({sample.layer_names(Role.LABEL)})")
-        values = torch.unique(sample[self.label]).tolist()
+        data = sample[self.label]
+        if data.shape[0] != 1:
+            raise ParameterError("label", self.label, f"a label layer of one channel for TissueContrast (one region "
+                                 f"per voxel); {self.label!r} has {data.shape[0]}")
+        return data[0]
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        values = torch.unique(self._regions(sample)).tolist()
         return {"gain": {str(v): self.gain.draw(generator) for v in values}}
 
     def gain_map(self, sample: Sample, params: dict[str, Any], like: torch.Tensor) -> torch.Tensor:
-        labels = sample[self.label][0].to(like.device)
+        labels = self._regions(sample).to(like.device)
         gains = torch.ones(labels.shape, dtype=like.dtype, device=like.device)
         for value, g in params["gain"].items():
             gains[labels == int(value)] = g

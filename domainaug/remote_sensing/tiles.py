@@ -40,6 +40,8 @@ def classification_patches(path: str | os.PathLike, label: str | os.PathLike, si
         raise ParameterError("min_labelled", min_labelled, "a share in (0, 1]")
     out = []
     for tile in tiles(path, size, label=label, bands=bands, sensor=sensor):
+        if tile["label"].shape[0] != 1:
+            raise ParameterError("label", str(label), f"a class raster of one band; it has {tile['label'].shape[0]}")
         lab = tile["label"][0]
         labelled = lab[lab > 0]
         if tile.space.shape != (size, size) or labelled.numel() < min_labelled * lab.numel():

@@ -185,6 +185,9 @@ class MixUp(_Mix):
             elif layer.role is Role.LABEL:
                 if name != self.label:
                     raise ParameterError("label", self.label, f"the name of the only LABEL layer to mix ({name!r} too)")
+                if layer.data.shape[0] != 1 or other.shape[0] != 1:
+                    raise ParameterError("label", name, f"a label layer of one channel for MixUp's soft one-hot map; "
+                                         f"{name!r} has {max(layer.data.shape[0], other.shape[0])}")
                 k = self._classes("label maps")
                 if int(max(layer.data.max(), other.max())) >= k:
                     raise ParameterError("num_classes", k, f"more than the largest label value "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["apply_affine", "lattice_at", "lengths_in_voxels"]
+__all__ = ["apply_affine", "lattice_at", "lengths_in_voxels", "voxels_covering"]
 
 
 def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -24,6 +24,9 @@ def lengths_in_voxels(lengths: float | list[float], spacing: np.ndarray) -> tupl
     ``spacing`` (at least one voxel)."""
     world = np.broadcast_to(np.asarray(lengths, dtype=np.float64), np.shape(spacing))
     return tuple(max(1, int(round(float(v)))) for v in world / np.asarray(spacing, dtype=np.float64))
+def voxels_covering(length: np.ndarray | float, spacing: np.ndarray) -> np.ndarray:
+    """Whole voxels per axis that cover at least ``length`` world units (mm, CRS units) at ``spacing``."""
+    return np.ceil(np.asarray(length, dtype=np.float64) / np.asarray(spacing, dtype=np.float64) - 1e-9).astype(int)
 
 
 @nb.njit(cache=True)
