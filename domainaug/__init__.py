@@ -32,15 +32,15 @@ from .core import (
 )
 from .errors import NoDataError, ParameterError, ShapeError, SpaceMismatchError
 from .intensity import BrightnessContrast, Gamma, GaussianBlur, GaussianNoise, SaltPepper
-from .spatial import Affine, Crop, Elastic, Flip, Pad, Resample, ResampleToMatch, Rot90
+from .spatial import Affine, Crop, Elastic, Flip, Pad, RandomResizedCrop, Resample, ResampleToMatch, Rot90
 
 __version__ = "0.1.0"
 
 __all__ = ["Space", "Layer", "Role", "Sample", "Transform", "SpatialTransform", "IntensityTransform", "ParamRecord",
            "replay", "Compose", "OneOf", "SomeOf", "RandomApply", "Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad",
-           "Resample", "ResampleToMatch", "Gamma", "BrightnessContrast", "GaussianNoise", "GaussianBlur", "SaltPepper",
-           "ParameterError", "ShapeError", "SpaceMismatchError", "NoDataError", "generator_for",
-           "transform_from_dict", "DEFAULT_LABEL_INTERPOLATION", "Schedule"]
+           "RandomResizedCrop", "Resample", "ResampleToMatch", "Gamma", "BrightnessContrast", "GaussianNoise",
+           "GaussianBlur", "SaltPepper", "ParameterError", "ShapeError", "SpaceMismatchError", "NoDataError",
+           "generator_for", "transform_from_dict", "DEFAULT_LABEL_INTERPOLATION", "Schedule"]
 
 # The domain modules register their transforms, so that records naming them replay in any process
 # (DataLoader workers, Dask workers) after a plain ``import domainaug``.
