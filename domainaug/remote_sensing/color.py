@@ -207,12 +207,16 @@ class ColorJitter(_ColorOp):
                         sample: Sample, name: str) -> torch.Tensor:
         _check_2d(data, name, type(self).__name__)
         idx = self._rgb(sample, name)
+        neutral = {"brightness": 1.0, "contrast": 1.0, "saturation": 1.0, "hue": 0.0}
+        if all(params[k] == v for k, v in neutral.items()):
+            return data.clone()                          # exactly unchanged (no scaling round trip)
         low, high = value_range_of(sample, name, data, valid, idx, self.value_range)
         span = high - low
         rgb = (data[idx] - low) / span
         mask = None if valid is None else valid[0]
         for step in params["order"]:
-            check_choice("params['order']", step, self.STEPS)
+            if params[check_choice("params['order']", step, self.STEPS)] == neutral[step]:
+                continue
             if step == "brightness":
                 rgb = rgb * params["brightness"]
             elif step == "contrast":
@@ -223,7 +227,7 @@ class ColorJitter(_ColorOp):
             elif step == "saturation":
                 s = params["saturation"]
                 rgb = s * rgb + (1 - s) * _gray(rgb)
-            elif params["hue"] != 0:
+            else:
                 h, top, bottom = _hue_of(rgb)
                 rgb = _from_hue(torch.remainder(h + params["hue"] / 360.0, 1.0), top, bottom)
             if self.clip:
@@ -305,6 +309,8 @@ class HueSaturation(_ColorOp):
                         sample: Sample, name: str) -> torch.Tensor:
         _check_2d(data, name, type(self).__name__)
         idx = self._rgb(sample, name)
+        if params["hue"] == 0 and params["saturation"] == 0 and params["value"] == 0:
+            return data.clone()                          # exactly unchanged (no scaling round trip)
         low, high = value_range_of(sample, name, data, valid, idx, self.value_range)
         rgb = ((data[idx] - low) / (high - low)).clamp(0.0, 1.0)
         h, top, bottom = _hue_of(rgb)
