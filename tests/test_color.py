@@ -234,3 +234,20 @@ def test_resized_crop_refuses_3d_and_many_grids():
                                     "b20": da.Layer(torch.zeros(1, 12, 10), da.Role.INTENSITY)}, grids={"b20": coarse})
     with pytest.raises(SampleError, match="RandomResizedCrop"):
         da.RandomResizedCrop(8)(many, G(0))
+
+
+def test_kernels_agree_with_the_torch_path(rgbn):
+    """The float32 CPU kernels (core.kernels.color) and the torch passes (float64 here) agree."""
+    wide = rgbn.with_layers(image=rgbn.layer_info("image").__class__(
+        rgbn["image"].double(), da.Role.INTENSITY, fill=0.0, channels=rgbn.layer_info("image").channels))
+    for seed in range(4):
+        t = rs.ColorJitter((0.5, 1.5), (0.5, 1.5), (0.3, 1.7), (-180, 180), other_bands=seed % 2 == 1,
+                           clip=seed < 2)
+        params = t(rgbn, G(seed)).history[-1].params
+        a, b = t.apply(rgbn, params)["image"], t.apply(wide, params)["image"]
+        assert a.dtype == torch.float32 and b.dtype == torch.float64
+        torch.testing.assert_close(a.double(), b, atol=2e-3, rtol=1e-5)
+    for fmt in ("jpeg", "webp"):
+        t = rs.Compression(40, format=fmt)
+        a, b = t.apply(rgbn, {"quality": 40})["image"], t.apply(wide, {"quality": 40})["image"]
+        assert torch.equal(a.double(), b)

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ..core.kernels.color import from_bytes, jitter, to_bytes
+from ..core.kernels.memory import empty_like
 from ..core.params import as_uniform, check_choice
 from ..core.sample import Sample
 from ..errors import ParameterError, ShapeError
@@ -82,6 +84,12 @@ def _check_range(value: Any) -> tuple[float, float] | None:
         raise ParameterError("value_range", value, "None (8-bit range, or the valid range of the sample) or "
                              "(low, high) data values with low < high")
     return float(value[0]), float(value[1])
+
+
+def _fast(data: torch.Tensor) -> bool:
+    """Whether the float32 CPU kernels (``core.kernels.color``) take ``data``."""
+    return data.device.type == "cpu" and data.dtype == torch.float32 and data.is_contiguous() and \
+        not data.requires_grad
 
 
 def _check_2d(data: torch.Tensor, name: str, who: str) -> None:
@@ -212,28 +220,21 @@ class ColorJitter(_ColorOp):
             return data.clone()                          # exactly unchanged (no scaling round trip)
         low, high = value_range_of(sample, name, data, valid, idx, self.value_range)
         span = high - low
-        rgb = (data[idx] - low) / span
         mask = None if valid is None else valid[0]
         for step in params["order"]:
-            if params[check_choice("params['order']", step, self.STEPS)] == neutral[step]:
-                continue
-            if step == "brightness":
-                rgb = rgb * params["brightness"]
-            elif step == "contrast":
-                gray = _gray(rgb)
-                mean = (gray[mask] if mask is not None else gray).mean()
-                c = params["contrast"]
-                rgb = c * rgb + (1 - c) * mean
-            elif step == "saturation":
-                s = params["saturation"]
-                rgb = s * rgb + (1 - s) * _gray(rgb)
-            else:
-                h, top, bottom = _hue_of(rgb)
-                rgb = _from_hue(torch.remainder(h + params["hue"] / 360.0, 1.0), top, bottom)
-            if self.clip:
-                rgb = rgb.clamp(0.0, 1.0)
-        out = data.clone()
-        out[idx] = rgb * span + low
+            check_choice("params['order']", step, self.STEPS)
+        if _fast(data):
+            out = empty_like(data)                        # (a pooled buffer: no page faults)
+            for i in range(data.shape[0]):
+                if i not in idx:
+                    out[i] = data[i]
+            factors = {**{k: params[k] for k in ("brightness", "contrast", "saturation")}, "hue": params["hue"] / 360}
+            jitter(data.reshape(data.shape[0], -1).numpy(), out.reshape(data.shape[0], -1).numpy(), idx,
+                   None if mask is None else mask.reshape(-1).numpy(), low, span, list(params["order"]), factors,
+                   self.clip)
+        else:
+            out = data.clone()
+            out[idx] = self.torch_steps(data[idx], mask, low, span, params)
         if self.other_bands:
             rest = [i for i in range(data.shape[0]) if i not in idx]
             for i in rest:
@@ -245,6 +246,32 @@ class ColorJitter(_ColorOp):
                 x = x.clamp(0.0, 1.0) if self.clip else x
                 out[i] = x * (hi - lo) + lo
         return out
+
+    def torch_steps(self, rgb: torch.Tensor, mask: torch.Tensor | None, low: float, span: float,
+                    params: dict[str, Any]) -> torch.Tensor:
+        """The steps as torch passes (other dtypes and devices than the float32 CPU kernel), on
+        ``(3, H, W)`` red, green, blue; the same arithmetic as ``core.kernels.color.jitter``."""
+        neutral = {"brightness": 1.0, "contrast": 1.0, "saturation": 1.0, "hue": 0.0}
+        rgb = (rgb - low) / span
+        for step in params["order"]:
+            if params[step] == neutral[step]:
+                continue
+            if step == "brightness":
+                rgb = rgb * params["brightness"]
+            elif step == "contrast":
+                gray = _gray(rgb)
+                mean = (gray[mask] if mask is not None else gray).mean()
+                c = params["contrast"]
+                rgb = c * rgb + (1 - c) * mean
+            elif step == "saturation":
+                f = params["saturation"]
+                rgb = f * rgb + (1 - f) * _gray(rgb)
+            else:
+                h, top, bottom = _hue_of(rgb)
+                rgb = _from_hue(torch.remainder(h + params["hue"] / 360.0, 1.0), top, bottom)
+            if self.clip:
+                rgb = rgb.clamp(0.0, 1.0)
+        return rgb * span + low
 
     @classmethod
     def contract_case(cls) -> Case:
@@ -368,7 +395,7 @@ class Compression(RasterTransform):
 
     fresh_output = True
 
-    def __init__(self, quality: int | tuple[int, int] = (50, 95), format: str = "jpeg",
+    def __init__(self, quality: float | tuple[float, float] = (50, 95), format: str = "jpeg",
                  bands: Sequence[str] | None = None, value_range: tuple[float, float] | None = None,
                  sensor: str | None = None, layer: str = "image", p: float = 1.0, *,
                  layers: Sequence[str] | None = None, per_layer: bool | None = None) -> None:
@@ -410,34 +437,55 @@ class Compression(RasterTransform):
 
     def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
                         sample: Sample, name: str) -> torch.Tensor:
-        from PIL import Image
         _check_2d(data, name, type(self).__name__)
         quality = int(params["quality"])
         if not 1 <= quality <= 100:
             raise ParameterError("params['quality']", quality, "an integer in [1, 100]")
-        out = data.clone()
+        groups = self._groups(sample, name)
+        fast = _fast(data)
+        out = empty_like(data) if fast else data.clone()           # (a pooled buffer: no page faults)
+        if fast:
+            coded = {i for g in groups for i in g}
+            for i in range(data.shape[0]):
+                if i not in coded:
+                    out[i] = data[i]
         mask = None if valid is None or bool(valid.all()) else valid[0]
-        for group in self._groups(sample, name):
+        h, w = data.shape[1:]
+        flat, flat_out = data.reshape(data.shape[0], -1), out.reshape(data.shape[0], -1)
+        for group in groups:
             low, high = value_range_of(sample, name, data, valid, group, self.value_range)
-            x = data[group]
-            if mask is not None:                       # nodata coded as the band's valid mean
-                mean = x[:, mask].mean(dim=1).view(-1, 1, 1)
-                x = torch.where(mask, x, mean)
             scale = 255.0 / (high - low)
-            eight = ((x - low) * scale).round_().clamp_(0, 255).to(torch.uint8)
-            arr = eight.permute(1, 2, 0).contiguous().numpy() if len(group) == 3 else eight[0].numpy()
-            if self.format == "webp" and len(group) == 1:
-                arr = np.repeat(arr[:, :, None], 3, axis=2)            # libwebp codes colour images only
-            buffer = io.BytesIO()
-            Image.fromarray(arr).save(buffer, format=self.format.upper(), quality=quality)
-            buffer.seek(0)
-            with Image.open(buffer) as coded:
-                back = np.array(coded)
-            back = back[:, :, :1] if self.format == "webp" and len(group) == 1 else back
-            decoded = torch.from_numpy(np.ascontiguousarray(back))
-            decoded = decoded.permute(2, 0, 1) if decoded.dim() == 3 else decoded[None]
-            out[group] = decoded.to(data.dtype) / scale + low
+            # nodata is coded as the band's valid mean: it must not ring into the valid pixels of its block
+            fill = flat[group][:, mask.reshape(-1)].mean(dim=1) if mask is not None else torch.zeros(len(group))
+            if fast:
+                eight = to_bytes(flat.numpy(), group, None if mask is None else mask.reshape(-1).numpy(),
+                                 fill.numpy(), low, scale)
+                arr = eight.reshape(h, w, len(group)) if len(group) == 3 else eight.reshape(h, w)
+            else:
+                x = torch.where(mask, data[group], fill.view(-1, 1, 1).to(data)) if mask is not None else data[group]
+                x8 = ((x - low) * scale).clamp(0, 255).add(0.5).floor().to(torch.uint8)    # half up, as the kernel
+                arr = x8.permute(1, 2, 0).contiguous().numpy() if len(group) == 3 else x8[0].numpy()
+            back = self._code(arr, quality)
+            if fast:
+                from_bytes(back.reshape(h * w, len(group)), group, low, 1.0 / scale, flat_out.numpy())
+            else:
+                decoded = torch.from_numpy(np.array(back)).to(data)
+                decoded = decoded.permute(2, 0, 1) if decoded.dim() == 3 else decoded[None]
+                out[group] = decoded / scale + low
         return out
+
+    def _code(self, arr: np.ndarray, quality: int) -> np.ndarray:
+        """Encode and decode an ``(H, W, 3)`` or ``(H, W)`` uint8 image with the chosen codec."""
+        from PIL import Image
+        grey = arr.ndim == 2
+        if self.format == "webp" and grey:
+            arr = np.repeat(arr[:, :, None], 3, axis=2)            # libwebp codes colour images only
+        buffer = io.BytesIO()
+        Image.fromarray(arr).save(buffer, format=self.format.upper(), quality=quality)
+        buffer.seek(0)
+        with Image.open(buffer) as coded:
+            back = np.asarray(coded)
+        return back[:, :, 0] if self.format == "webp" and grey else back
 
     @classmethod
     def contract_case(cls) -> Case:
