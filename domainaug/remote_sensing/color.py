@@ -464,6 +464,7 @@ class Compression(RasterTransform):
             else:
                 x = torch.where(mask, data[group], fill.view(-1, 1, 1).to(data)) if mask is not None else data[group]
                 x8 = ((x - low) * scale).clamp(0, 255).add(0.5).floor().to(torch.uint8)    # half up, as the kernel
+                x8 = x8.cpu()                                   # (the codec runs on the CPU)
                 arr = x8.permute(1, 2, 0).contiguous().numpy() if len(group) == 3 else x8[0].numpy()
             back = self._code(arr, quality)
             if fast:
