@@ -380,7 +380,9 @@ def test_resized_crop_draws_within_area_and_ratio_and_fuses():
     out = pipeline(sample, G(1))
     again = da.replay(sample, json.loads(json.dumps([r.to_dict() for r in out.history])))
     assert torch.equal(out["image"], again["image"]) and out.space.shape == (16, 16)
-    assert pipeline.lazy(sample, out.history[-1].params).pending.n_fields == 0     # one pending map, no pass yet
+    pending = pipeline.lazy(sample, out.history[-1].params).pending    # rotation and crop: one map, one pass
+    assert pending is not None and pending.source is sample.space and pending.space.shape == (16, 16)
+    assert len(pending.stages) == 1 and out.space.same_grid(pending.space)
 
 
 def test_resized_crop_refuses_3d_and_many_grids():
