@@ -439,6 +439,95 @@ def w_raster(kind: str) -> list[Row]:
     return rows
 
 
+def _rgb_u8() -> tuple[np.ndarray, da.Sample]:
+    """A smooth 3x1024^2 uint8 RGB image (HWC for the peers) and the same as a sample (CHW float32,
+    red/green/blue named, 8-bit value range given as a uint8 file would have it)."""
+    rng = np.random.default_rng(0)
+    coarse = torch.from_numpy(rng.random((1, 3, 64, 64)).astype(np.float32))
+    chw = (F.interpolate(coarse, size=(1024, 1024), mode="bicubic", align_corners=True)[0].clamp(0, 1) * 255).round()
+    chw = chw + torch.from_numpy(rng.normal(0, 4, (3, 1024, 1024)).astype(np.float32))
+    chw = chw.clamp(0, 255).round()
+    sample = da.Sample.from_numpy(chw.numpy(), spacing=0.5, channels=["red", "green", "blue"])
+    sample.meta["layers"] = {"image": {"on_disk_dtype": "uint8"}}
+    return np.ascontiguousarray(chw.permute(1, 2, 0).numpy().astype(np.uint8)), sample
+
+
+def w_vision(kind: str) -> list[Row]:
+    """The vision ops of detection pipelines (issue 19): JPEG on 3x1024^2 uint8 RGB, colour jitter on
+    the same, random resized crop of the 12-band 1024^2 raster to 512^2."""
+    from domainaug import remote_sensing as rs
+    if kind == "crop":
+        sample = _raster()
+        image, label = sample["image"], sample["label"]
+        theta = torch.tensor([[[0.5, 0.0, 0.1], [0.0, 0.5, -0.1]]])
+        grid = F.affine_grid(theta, (1, 1, 512, 512), align_corners=False)
+        rows: list[Row] = [("floor", torch.__version__,
+                            lambda: F.grid_sample(image[None], grid, mode="bilinear", align_corners=False),
+                            "grid_sample bilinear of the 12 bands onto 512^2 (image only)"),
+                           ("domainaug", da.__version__, _ours(da.RandomResizedCrop(512), sample),
+                            "CHW, image + label, one pass")]
+        try:
+            import albumentations as A
+            hwc, mask = np.ascontiguousarray(image.permute(1, 2, 0).numpy()), label[0].numpy()
+            compose = A.Compose([A.RandomResizedCrop((512, 512), p=1.0)], seed=0)
+            rows.append(("Albumentations", A.__version__, lambda: compose(image=hwc, mask=mask),
+                         "HWC input (a CHW user pays 2 transposes more)"))
+        except ImportError:
+            pass
+        try:
+            import kornia.augmentation as K
+            seq = K.AugmentationSequential(K.RandomResizedCrop((512, 512), p=1.0), data_keys=["input", "mask"])
+            x, m = image[None], label[None].float()
+            rows.append(("Kornia", _version("kornia"), lambda: seq(x, m), "crop + resize by warp_affine"))
+        except ImportError:
+            pass
+        try:
+            from torchvision.transforms import v2
+            rrc = v2.RandomResizedCrop((512, 512), antialias=False)
+            rows.append(("torchvision", _version("torchvision"), lambda: rrc(image, label), "antialias off, as ours"))
+        except ImportError:
+            rows.append(("torchvision", "-", None, "not installed here"))
+        return rows
+    hwc, sample = _rgb_u8()
+    if kind == "jpeg":
+        from PIL import Image
+
+        def codec():
+            import io
+            buffer = io.BytesIO()
+            Image.fromarray(hwc).save(buffer, format="JPEG", quality=75)
+            buffer.seek(0)
+            return np.asarray(Image.open(buffer))
+        rows = [("floor", _version("PIL"), codec, "Pillow JPEG encode + decode of the uint8 HWC array at quality 75"),
+                ("domainaug", da.__version__, _ours(rs.Compression((50, 95)), sample), "CHW float32 in and out")]
+        try:
+            import albumentations as A
+            compose = A.Compose([A.ImageCompression(quality_range=(50, 95), compression_type="jpeg", p=1.0)], seed=0)
+            rows.append(("Albumentations", A.__version__, lambda: compose(image=hwc), "ImageCompression, HWC uint8"))
+        except ImportError:
+            pass
+        return rows
+    rows = [_floor_copy(sample["image"]),
+            ("domainaug", da.__version__, _ours(rs.ColorJitter((0.8, 1.2), (0.8, 1.2), (0.8, 1.2), (-10, 10)),
+                                                sample), "CHW float32: brightness, contrast, saturation, hue")]
+    try:
+        import albumentations as A
+        hsv = A.Compose([A.HueSaturationValue(p=1.0)], seed=0)
+        rows.append(("Albumentations", A.__version__, lambda: hsv(image=hwc), "HueSaturationValue, HWC uint8 (LUTs)"))
+        jitter = A.Compose([A.ColorJitter(p=1.0)], seed=0)
+        rows.append(("Albumentations ColorJitter", A.__version__, lambda: jitter(image=hwc), "HWC uint8"))
+    except ImportError:
+        pass
+    try:
+        import kornia.augmentation as K
+        kj = K.ColorJitter(0.2, 0.2, 0.2, 10 / 360, p=1.0)
+        x = sample["image"][None] / 255
+        rows.append(("Kornia", _version("kornia"), lambda: kj(x), "float (1, 3, H, W) in [0, 1]"))
+    except ImportError:
+        pass
+    return rows
+
+
 def w_contrasts() -> list[Row]:
     """4 contrasts (1x160x192x160 each) + label through Affine + Elastic: one sample with every layer
     against 4 single-layer calls (what a one-image API makes a user do) and the peers given 5 keys.
@@ -756,7 +845,19 @@ WORKLOADS: dict[str, Callable[[], list[Row]]] = {
     "training DataLoader, 2 workers": w_loader,
     "3D 4 contrasts + label, affine + elastic": w_contrasts,
     "2D Sentinel-2 10 m + 20 m, rotate + crop 512": w_sentinel2,
+    "2D RGB 1024^2 JPEG compression": lambda: w_vision("jpeg"),
+    "2D RGB 1024^2 colour jitter": lambda: w_vision("color"),
+    "2D 12-band random resized crop 1024^2 -> 512^2": lambda: w_vision("crop"),
     **GPU_WORKLOADS,
+}
+
+
+#: Workloads whose issue set another target than the suite's (>= 3x the fastest peer): the least
+#: fastest-peer / domainaug ratio that meets it (or within 1.5x of the floor), and its wording.
+TARGETS: dict[str, tuple[float, str]] = {
+    "2D RGB 1024^2 JPEG compression": (1 / 1.2, "at most 1.2x the fastest peer's time"),
+    "2D RGB 1024^2 colour jitter": (2.0, ">= 2x faster than the fastest peer (Albumentations HueSaturationValue)"),
+    "2D 12-band random resized crop 1024^2 -> 512^2": (1 / 1.5, "at most 1.5x the fastest peer's time"),
 }
 
 
@@ -843,20 +944,22 @@ def summarise(rows: list[dict], date: str | None = None) -> tuple[list[str], dic
                 lines += ["", "Target: n/a (no peer does this work; the floor is a single copy)."]
                 lines.append("")
                 continue
+            need, wording = TARGETS.get(name, (3.0, ">= 3x faster than the fastest peer"))
             verdicts[name] = {"speedup_vs_fastest_peer": speedup,
                               "x_floor": ours["median_ms"] / floor if floor else None,
-                              "met": bool((speedup is not None and speedup >= 3) or near_floor)}
+                              "met": bool((speedup is not None and speedup >= need) or near_floor)}
             summary.append(f"| {name} | {ours['median_ms']:.1f} ({ours['min_ms']:.1f}) | "
                            + (f"{best['tool']}, {fastest:.1f} | {speedup:.1f}x" if best else "none | ") + " | "
                            + (f"{ours['median_ms'] / floor:.2f}" if floor else "") + " | "
                            + ("met" if verdicts[name]["met"] else "**not met**") + " |")
-            lines += ["", "Target (>= 3x faster than the fastest peer, or within 1.5x of the floor): " +
+            lines += ["", f"Target ({wording}, or within 1.5x of the floor): " +
                       ("MET" if verdicts[name]["met"] else "NOT MET") +
                       (f" (fastest peer / domainaug = {speedup:.1f}x" if speedup else " (no peer timed") +
                       (f", {ours['median_ms'] / floor:.2f}x floor)." if floor else ").")]
         lines.append("")
     lines[4:4] = ["## Summary", "", "Target: at least 3x faster than the fastest peer, or within 1.5x of the floor "
-                  "measured in the same process.", ""] + summary + [""]
+                  "measured in the same process (a workload's own target where its issue set one: TARGETS).",
+                  ""] + summary + [""]
     return lines, verdicts
 
 

@@ -51,6 +51,7 @@ from .spatial import (
     Elastic,
     Flip,
     Pad,
+    RandomResizedCrop,
     Resample,
     ResampleToMatch,
     Rot90,
@@ -64,7 +65,7 @@ _logging.getLogger("domainaug").addHandler(_logging.NullHandler())
 
 __all__ = ["Space", "Layer", "Role", "Sample", "Transform", "SpatialTransform", "IntensityTransform", "ParamRecord",
            "replay", "Compose", "OneOf", "SomeOf", "RandomApply", "Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad",
-           "CropForeground", "CropOrPad",
+           "CropForeground", "CropOrPad", "RandomResizedCrop",
            "Resample", "ResampleToMatch", "Gamma", "BrightnessContrast", "GaussianNoise", "GaussianBlur", "SaltPepper",
            "NormalizeIntensity", "RescaleIntensity",
            "ParameterError", "ShapeError", "SpaceMismatchError", "NoDataError", "generator_for",

@@ -15,6 +15,24 @@ its range, so the records hold both the chosen ops and their drawn params:
   ``[-0.005m, 0.005m]``; ``haze`` strength ``[0, 0.01m]``; ``dropout`` BandDropout; ``clouds``
   CloudShadow coverage ``[0, 0.03m]``.
 - ``identity`` is in every set.
+
+The vision ops of the detection pipelines (2D only, so not in ``generic``, which also serves
+volumes; the colour ops need red, green and blue bands, so they form the ``rgb`` set on top of
+``remote_sensing``):
+
+======================  ==========================================================  ===============
+op                      transform at magnitude ``m`` (0..10)                        sets
+======================  ==========================================================  ===============
+``jpeg``                ``Compression`` quality ``[100 - 9m, 100]`` (JPEG)          remote_sensing, rgb
+``resized_crop``        ``RandomResizedCrop`` to the input size, area fraction      remote_sensing, rgb
+                        ``[1 - 0.05m, 1]``, ratio ``a / (1 + 0.03m) .. a (1 + 0.03m)``
+                        about the grid's own world aspect ``a``
+``color``               ``ColorJitter`` brightness and contrast                     rgb
+                        ``[1 - 0.03m, 1 + 0.03m]``, saturation ``[1 - 0.05m, 1 + 0.05m]``,
+                        hue ``[-3m, 3m]`` degrees
+``hsv``                 ``HueSaturation`` hue ``[-3m, 3m]`` degrees, saturation     rgb
+                        ``[-0.02m, 0.02m]``, value ``[-0.01m, 0.01m]``
+======================  ==========================================================  ===============
 """
 
 from __future__ import annotations
@@ -30,7 +48,7 @@ from .core.space import Space
 from .core.transform import Compose, Composite, Transform
 from .errors import ParameterError
 from .intensity import BrightnessContrast, Gamma, GaussianBlur, GaussianNoise
-from .spatial import Affine, Flip
+from .spatial import Affine, Flip, RandomResizedCrop
 
 if TYPE_CHECKING:
     from .testing import Case
@@ -55,8 +73,21 @@ def _remote(name: str) -> Callable[[float, Space], Transform]:
         return {"dihedral": lambda: rs.RotationPolicy("dihedral"),
                 "jitter": lambda: rs.SpectralJitter((1 - 0.02 * m, 1 + 0.02 * m), (-0.005 * m, 0.005 * m)),
                 "haze": lambda: rs.Haze((0.0, 0.01 * m)), "dropout": lambda: rs.BandDropout(),
-                "clouds": lambda: rs.CloudShadow((0.0, 0.03 * m))}[name]()
+                "clouds": lambda: rs.CloudShadow((0.0, 0.03 * m)),
+                "jpeg": lambda: rs.Compression((100 - 9 * m, 100)),
+                "resized_crop": lambda: _resized_crop(m, space),
+                "color": lambda: rs.ColorJitter((1 - 0.03 * m, 1 + 0.03 * m), (1 - 0.03 * m, 1 + 0.03 * m),
+                                                (1 - 0.05 * m, 1 + 0.05 * m), (-3 * m, 3 * m)),
+                "hsv": lambda: rs.HueSaturation((-3 * m, 3 * m), (-0.02 * m, 0.02 * m), (-0.01 * m, 0.01 * m))}[name]()
     return build
+
+
+def _resized_crop(m: float, space: Space) -> Transform:
+    """A random resized crop back to the input size, about the grid's own world aspect ratio."""
+    (h, w), (sy, sx) = space.shape[-2:], space.spacing[-2:]
+    aspect = float(w * sx / (h * sy))
+    return RandomResizedCrop(space.shape, scale=(1 - 0.05 * m, 1.0), ratio=(aspect / (1 + 0.03 * m),
+                                                                             aspect * (1 + 0.03 * m)))
 
 
 #: Every op: name -> builder(magnitude, space) -> Transform.
@@ -71,15 +102,19 @@ OPS: dict[str, Callable[[float, Space], Transform]] = {
     "noise": lambda m, space: GaussianNoise((0.0, 0.02 * m)),
     "blur": lambda m, space: GaussianBlur((0.0, 0.1 * m * float(space.spacing.min()))),
     **{name: _medical(name) for name in ("bias", "rician", "ghosting", "spike", "motion")},
-    **{name: _remote(name) for name in ("dihedral", "jitter", "haze", "dropout", "clouds")},
+    **{name: _remote(name) for name in ("dihedral", "jitter", "haze", "dropout", "clouds", "jpeg", "resized_crop",
+                                        "color", "hsv")},
 }
 
 _GENERIC = ["identity", "rotate", "scale", "shear", "flip", "gamma", "contrast", "noise", "blur"]
+_REMOTE = [o for o in _GENERIC if o != "flip"] + ["dihedral", "jitter", "haze", "dropout", "clouds", "jpeg",
+                                                  "resized_crop"]
 #: Named op sets.
 OP_SETS: dict[str, list[str]] = {
     "generic": _GENERIC,
     "medical": _GENERIC + ["bias", "rician", "ghosting", "spike", "motion"],
-    "remote_sensing": [o for o in _GENERIC if o != "flip"] + ["dihedral", "jitter", "haze", "dropout", "clouds"],
+    "remote_sensing": _REMOTE,
+    "rgb": _REMOTE + ["color", "hsv"],
 }
 
 

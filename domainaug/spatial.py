@@ -49,8 +49,8 @@ from .errors import ParameterError, ShapeError
 if TYPE_CHECKING:
     from .testing import Case
 
-__all__ = ["Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad", "CropForeground", "CropOrPad", "Resample",
-           "ResampleToMatch"]
+__all__ = ["Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad", "CropForeground", "CropOrPad", "RandomResizedCrop",
+           "Resample", "ResampleToMatch"]
 
 
 #: A value for every axis (a number or a (min, max) pair) or one number or pair per axis.
@@ -507,6 +507,106 @@ class Crop(SpatialTransform):
                  ("ratios", lambda: Crop(4, mode="label", ratios=[0, 0])), ("ratios", lambda: Crop(4, ratios=[1, -1])),
                  ("pos", lambda: Crop(4, mode="pos_neg", pos=-1)),
                  ("pos", lambda: Crop(4, mode="pos_neg", pos=0, neg=0))])
+
+
+class RandomResizedCrop(SpatialTransform):
+    """Cut a random window of the 2D grid and resize it to ``size`` pixels (a regrid, as torchvision's
+    ``RandomResizedCrop(size, scale=, ratio=)``).
+
+    The window covers a fraction ``scale`` of the grid's area, with aspect ratio ``ratio`` (width /
+    height in **world units**, so non-square pixels keep the content's true shape), drawn as
+    torchvision does: the area fraction uniformly, the log of the ratio uniformly, up to 10 tries
+    for a window that fits, else the whole grid cut to the nearest allowed ratio, centred. The
+    window is whole input pixels. The output grid tiles the window's outer pixel edges with
+    ``size`` pixels, so every output pixel keeps a true world position (the affine is updated: a
+    regrid with no pull-back of its own). Inside a ``Compose`` it fuses with the warps before it:
+    the layers are interpolated once, straight from the source grid onto the output (linear for
+    intensities, no antialiasing, like Albumentations' ``INTER_LINEAR`` resize).
+
+    Args:
+        size: Output size in pixels, ``(height, width)`` or one number for a square.
+        scale: Area of the window as a fraction of the grid's area, in (0, 1]; a number is fixed,
+            a ``(min, max)`` pair is drawn uniformly.
+        ratio: Aspect ratio width / height of the window in world units, > 0; a number is fixed, a
+            ``(min, max)`` pair is drawn log-uniformly.
+        p: Probability of applying.
+
+    Raises:
+        ShapeError: A 3D sample (an aspect ratio is a 2D notion; use ``Crop`` and ``Resample``).
+        SampleError: Layers on grids of their own (put ``ResampleToMatch`` first).
+
+    Example:
+        >>> out = RandomResizedCrop(512, scale=(0.08, 1.0))(sample, torch.Generator().manual_seed(0))
+    """
+
+    many_grids = False           # one window, resized on one grid (another grid would need its own)
+
+    def __init__(self, size: int | Sequence[int], scale: float | tuple[float, float] = (0.08, 1.0),
+                 ratio: float | tuple[float, float] = (3 / 4, 4 / 3), p: float = 1.0) -> None:
+        self.size = as_size("size", size)
+        if len(self.size) not in (1, 2):
+            raise ParameterError("size", size, "one number or (height, width) in pixels")
+        self.scale = as_uniform("scale", scale, low=1e-9, high=1.0)
+        self.ratio = as_uniform("ratio", ratio, low=1e-6, high=1e6)
+        if self.scale.low <= 0:
+            raise ParameterError("scale", scale, "area fractions > 0")
+        self._set_p(p)
+
+    def _check_2d(self, space: Space) -> None:
+        if space.ndim != 2:
+            raise ShapeError(f"RandomResizedCrop works on 2D grids; this sample's grid is {space.shape} (3D: "
+                             "use Crop and Resample)")
+
+    def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
+        space = sample.space
+        self._check_2d(space)
+        (h_in, w_in), (sy, sx) = space.shape, space.spacing
+        area = h_in * w_in
+        lo, hi = math.log(self.ratio.low), math.log(self.ratio.high)
+        for _ in range(10):
+            target = area * self.scale.draw(generator)
+            aspect = math.exp(lo + (hi - lo) * torch.rand((), generator=generator, dtype=torch.float64).item())
+            pixel_aspect = aspect * sy / sx              # world width / height -> pixel columns / rows
+            w, h = round(math.sqrt(target * pixel_aspect)), round(math.sqrt(target / pixel_aspect))
+            if 0 < w <= w_in and 0 < h <= h_in:
+                i = int(torch.randint(0, h_in - h + 1, (), generator=generator).item())
+                j = int(torch.randint(0, w_in - w + 1, (), generator=generator).item())
+                return {"start": [i, j], "window": [h, w]}
+        world = w_in * sx / (h_in * sy)
+        if world < self.ratio.low:
+            w, h = w_in, max(1, min(h_in, round(w_in * sx / (self.ratio.low * sy))))
+        elif world > self.ratio.high:
+            h, w = h_in, max(1, min(w_in, round(h_in * self.ratio.high * sy / sx)))
+        else:
+            h, w = h_in, w_in
+        return {"start": [(h_in - h) // 2, (w_in - w) // 2], "window": [h, w]}
+
+    def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
+        self._check_2d(space)
+        start, window = params["start"], params["window"]
+        if len(start) != 2 or len(window) != 2 or any(
+                not (w >= 1 and 0 <= b <= n - w) for b, w, n in zip(start, window, space.shape)):
+            raise ParameterError("params", {"start": start, "window": window}, f"a window of whole pixels inside "
+                                 f"the grid {space.shape}")
+        out = np.array(per_axis("size", self.size, 2), dtype=np.float64)
+        step = np.asarray(window, dtype=np.float64) / out       # input pixels per output pixel
+        # output index -> input index: the output pixels tile the window's outer edges
+        to_input = homogeneous(np.diag(step), np.asarray(start, dtype=np.float64) - 0.5 + 0.5 * step)
+        return space.with_grid(out.astype(int).tolist(), space.affine @ to_input), []
+
+    @classmethod
+    def contract_case(cls) -> Case:
+        from .testing import Case
+
+        def whole(s: Sample) -> RandomResizedCrop:
+            (h, w), (sy, sx) = s.space.shape, s.space.spacing
+            return RandomResizedCrop((h, w), scale=1.0, ratio=float(w * sx / (h * sy)))
+        return Case(
+            random=lambda s: RandomResizedCrop((13, 11), scale=(0.3, 1.0)), identity=whole,
+            bad=[("size", lambda: RandomResizedCrop(0)), ("scale", lambda: RandomResizedCrop(8, scale=(0.0, 1.0))),
+                 ("scale", lambda: RandomResizedCrop(8, scale=1.5)), ("ratio", lambda: RandomResizedCrop(8, ratio=0)),
+                 ("size", lambda: RandomResizedCrop((4, 4, 4)))],
+            kinds=("raster-nodata",))
 
 
 class Pad(SpatialTransform):

@@ -1,5 +1,6 @@
 """The resampler against independent references, and its properties."""
 
+import json
 import math
 from dataclasses import replace
 
@@ -14,6 +15,7 @@ from domainaug.core import maps
 from domainaug.core.kernels import exact as ex
 from domainaug.core.kernels import resample as rs
 from domainaug.core.kernels import warp_cpu, warp_torch
+from domainaug.errors import SampleError, ShapeError
 from domainaug.testing import make_raster, make_volume
 
 G = lambda seed=0: torch.Generator().manual_seed(seed)  # noqa: E731
@@ -344,3 +346,52 @@ def test_rot90_of_volumes_on_every_plane_equals_torch(axes):
     for k in (1, 3):
         out = da.Rot90(axes=axes, k=k)(sample, G())["image"]
         assert torch.equal(out, torch.rot90(x, k, [1 + a for a in axes]))
+
+
+# --- RandomResizedCrop ---------------------------------------------------------------------------
+def test_resized_crop_georeference_and_points_follow():
+    sample = make_raster((60, 48), bands=3)
+    t = da.RandomResizedCrop((20, 30), scale=(0.2, 0.6), ratio=(0.5, 2.0))
+    for seed in range(5):
+        out = t(sample, G(seed))
+        params = out.history[-1].params
+        (i, j), (h, w) = params["start"], params["window"]
+        assert out.space.shape == (20, 30)
+        # the output's outer pixel corners are the window's outer corners, in world units
+        for corner_out, corner_in in [((-0.5, -0.5), (i - 0.5, j - 0.5)), ((19.5, 29.5), (i + h - 0.5, j + w - 0.5))]:
+            np.testing.assert_allclose(out.space.index_to_world(np.array([corner_out])),
+                                       sample.space.index_to_world(np.array([corner_in])), atol=1e-6)
+        np.testing.assert_allclose(out.points["p"], sample.points["p"])          # points keep their world position
+        # a pixel's value is the input interpolated at the same world point
+        world = out.space.index_to_world(np.array([[7.0, 11.0]]))
+        src = sample.space.world_to_index(world)[0]
+        ref = ndi.map_coordinates(sample["image"][0].double().numpy(), src[:, None], order=1)[0]
+        if out["valid"][0, 7, 11]:
+            assert abs(float(out["image"][0, 7, 11]) - ref) < 1e-3
+
+
+def test_resized_crop_draws_within_area_and_ratio_and_fuses():
+    sample = make_raster((80, 80), bands=2)
+    t = da.RandomResizedCrop(16, scale=(0.25, 0.5), ratio=(0.75, 1.333))
+    for seed in range(20):
+        h, w = t.sample_params(sample, G(seed))["window"]
+        assert 0.25 * 6400 * 0.8 <= h * w <= 0.5 * 6400 * 1.2 and 0.7 <= w / h <= 1.42
+    pipeline = da.Compose([da.Affine(degrees=(-20, 20)), t])
+    out = pipeline(sample, G(1))
+    again = da.replay(sample, json.loads(json.dumps([r.to_dict() for r in out.history])))
+    assert torch.equal(out["image"], again["image"]) and out.space.shape == (16, 16)
+    pending = pipeline.lazy(sample, out.history[-1].params).pending    # rotation and crop: one map, one pass
+    assert pending is not None and pending.source is sample.space and pending.space.shape == (16, 16)
+    assert len(pending.stages) == 1 and out.space.same_grid(pending.space)
+
+
+def test_resized_crop_refuses_3d_and_many_grids():
+    with pytest.raises(ShapeError, match="2D"):
+        da.RandomResizedCrop(8)(make_volume(), G(0))
+    sample = make_raster((24, 20))
+    affine = sample.space.affine @ np.array([[2.0, 0, 0.5], [0, 2.0, 0.5], [0, 0, 1]])
+    coarse = sample.space.with_grid((12, 10), affine)
+    many = da.Sample(sample.space, {"image": sample.layer_info("image"),
+                                    "b20": da.Layer(torch.zeros(1, 12, 10), da.Role.INTENSITY)}, grids={"b20": coarse})
+    with pytest.raises(SampleError, match="RandomResizedCrop"):
+        da.RandomResizedCrop(8)(many, G(0))

@@ -6,6 +6,7 @@ window by window.
 """
 
 from .bands import SENSORS, Band, Sensor, match_band, resolve_bands, sensor, sensors
+from .color import ColorJitter, Compression, HueSaturation, rgb_bands, value_range_of
 from .presets import preset, presets
 from .rotation import RotationPolicy
 from .spectral import (
@@ -33,4 +34,5 @@ __all__ = ["preset", "presets", "SpectralJitter", "Haze", "BandDropout", "CloudS
            "RotationPolicy", "spectral_index", "INDICES", "set_bands", "layer_bands", "sensor", "sensors", "SENSORS",
            "Band", "Sensor", "tiles", "tile_windows", "TileWriter", "classification_patches", "scene_stats",
            "resolve_bands", "match_band", "band_stats", "cloud_reflectance", "derived_layers", "source_layers",
-           "dates", "date_layers", "stack_dates", "check_distinct_bands"]
+           "dates", "date_layers", "stack_dates", "check_distinct_bands", "ColorJitter", "HueSaturation", "Compression",
+           "rgb_bands", "value_range_of"]
