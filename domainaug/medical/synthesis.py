@@ -58,8 +58,8 @@ def _label_values(name: str, value: Any) -> list[int] | None:
         return None
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         value = [value]
-    if not isinstance(value, (list, tuple)) or not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value) or len(set(value)) != len(value):
+    if not isinstance(value, (list, tuple)) or len(set(value)) != len(value) or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
         raise ParameterError(name, value, "None, a label value or a list of distinct integer label values")
     return [int(v) for v in value]
 
@@ -105,7 +105,7 @@ def region_mask(sample: Sample, region: str | None, values: Sequence[int] | None
     return mask if valid is None else mask & valid
 
 
-def _falloff(zone: np.ndarray, spacing: Sequence[float], blend: float) -> np.ndarray:
+def _falloff(zone: np.ndarray, spacing: Sequence[float] | np.ndarray, blend: float) -> np.ndarray:
     """Blend weight: 1 on ``zone``, falling to 0 over ``blend`` mm outside it along a raised cosine
     of the Euclidean distance (in mm, from ``spacing``)."""
     from scipy import ndimage  # only when a paste runs
@@ -184,8 +184,9 @@ class LabelsToImage(Transform):
         self._set_p(p)
 
     def _steps(self) -> tuple[SimulateLowResolution | None, BiasField]:
-        low = None if self.resolution is None else SimulateLowResolution(self.resolution, axes=None)
-        return low, BiasField(self.bias, order=3)
+        low = None if self.resolution is None else \
+            SimulateLowResolution((self.resolution.low, self.resolution.high), axes=None)
+        return low, BiasField((self.bias.low, self.bias.high), order=3)
 
     def _check(self, sample: Sample) -> torch.Tensor:
         label = _label_layer(sample, self.label, "LabelsToImage")
@@ -427,7 +428,7 @@ class LesionPaste:
         has = [bool(self._lesion_mask(d).any()) for d in pool]
         if not any(has):
             raise NoDataError(f"LesionPaste: no donor has a lesion (values {self.lesion} in layer {self.label!r})")
-        out = []
+        out: list[dict[str, Any]] = []
         for i, recipient in enumerate(samples):
             if self.p < 1.0 and torch.rand((), generator=generator, dtype=torch.float64).item() >= self.p:
                 out.append({"applied": False})
