@@ -269,3 +269,28 @@ def test_generator_output_of_the_wrong_shape_is_refused():
         md.GenerativeSynthesis(Conv1x1(out=2).eval(), region_values=[7])(s, G(0))
     with pytest.raises(ParameterError, match="^model="):
         md.GenerativeSynthesis("/no/such/file.pt")
+
+
+def test_labels_to_image_matches_torchio_per_label_statistics():
+    tio = pytest.importorskip("torchio")
+    s = blocks(shape=(32, 24, 20))
+    ours = md.LabelsToImage(mean=0.4, std=0.05, units="raw", blur=0.0, bias=0.0)(s, G(0))["image_from_labels"][0]
+    ranks = torch.bucketize(s["label"].long(), torch.tensor([0, 2, 5, 9]))       # TorchIO wants labels 0..K-1
+    subject = tio.Subject(label=tio.LabelMap(tensor=ranks, affine=np.diag([1.0, 1.5, 2.0, 1.0])))
+    torch.manual_seed(0)
+    theirs = tio.RandomLabelsToImage(label_key="label", mean=[0.4] * 4, std=[0.05] * 4)(subject)
+    theirs = theirs["image_from_labels"].data[0]
+    for v in (0, 2, 5, 9):
+        a, b = ours[s["label"][0] == v].double(), theirs[s["label"][0] == v].double()
+        assert a.mean().item() == pytest.approx(b.mean().item(), abs=4 * 0.05 / np.sqrt(a.numel()) * 2)
+        assert a.std().item() == pytest.approx(b.std().item(), rel=0.1)
+
+
+def test_lesion_paste_is_a_mixing_collate_over_the_batch():
+    from domainaug.training import mixing_collate
+    batch = [lesion_volume(), lesion_volume(centre=(-50, -50, -50), seed=2)]
+    collate = mixing_collate(md.LesionPaste(lesion=4, region="label", region_values=[1]), seed=3)
+    out = collate(batch)
+    assert out["label"].shape[0] == 2
+    assert int((out["label"][1] == 4).sum()) > 0                   # the lesion-free sample got one
+    assert [r["transform"] for r in out["records"][1]] == ["LesionPaste"]
