@@ -294,3 +294,28 @@ def test_lesion_paste_is_a_mixing_collate_over_the_batch():
     assert out["label"].shape[0] == 2
     assert int((out["label"][1] == 4).sum()) > 0                   # the lesion-free sample got one
     assert [r["transform"] for r in out["records"][1]] == ["LesionPaste"]
+
+
+def test_lesion_paste_keeps_dtypes_and_odd_samples_end_in_a_named_error():
+    donor = lesion_volume()
+    recipient = lesion_volume(centre=(-50, -50, -50), seed=1)
+    recipient = recipient.with_layers(image=da.Layer(recipient["image"].double(), da.Role.INTENSITY))
+    out = md.LesionPaste(lesion=4, region="label", region_values=[1])([recipient], G(0), donors=[donor])[0]
+    assert out["image"].dtype == torch.float64 and out["label"].dtype == torch.uint8
+    assert set(out["label"].unique().tolist()) <= {0, 1, 4}
+    empty = recipient.with_layers(label=da.Layer(torch.zeros_like(recipient["label"]), da.Role.LABEL))
+    with pytest.raises(NoDataError, match="region"):
+        md.LesionPaste(lesion=4, region="label", region_values=[1])([empty], G(0), donors=[donor])
+
+
+def test_labels_to_image_on_the_real_t1_replaces_white_matter_only(fixtures):
+    import domainaug.io as dio
+    t1 = dio.load(fixtures / "KmeansTest_T1UCharRaw.nii.gz",
+                  label=fixtures / "KmeansTest_T1KmeansPrelimSegmentation.nii.gz")
+    t = md.LabelsToImage(image="image", labels=[6], paste=True, mean=(1.2, 1.4), std=0.02, blur=0.0, bias=0.0)
+    out = t(t1, G(0))
+    wm = t1["label"] == 6
+    assert not bool((out["image"] != t1["image"])[~wm].any())
+    lo, hi = md.robust_range(t1["image"], None)
+    (m,) = out.history[-1].params["mean"]["6"]
+    assert out["image"][wm].double().mean().item() == pytest.approx(float(lo + m * (hi - lo)), rel=1e-3)
