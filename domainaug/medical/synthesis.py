@@ -177,6 +177,8 @@ class LabelsToImage(Transform):
         self.paste = bool(paste)
         if self.paste and self.labels is None:
             raise ParameterError("labels", None, "the label values to paste (paste=True replaces only those)")
+        if not self.paste and self.labels == []:
+            raise ParameterError("labels", [], "at least one label value (an empty list only with paste=True)")
         self.units = check_choice("units", units, ("percentile", "raw"))
         self.blur = as_uniform("blur", blur, low=0.0)
         self.resolution = None if resolution is None else as_uniform("resolution", resolution, low=1e-6)
@@ -332,8 +334,9 @@ class LesionPaste:
     fewer than 8 ring voxels on either side the values are pasted as they are. ``"none"``: as they are.
 
     Labels: outside the pasted zone the recipient's labels are untouched; the lesion's values
-    (the donor's) are set only inside it, and only inside the region. Every INTENSITY layer of the
-    recipient is pasted (the donor must have each); invalid voxels are untouched.
+    (the donor's) are set only inside it, and only inside the region; LABEL layers other than
+    ``label`` are not changed. Every INTENSITY layer of the recipient is pasted (the donor must have
+    each, with as many channels); invalid voxels are untouched.
 
     Args:
         mode: ``"copy"`` or ``"carve"``.
@@ -602,10 +605,10 @@ class LesionPaste:
         centre_index = np.round(voxels.mean(0))          # a donor voxel: no jitter on the same lattice is a copy
         centre = donor.space.index_to_world(centre_index)
         linear = self._jitter(donor, list(params["degrees"]), float(params["scale"]))
-        extent = np.abs((donor.space.index_to_world(voxels.astype(np.float64)) - centre) @ linear.T).max(0)
-        radius = float(np.linalg.norm(extent)) + max(float(params.get("margin", 0.0)), 0.0) + self.blend + self.ring
-        spacing = recipient.space.spacing
-        half = np.ceil(radius / spacing + 1).astype(int)
+        moved = (donor.space.index_to_world(voxels.astype(np.float64)) - centre) @ linear.T
+        extent = np.abs(moved @ np.linalg.inv(recipient.space.affine[:n, :n]).T).max(0)     # recipient voxels
+        pad = max(float(params.get("margin", 0.0)), 0.0) + self.blend + self.ring                 # mm around it
+        half = np.ceil(extent + pad / recipient.space.spacing + 1).astype(int)
         shape = tuple(int(v) for v in 2 * half + 1)
         affine = np.eye(n + 1)
         affine[:n, :n] = recipient.space.affine[:n, :n]
@@ -785,25 +788,26 @@ class GenerativeSynthesis(Transform):
     def contract_case(cls) -> Case:
         from ..testing import Case
         return Case(
-            random=lambda s: GenerativeSynthesis(_contract_script(), strength=(0.5, 1.0), blend=2.0),
+            random=lambda s: GenerativeSynthesis(_contract_script(), noise_channels=s.layer_info("image").data.shape[0],
+                                                 strength=(0.5, 1.0), blend=2.0),
             identity=lambda s: GenerativeSynthesis(_contract_script(), strength=0.0),
             bad=[("model", lambda: GenerativeSynthesis(3)),  # type: ignore[arg-type]  # (wrong on purpose)
                  ("strength", lambda: GenerativeSynthesis(_contract_script(), strength=2.0)),
-                 ("noise_channels", lambda: GenerativeSynthesis(_contract_script(), noise_channels=0))],
-            kinds=("volume", "oblique-int16"))
+                 ("noise_channels", lambda: GenerativeSynthesis(_contract_script(), noise_channels=0))])
 
 
 class _ContractGenerator(torch.nn.Module):
-    """A stand-in generator for the contract suite: a fixed 1x1 mix of condition and noise."""
+    """A stand-in generator for the contract suite: a fixed point-wise mix of condition and noise,
+    with as many output channels as noise channels (any dimension)."""
 
     def forward(self, condition: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return 150.0 + 5.0 * condition[:, :1] + 20.0 * noise[:, :1]
+        return 150.0 + 5.0 * condition[:, :1] + 20.0 * noise
 
 
 def _contract_script() -> str:
     """The contract suite's generator as a TorchScript file (written once per process)."""
     import tempfile
-    path = Path(tempfile.gettempdir()) / f"domainaug-contract-generator-{os.getpid()}.pt"
+    path = Path(tempfile.gettempdir()) / f"domainaug-contract-generator-v2-{os.getpid()}.pt"
     if not path.is_file():
         torch.jit.save(torch.jit.script(_ContractGenerator()), str(path))
     return str(path)
