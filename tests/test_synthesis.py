@@ -319,3 +319,14 @@ def test_labels_to_image_on_the_real_t1_replaces_white_matter_only(fixtures):
     lo, hi = md.robust_range(t1["image"], None)
     (m,) = out.history[-1].params["mean"]["6"]
     assert out["image"][wm].double().mean().item() == pytest.approx(float(lo + m * (hi - lo)), rel=1e-3)
+
+
+def test_generator_blend_reaches_only_blend_mm_beyond_the_region():
+    from scipy import ndimage
+    s = make_volume()
+    out = md.GenerativeSynthesis(Conv1x1().eval(), region_values=[7], blend=3.0, context=6.0)(s, G(0))
+    region = (s["label"][0] == 7).numpy()
+    distance = ndimage.distance_transform_edt(~region, sampling=list(s.space.spacing))
+    changed = (out["image"] != s["image"])[0].numpy()
+    assert changed[region].all()
+    assert distance[changed].max() < 3.0 and changed[(distance > 0) & (distance < 1.5)].any()
