@@ -330,3 +330,29 @@ def test_generator_blend_reaches_only_blend_mm_beyond_the_region():
     changed = (out["image"] != s["image"])[0].numpy()
     assert changed[region].all()
     assert distance[changed].max() < 3.0 and changed[(distance > 0) & (distance < 1.5)].any()
+
+
+def test_the_rare_lesion_experiment_inserts_its_lesions_in_tissue_and_its_paste_replays(fixtures):
+    import importlib.util
+    from pathlib import Path
+
+    import domainaug.io as dio
+    path = Path(__file__).resolve().parents[1] / "experiments" / "rare_lesion.py"
+    spec = importlib.util.spec_from_file_location("rare_lesion", path)
+    rl = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rl)
+    t1 = dio.load(fixtures / "KmeansTest_T1UCharRaw.nii.gz",
+                  label=fixtures / "KmeansTest_T1KmeansPrelimSegmentation.nii.gz")
+    t1 = md.Reorient("RAS")(t1)
+    head = da.Crop([72, 62, 128]).apply(t1, {"start": [32, 0, 0]})
+    out = rl.with_lesions(head, 4, per_slab=2)
+    lesion = out["label"][0] == rl.LESION
+    assert 0 < float(lesion.double().mean()) < 0.005
+    under = head["label"][0][lesion]
+    assert float(torch.isin(under, torch.tensor([5, 6], dtype=under.dtype)).double().mean()) > 0.8   # mostly in GM/WM
+    slabs = [da.Crop([18, 62, 128]).apply(out, {"start": [18 * i, 0, 0]}) for i in range(4)]
+    step = rl.PasteFromPool(md.LesionPaste(lesion=rl.LESION, region="label", region_values=[5, 6]), donors=slabs)
+    a = step(slabs[0], G(1))
+    b = step.apply(slabs[0], a.history[-1].params)
+    assert_samples_equal(a.replace(history=[]), b.replace(history=[]))
+    assert int((a["label"] == rl.LESION).sum()) > int((slabs[0]["label"] == rl.LESION).sum())
