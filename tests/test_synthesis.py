@@ -198,7 +198,8 @@ def test_lesion_paste_refusals_are_named():
             donors=[flat])
     for name, call in [("mode", lambda: md.LesionPaste(mode="cut")), ("lesion", lambda: md.LesionPaste(lesion=0)),
                        ("match", lambda: md.LesionPaste(match="hist")), ("ring", lambda: md.LesionPaste(ring=0)),
-                       ("blend", lambda: md.LesionPaste(blend=-1)), ("p", lambda: md.LesionPaste(p=2))]:
+                       ("blend", lambda: md.LesionPaste(blend=-1)), ("p", lambda: md.LesionPaste(p=2)),
+                       ("region_values", lambda: md.LesionPaste(region_values=[2]))]:
         with pytest.raises(ParameterError, match=f"^{name}="):
             call()
 

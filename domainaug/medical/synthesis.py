@@ -384,6 +384,8 @@ class LesionPaste:
             raise ParameterError("region", region, "None or a layer name")
         self.region = region
         self.region_values = _label_values("region_values", region_values)
+        if region is None and self.region_values is not None:
+            raise ParameterError("region_values", region_values, "None without a region layer (name it in region=)")
         self.match = check_choice("match", match, ("mean", "mean_std", "none"))
         self.ring = _length("ring", ring)
         if self.ring <= 0:
@@ -609,6 +611,7 @@ class LesionPaste:
         extent = np.abs(moved @ np.linalg.inv(recipient.space.affine[:n, :n]).T).max(0)     # recipient voxels
         pad = max(float(params.get("margin", 0.0)), 0.0) + self.blend + self.ring                 # mm around it
         half = np.ceil(extent + pad / recipient.space.spacing + 1).astype(int)
+        half = np.minimum(half, np.array(recipient.space.shape))    # what lies farther never lands on the grid
         shape = tuple(int(v) for v in 2 * half + 1)
         affine = np.eye(n + 1)
         affine[:n, :n] = recipient.space.affine[:n, :n]
