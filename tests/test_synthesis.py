@@ -357,3 +357,17 @@ def test_the_rare_lesion_experiment_inserts_its_lesions_in_tissue_and_its_paste_
     b = step.apply(slabs[0], a.history[-1].params)
     assert_samples_equal(a.replace(history=[]), b.replace(history=[]))
     assert int((a["label"] == rl.LESION).sum()) > int((slabs[0]["label"] == rl.LESION).sum())
+
+
+def test_per_label_ranges_as_torchio_users_give_them():
+    s = blocks()
+    t = md.LabelsToImage(mean={0: 10.0, 2: (20.0, 30.0), 5: 50.0, 9: 90.0}, std=0.0, units="raw", blur=0.0, bias=0.0)
+    again = da.transform_from_dict(json.loads(json.dumps(t.to_dict())))    # keys come back as strings
+    assert again.to_dict() == t.to_dict()
+    out = again(s, G(0))
+    image, label = out["image_from_labels"][0], s["label"][0]
+    for v, expected in ((0, 10.0), (5, 50.0), (9, 90.0)):
+        assert bool((image[label == v] == expected).all())
+    assert 20.0 <= float(image[label == 2][0]) <= 30.0
+    with pytest.raises(ParameterError, match="^mean=.*label 9"):
+        md.LabelsToImage(mean={0: 1.0, 2: 1.0, 5: 1.0})(s, G(0))

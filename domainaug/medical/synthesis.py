@@ -32,7 +32,7 @@ from ..core.kernels.affine import about_center, n_rotations, rotation_matrix
 from ..core.kernels.resample import resample_layers
 from ..core.kernels.spec import LayerSpec
 from ..core.maps import PendingMap
-from ..core.params import as_uniform, check_choice, check_positive_int, to_json
+from ..core.params import Uniform, as_uniform, check_choice, check_positive_int, to_json
 from ..core.random import child_seed
 from ..core.record import ParamRecord
 from ..core.sample import Layer, Role, Sample, resolve_fill
@@ -62,6 +62,33 @@ def _label_values(name: str, value: Any) -> list[int] | None:
             isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
         raise ParameterError(name, value, "None, a label value or a list of distinct integer label values")
     return [int(v) for v in value]
+
+
+def _per_label(name: str, value: Any, low: float | None = None) -> Uniform | dict[int, Uniform]:
+    """A number or range shared by every label, or a mapping label value -> number or range (keys may
+    be strings, as a JSON config has them)."""
+    if not isinstance(value, dict):
+        return as_uniform(name, value, low=low)
+    out = {}
+    for key, v in value.items():
+        try:
+            label = int(key)
+        except (TypeError, ValueError):
+            raise ParameterError(name, value, "a number, a (min, max) pair, or a mapping of integer label "
+                                 "values to them") from None
+        if isinstance(key, bool) or (isinstance(key, float) and key != label):
+            raise ParameterError(name, value, "integer label values as keys")
+        out[label] = as_uniform(f"{name}[{label}]", v, low=low)
+    return out
+
+
+def _for_label(name: str, spec: Uniform | dict[int, Uniform], value: int) -> Uniform:
+    if isinstance(spec, Uniform):
+        return spec
+    if value not in spec:
+        raise ParameterError(name, {str(k): u.to_json() for k, u in spec.items()},
+                             f"a range for label {value} too (it is in the label map or in labels=)")
+    return spec[value]
 
 
 def _length(name: str, value: Any) -> float:
@@ -139,7 +166,9 @@ class LabelsToImage(Transform):
         label: The LABEL layer (one channel) that drives the synthesis (TorchIO ``label_key``).
         image: The INTENSITY layer written (TorchIO ``image_key``).
         mean: Range of each label's mean, per channel; in ``units``. A number is fixed; a
-            ``(min, max)`` pair is drawn uniformly per label and channel.
+            ``(min, max)`` pair is drawn uniformly per label and channel; a mapping
+            ``{label: number or (min, max)}`` gives each label its own (TorchIO's per-label
+            ``mean``, SynthSeg's priors; every synthesised label needs an entry).
         std: Range of each label's standard deviation, >= 0, in ``units``. Same conventions.
         labels: Label values to synthesise (default: every value present). With ``paste=False``
             voxels of other labels are 0; with ``paste=True`` they keep the image.
@@ -171,8 +200,8 @@ class LabelsToImage(Transform):
             if not isinstance(value, str) or not value:
                 raise ParameterError(name, value, "a layer name")
         self.label, self.image = label, image
-        self.mean = as_uniform("mean", mean)
-        self.std = as_uniform("std", std, low=0.0)
+        self.mean = _per_label("mean", mean)
+        self.std = _per_label("std", std, low=0.0)
         self.labels = _label_values("labels", labels)
         self.paste = bool(paste)
         if self.paste and self.labels is None:
@@ -204,8 +233,8 @@ class LabelsToImage(Transform):
         label = self._check(sample)
         values = self.labels if self.labels is not None else [int(v) for v in torch.unique(label).tolist()]
         channels = sample.layer_info(self.image).data.shape[0] if self.image in sample.layer_names() else 1
-        mean = {str(v): [self.mean.draw(generator) for _ in range(channels)] for v in values}
-        std = {str(v): [self.std.draw(generator) for _ in range(channels)] for v in values}
+        mean = {str(v): [_for_label("mean", self.mean, v).draw(generator) for _ in range(channels)] for v in values}
+        std = {str(v): [_for_label("std", self.std, v).draw(generator) for _ in range(channels)] for v in values}
         low, bias = self._steps()
         return {"mean": mean, "std": std, "seed": child_seed(generator), "blur": self.blur.draw(generator),
                 "resolution": None if low is None else low.sample_params(sample, generator),
