@@ -341,6 +341,28 @@ def w_crop_foreground() -> list[Row]:
     return rows
 
 
+def w_labels_to_image() -> list[Row]:
+    """A synthetic image from the label map: one Gaussian per label, as a new layer (TorchIO's
+    RandomLabelsToImage does the same, without blur or bias field)."""
+    from domainaug import medical as md
+    image, label, sample = _volume()
+    plain = md.LabelsToImage(mean=(0.1, 0.9), std=(0.01, 0.1), units="raw", blur=0.0, bias=0.0)
+    full = md.LabelsToImage(mean=(0.1, 0.9), std=(0.01, 0.1), units="raw", blur=(0.5, 1.0), bias=(-0.15, 0.15))
+    rows = [_floor_copy(image),
+            ("domainaug", da.__version__, _ours(plain, sample), "Gaussian per label only (TorchIO's work)"),
+            ("domainaug (SynthSeg-style)", da.__version__, _ours(full, sample),
+             "plus partial-volume blur 0.5-1 mm and a bias field (not the peers' work)")]
+    try:
+        import torchio as tio
+        rows.append(("TorchIO", _version("torchio"),
+                     _torchio(tio.RandomLabelsToImage(label_key="label", image_key="image_from_labels"), image,
+                              label), "defaults: mean 0.1-0.9, std 0.01-0.1 per label; subject deep-copied per call"))
+    except ImportError:
+        pass
+    rows.append(("MONAI", _version("monai"), None, "no labels-to-image transform"))
+    return rows
+
+
 def w_atlas() -> list[Row]:
     image, label, sample = _volume()
     rng = np.random.default_rng(0)
@@ -838,6 +860,7 @@ WORKLOADS: dict[str, Callable[[], list[Row]]] = {
     "sliding-window inference (identity model)": w_sliding_window,
     "NormalizeIntensity": w_normalize,
     "CropForeground": w_crop_foreground,
+    "LabelsToImage": w_labels_to_image,
     "2D 12-band dihedral": lambda: w_raster("dihedral"),
     "2D 12-band any-angle rotation": lambda: w_raster("any-angle rotation"),
     "2D 12-band spectral jitter": lambda: w_raster("spectral jitter"),

@@ -243,12 +243,13 @@ class CutMix(_Mix):
         return a.replace(layers=layers, meta=self._mix_targets(a, b, lam))
 
 
-def mixing_collate(mix: _Mix, seed: int = 0, collate: Callable[[list[Sample]], Any] | None = None
-                   ) -> Callable[[list[Any]], Any]:
-    """A ``DataLoader`` ``collate_fn`` that mixes each batch, then collates it. The batch's generator
-    comes from ``seed``, the samples' ``meta["draw"]`` (seed, epoch, index, set by
-    ``AugmentedDataset``) and their records, so it differs per batch and epoch and does not depend
-    on worker count or order."""
+def mixing_collate(mix: Callable[[list[Sample], torch.Generator], list[Sample]], seed: int = 0,
+                   collate: Callable[[list[Sample]], Any] | None = None) -> Callable[[list[Any]], Any]:
+    """A ``DataLoader`` ``collate_fn`` that mixes each batch (``MixUp``, ``CutMix``, or any batch op
+    called as ``mix(samples, generator)``, e.g. ``medical.LesionPaste`` with the batch as donors),
+    then collates it. The batch's generator comes from ``seed``, the samples' ``meta["draw"]``
+    (seed, epoch, index, set by ``AugmentedDataset``) and their records, so it differs per batch
+    and epoch and does not depend on worker count or order."""
     import hashlib
     import json
     finish = collate or default_collate
