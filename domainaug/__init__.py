@@ -13,6 +13,7 @@ if not any(v in _os.environ for v in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_
 
 from .core import (
     DEFAULT_LABEL_INTERPOLATION,
+    Boxes,
     Compose,
     IntensityTransform,
     Layer,
@@ -40,7 +41,7 @@ __all__ = ["Space", "Layer", "Role", "Sample", "Transform", "SpatialTransform", 
            "replay", "Compose", "OneOf", "SomeOf", "RandomApply", "Affine", "Elastic", "Flip", "Rot90", "Crop", "Pad",
            "Resample", "ResampleToMatch", "Gamma", "BrightnessContrast", "GaussianNoise", "GaussianBlur", "SaltPepper",
            "ParameterError", "ShapeError", "SpaceMismatchError", "NoDataError", "generator_for",
-           "transform_from_dict", "DEFAULT_LABEL_INTERPOLATION", "Schedule"]
+           "transform_from_dict", "DEFAULT_LABEL_INTERPOLATION", "Schedule", "Boxes"]
 
 # The domain modules register their transforms, so that records naming them replay in any process
 # (DataLoader workers, Dask workers) after a plain ``import domainaug``.
