@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from ..errors import ParameterError, ShapeError, SpaceMismatchError
+from .boxes import Boxes, inside_view, move_boxes
 from .kernels.resample import count_pass, resample_layers
 from .kernels.spec import INTENSITY_MODES, LABEL_MODES, LayerSpec
-from .boxes import Boxes, inside_view, move_boxes
 from .maps import PendingMap, Stage, push_forward_points
 from .record import ParamRecord
 from .space import Space, check_same_world
@@ -111,8 +111,8 @@ class Sample:
 
     def __init__(self, space: Space, layers: Mapping[str, Layer], points: Mapping[str, Any] | None = None,
                  history: Iterable[ParamRecord] | None = None, meta: Mapping[str, Any] | None = None,
-                 *, boxes: Mapping[str, Boxes] | None = None, pending: PendingMap | None = None, grids: Mapping[str, Space] | None = None,
-                 sources: Mapping[str, Space] | None = None) -> None:
+                 *, boxes: Mapping[str, Boxes] | None = None, pending: PendingMap | None = None,
+                 grids: Mapping[str, Space] | None = None, sources: Mapping[str, Space] | None = None) -> None:
         if not isinstance(space, Space):
             raise ParameterError("space", type(space).__name__, "a domainaug.Space")
         if pending is not None and pending.space != space:
