@@ -256,3 +256,21 @@ def test_bad_boxes_name_the_problem():
                   boxes={"b": Boxes([[0.0, 0.0, 1.0, 1.0]])})
     with pytest.raises(da.ParameterError, match="boxes"):
         da.Sample(da.Space.from_spacing((4, 4)), {"image": da.Layer(torch.zeros(1, 4, 4))}, boxes={"b": [[0, 0, 1, 1]]})
+
+
+def test_the_readme_detection_examples_run():
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("### Detection", 1)[1].split("\n### ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 2
+    oriented, lesion = ({} for _ in blocks)
+    exec(blocks[0], oriented)                                 # noqa: S102 - the README's own code
+    exec(blocks[1], lesion)                                   # noqa: S102
+    assert oriented["target"]["boxes"].shape[1] == 8 and len(oriented["target"]["labels"]) >= 1
+    assert lesion["boxes"].shape == (1, 6) and lesion["labels"].tolist() == [1]
+    out = lesion["out"]
+    where = torch.nonzero(out["label"][0] == 1).double()
+    centre = where.mean(0) + 0.5                                  # voxel i spans [i, i + 1)
+    assert torch.allclose(lesion["boxes"][0, :3], centre, atol=1.0)

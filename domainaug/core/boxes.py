@@ -133,8 +133,12 @@ class Boxes:
 
     def select(self, keep: Any) -> Boxes:
         """The boxes where ``keep`` (a bool mask or indices), labels and visibility in step."""
-        keep = torch.as_tensor(keep)
-        return replace(self, data=self.data[keep], labels=self.labels[keep], visibility=self.visibility[keep])
+        keep = np.asarray(keep.cpu() if isinstance(keep, torch.Tensor) else keep)   # numpy: no thread pool
+        if keep.dtype == bool and keep.shape != (len(self),):
+            raise ShapeError(f"a mask of shape {keep.shape} for {len(self)} boxes")
+        def pick(t: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(t.numpy()[keep]))
+        return replace(self, data=pick(self.data), labels=pick(self.labels), visibility=pick(self.visibility))
 
     def sizes(self) -> np.ndarray:
         """``(N, ndim)`` side lengths in world units (``w, h`` for oriented boxes)."""
@@ -231,14 +235,14 @@ def move_boxes(boxes: Boxes, stages: list[Stage], space: Space) -> Boxes:
         else:
             out = np.empty_like(data)
             step = _sample_step(fields, space)
-            for m, which in _buckets(data[:, n:] - data[:, :n], step):
+            for m, which in _buckets(data[:, n:] - data[:, :n], step, least=2):
                 pts = _axis_points(data[which], _cube_boundary(n, m))
                 moved = push_forward_points(stages, pts.reshape(-1, n)).reshape(pts.shape)
                 out[which] = np.concatenate([moved.min(1), moved.max(1)], axis=1)
     else:
         out = np.empty_like(data)
         step = _sample_step(fields, space) if fields else math.inf
-        for m, which in _buckets(data[:, 2:4], step, least=3):
+        for m, which in _buckets(data[:, 2:4], step, least=2):
             template = _cube_boundary(2, m) - 0.5
             pts = _oriented_points(data[which], template)
             moved = (push_forward_points(stages, pts.reshape(-1, 2)).reshape(pts.shape) if fields else
@@ -256,10 +260,6 @@ def clip_boxes(boxes: Boxes, space: Space) -> Boxes:
     ratio = np.ones(len(data))
     n = boxes.ndim
     shape = np.array(space.shape, dtype=np.float64)
-    corners = boxes.corners()
-    index = space.world_to_index(corners.reshape(-1, n)).reshape(corners.shape)
-    tol = 1e-9 * max(1.0, float(shape.max()))
-    inside = np.all((index >= -0.5 - tol) & (index <= shape - 0.5 + tol), axis=(1, 2))
     if boxes.kind == "axis" and _follows_world_axes(space):
         fov = space.world_box()
         lo, hi = np.maximum(data[:, :n], fov[0]), np.minimum(data[:, n:], fov[1])
@@ -268,6 +268,10 @@ def clip_boxes(boxes: Boxes, space: Space) -> Boxes:
         ratio = np.where(full > 0, kept.prod(1) / np.where(full > 0, full, 1), np.all(hi >= lo, axis=1))
         data = np.concatenate([np.minimum(lo, hi), np.maximum(lo, hi)], axis=1)
     else:
+        corners = boxes.corners()
+        index = space.world_to_index(corners.reshape(-1, n)).reshape(corners.shape)
+        tol = 1e-9 * max(1.0, float(shape.max()))
+        inside = np.all((index >= -0.5 - tol) & (index <= shape - 0.5 + tol), axis=(1, 2))
         for i in np.flatnonzero(~inside):
             if n == 2:
                 poly = index[i] if boxes.kind == "oriented" else index[i][[0, 1, 3, 2]]   # corners in ring order
@@ -278,7 +282,7 @@ def clip_boxes(boxes: Boxes, space: Space) -> Boxes:
     sizes = boxes.replace(data=torch.from_numpy(data)).sizes()
     keep = (ratio > 0) & (visibility >= boxes.min_visibility - 1e-12) & (sizes.min(1) >= boxes.min_size - 1e-12)
     out = boxes.replace(data=torch.from_numpy(data), visibility=torch.from_numpy(visibility))
-    return out if bool(keep.all()) else out.select(torch.from_numpy(keep))
+    return out if bool(keep.all()) else out.select(keep)
 
 
 def inside_view(space: Space, world: np.ndarray) -> np.ndarray:
@@ -351,8 +355,9 @@ def _sample_step(fields: list[Field], space: Space) -> float:
     return step
 
 
-def _buckets(sizes: np.ndarray, step: float, least: int = 3) -> list[tuple[int, np.ndarray]]:
-    """Boxes grouped by points per axis ``m = 2^k + 1`` (``least`` to 33), enough for ``step``."""
+def _buckets(sizes: np.ndarray, step: float, least: int = 2) -> list[tuple[int, np.ndarray]]:
+    """Boxes grouped by points per axis ``m = 2^k + 1`` (``least`` to 33), enough for ``step`` (the
+    corners alone, ``m = 2``, for a box smaller than ``step``)."""
     need = np.ceil(sizes.max(1) / step) if math.isfinite(step) else np.zeros(len(sizes))
     m = np.full(len(sizes), least)
     for k in range(1, 6):
@@ -363,13 +368,12 @@ def _buckets(sizes: np.ndarray, step: float, least: int = 3) -> list[tuple[int, 
 
 def _enclose_oriented(moved: np.ndarray, template: np.ndarray, angles: np.ndarray) -> np.ndarray:
     """``(N, 5)`` rectangles enclosing ``moved`` ``(N, P, 2)``, aligned with the image of each box's
-    width axis (the moved midpoints of its two ``h`` edges, which ``template`` holds)."""
-    right = np.flatnonzero((template[:, 0] == 0.5) & (template[:, 1] == 0.0))[0]
-    left = np.flatnonzero((template[:, 0] == -0.5) & (template[:, 1] == 0.0))[0]
-    top = np.flatnonzero((template[:, 0] == 0.0) & (template[:, 1] == 0.5))[0]
-    bottom = np.flatnonzero((template[:, 0] == 0.0) & (template[:, 1] == -0.5))[0]
-    axis = moved[:, right] - moved[:, left]
-    across = moved[:, top] - moved[:, bottom]
+    width axis: from the centre of its moved left edge to that of its right edge (the mean of the
+    edge's points of ``template``; exact for an affine map, whose edges stay straight)."""
+    def edge(axis: int, side: float) -> np.ndarray:
+        return moved[:, template[:, axis] == side].mean(1)
+    axis = edge(0, 0.5) - edge(0, -0.5)
+    across = edge(1, 0.5) - edge(1, -0.5)
     theta = np.arctan2(axis[:, 1], axis[:, 0])
     theta_h = np.arctan2(-across[:, 0], across[:, 1])            # the h axis turned back by 90 degrees
     small = np.linalg.norm(axis, axis=1) <= 1e-12 * np.maximum(1.0, np.abs(moved).max((1, 2)))
