@@ -274,3 +274,22 @@ def test_the_readme_detection_examples_run():
     where = torch.nonzero(out["label"][0] == 1).double()
     centre = where.mean(0) + 0.5                                  # voxel i spans [i, i + 1)
     assert torch.allclose(lesion["boxes"][0, :3], centre, atol=1.0)
+
+
+def test_mixup_keeps_both_box_sets_and_cutmix_cuts_and_pastes_them():
+    a = _two_boxes()                                              # box 0: x 20..80, y -0.5..19.5 (label 7)
+    b = a.replace(boxes={"b": Boxes([[10.0, 60.0, 30.0, 90.0]], labels=[4])})
+    mixed = da.MixUp().replay([a, b], [{"partner": 1, "lam": 0.6}, {"partner": 0, "lam": 0.6}])
+    assert mixed[0].boxes["b"].labels.tolist() == [7, 9, 4] and mixed[1].boxes["b"].labels.tolist() == [4, 7, 9]
+    # CutMix: rows 0..49 (x < 49.5) of the partner pasted into a
+    cut = da.CutMix().replay([a, b], [{"partner": 1, "start": [0, 0], "size": [50, 100], "lam": None},
+                                      {"partner": 0, "start": [0, 0], "size": [50, 100], "lam": None}])
+    first = cut[0].boxes["b"]
+    assert first.labels.tolist() == [7, 9, 4]                   # a's two boxes cut, b's inside the block
+    np.testing.assert_allclose(first.data[0].numpy(), [49.5, -0.5, 80.0, 19.5])   # x 20..49.5 went: cut off
+    assert float(first.visibility[0]) == pytest.approx(30.5 / 60)
+    np.testing.assert_allclose(first.data[1].numpy(), [49.5, 40.0, 60.0, 60.0])
+    np.testing.assert_allclose(first.data[2].numpy(), [10.0, 60.0, 30.0, 90.0])
+    second = cut[1].boxes["b"]                                   # b keeps nothing under a's block but gets a's
+    assert second.labels.tolist() == [7, 9]
+    np.testing.assert_allclose(second.data[0].numpy(), [20.0, -0.5, 49.5, 19.5])

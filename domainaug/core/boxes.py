@@ -46,7 +46,7 @@ from .kernels.grid import apply_affine
 from .maps import Field, Stage, forward_affine, push_forward_points
 from .space import Space
 
-__all__ = ["Boxes", "BOX_KINDS", "MONAI_MODES", "move_boxes", "clip_boxes", "inside_view"]
+__all__ = ["Boxes", "BOX_KINDS", "MONAI_MODES", "move_boxes", "clip_boxes", "cut_boxes", "join_boxes", "inside_view"]
 
 BOX_KINDS = ("axis", "oriented")
 
@@ -255,6 +255,43 @@ def clip_boxes(boxes: Boxes, space: Space) -> Boxes:
     """``boxes`` clipped to ``space``'s field of view and filtered (visibility, ``min_size``)."""
     if len(boxes) == 0:
         return boxes
+    data, ratio = _clipped(boxes, space)
+    return _filtered(boxes, data, ratio)
+
+
+def cut_boxes(boxes: Boxes, region: Space) -> Boxes:
+    """``boxes`` less the part inside ``region`` (a block of the grid that other content replaced, as
+    CutMix pastes): visibility falls by the share covered, a box covered whole is dropped, and an
+    axis-aligned box on a grid that follows the world axes shrinks when the block cuts one end off
+    (otherwise it stays the enclosing box of what is left, itself)."""
+    if len(boxes) == 0:
+        return boxes
+    ratio = _clipped(boxes, region)[1]
+    data = boxes.data.numpy().copy()
+    n = boxes.ndim
+    if boxes.kind == "axis" and _follows_world_axes(region):
+        block = region.world_box()
+        lo, hi = data[:, :n], data[:, n:]
+        across = (block[0] <= lo + 1e-9) & (block[1] >= hi - 1e-9)       # the block spans the box on this axis
+        for a in range(n):
+            others = np.all(np.delete(across, a, axis=1), axis=1) & (ratio > 0)
+            low = others & (block[0, a] <= lo[:, a] + 1e-9) & (block[1, a] < hi[:, a])
+            high = others & (block[1, a] >= hi[:, a] - 1e-9) & (block[0, a] > lo[:, a])
+            data[low, a] = block[1, a]
+            data[high, n + a] = block[0, a]
+    return _filtered(boxes, data, np.where(ratio >= 1.0 - 1e-12, 0.0, 1.0 - ratio))
+
+
+def _filtered(boxes: Boxes, data: np.ndarray, ratio: np.ndarray) -> Boxes:
+    visibility = boxes.visibility.numpy() * ratio
+    sizes = boxes.replace(data=torch.from_numpy(data)).sizes()
+    keep = (ratio > 0) & (visibility >= boxes.min_visibility - 1e-12) & (sizes.min(1) >= boxes.min_size - 1e-12)
+    out = boxes.replace(data=torch.from_numpy(data), visibility=torch.from_numpy(visibility))
+    return out if bool(keep.all()) else out.select(keep)
+
+
+def _clipped(boxes: Boxes, space: Space) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes clipped to ``space`` and the share of each box's area in view."""
     _check_dim(boxes, space)
     data = boxes.data.numpy().copy()
     ratio = np.ones(len(data))
@@ -278,11 +315,7 @@ def clip_boxes(boxes: Boxes, space: Space) -> Boxes:
                 data[i], ratio[i] = _clip_2d(poly, shape, space, data[i], boxes.kind)
             else:
                 data[i], ratio[i] = _clip_lattice(data[i], space)
-    visibility = boxes.visibility.numpy() * ratio
-    sizes = boxes.replace(data=torch.from_numpy(data)).sizes()
-    keep = (ratio > 0) & (visibility >= boxes.min_visibility - 1e-12) & (sizes.min(1) >= boxes.min_size - 1e-12)
-    out = boxes.replace(data=torch.from_numpy(data), visibility=torch.from_numpy(visibility))
-    return out if bool(keep.all()) else out.select(keep)
+    return data, ratio
 
 
 def inside_view(space: Space, world: np.ndarray) -> np.ndarray:
@@ -293,6 +326,14 @@ def inside_view(space: Space, world: np.ndarray) -> np.ndarray:
     shape = np.array(space.shape, dtype=np.float64)
     tol = 1e-9 * max(1.0, float(shape.max()))
     return np.all((index >= -0.5 - tol) & (index <= shape - 0.5 + tol), axis=1)
+
+
+def join_boxes(a: Boxes, b: Boxes, name: str = "boxes") -> Boxes:
+    """The boxes of ``a`` then those of ``b`` (labels and visibility in step; ``a``'s filters)."""
+    if a.kind != b.kind or a.ndim != b.ndim:
+        raise ParameterError(name, f"{a.kind} {a.ndim}D and {b.kind} {b.ndim}D boxes", "one kind of box to join")
+    return a.replace(data=torch.cat([a.data, b.data]), labels=torch.cat([a.labels, b.labels]),
+                     visibility=torch.cat([a.visibility, b.visibility]))
 
 
 # --- geometry helpers ------------------------------------------------------------------------
