@@ -293,3 +293,26 @@ def test_mixup_keeps_both_box_sets_and_cutmix_cuts_and_pastes_them():
     second = cut[1].boxes["b"]                                   # b keeps nothing under a's block but gets a's
     assert second.labels.tolist() == [7, 9]
     np.testing.assert_allclose(second.data[0].numpy(), [20.0, -0.5, 49.5, 19.5])
+
+
+def test_clipping_on_an_oblique_3d_grid_matches_a_dense_count():
+    a = np.radians(30.0)
+    affine = np.eye(4)
+    affine[:3, :3] = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]]) * 1.5
+    space = da.Space((20, 20, 10), affine)
+    box = np.array([10.0, 5.0, 2.0, 36.0, 30.0, 20.0])
+    sample = da.Sample(space, {"image": da.Layer(torch.zeros(1, 20, 20, 10))}, boxes={"b": Boxes(box[None])})
+    out = da.Crop((20, 20, 10)).apply(sample, {"start": [0, 0, 0]})
+    grid = np.stack(np.meshgrid(*[np.linspace(lo, hi, 41) for lo, hi in zip(box[:3], box[3:])], indexing="ij"), -1)
+    pts = grid.reshape(-1, 3)
+    idx = space.world_to_index(pts)
+    inside = np.all((idx >= -0.5) & (idx <= np.array(space.shape) - 0.5), axis=1)
+    assert float(out.boxes["b"].visibility[0]) == pytest.approx(inside.mean(), abs=0.02)
+    from scipy.optimize import linprog  # the extent of box ∩ view along each axis, by linear programming
+    inv = space.inverse
+    a_ub = np.concatenate([inv[:3, :3], -inv[:3, :3]])
+    b_ub = np.concatenate([np.array(space.shape) - 0.5 - inv[:3, 3], 0.5 + inv[:3, 3]])
+    bounds = list(zip(box[:3], box[3:]))
+    want = [linprog(sign * np.eye(3)[k], A_ub=a_ub, b_ub=b_ub, bounds=bounds).x[k]
+            for sign in (1, -1) for k in range(3)]
+    np.testing.assert_allclose(out.boxes["b"].data[0].numpy(), want, atol=1e-6)

@@ -27,9 +27,10 @@ multiplied over the ops since the box was given (a crop to 40% then another to 4
 box with nothing in view, with ``visibility < min_visibility`` or with a side shorter than
 ``min_size`` (world units, after clipping) is dropped, and ``labels`` and ``visibility`` are kept in
 step. ``min_visibility`` and ``min_size`` travel with the boxes (Albumentations' ``BboxParams``
-set once on the target instead of on a pipeline). Clipping is exact on grids whose axes follow the
-world axes (any signed permutation: north-up rasters, RAS/LPS scans) and for every 2D grid; on an
-oblique 3D grid the clipped part is measured on a 9x9x9 lattice per box crossing the edge.
+set once on the target instead of on a pipeline). Clipping is exact on every grid: a box on a grid
+whose axes follow the world axes (north-up rasters, RAS/LPS scans) is cut to the grid's world box; on
+an oblique grid the box becomes the enclosing box of the part in view (a polygon clip in 2D, the
+polytope's vertices in 3D).
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class Boxes:
         min_visibility: Drop a box once less than this fraction of its area is left in view, in [0, 1].
         min_size: Drop a box once a side is shorter than this, world units, >= 0.
         visibility: ``(N,)`` fraction of each box still in view (default 1; spatial ops update it).
+
+    The tensors live on the CPU whatever device the layers are on (boxes are a few numbers per
+    object, moved with numpy).
     """
 
     data: Any
@@ -79,7 +83,7 @@ class Boxes:
         if self.kind not in BOX_KINDS:
             raise ParameterError("kind", self.kind, f"one of {list(BOX_KINDS)}")
         data = torch.as_tensor(np.asarray(self.data, dtype=np.float64) if not isinstance(self.data, torch.Tensor)
-                               else self.data).to(torch.float64)
+                               else self.data).to("cpu", torch.float64)      # small: moved with numpy, on the CPU
         if data.dim() == 2 and data.shape[0] == 0 and data.shape[1] == 0:
             data = data.reshape(0, 5 if self.kind == "oriented" else 4)
         widths = (5,) if self.kind == "oriented" else (4, 6)
@@ -99,12 +103,12 @@ class Boxes:
             data = data.clone()
             data[:, 4] = torch.remainder(data[:, 4] + 90.0, 180.0) - 90.0     # a rectangle: angle mod 180
         labels = torch.zeros(n, dtype=torch.int64) if self.labels is None else torch.as_tensor(
-            np.asarray(self.labels) if not isinstance(self.labels, torch.Tensor) else self.labels)
+            np.asarray(self.labels) if not isinstance(self.labels, torch.Tensor) else self.labels.cpu())
         if labels.shape != (n,) or labels.dtype.is_floating_point or labels.dtype == torch.bool:
             raise ParameterError("labels", f"{str(labels.dtype)} of shape {tuple(labels.shape)}",
                                  f"({n},) integer labels, one per box")
         visibility = torch.ones(n, dtype=torch.float64) if self.visibility is None else torch.as_tensor(
-            self.visibility, dtype=torch.float64)
+            self.visibility, dtype=torch.float64, device="cpu")
         if visibility.shape != (n,):
             raise ShapeError(f"visibility has shape {tuple(visibility.shape)}; expected ({n},)")
         if isinstance(self.min_visibility, bool) or not 0.0 <= float(self.min_visibility) <= 1.0:
@@ -314,7 +318,7 @@ def _clipped(boxes: Boxes, space: Space) -> tuple[np.ndarray, np.ndarray]:
                 poly = index[i] if boxes.kind == "oriented" else index[i][[0, 1, 3, 2]]   # corners in ring order
                 data[i], ratio[i] = _clip_2d(poly, shape, space, data[i], boxes.kind)
             else:
-                data[i], ratio[i] = _clip_lattice(data[i], space)
+                data[i], ratio[i] = _clip_3d(data[i], space)
     return data, ratio
 
 
@@ -473,18 +477,32 @@ def _area(poly: np.ndarray) -> float:
     return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2
 
 
-def _clip_lattice(box: np.ndarray, space: Space, k: int = 9) -> tuple[np.ndarray, float]:
-    """A 3D axis-aligned box clipped to an oblique grid, measured on a ``k^3`` lattice of cell centres."""
+def _clip_3d(box: np.ndarray, space: Space) -> tuple[np.ndarray, float]:
+    """A 3D axis-aligned box clipped to an oblique grid, exactly: the vertices of the polytope ``box ∩
+    field of view`` (the feasible intersections of three of its 12 bounding planes), their enclosing
+    box, and the polytope's volume (its convex hull) over the box's."""
+    from itertools import combinations
+
+    from scipy.spatial import ConvexHull, QhullError
     n = 3
-    cells = (np.stack(np.meshgrid(*[np.arange(k)] * n, indexing="ij"), -1).reshape(-1, n) + 0.5) / k
-    pts = _axis_points(box[None], cells)[0]
-    keep = inside_view(space, pts)
-    if not keep.any():
+    inverse = space.inverse
+    shape = np.array(space.shape, dtype=np.float64)
+    normals = np.concatenate([-np.eye(n), np.eye(n), -inverse[:n, :n], inverse[:n, :n]])
+    offsets = np.concatenate([-box[:n], box[n:], 0.5 + inverse[:n, n], shape - 0.5 - inverse[:n, n]])
+    triples = np.array(list(combinations(range(len(normals)), n)))
+    planes = normals[triples]
+    ok = np.abs(np.linalg.det(planes)) > 1e-12
+    vertices = np.linalg.solve(planes[ok], offsets[triples[ok]][..., None])[..., 0]
+    scale = 1e-9 * max(1.0, float(np.abs(box).max()))
+    vertices = vertices[np.all(vertices @ normals.T <= offsets + scale, axis=1)]
+    if len(vertices) < 4:
         return box, 0.0
-    half = (box[n:] - box[:n]) / (2 * k)
-    lo = np.maximum(pts[keep].min(0) - half, box[:n])
-    hi = np.minimum(pts[keep].max(0) + half, box[n:])
-    return np.concatenate([lo, hi]), float(keep.mean())
+    full = float(np.prod(box[n:] - box[:n]))
+    try:
+        kept = ConvexHull(vertices).volume
+    except QhullError:                     # flat: nothing of the volume is left
+        return box, 0.0
+    return np.concatenate([vertices.min(0), vertices.max(0)]), (kept / full if full > 0 else 1.0)
 
 
 def _monai_mode(mode: str | None, ndim: int) -> str:

@@ -217,10 +217,10 @@ def _mixed_boxes(a: Sample, b: Sample, block: Space | None) -> dict[str, Boxes]:
         theirs = move_boxes(b.boxes[name], onto, a.space if block is None else block) if name in b.boxes else None
         if mine is not None and block is not None:
             mine = cut_boxes(mine, block)
-        if mine is None or theirs is None:
-            out[name] = mine if mine is not None else theirs     # type: ignore[assignment]
-        else:
+        if mine is not None and theirs is not None:
             out[name] = join_boxes(mine, theirs, f"boxes[{name!r}]")
+        elif mine is not None or theirs is not None:
+            out[name] = mine if mine is not None else theirs
     return out
 
 
