@@ -219,8 +219,10 @@ def _mixed_boxes(a: Sample, b: Sample, block: Space | None) -> dict[str, Boxes]:
             mine = cut_boxes(mine, block)
         if mine is not None and theirs is not None:
             out[name] = join_boxes(mine, theirs, f"boxes[{name!r}]")
-        elif mine is not None or theirs is not None:
-            out[name] = mine if mine is not None else theirs
+        elif mine is not None:
+            out[name] = mine
+        elif theirs is not None:
+            out[name] = theirs
     return out
 
 
