@@ -10,7 +10,7 @@ from domainaug import Boxes
 from domainaug.core.boxes import MONAI_MODES
 from domainaug.core.maps import push_forward_points
 from domainaug.core.transform import trace
-from domainaug.training import BatchAugment
+from domainaug.training import BatchAugment, detection_targets
 from domainaug.training.dataset import collate
 
 
@@ -240,6 +240,13 @@ def test_collate_and_batch_augment_give_boxes_per_sample():
     assert out["points_inside"][1]["p"].tolist() == [True]
     alone = da.Affine(degrees=(-20, 20))(b, da.generator_for(1, 0, 1))
     torch.testing.assert_close(out["boxes"][1]["ships"].data, alone.boxes["ships"].data)
+    targets = detection_targets(out, "ships")
+    assert [t["boxes"].shape for t in targets] == [(2, 8), (1, 8)]
+    torch.testing.assert_close(targets[1]["boxes"], alone.boxes["ships"].to_torchvision(alone.space)["boxes"])
+    scan = _object_sample((20, 20, 20), 1.0, 4.0)
+    monai = detection_targets(collate([scan, scan.replace(boxes={})]), "lesion", style="monai")
+    assert monai[0]["boxes"].shape == (1, 6) and monai[1]["boxes"].shape == (0, 6)
+    assert monai[0]["labels"].tolist() == [5]
 
 
 def test_bad_boxes_name_the_problem():

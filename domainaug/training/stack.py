@@ -29,7 +29,7 @@ import torch
 
 from ..core.sample import Role, Sample
 
-__all__ = ["RESERVED_KEYS", "stack_samples", "with_common_valid"]
+__all__ = ["RESERVED_KEYS", "stack_samples", "with_common_valid", "detection_targets"]
 
 RESERVED_KEYS = ("present", "points", "points_inside", "boxes", "affine", "crs", "records", "target", "spaces",
                  "grids")
@@ -110,4 +110,39 @@ def stack_samples(samples: Sequence[Sample]) -> dict[str, Any]:
                                                              s.space.affine, dtype=np.float64) for s in samples]))
                     for n in own}
     out["records"] = [[r.to_dict() for r in s.history] for s in samples]
+    return out
+
+
+def detection_targets(batch: dict[str, Any], name: str, *, layer: str = "image",
+                      style: str = "torchvision", mode: str | None = None) -> list[dict[str, torch.Tensor]]:
+    """The boxes ``name`` of a batch (from ``collate`` or ``BatchAugment``) as a detection model's
+    targets, one ``{"boxes", "labels"}`` dict per sample, in pixels of ``layer``'s grid (each sample's
+    own affine): ``style="torchvision"`` (2D ``XYXY``, or ``XYXYXYXY`` for oriented boxes) or
+    ``"monai"`` (image coordinates in ``mode``, default ``xyxy``/``xyzxyz``). A sample without the
+    set gets empty tensors.
+
+    Raises:
+        ParameterError: an unknown ``style``, or ``layer`` not in the batch.
+    """
+    from ..core.boxes import Boxes
+    from ..core.space import Space
+    from ..errors import ParameterError
+    if style not in ("torchvision", "monai"):
+        raise ParameterError("style", style, "'torchvision' or 'monai'")
+    if layer not in batch or not isinstance(batch[layer], torch.Tensor):
+        raise ParameterError("layer", layer, "a layer of the batch (its grid gives the pixels)")
+    shape = tuple(batch[layer].shape[2:])
+    affines = batch["grids"].get(layer, batch["affine"]) if "grids" in batch else batch["affine"]
+    out = []
+    for b, sets in enumerate(batch["boxes"]):
+        space = Space(shape, affines[b].numpy())
+        boxes = sets.get(name)
+        if boxes is None:
+            kind = next((s[name].kind for s in batch["boxes"] if name in s), "axis")
+            boxes = Boxes(np.zeros((0, 5 if kind == "oriented" else 2 * len(shape))), kind=kind)
+        if style == "torchvision":
+            out.append(boxes.to_torchvision(space))
+        else:
+            coords, labels = boxes.to_monai(space, mode)
+            out.append({"boxes": coords, "labels": labels})
     return out
