@@ -14,6 +14,7 @@ if not any(v in _os.environ for v in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_
 
 from .core import (
     DEFAULT_LABEL_INTERPOLATION,
+    Boxes,
     Compose,
     IntensityTransform,
     Layer,
@@ -70,7 +71,7 @@ __all__ = ["Space", "Layer", "Role", "Sample", "Transform", "SpatialTransform", 
            "NormalizeIntensity", "RescaleIntensity",
            "ParameterError", "ShapeError", "SpaceMismatchError", "NoDataError", "generator_for",
            "transform_from_dict", "DEFAULT_LABEL_INTERPOLATION", "Schedule", "Invert",
-           "sliding_window_inference"]
+           "sliding_window_inference", "Boxes"]
 
 # The domain modules register their transforms, so that records naming them replay in any process
 # (DataLoader workers, Dask workers) after a plain ``import domainaug``.

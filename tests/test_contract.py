@@ -9,6 +9,7 @@ import domainaug as da
 from domainaug.testing import (
     check_bad_arguments,
     check_batched,
+    check_boxes_follow,
     check_dtypes,
     check_identity,
     check_inverse,
@@ -87,6 +88,12 @@ def test_float_in_same_float_out_and_no_nan_in_valid_voxels(name, kind, dtype):
 def test_world_points_follow_content(name, kind):
     sample = SAMPLES[kind]()
     check_points_follow(CASES[name].random(sample), sample)
+
+
+@pytest.mark.parametrize("name, kind", COMBOS)
+def test_world_boxes_follow_content(name, kind):
+    sample = SAMPLES[kind]()
+    check_boxes_follow(CASES[name].random(sample), sample)
 
 
 @pytest.mark.parametrize("name", NAMES)

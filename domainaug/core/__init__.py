@@ -1,5 +1,6 @@
 """The core: space, sample, transform contract, records, randomness and the kernels."""
 
+from .boxes import Boxes
 from .random import generator_for
 from .record import ParamRecord
 from .sample import DEFAULT_LABEL_INTERPOLATION, Layer, Role, Sample
@@ -19,4 +20,4 @@ from .transform import (
 
 __all__ = ["Space", "Layer", "Role", "Sample", "ParamRecord", "Transform", "SpatialTransform", "IntensityTransform",
            "Compose", "OneOf", "SomeOf", "RandomApply", "replay", "transform_from_dict", "generator_for",
-           "DEFAULT_LABEL_INTERPOLATION", "Schedule"]
+           "DEFAULT_LABEL_INTERPOLATION", "Schedule", "Boxes"]

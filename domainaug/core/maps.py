@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .kernels import parallel_lock
-from .kernels.grid import apply_affine, lattice_at
+from .kernels.grid import apply_affine, invert_field_points, lattice_at
 from .space import Space
 
 __all__ = ["Field", "Stage", "PendingMap", "fuse_stages", "forward_affine", "pull_back_points", "push_forward_points",
@@ -132,12 +132,20 @@ def push_forward_points(stages: list[Stage], points: np.ndarray, iterations: int
     x = np.asarray(points, dtype=np.float64)
     for stage in reversed(stages):
         if isinstance(stage, Field):
-            y = x.copy()
-            for _ in range(iterations):
-                x = y - _field_at_points(stage, x)
+            x = _invert_field(stage, x, iterations)
         else:
             x = apply_affine(np.linalg.inv(stage), x)
     return x
+
+
+def _invert_field(field: Field, y: np.ndarray, iterations: int) -> np.ndarray:
+    """``x`` with ``x + d(x) = y``, by the fixed point of ``push_forward_points`` in one compiled call."""
+    lattice = field.lattice if field.ndim == 3 else field.lattice[:, None]
+    flat = np.ascontiguousarray(y.reshape(-1, field.ndim), dtype=np.float64)
+    with parallel_lock():
+        out = invert_field_points(np.ascontiguousarray(lattice), np.ascontiguousarray(field.to_lattice, np.float64),
+                                  flat, iterations)
+    return out.reshape(y.shape)
 
 
 def invert_map(pending: PendingMap, iterations: int = 30) -> PendingMap:

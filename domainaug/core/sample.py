@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..errors import ParameterError, ShapeError, SpaceMismatchError
+from .boxes import Boxes, inside_view, move_boxes
 from .kernels.resample import count_pass, resample_layers
 from .kernels.spec import INTENSITY_MODES, LABEL_MODES, LayerSpec
 from .maps import PendingMap, Stage, push_forward_points
@@ -90,8 +91,9 @@ class Layer:
 
 
 class Sample:
-    """A reference ``Space``, named layers, named point sets (world units, ``(N, ndim)`` float64) and
-    the ``history`` of ``ParamRecord``s that made it.
+    """A reference ``Space``, named layers, named point sets (world units, ``(N, ndim)`` float64;
+    ``points_inside`` flags those out of view), named ``Boxes`` (world units, with labels; see
+    ``core.boxes``) and the ``history`` of ``ParamRecord``s that made it.
 
     **Many grids.** A layer may live on a grid of its own (``grids``: layer name -> ``Space``, same
     world, same CRS, overlapping the reference), e.g. a 3 mm FLAIR beside a 1 mm T1, or the 20 m
@@ -109,8 +111,8 @@ class Sample:
 
     def __init__(self, space: Space, layers: Mapping[str, Layer], points: Mapping[str, Any] | None = None,
                  history: Iterable[ParamRecord] | None = None, meta: Mapping[str, Any] | None = None,
-                 *, pending: PendingMap | None = None, grids: Mapping[str, Space] | None = None,
-                 sources: Mapping[str, Space] | None = None) -> None:
+                 *, boxes: Mapping[str, Boxes] | None = None, pending: PendingMap | None = None,
+                 grids: Mapping[str, Space] | None = None, sources: Mapping[str, Space] | None = None) -> None:
         if not isinstance(space, Space):
             raise ParameterError("space", type(space).__name__, "a domainaug.Space")
         if pending is not None and pending.space != space:
@@ -161,6 +163,7 @@ class Sample:
         self._grids = grids
         self._sources = sources
         self.points = {name: _as_points(name, p, space.ndim) for name, p in (points or {}).items()}
+        self.boxes = {name: _as_boxes(name, b, space.ndim) for name, b in (boxes or {}).items()}
         self.history: list[ParamRecord] = list(history or [])
         self.meta: dict[str, Any] = dict(meta or {})
 
@@ -169,7 +172,7 @@ class Sample:
     def from_numpy(cls, image: Any, label: Any = None, valid: Any = None, affine: Any = None,
                    spacing: Any = None, crs: Any = None, channels: Sequence[str] | None = None,
                    fill: float | str = "minimum", points: Mapping[str, Any] | None = None,
-                   dtype: str | torch.dtype | None = None) -> Sample:
+                   dtype: str | torch.dtype | None = None, boxes: Mapping[str, Boxes] | None = None) -> Sample:
         """A sample from arrays. ``image`` is ``(C, *spatial)``; a bare ``(H, W)`` or ``(D, H, W)``
         array gets C=1 (a 3D array is a volume unless ``affine``/``spacing`` say it is 2D).
         ``label`` (integer, >= 0) and ``valid`` (bool) are ``(*spatial)`` or ``(1, *spatial)``.
@@ -178,7 +181,8 @@ class Sample:
 
         Values: an integer image becomes float32 (a float image keeps its dtype); ``dtype`` picks
         another float type. ``fill`` (the value outside the field of view and at nodata) is a number,
-        or ``"minimum"`` (default) / ``"mean"`` of the valid voxels, so CT gets air, not water."""
+        or ``"minimum"`` (default) / ``"mean"`` of the valid voxels, so CT gets air, not water.
+        ``points`` (name -> ``(N, ndim)`` world coordinates) and ``boxes`` (name -> ``Boxes``) are targets."""
         image_t = as_tensor("image", image)
         if affine is not None and spacing is not None:
             raise ParameterError("spacing", spacing, "None when affine is given (the affine holds the spacing)")
@@ -224,7 +228,7 @@ class Sample:
             layers["label"] = Layer(_spatial("label", as_label("label", label), shape), Role.LABEL, 0)
         if valid_t is not None:
             layers["valid"] = Layer(valid_t, Role.VALID)
-        return cls(space, layers, points=points)
+        return cls(space, layers, points=points, boxes=boxes)
 
     # --- access --------------------------------------------------------------------------------
     @property
@@ -353,7 +357,7 @@ class Sample:
                 layers={n: layer for n, layer in self.layers.items() if n not in self._grids}, grids={})
         grid = self.space_of(name)
         return Sample(grid, {n: layer for n, layer in self.layers.items() if self.space_of(n) == grid},
-                      self.points, self.history, self.meta)
+                      self.points, self.history, self.meta, boxes=self.boxes)
 
     @property
     def device(self) -> torch.device:
@@ -366,10 +370,10 @@ class Sample:
 
     # --- derived samples -----------------------------------------------------------------------
     def replace(self, **changes: Any) -> Sample:
-        """A new sample with some of ``space``, ``layers``, ``points``, ``history``, ``meta``,
+        """A new sample with some of ``space``, ``layers``, ``points``, ``boxes``, ``history``, ``meta``,
         ``grids`` changed (layers keep their grids unless ``grids`` is given; a new layer is on ``space``)."""
         fields: dict[str, Any] = dict(space=self.space, layers=self.layers if "layers" not in changes else None,
-                      points=self.points, history=self.history, meta=self.meta)
+                      points=self.points, history=self.history, meta=self.meta, boxes=self.boxes)
         fields.update(changes)
         if "grids" not in changes:
             fields["grids"] = {n: g for n, g in self.grids.items() if n in fields["layers"]}
@@ -381,14 +385,16 @@ class Sample:
 
     def lazy_warp(self, space: Space, stages: list[Stage], grids: Mapping[str, Space] | None = None) -> Sample:
         """A new sample whose content is pulled back through ``stages`` onto ``space`` (and the
-        layers named in ``grids`` onto their grids), not yet resampled; point sets are pushed forward now."""
+        layers named in ``grids`` onto their grids), not yet resampled; point sets are pushed forward now,
+        and boxes are moved, clipped to ``space`` and filtered (``core.boxes``)."""
         if self._pending is not None and self._pending.values:
             return self.materialize().lazy_warp(space, stages, grids)
         pending = (self._pending or PendingMap(self.space, self.space, [])).then(space, stages)
         points = {name: torch.from_numpy(push_forward_points(stages, p.cpu().numpy())).to(p)
                   for name, p in self.points.items()}
+        boxes = {name: move_boxes(b, stages, space) for name, b in self.boxes.items()}
         sources = {n: self.source_of(n) for n in self._layers}
-        return Sample(space, self._layers, points, self.history, self.meta, pending=pending, grids=grids,
+        return Sample(space, self._layers, points, self.history, self.meta, boxes=boxes, pending=pending, grids=grids,
                       sources=sources)
 
     def with_values(self, name: str, gain: np.ndarray, bias: np.ndarray) -> Sample:
@@ -400,8 +406,8 @@ class Sample:
     def _same_grids(self, layers: Mapping[str, Layer], pending: PendingMap | None) -> Sample:
         sources = {n: self.source_of(n) for n in layers if n in self._layers} if pending is not None else None
         grids = {n: self._grids[n] for n in layers if n in self._grids}
-        return Sample(self.space, layers, self.points, self.history, self.meta, pending=pending, grids=grids,
-                      sources=sources)
+        return Sample(self.space, layers, self.points, self.history, self.meta, boxes=self.boxes, pending=pending,
+                      grids=grids, sources=sources)
 
     def with_valid(self, name: str = "valid") -> Sample:
         """This sample with an all-true VALID layer added to every grid that has none (``name`` on the
@@ -421,8 +427,16 @@ class Sample:
                 grids[vname] = self._grids[n]
         if len(layers) == len(self._layers):
             return self
-        return Sample(self.space, layers, self.points, self.history, self.meta, pending=self._pending, grids=grids,
-                      sources=sources if self._pending is not None else None)
+        return Sample(self.space, layers, self.points, self.history, self.meta, boxes=self.boxes, pending=self._pending,
+                      grids=grids, sources=sources if self._pending is not None else None)
+
+    def points_inside(self, name: str) -> torch.Tensor:
+        """``(N,)`` bool: which points of set ``name`` lie in the field of view of ``space`` (the voxels'
+        outer edges). A warp or crop that moves a point out of view keeps its world position (so a
+        map back brings it home); this is the flag that says it left the content."""
+        if name not in self.points:
+            raise ParameterError("points", name, f"a point set of the sample ({list(self.points)})")
+        return torch.from_numpy(inside_view(self.space, self.points[name].cpu().numpy()))
 
     def to(self, device: torch.device | str) -> Sample:
         layers = {n: replace(layer, data=layer.data.to(device)) for n, layer in self._layers.items()}
@@ -523,6 +537,14 @@ def _spatial(name: str, t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor
         return t
     raise SpaceMismatchError(f"{name} has shape {tuple(t.shape)}; the image grid is {shape} "
                              f"(expected {shape} or {(1,) + shape})")
+
+
+def _as_boxes(name: str, boxes: Any, ndim: int) -> Boxes:
+    if not isinstance(boxes, Boxes):
+        raise ParameterError(f"boxes[{name!r}]", type(boxes).__name__, "a domainaug.Boxes")
+    if boxes.ndim != ndim:
+        raise ShapeError(f"boxes {name!r} are {boxes.ndim}D ({boxes.kind}); the sample is {ndim}D")
+    return boxes
 
 
 def _as_points(name: str, points: Any, ndim: int) -> torch.Tensor:

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from ..core.boxes import Boxes
 from ..core.record import ParamRecord
 from ..core.sample import Layer, Role, Sample
 from ..core.transform import SpatialTransform, Transform, replay
@@ -25,9 +26,10 @@ from ..errors import ParameterError
 
 __all__ = ["Case", "library_transforms", "declared_cases", "missing_case", "make_volume", "make_raster",
            "check_same_seed", "check_replay_json",
-           "check_identity", "check_no_new_labels", "check_points_follow", "check_dtypes", "check_bad_arguments",
+           "check_identity", "check_no_new_labels", "check_points_follow", "check_boxes_follow", "check_dtypes",
+           "check_bad_arguments",
            "check_valid_values", "with_image_dtype",
-           "assert_samples_equal"]
+           "assert_samples_equal", "assert_boxes_equal"]
 
 
 @dataclass
@@ -95,7 +97,13 @@ def make_volume(shape: tuple[int, ...] = (14, 16, 12), spacing: Sequence[float] 
         valid[(slice(0, 2),)] = False
     image = image.astype(dtype) if np.dtype(dtype).kind == "f" else np.clip(np.round(image), 0, 255).astype(dtype)
     point = affine[:-1, :-1] @ (center - 2) + affine[:-1, -1]
-    sample = Sample.from_numpy(image, label=label, valid=valid, affine=affine, fill=0.0, points={"p": point[None]})
+    inner = np.argwhere(label == labels[1])                     # a box around the first blob (voxel edges)
+    corners = np.stack(np.meshgrid(*[[lo - 0.5, hi + 0.5] for lo, hi in zip(inner.min(0), inner.max(0))],
+                                   indexing="ij"), -1).reshape(-1, len(shape))
+    world = corners @ affine[:-1, :-1].T + affine[:-1, -1]
+    boxes = {"b": Boxes(np.concatenate([world.min(0), world.max(0)])[None], labels=[labels[1]])}
+    sample = Sample.from_numpy(image, label=label, valid=valid, affine=affine, fill=0.0, points={"p": point[None]},
+                               boxes=boxes)
     if label_mode is not None:
         sample = sample.with_layers(label=replace(sample.layer_info("label"), interpolation=label_mode))
     return sample
@@ -115,8 +123,11 @@ def make_raster(shape: tuple[int, int] = (24, 20), bands: int = 4, spacing: floa
     affine = np.array([[0.0, spacing, 500000.0], [-spacing, 0.0, 4200000.0], [0, 0, 1]])
     centre = np.array([h / 2, w / 2])
     point = affine[:2, :2] @ centre + affine[:2, 2]
+    axis = np.concatenate([point - 3 * spacing, point + [2 * spacing, 4 * spacing]])[None]  # (x0, y0, x1, y1)
+    boxes = {"b": Boxes(axis, labels=[2]), "o": Boxes([[*point, 6 * spacing, 3 * spacing, 30.0]], labels=[1],
+                                                        kind="oriented")}
     sample = Sample.from_numpy(image, label=label, valid=valid, affine=affine, crs="EPSG:32633", fill=-9999.0,
-                               channels=[f"B{i + 1}" for i in range(bands)], points={"p": point[None]})
+                               channels=[f"B{i + 1}" for i in range(bands)], points={"p": point[None]}, boxes=boxes)
     sample.meta["sensor"] = "landsat7"                          # B1..B4: blue, green, red, nir
     return sample
 
@@ -134,6 +145,17 @@ def assert_samples_equal(a: Sample, b: Sample, atol: float = 0.0) -> None:
             torch.testing.assert_close(x, y, atol=atol, rtol=0)
     for name in a.points:
         torch.testing.assert_close(a.points[name], b.points[name], atol=1e-9, rtol=0)
+    assert_boxes_equal(a, b, atol=1e-9)
+
+
+def assert_boxes_equal(a: Sample, b: Sample, atol: float = 1e-9) -> None:
+    """The same box sets, labels and visibility; coordinates within ``atol`` world units."""
+    assert sorted(a.boxes) == sorted(b.boxes), (sorted(a.boxes), sorted(b.boxes))
+    for name, x in a.boxes.items():
+        y = b.boxes[name]
+        assert x.kind == y.kind and torch.equal(x.labels, y.labels), (name, x.labels, y.labels)
+        torch.testing.assert_close(x.data, y.data, atol=atol, rtol=0)
+        torch.testing.assert_close(x.visibility, y.visibility, atol=1e-9, rtol=0)
 
 
 def check_same_seed(t: Transform, sample: Sample) -> Sample:
@@ -169,6 +191,7 @@ def check_identity(t: Transform, sample: Sample) -> None:
             assert torch.equal(x, y), f"identity changed layer {name!r}"
     for name in sample.points:
         torch.testing.assert_close(out.points[name], sample.points[name], atol=1e-6, rtol=0)
+    assert_boxes_equal(out, sample, atol=1e-6)
 
 
 def check_no_new_labels(t: Transform, sample: Sample) -> None:
@@ -224,6 +247,49 @@ def check_points_follow(t: Transform, sample: Sample, tolerance_voxels: float = 
     centroid = out.space.index_to_world(where.mean(0))
     err = np.linalg.norm(centroid - out.points["p"][0].numpy())
     assert err <= tolerance_voxels * float(out.space.spacing.max()) * np.sqrt(n), err
+
+
+def check_boxes_follow(t: Transform, sample: Sample, tolerance_voxels: float = 1.0) -> None:
+    """A labelled block with an axis-aligned box (and in 2D an oriented one) on its outer voxel edges:
+    after a spatial transform the axis box is the enclosing box of the moved block within
+    ``tolerance_voxels`` (largest voxel size) per coordinate, and the oriented box encloses it tightly
+    (its extent along the box's own axes, within the same tolerance). Other transforms keep boxes as
+    they are."""
+    if not isinstance(t, SpatialTransform):
+        from ..core.transform import trace
+        out = t(sample, torch.Generator().manual_seed(2))
+        pending = trace(sample.space, out.history[len(sample.history):])
+        if not pending.stages and pending.space == sample.space:      # no spatial map: boxes as they were
+            assert_boxes_equal(out, sample, atol=1e-6)
+        return
+    space = sample.space
+    n, shape = space.ndim, np.array(space.shape)
+    lo, hi = shape // 2 - np.maximum(1, shape // 6), shape // 2 + np.maximum(1, shape // 5)
+    label = torch.zeros((1,) + space.shape, dtype=torch.uint8)
+    label[(0,) + tuple(slice(a, b + 1) for a, b in zip(lo, hi))] = 1
+    boxes = {"axis": Boxes.from_pixels(np.concatenate([lo, hi + 1])[None], space, labels=[1])}
+    if n == 2:
+        corners = np.array([[lo[0], lo[1]], [lo[0], hi[1] + 1], [hi[0] + 1, hi[1] + 1], [hi[0] + 1, lo[1]]], float)
+        boxes["oriented"] = Boxes.from_pixels(corners[None], space, labels=[2])
+    probe = Sample(space, {"label": Layer(label, Role.LABEL, 0, interpolation="nearest")}, boxes=boxes)
+    out = t(probe, torch.Generator().manual_seed(2))
+    where = torch.nonzero(out["label"][0] == 1).double().numpy()
+    assert len(where), "the probe block left the field of view"
+    tol = tolerance_voxels * float(out.space.spacing.max())
+    edges = np.stack(np.meshgrid(*[[-0.5, 0.5]] * n, indexing="ij"), -1).reshape(-1, n)
+    world = out.space.index_to_world((where[:, None] + edges[None]).reshape(-1, n))    # voxel corners
+    got = out.boxes["axis"].data[0].numpy()
+    want = np.concatenate([world.min(0), world.max(0)])
+    assert np.abs(got - want).max() <= tol, (type(t).__name__, got.tolist(), want.tolist())
+    if n == 2:
+        cx, cy, w, h, angle = out.boxes["oriented"].data[0].numpy()
+        a = np.radians(angle)
+        centres = out.space.index_to_world(where)
+        p = (centres[:, 0] - cx) * np.cos(a) + (centres[:, 1] - cy) * np.sin(a)
+        q = -(centres[:, 0] - cx) * np.sin(a) + (centres[:, 1] - cy) * np.cos(a)
+        for extent, size in ((p, w), (q, h)):       # encloses the voxel centres, and no more than a voxel wider
+            assert extent.min() >= -size / 2 - tol and extent.max() <= size / 2 + tol, (type(t).__name__, size)
+            assert size <= np.ptp(extent) + 2 * tol, (type(t).__name__, size, float(np.ptp(extent)))
 
 
 def check_inverse(t: Transform, sample: Sample, tolerance: float = 0.05) -> None:
@@ -283,10 +349,15 @@ def check_batched(t: Transform, sample: Sample) -> None:
         with pytest.raises(ShapeError, match="to stack them"):
             augment(images, stack("label"), stack("valid"), indices=indices, **kw)
         return
+    kw.update(points=[e.points for e in elements], boxes=[e.boxes for e in elements])
     out = augment(images, stack("label"), stack("valid"), indices=indices, **kw)
     for b, one in enumerate(alone):
         for name in one.layer_names():
             assert torch.equal(out[name][b], one[name]), (type(t).__name__, name)
+        assert sorted(out["boxes"][b]) == sorted(one.boxes)
+        for name, bx in one.boxes.items():
+            assert torch.equal(out["boxes"][b][name].data, bx.data), (type(t).__name__, name)
+            assert torch.equal(out["boxes"][b][name].labels, bx.labels), (type(t).__name__, name)
         assert out["records"][b] == [r.to_dict() for r in one.history]
     again = augment(images, stack("label"), stack("valid"), records=out["records"], **kw)
     assert torch.equal(again["image"], out["image"])

@@ -7,8 +7,8 @@ from ..core.random import generator_for
 from .batch import BatchAugment
 from .dataset import AugmentedDataset, collate, with_patch
 from .mix import CutMix, MixUp, mixing_collate
-from .stack import with_common_valid
+from .stack import detection_targets, with_common_valid
 from .tta import TestTimeAugmentation
 
 __all__ = ["AugmentedDataset", "collate", "with_common_valid", "with_patch", "TestTimeAugmentation", "BatchAugment",
-           "MixUp", "CutMix", "mixing_collate", "generator_for"]
+           "MixUp", "CutMix", "mixing_collate", "generator_for", "detection_targets"]

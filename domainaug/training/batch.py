@@ -13,11 +13,12 @@ DataLoader workers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
+from ..core.boxes import Boxes
 from ..core.random import generator_for
 from ..core.record import ParamRecord
 from ..core.sample import Layer, Role, Sample
@@ -48,11 +49,13 @@ class BatchAugment:
     def samples(self, image: torch.Tensor, label: torch.Tensor | None = None, valid: torch.Tensor | None = None,
                 space: Space | Sequence[Space] | None = None, fill: float = 0.0,
                 channels: Sequence[str] | None = None, label_interpolation: str | None = None,
-                meta: dict[str, Any] | None = None) -> list[Sample]:
+                meta: dict[str, Any] | None = None, points: Sequence[Mapping[str, Any]] | None = None,
+                boxes: Sequence[Mapping[str, Boxes]] | None = None) -> list[Sample]:
         """The batch as Samples (views, no copies). ``space``: one for every element, one per
         element, or ``None`` for unit spacing; ``fill`` and ``channels`` (band names) of the image;
         ``label_interpolation`` overrides the label default (``"nearest"``/``"argmax"``); ``meta``
-        (e.g. ``{"sensor": "sentinel2"}``) is given to every element."""
+        (e.g. ``{"sensor": "sentinel2"}``) is given to every element; ``points`` and ``boxes`` (one
+        ``{name: ...}`` dict per element, world units of that element's space) are its targets."""
         if not isinstance(image, torch.Tensor) or image.dim() not in (4, 5):
             raise ShapeError(f"image has shape {tuple(getattr(image, 'shape', ()))}; expected a (B, C, H, W) or "
                              "(B, C, D, H, W) tensor")
@@ -61,6 +64,9 @@ class BatchAugment:
         if len(spaces) != batch:
             raise ParameterError("space", f"{len(spaces)} spaces", f"one Space, or {batch} (one per element)")
         spaces = [Space.from_spacing(spatial) if s is None else s for s in spaces]
+        for what, given in (("points", points), ("boxes", boxes)):
+            if given is not None and len(given) != batch:
+                raise ParameterError(what, f"{len(given)} dicts", f"{batch} (one per element)")
         for name, t in (("label", label), ("valid", valid)):
             if t is not None and (t.dim() != image.dim() or t.shape[0] != batch or tuple(t.shape[2:]) != spatial):
                 raise ShapeError(f"{name} has shape {tuple(t.shape)}; the image batch needs "
@@ -76,21 +82,24 @@ class BatchAugment:
                 layers["label"] = Layer(label[b], Role.LABEL, 0, interpolation=label_interpolation)
             if valid is not None:
                 layers["valid"] = Layer(valid[b].bool(), Role.VALID)
-            out.append(Sample(spaces[b], layers, meta=meta))
+            out.append(Sample(spaces[b], layers, None if points is None else points[b], meta=meta,
+                              boxes=None if boxes is None else boxes[b]))
         return out
 
     def __call__(self, image: torch.Tensor, label: torch.Tensor | None = None, valid: torch.Tensor | None = None,
                  space: Space | Sequence[Space] | None = None, *, fill: float = 0.0,
                  channels: Sequence[str] | None = None, label_interpolation: str | None = None,
-                 meta: dict[str, Any] | None = None, epoch: int = 0,
+                 meta: dict[str, Any] | None = None, points: Sequence[Mapping[str, Any]] | None = None,
+                 boxes: Sequence[Mapping[str, Boxes]] | None = None, epoch: int = 0,
                  indices: Sequence[int] | None = None,
                  records: Sequence[Sequence[ParamRecord | dict[str, Any]]] | None = None) -> dict[str, Any]:
         """Augment the batch; returns the outputs stacked as ``collate`` stacks them (every layer,
-        ``"present"``, ``"points"``, ``"affine"``, ``"crs"``, ``"records"``; see
+        ``"present"``, ``"points"``, ``"points_inside"``, ``"boxes"`` (lists per element),
+        ``"affine"``, ``"crs"``, ``"records"``; see
         ``domainaug.training.stack``) plus ``"spaces"`` (every element must end on the same grid
         shape, e.g. after a ``Crop``).
         With ``records`` (one list per element) the batch is replayed instead of drawn."""
-        samples = self.samples(image, label, valid, space, fill, channels, label_interpolation, meta)
+        samples = self.samples(image, label, valid, space, fill, channels, label_interpolation, meta, points, boxes)
         if records is not None:
             if len(records) != len(samples):
                 raise ParameterError("records", f"{len(records)} lists", f"{len(samples)} (one per element)")

@@ -124,7 +124,9 @@ def collate(batch: Sequence[Sample]) -> dict[str, Any]:
     ...) stacked to ``(B, C, *spatial)``; ``"present"``: ``{layer: (B,) bool}``, false where a sample
     lacked that layer (its slot then holds the layer's ``fill``; mask the loss with it; a sample
     without a VALID layer is valid everywhere and gets an all-true one); ``"points"``: one
-    ``{name: (N, ndim) float64}`` dict per sample (ragged, world units); ``"affine"``: ``(B, n+1,
+    ``{name: (N, ndim) float64}`` dict per sample (ragged, world units) and ``"points_inside"`` (their
+    in-view flags); ``"boxes"``: one ``{name: Boxes}`` dict per sample (ragged, world units, labels in
+    step; ``Boxes.to_torchvision(space)`` gives a detection model's targets); ``"affine"``: ``(B, n+1,
     n+1)`` float64 index-to-world of each sample's grid and ``"crs"``: one string or ``None`` per
     sample, to georeference predictions; ``"target"`` when every sample has ``meta["target"]`` (class
     index, or probabilities after MixUp/CutMix); ``"records"``: each sample's param records as

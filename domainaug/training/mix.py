@@ -19,6 +19,10 @@ it fires) are dropped here (``collate`` keeps them, marked in ``batch["present"]
 on some samples (e.g. only those a rotation turned) is instead given to all, all-true where there
 was none.
 
+Boxes (``Sample.boxes``): MixUp keeps the boxes of both samples (detection MixUp); CutMix keeps a
+sample's boxes less the pasted block and adds the partner's clipped to it, visibility reduced by the
+share each lost (the sets' ``min_visibility``/``min_size`` apply).
+
 Nodata (a VALID layer): MixUp keeps a pixel valid only where both inputs are; CutMix takes the
 partner's validity inside the box, and its class-target weight is the share of *valid* output
 pixels that came from each sample (a box over the partner's nodata border weighs nothing).
@@ -33,10 +37,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.boxes import Boxes, cut_boxes, join_boxes, move_boxes
 from ..core.params import check_positive_int, to_json
 from ..core.random import generator_for
 from ..core.record import ParamRecord
 from ..core.sample import Layer, Role, Sample
+from ..core.space import Space
 from ..core.values import cast
 from ..errors import ParameterError, SampleError, SpaceMismatchError
 from .dataset import collate as default_collate
@@ -199,7 +205,30 @@ class MixUp(_Mix):
                 if valid is not None:
                     mixed = torch.where(valid, mixed, torch.full_like(mixed, layer.fill))
                 layers[name] = replace(layer, data=cast(mixed, layer.data.dtype))
-        return a.replace(layers=layers, meta=self._mix_targets(a, b, lam))
+        return a.replace(layers=layers, meta=self._mix_targets(a, b, lam), boxes=_mixed_boxes(a, b, None))
+
+
+def _mixed_boxes(a: Sample, b: Sample, block: Space | None) -> dict[str, Boxes]:
+    """The boxes of a mix of ``a`` with partner ``b``, whose content lands voxel for voxel on ``a``'s
+    grid: ``b``'s boxes moved onto it. MixUp (``block`` None) keeps both sets, as detection MixUp
+    does; CutMix keeps ``a``'s boxes less the pasted ``block`` and ``b``'s clipped to it, each with
+    its visibility reduced by the share it lost (and the sets' filters applied)."""
+    if not a.boxes and not b.boxes:
+        return {}
+    onto = [b.space.affine @ a.space.inverse]                 # pull-back: a's world -> b's world (voxel for voxel)
+    out: dict[str, Boxes] = {}
+    for name in dict.fromkeys([*a.boxes, *b.boxes]):
+        mine = a.boxes.get(name)
+        theirs = move_boxes(b.boxes[name], onto, a.space if block is None else block) if name in b.boxes else None
+        if mine is not None and block is not None:
+            mine = cut_boxes(mine, block)
+        if mine is not None and theirs is not None:
+            out[name] = join_boxes(mine, theirs, f"boxes[{name!r}]")
+        elif mine is not None:
+            out[name] = mine
+        elif theirs is not None:
+            out[name] = theirs
+    return out
 
 
 class CutMix(_Mix):
@@ -240,7 +269,15 @@ class CutMix(_Mix):
             lam = 1.0 - float(inside.sum()) / inside.numel()
         if p.get("lam") is None:
             p["lam"] = lam
-        return a.replace(layers=layers, meta=self._mix_targets(a, b, lam))
+        block = a.space.with_grid(list(size), a.space.affine @ _shift(start))
+        boxes = _mixed_boxes(a, b, block) if all(size) else dict(a.boxes)
+        return a.replace(layers=layers, meta=self._mix_targets(a, b, lam), boxes=boxes)
+
+
+def _shift(start: Sequence[int]) -> np.ndarray:
+    out = np.eye(len(start) + 1)
+    out[:-1, -1] = start
+    return out
 
 
 def mixing_collate(mix: Callable[[list[Sample], torch.Generator], list[Sample]], seed: int = 0,

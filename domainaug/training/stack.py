@@ -9,8 +9,11 @@ gets an all-true one (``present`` is then true). Layers of one name must share c
 shape across the batch (crop or pad to a common size in the pipeline).
 
 Also kept: ``"points"`` (one ``{name: (N, ndim) float64 tensor}`` dict per sample, ragged, world
-units), ``"affine"`` ``(B, n+1, n+1)`` float64 (index of voxel centres -> world) and ``"crs"`` (one
-string or ``None`` per sample), so that predictions can be georeferenced, and ``"records"``.
+units) with ``"points_inside"`` (one ``{name: (N,) bool}`` dict per sample: in the field of view),
+``"boxes"`` (one ``{name: Boxes}`` dict per sample, ragged: world units, labels in step; convert
+with ``Boxes.to_torchvision(space)`` / ``to_monai``), ``"affine"`` ``(B, n+1, n+1)`` float64
+(index of voxel centres -> world) and ``"crs"`` (one string or ``None`` per sample), so that
+predictions can be georeferenced, and ``"records"``.
 A layer on a grid of its own (``Sample.grids``: a 20 m band beside 10 m ones) is stacked on that
 grid, and ``"grids"`` maps its name to the ``(B, n+1, n+1)`` affines of its grid (``"affine"`` is
 the reference grid's).
@@ -26,9 +29,10 @@ import torch
 
 from ..core.sample import Role, Sample
 
-__all__ = ["RESERVED_KEYS", "stack_samples", "with_common_valid"]
+__all__ = ["RESERVED_KEYS", "stack_samples", "with_common_valid", "detection_targets"]
 
-RESERVED_KEYS = ("present", "points", "affine", "crs", "records", "target", "spaces", "grids")
+RESERVED_KEYS = ("present", "points", "points_inside", "boxes", "affine", "crs", "records", "target", "spaces",
+                 "grids")
 """Batch keys that are not layers; a layer of one of these names cannot be batched."""
 
 
@@ -48,7 +52,7 @@ def _layer_names(samples: Sequence[Sample]) -> list[str]:
 
 def stack_samples(samples: Sequence[Sample]) -> dict[str, Any]:
     """The batch dict of ``samples`` (see the module docstring): every layer, ``"present"``,
-    ``"points"``, ``"affine"``, ``"crs"`` and ``"records"``.
+    ``"points"``, ``"points_inside"``, ``"boxes"``, ``"affine"``, ``"crs"`` and ``"records"``.
 
     Raises:
         ParameterError: no samples; a layer whose channels or grid shape differ across the batch;
@@ -97,6 +101,8 @@ def stack_samples(samples: Sequence[Sample]) -> dict[str, Any]:
         raise ParameterError("batch", sorted(ndims), "samples of one dimension (all 2D or all 3D)")
     out["present"] = present
     out["points"] = [dict(s.points) for s in samples]
+    out["points_inside"] = [{n: s.points_inside(n) for n in s.points} for s in samples]
+    out["boxes"] = [dict(s.boxes) for s in samples]
     out["affine"] = torch.from_numpy(np.stack([np.asarray(s.space.affine, dtype=np.float64) for s in samples]))
     out["crs"] = [s.space.crs for s in samples]
     own = [n for n in _layer_names(samples) if any(n in s.grids for s in samples)]
@@ -104,4 +110,39 @@ def stack_samples(samples: Sequence[Sample]) -> dict[str, Any]:
                                                              s.space.affine, dtype=np.float64) for s in samples]))
                     for n in own}
     out["records"] = [[r.to_dict() for r in s.history] for s in samples]
+    return out
+
+
+def detection_targets(batch: dict[str, Any], name: str, *, layer: str = "image",
+                      style: str = "torchvision", mode: str | None = None) -> list[dict[str, torch.Tensor]]:
+    """The boxes ``name`` of a batch (from ``collate`` or ``BatchAugment``) as a detection model's
+    targets, one ``{"boxes", "labels"}`` dict per sample, in pixels of ``layer``'s grid (each sample's
+    own affine): ``style="torchvision"`` (2D ``XYXY``, or ``XYXYXYXY`` for oriented boxes) or
+    ``"monai"`` (image coordinates in ``mode``, default ``xyxy``/``xyzxyz``). A sample without the
+    set gets empty tensors.
+
+    Raises:
+        ParameterError: an unknown ``style``, or ``layer`` not in the batch.
+    """
+    from ..core.boxes import Boxes
+    from ..core.space import Space
+    from ..errors import ParameterError
+    if style not in ("torchvision", "monai"):
+        raise ParameterError("style", style, "'torchvision' or 'monai'")
+    if layer not in batch or not isinstance(batch[layer], torch.Tensor):
+        raise ParameterError("layer", layer, "a layer of the batch (its grid gives the pixels)")
+    shape = tuple(batch[layer].shape[2:])
+    affines = batch["grids"].get(layer, batch["affine"]) if "grids" in batch else batch["affine"]
+    out = []
+    for b, sets in enumerate(batch["boxes"]):
+        space = Space(shape, affines[b].numpy())
+        boxes = sets.get(name)
+        if boxes is None:
+            kind = next((s[name].kind for s in batch["boxes"] if name in s), "axis")
+            boxes = Boxes(np.zeros((0, 5 if kind == "oriented" else 2 * len(shape))), kind=kind)
+        if style == "torchvision":
+            out.append(boxes.to_torchvision(space))
+        else:
+            coords, labels = boxes.to_monai(space, mode)
+            out.append({"boxes": coords, "labels": labels})
     return out

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["apply_affine", "lattice_at", "lengths_in_voxels", "voxels_covering"]
+__all__ = ["apply_affine", "lattice_at", "lengths_in_voxels", "voxels_covering", "invert_field_points"]
 
 
 def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -63,4 +63,49 @@ def lattice_at(lattice, g):
             u0 = v00 + b * (v01 - v00)
             u1 = v10 + b * (v11 - v10)
             out[p, k] = u0 + c * (u1 - u0)
+    return out
+
+
+@nb.njit(parallel=True, cache=True, error_model="numpy")
+def invert_field_points(lattice, to_lattice, y, iterations):
+    """World points ``x`` with ``x + d(x) = y`` for the displacement ``d`` on ``lattice`` (C, lz, ly,
+    lx; C = n world axes, lz = 1 in 2D) read through the world -> lattice-index affine ``to_lattice``,
+    by the fixed point ``x <- y - d(x)`` (at most ``iterations`` steps, as ``maps.push_forward_points``;
+    a point stops once its step is below 1e-12 of its coordinates' size, float64 round-off), one
+    compiled loop per point instead of one lookup call per step."""
+    C, lz, ly, lx = lattice.shape
+    n = y.shape[1]
+    out = np.empty_like(y)
+    for p in nb.prange(y.shape[0]):
+        x = y[p].copy()
+        g = np.zeros(3)
+        size = 1.0
+        for i in range(n):
+            size = max(size, abs(y[p, i]))
+        for _ in range(iterations):
+            step = 0.0
+            for i in range(n):
+                acc = to_lattice[i, n]
+                for j in range(n):
+                    acc += to_lattice[i, j] * x[j]
+                g[3 - n + i] = acc
+            cz = min(max(g[0], 0.0), lz - 1.0)
+            cy = min(max(g[1], 0.0), ly - 1.0)
+            cx = min(max(g[2], 0.0), lx - 1.0)
+            z0, y0, x0 = min(int(cz), lz - 1), min(int(cy), ly - 1), min(int(cx), lx - 1)
+            z1, y1, x1 = min(z0 + 1, lz - 1), min(y0 + 1, ly - 1), min(x0 + 1, lx - 1)
+            a, b, c = cx - x0, cy - y0, cz - z0
+            for k in range(C):
+                v00 = lattice[k, z0, y0, x0] + a * (lattice[k, z0, y0, x1] - lattice[k, z0, y0, x0])
+                v01 = lattice[k, z0, y1, x0] + a * (lattice[k, z0, y1, x1] - lattice[k, z0, y1, x0])
+                v10 = lattice[k, z1, y0, x0] + a * (lattice[k, z1, y0, x1] - lattice[k, z1, y0, x0])
+                v11 = lattice[k, z1, y1, x0] + a * (lattice[k, z1, y1, x1] - lattice[k, z1, y1, x0])
+                u0 = v00 + b * (v01 - v00)
+                u1 = v10 + b * (v11 - v10)
+                new = y[p, k] - (u0 + c * (u1 - u0))
+                step = max(step, abs(new - x[k]))
+                x[k] = new
+            if step <= 1e-12 * size:
+                break
+        out[p] = x
     return out
