@@ -37,11 +37,18 @@ from ..core.space import crs_equal
 from ..errors import DomainaugError, NoDataError, ParameterError, SpaceMismatchError
 from ..extras import require
 from .common import file_fill, file_validity, grid_error, intensity_tensor, label_layer
+from .sources import as_source, is_remote, mangled_url, name_of, object_kind
 
 __all__ = ["load", "save", "format_of", "atomic_path", "assemble"]
 
 
 def format_of(path: str | os.PathLike) -> str:
+    if is_remote(path):                                  # GDAL reads it; a query string is not the name
+        name = str(path).split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1].lower()
+        if name.endswith((".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")):
+            raise ParameterError("path", str(path), "a local path for NIfTI and ITK files (remote and GDAL virtual "
+                                 "paths are read by GDAL: GeoTIFF, Cloud-Optimised GeoTIFF, JPEG 2000)")
+        return "geotiff"
     p = Path(path)
     name = p.name.lower()
     if name.endswith(".nii") or name.endswith(".nii.gz"):
@@ -76,21 +83,50 @@ def _writer(fmt: str) -> Callable[..., None]:
     return geotiff.write
 
 
-def _read(path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise ParameterError("path", str(path), "an existing file or folder")
-    if path.is_file() and path.stat().st_size == 0:
-        raise DomainaugError(f"{path}: the file is empty")
-    fmt = format_of(path)
+def _object_reader(kind: str) -> Callable[..., dict[str, Any]]:
+    if kind == "nifti":
+        from . import nifti
+        return nifti.read_image
+    if kind == "itk":
+        from . import itk
+        return itk.read_image
+    from . import geotiff
+    return geotiff.read_dataset
+
+
+def _read(path: Any) -> dict[str, Any]:
+    kind = object_kind(path)
+    if kind is not None:                   # an image object: read as its file would be
+        name = name_of(path)
+        reader = _object_reader(kind)
+        try:
+            return reader(path, name)
+        except DomainaugError:
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise DomainaugError(f"{name}: cannot read it as {kind}: {reason}") from exc
+    if not isinstance(path, (str, os.PathLike)):
+        raise ParameterError("path", type(path).__name__, "a path, a URL or GDAL virtual path (/vsicurl/, /vsis3/, "
+                             "/vsimem/), a nibabel image, a SimpleITK image or an open rasterio dataset")
+    if mangled_url(path):
+        raise ParameterError("path", os.fspath(path), "a URL as a string: pathlib.Path collapsed '//' after the "
+                             "scheme; pass the URL (or /vsicurl/ path) itself")
+    source = as_source(path)
+    if isinstance(source, Path):
+        if not source.exists():
+            raise ParameterError("path", str(source), "an existing file or folder")
+        if source.is_file() and source.stat().st_size == 0:
+            raise DomainaugError(f"{source}: the file is empty")
+    fmt = format_of(source)
     reader = _reader(fmt)                  # outside the try: a missing extra is named as it is
     try:
-        return reader(path)
+        return reader(source)
     except DomainaugError:
         raise
     except Exception as exc:  # corrupt or truncated files: name the file and the reader's reason
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        raise DomainaugError(f"{path}: cannot read it as {fmt}: {reason}") from exc
+        raise DomainaugError(f"{source}: cannot read it as {fmt}: {reason}") from exc
 
 
 def load(path: Any, label: str | os.PathLike | None = None, *, device: str | torch.device = "cpu",
@@ -147,8 +183,8 @@ def load(path: Any, label: str | os.PathLike | None = None, *, device: str | tor
                              "use domainaug.remote_sensing.set_bands for one file)")
     if isinstance(fill, dict):
         raise ParameterError("fill", fill, "a number, 'minimum' or 'mean' for one file")
-    sample = assemble(_read(path), None if label is None else _read(label), path, label, equivalent_crs,
-                      dtype=dtype, fill=fill)
+    sample = assemble(_read(path), None if label is None else _read(label), name_of(path),
+                      None if label is None else name_of(label), equivalent_crs, dtype=dtype, fill=fill)
     return sample.to(device) if str(device) != "cpu" else sample
 
 
@@ -204,6 +240,9 @@ def save(sample: Sample, path: str | os.PathLike, layer: str = "image", *, dtype
     internal mask. The rest of the source's metadata is written back (see ``nifti`` and
     ``geotiff``), so load -> save -> load gives the same data, grid, CRS, nodata, dtype and bands.
     """
+    if is_remote(path) or object_kind(path) is not None:
+        raise ParameterError("path", name_of(path), "a local file path (save writes local files; upload the file "
+                             "afterwards)")
     path = Path(path)
     fmt = format_of(path)
     if path.name.lower().endswith(".jp2"):
