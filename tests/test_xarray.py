@@ -52,7 +52,8 @@ def test_to_xarray_gives_the_dataarray_back_identical():
 def test_an_augmented_sample_round_trips_and_its_grid_is_rasterios():
     path = data.path(data.RGBN)
     sample = da.Sample.from_xarray(rioxarray.open_rasterio(path))
-    out = da.Compose([da.Flip(axes=(1,)), da.Crop(size=(60, 80), mode="random")])(sample, torch.Generator().manual_seed(3))
+    pipeline = da.Compose([da.Flip(axes=(1,)), da.Crop(size=(60, 80), mode="random")])
+    out = pipeline(sample, torch.Generator().manual_seed(3))
     array = out.to_xarray()
     assert array.shape == (4, 60, 80) and array.dtype == np.uint8
     assert_same(da.Sample.from_xarray(array), out)          # sample -> DataArray -> sample, exactly

@@ -57,7 +57,8 @@ def not_a_sample(value: Any) -> str:
                 "domainaug.io.load(path)")
     if isinstance(value, dict):
         return ("a domainaug.Sample, not a dict: for MONAI or TorchIO dicts use domainaug.training.adapters "
-                "(MonaiTransform, TorchioTransform), for TorchGeo samples domainaug.training.torchgeo.TorchGeoTransform, "
+                "(MonaiTransform, TorchioTransform), for TorchGeo samples "
+                "domainaug.training.torchgeo.TorchGeoTransform, "
                 "or build one with Sample.from_numpy(image, label=..., affine=...)")
     return "a domainaug.Sample (Sample.from_numpy(array, ...) or domainaug.io.load(path))"
 

@@ -54,6 +54,7 @@ def _raw(da: Any, what: str) -> dict[str, Any]:
     """What a reader returns (``io.assemble`` makes the layers), from a DataArray."""
     require("rioxarray", f"Sample.from_xarray ({what})")
     import xarray as xr
+
     from .geotiff import nodata_in, to_space_affine
     if isinstance(da, xr.Dataset):
         raise ParameterError(what, "xarray.Dataset", "an xarray.DataArray: pick a variable (ds['name']) or stack "
@@ -65,7 +66,7 @@ def _raw(da: Any, what: str) -> dict[str, Any]:
     if len(others) > 1 or da.ndim not in (2, 3):
         raise ParameterError(what, list(da.dims), f"dimensions ({y_dim}, {x_dim}) and at most one band dimension "
                              "(select one time or level first)")
-    band_dim = others[0] if others else None
+    band_dim = str(others[0]) if others else None
     arranged = da.transpose(*([band_dim] if band_dim else []), y_dim, x_dim)
     values = np.asarray(arranged.values)
     if values.ndim == 2:
@@ -141,6 +142,7 @@ def to_xarray(sample: Sample, layer: str = "image", *, dtype: Any = None) -> Any
     """
     require("rioxarray", "Sample.to_xarray")
     import xarray as xr
+
     from .geotiff import disk_values, to_geotransform
     if layer not in sample.layer_names():
         raise ParameterError("layer", layer, f"a layer of the sample ({sample.layer_names()})")

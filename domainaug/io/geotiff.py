@@ -36,7 +36,8 @@ from ..core.space import Space, as_crs
 from ..errors import NoDataError, ParameterError
 from .common import check_load_size, fits, smallest_integer_dtype, to_disk
 
-__all__ = ["read", "read_dataset", "write", "fit_to", "to_space_affine", "to_geotransform", "source_meta", "band_validity",
+__all__ = ["read", "read_dataset", "write",
+           "fit_to", "to_space_affine", "to_geotransform", "source_meta", "band_validity",
            "disk_values", "nodata_in", "creation_profile", "finish_bands", "write_env", "LABEL_DTYPES"]
 
 #: Integer types tried, in order, for a label raster whose values its source type cannot hold.
