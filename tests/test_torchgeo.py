@@ -270,3 +270,15 @@ def test_with_the_real_raster_dataset_and_random_geo_sampler(tmp_path):
         width = before["image"].shape[-1]
         col0 = round((float(before["transform"][2]) - 792928.0) / 5.0) if "transform" in before else None
         assert_pixels_are_where_rasterio_says(out, files[0], flip_cols_of=None if col0 is None else (col0, width))
+
+
+def readme_block(heading: str) -> str:
+    """The first ```python block of README.md under ``heading``."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index(heading + "\n"):]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start:section.index("```\n", start)]
+
+
+def test_the_readme_snippet_runs():
+    exec(compile(readme_block("### TorchGeo"), "README.md (TorchGeo)", "exec"), {})
