@@ -213,6 +213,21 @@ def test_a_batch_in_on_after_batch_transfer():
     assert len({json.dumps(p) for p in first}) > 1                # each element has its own draw
 
 
+def test_a_time_series_moves_every_date_with_one_draw():
+    """TorchGeo 0.9+ ``time_series=True``: ``image`` ``[T, C, H, W]`` of one place; every date gets the
+    same crop and flip (layers ``image_t<k>`` of one Sample)."""
+    path = data.path(data.RGBN)
+    first = torchgeo_sample(path, 20, 30, 64, 64)
+    series = dict(first, image=torch.stack([first["image"], first["image"] * 0.5, first["image"] + 1.0]))
+    adapter = TorchGeoTransform(da.Compose([da.Flip(axes=(1,)), da.Crop(size=(32, 32), mode="random")]))
+    assert adapter.to_sample(series).layer_names() == ["image_t0", "image_t1", "image_t2"]
+    out = adapter(series, torch.Generator().manual_seed(3))
+    assert out["image"].shape == (3, 4, 32, 32) and out["bounds"].shape == (9,)
+    torch.testing.assert_close(out["image"][1], out["image"][0] * 0.5)
+    torch.testing.assert_close(out["image"][2], out["image"][0] + 1.0)
+    assert_pixels_are_where_rasterio_says({**out, "image": out["image"][0]}, path, flip_cols_of=(30, 64))
+
+
 @pytest.mark.skipif(not LANDSAT.is_file(), reason="../shared/data_real is absent")
 def test_a_landsat_scene_from_shared_data():
     sample = torchgeo_sample(LANDSAT, 100, 80, 128, 128)
