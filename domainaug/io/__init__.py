@@ -3,7 +3,9 @@ centres in (i, j, k) order and RAS+ mm; ITK's LPS; GeoTIFF pixel corners in (col
 converted here and only here: a loaded ``Space`` always maps array indices of centres to world.
 
 - ``.nii``, ``.nii.gz``: nibabel. ``.mha``, ``.mhd``, ``.nrrd``, ``.nhdr`` and DICOM folders:
-  SimpleITK. ``.tif``, ``.tiff``: rasterio.
+  SimpleITK. ``.tif``, ``.tiff``: rasterio. URLs and GDAL virtual paths (``/vsicurl/``,
+  ``/vsis3/``, ``/vsimem/``) go to rasterio unchanged; nibabel images, SimpleITK images and open
+  rasterio datasets are read as their files are (``domainaug.io.sources``).
 - ``load(path, label=None)`` gives layers ``"image"``, ``"label"`` (when given) and ``"valid"``
   (when the file has nodata or a mask). An image and a label on different grids is an error,
   never a silent resample.
@@ -129,18 +131,22 @@ def _read(path: Any) -> dict[str, Any]:
         raise DomainaugError(f"{source}: cannot read it as {fmt}: {reason}") from exc
 
 
-def load(path: Any, label: str | os.PathLike | None = None, *, device: str | torch.device = "cpu",
+def load(path: Any, label: Any = None, *, device: str | torch.device = "cpu",
          equivalent_crs: bool = False, dtype: str | torch.dtype | None = None,
          fill: Any = None, labels: Sequence[str] = ("label",), sensor: str | None = None) -> Sample:
     """Load an image (and optionally a label map on the same grid), or many files, into a ``Sample``.
 
     Args:
-        path: The image file (or DICOM folder); or many files on one grid (``domainaug.io.many``):
+        path: The image file (or DICOM folder), a URL or GDAL virtual path of a raster
+            (``https://``, ``/vsicurl/``, ``/vsis3/``, ``/vsimem/``: given to rasterio unchanged), or an
+            image object read as its file is (a nibabel image, a ``SimpleITK.Image``, an open rasterio
+            dataset, left open; ``domainaug.io.sources``); or many files on one grid (``domainaug.io.many``):
             a mapping of layer name to file (``{"t1": p1, "flair": p2, "label": p3}``; a value may
             be a list of files stacked as channels), a list of ``(name, path)`` pairs, or a list of
             per-band files (single-band GeoTIFFs, as Landsat and Sentinel-2 ship them) stacked as
             the channels of ``"image"``, named from band descriptions or file names.
-        label: An optional label map on the same grid (not with a mapping: put it in the mapping).
+        label: An optional label map on the same grid (a path or object as ``path``; not with a
+            mapping: put it in the mapping).
         labels: With a mapping: the names of LABEL layers (default ``("label",)``); every other
             entry is an INTENSITY layer.
         sensor: With a list of band files: resolve channel names to this sensor's band names

@@ -67,6 +67,8 @@ def _batched(d: Mapping[str, Any], image: torch.Tensor | None) -> bool:
         value = d.get(key)
         if isinstance(value, torch.Tensor):
             return value.dim() == 2
+        if _is_bbox(value):                       # (old TorchGeo BoundingBoxes were tuples)
+            return False
         if isinstance(value, (list, tuple)) and value and not _is_slices(value):
             return True
     if isinstance(d.get("crs"), (list, tuple)):
