@@ -51,6 +51,17 @@ def test_to_xarray_gives_the_dataarray_back_identical():
     assert back.rio.transform() == masked.rio.transform() and back.rio.crs == masked.rio.crs
 
 
+def test_a_loaded_file_to_xarray_holds_what_open_rasterio_holds():
+    path = data.path(data.RGBN)
+    ours, theirs = load(path).to_xarray(), rioxarray.open_rasterio(path).load()
+    xr.testing.assert_equal(ours, theirs)                   # values, dtype, dims and coordinates
+    assert ours.dtype == theirs.dtype and ours.rio.transform() == theirs.rio.transform()
+    assert ours.rio.crs == theirs.rio.crs and ours.rio.nodata == theirs.rio.nodata == 0
+    named = da.remote_sensing.set_bands(load(path), ["B", "G", "R", "N"]).to_xarray()
+    assert named.attrs["long_name"] == ("B", "G", "R", "N") and list(named.band.values) == [1, 2, 3, 4]
+    assert da.Sample.from_xarray(named).layer_info("image").channels == ("B", "G", "R", "N")
+
+
 def test_an_augmented_sample_round_trips_and_its_grid_is_rasterios():
     path = data.path(data.RGBN)
     sample = da.Sample.from_xarray(rioxarray.open_rasterio(path))

@@ -14,6 +14,8 @@
   and transform written by rioxarray, ``_FillValue`` the nodata value, and the dtype, band
   coordinate, dimension names and attributes of the DataArray the sample came from (values fitted
   to that dtype once, as ``io.save`` does), so ``from_xarray(da).to_xarray()`` gives ``da`` back.
+  A sample of any other source gets rioxarray's layout: bands numbered ``1..C``, named channels in
+  ``long_name`` (so ``io.load(f).to_xarray()`` holds what ``rioxarray.open_rasterio(f)`` holds).
 """
 
 from __future__ import annotations
@@ -170,11 +172,14 @@ def to_xarray(sample: Sample, layer: str = "image", *, dtype: Any = None) -> Any
         nodata = None
     channels = list(info.channels) if info.channels else None
     count, height, width = values.shape
-    band_coord: list[Any] = list(range(1, count + 1))
-    if channels is not None:
+    attrs = dict(src.get("attrs") or {})
+    band_coord: list[Any] = list(range(1, count + 1))         # rioxarray's: 1-based band numbers
+    if src.get("format") == "xarray" and channels is not None:
         band_coord = list(channels)
         if src.get("band_coord") is not None and list(src.get("channels") or []) == channels:
             band_coord = list(src["band_coord"])             # the source's own coordinate (1, 2, 3, ...)
+    elif channels is not None and channels != [f"band{i + 1}" for i in range(count)]:
+        attrs["long_name"] = tuple(channels)                 # as rioxarray reads band descriptions
     dims = list(src.get("dims") or [])
     band_dim = src.get("band_dim") or "band"
     if len(dims) == 3 and band_dim in dims:
@@ -187,7 +192,7 @@ def to_xarray(sample: Sample, layer: str = "image", *, dtype: Any = None) -> Any
     array = xr.DataArray(values[0] if squeeze else values,
                          dims=(y_dim, x_dim) if squeeze else (band_dim, y_dim, x_dim),
                          coords={**({} if squeeze else {band_dim: band_coord}), y_dim: y, x_dim: x},
-                         attrs=dict(src.get("attrs") or {}), name=src.get("name"))
+                         attrs=attrs, name=src.get("name"))
     array = array.rio.set_spatial_dims(x_dim=x_dim, y_dim=y_dim)
     if space.crs is not None:
         array = array.rio.write_crs(space.crs)
