@@ -80,21 +80,25 @@ def returned_transform(out: dict) -> rasterio.Affine:
     return from_origin(b.minx, b.maxy, (b.maxx - b.minx) / w, (b.maxy - b.miny) / h)
 
 
-def assert_pixels_are_where_rasterio_says(out: dict, path: Path, *, flip_cols_of: tuple[int, int] | None = None,
-                                          atol: float = 0.25) -> None:
+def assert_pixels_are_where_rasterio_says(out: dict, path: Path | tuple[np.ndarray, rasterio.Affine], *,
+                                          flip_cols_of: tuple[int, int] | None = None, atol: float = 0.25) -> None:
     """Each output pixel centre's world coordinate, computed from the returned georeference, is
-    where rasterio finds the same content in the file (``flip_cols_of=(col0, width)``: the content
-    of the query window mirrored left-right, as ``Flip`` moves it)."""
+    where rasterio finds the same content in the file (or in ``(array, transform)``, a raster
+    TorchGeo read); ``flip_cols_of=(col0, width)``: the content of the query window mirrored
+    left-right, as ``Flip`` moves it."""
     transform = returned_transform(out)
-    image = out["image"].numpy()
+    image = out["image"].cpu().numpy()
     h, w = image.shape[-2:]
     rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     xs, ys = rasterio.transform.xy(transform, rows.ravel(), cols.ravel())
-    with rasterio.open(path) as src:
-        file = src.read().astype(np.float32)
-        r, c = rasterio.transform.rowcol(src.transform, xs, ys)
-        r, c = np.asarray(r).reshape(h, w), np.asarray(c).reshape(h, w)
-        back_x, back_y = rasterio.transform.xy(src.transform, r.ravel(), c.ravel())
+    if isinstance(path, tuple):
+        file, file_transform = path
+    else:
+        with rasterio.open(path) as src:
+            file, file_transform = src.read().astype(np.float32), src.transform
+    r, c = rasterio.transform.rowcol(file_transform, xs, ys)
+    r, c = np.asarray(r).reshape(h, w), np.asarray(c).reshape(h, w)
+    back_x, back_y = rasterio.transform.xy(file_transform, r.ravel(), c.ravel())
     # the returned grid lies on the file's pixel grid (float32 bounds, as TorchGeo's: within atol CRS units)
     np.testing.assert_allclose(back_x, xs, atol=atol)
     np.testing.assert_allclose(back_y, ys, atol=atol)
@@ -267,24 +271,24 @@ def test_with_the_real_raster_dataset_and_random_geo_sampler(tmp_path):
     from torchgeo.samplers import RandomGeoSampler
 
     shutil.copy(data.path(data.RGBN), tmp_path / data.RGBN)
-    files = [tmp_path / data.RGBN]
 
     class RGBN(RasterDataset):
         filename_glob = "rgbn_*.tif"
         all_bands = RGBN_BANDS
 
     dataset = RGBN(paths=[str(tmp_path)])
-    adapter = TorchGeoTransform.for_dataset(da.Compose([da.Flip(axes=(1,)), da.Crop(size=(32, 32), mode="random")]),
-                                            dataset)
+    pipeline = da.Compose([da.Flip(axes=(1,)), da.Crop(size=(32, 32), mode="random")])
+    adapter = TorchGeoTransform.for_dataset(pipeline, dataset)
     assert adapter.bands == RGBN_BANDS and adapter.nodata == 0.0
-    plain = RGBN(paths=[str(tmp_path)])
-    dataset.transforms = adapter
-    for query in RandomGeoSampler(dataset, size=64, length=4):       # grid-aligned 64 x 64 pixel queries
-        out, before = dataset[query], plain[query]
+    for k, query in enumerate(RandomGeoSampler(dataset, size=64, length=4)):
+        before = dataset[query]                   # what TorchGeo read (queries need not be pixel-aligned)
+        out = adapter(before, torch.Generator().manual_seed(k))
         assert out["image"].shape == (4, 32, 32)
-        width = before["image"].shape[-1]
-        col0 = round((float(before["transform"][2]) - 792928.0) / 5.0) if "transform" in before else None
-        assert_pixels_are_where_rasterio_says(out, files[0], flip_cols_of=None if col0 is None else (col0, width))
+        reference = (before["image"].numpy(), returned_transform(before))
+        assert_pixels_are_where_rasterio_says(out, reference, flip_cols_of=(0, 64))
+    dataset.transforms = adapter                  # and as the dataset's transforms
+    sample = dataset[next(iter(RandomGeoSampler(dataset, size=64, length=1)))]
+    assert sample["image"].shape == (4, 32, 32) and "domainaug_records" in sample
 
 
 def readme_block(heading: str) -> str:
