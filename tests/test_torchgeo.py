@@ -261,6 +261,9 @@ def test_what_torchgeo_bounds_cannot_say_is_refused():
         TorchGeoTransform(da.Flip(axes=(0,)), bands=("a", "b"))(sample)
     with pytest.raises(da.ParameterError, match="'bounds' or 'transform'"):
         TorchGeoTransform(da.Flip(axes=(0,)))({"image": sample["image"]})
+    assert TorchGeoTransform(da.Flip(axes=(0,)), nodata=np.float32(0), res=np.float64(5)).nodata == 0.0
+    with pytest.raises(da.ParameterError, match="^nodata="):
+        TorchGeoTransform(da.Flip(axes=(0,)), nodata="0")          # type: ignore[arg-type]
     with pytest.raises(da.ParameterError, match="^pipeline="):
         TorchGeoTransform(lambda s: s)                            # type: ignore[arg-type]
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -107,12 +108,12 @@ class TorchGeoTransform:
             raise ParameterError("pipeline", type(pipeline).__name__, "a domainaug Transform")
         self.pipeline = pipeline
         self.bands = None if bands is None or len(bands) == 0 else tuple(str(b) for b in bands)
-        if nodata is not None and (isinstance(nodata, bool) or not isinstance(nodata, (int, float))):
+        if nodata is not None and (isinstance(nodata, bool) or not isinstance(nodata, numbers.Real)):
             raise ParameterError("nodata", nodata, "None or a number (the files' nodata value)")
         self.nodata = None if nodata is None else float(nodata)
         if res is not None:
-            pair = (res, res) if isinstance(res, (int, float)) else tuple(res)
-            if len(pair) != 2 or not all(isinstance(r, (int, float)) and r > 0 for r in pair):
+            pair: tuple[Any, ...] = (res, res) if isinstance(res, numbers.Real) else tuple(res)  # type: ignore[arg-type]
+            if len(pair) != 2 or not all(isinstance(r, numbers.Real) and float(r) > 0 for r in pair):
                 raise ParameterError("res", res, "None, a positive pixel size or an (xres, yres) pair")
             res = (float(pair[0]), float(pair[1]))
         self.res = res
