@@ -41,6 +41,8 @@ def test_every_lazy_import_site_names_its_extra(monkeypatch, tmp_path, fixtures,
         ("monai", lambda: adapters.MonaiTransform),
         ("torchio", lambda: adapters.TorchioTransform),
         ("itk", lambda: da.io.save(sample, tmp_path / "t1.mha")),
+        ("xarray", lambda: da.Sample.from_xarray(None)),
+        ("xarray", lambda: sample.to_xarray()),
     ]
     (tmp_path / "x.mha").write_bytes(b"not read: the reader is refused first")
     cases.append(("itk", lambda: da.io.load(tmp_path / "x.mha")))

@@ -230,6 +230,23 @@ class Sample:
             layers["valid"] = Layer(valid_t, Role.VALID)
         return cls(space, layers, points=points, boxes=boxes)
 
+    @classmethod
+    def from_xarray(cls, da: Any, label: Any = None, *, dtype: str | torch.dtype | None = None,
+                    fill: float | str | None = None) -> Sample:
+        """A raster sample from a rioxarray-georeferenced ``xarray.DataArray`` ``(band, y, x)``: grid
+        from ``da.rio.transform()``, CRS from ``da.rio.crs``, band names from the band coordinate
+        (or ``long_name``), nodata from ``_FillValue``; the same file through ``rioxarray.open_rasterio``
+        or ``domainaug.io.load`` gives the same sample (``domainaug.io.dataarray``; the ``xarray`` extra)."""
+        from ..io.dataarray import from_xarray
+        return from_xarray(da, label, dtype=dtype, fill=fill)
+
+    def to_xarray(self, layer: str = "image", *, dtype: Any = None) -> Any:
+        """One layer as a rioxarray-georeferenced ``xarray.DataArray`` (CRS, transform, ``_FillValue``,
+        band names; the source DataArray's dtype, coordinates and attributes when it came from one),
+        so ``Sample.from_xarray(da).to_xarray()`` gives ``da`` back (``domainaug.io.dataarray``)."""
+        from ..io.dataarray import to_xarray
+        return to_xarray(self, layer, dtype=dtype)
+
     # --- access --------------------------------------------------------------------------------
     @property
     def pending(self) -> PendingMap | None:

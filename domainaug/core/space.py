@@ -34,7 +34,7 @@ _EPSG_ROOT = re.compile(r'AUTHORITY\["EPSG","(\d+)"\]\]\s*$')
 def as_crs(value: Any) -> str | None:
     """A CRS as domainaug keeps it: ``"EPSG:<code>"`` when the definition *is* that EPSG code, else
     its full WKT, never a guessed code. Accepts ``None``, an EPSG code (``32633``), a string (``"EPSG:32633"``,
-    WKT, PROJ) or a CRS object with ``to_wkt()`` (``rasterio.crs.CRS``, ``pyproj.CRS``)."""
+    WKT, PROJ) or a CRS object with ``to_wkt()`` (``rasterio.crs.CRS``, ``pyproj.CRS``: TorchGeo's)."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -53,7 +53,9 @@ def as_crs(value: Any) -> str | None:
         raise ParameterError("crs", type(value).__name__, "None, an EPSG code, a CRS string (EPSG:..., WKT) or a "
                              "rasterio CRS")
     try:                                     # rasterio's default is WKT1 (GDAL), whose root carries the code
-        wkt = to_wkt(version="WKT1_GDAL") if "rasterio" in type(value).__module__ else to_wkt()
+        # WKT1 (GDAL's, rasterio's default) carries the EPSG code at its root; pyproj writes it on request
+        wkt = to_wkt(version="WKT1_GDAL") if type(value).__module__.split(".")[0] in ("rasterio", "pyproj") \
+            else to_wkt()
     except TypeError:
         wkt = to_wkt()
     match = _EPSG_ROOT.search(wkt)

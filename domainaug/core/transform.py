@@ -49,6 +49,20 @@ def _argument_names(cls: type) -> list[str]:
     return []
 
 
+def not_a_sample(value: Any) -> str:
+    """What a transform expected instead of ``value``, and how to get it (the ``ParameterError`` text)."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return ("a domainaug.Sample, not a bare array: wrap it with Sample.from_numpy(image, label=None, "
+                "spacing=... or affine=..., crs=...) (image (C, *spatial) or (*spatial)), or load a file with "
+                "domainaug.io.load(path)")
+    if isinstance(value, dict):
+        return ("a domainaug.Sample, not a dict: for MONAI or TorchIO dicts use domainaug.training.adapters "
+                "(MonaiTransform, TorchioTransform), for TorchGeo samples "
+                "domainaug.training.torchgeo.TorchGeoTransform, "
+                "or build one with Sample.from_numpy(image, label=..., affine=...)")
+    return "a domainaug.Sample (Sample.from_numpy(array, ...) or domainaug.io.load(path))"
+
+
 class Transform(metaclass=ScheduledConstruction):
     """Base of every transform.
 
@@ -202,7 +216,14 @@ class Transform(metaclass=ScheduledConstruction):
         return self.run(sample, params, lazy=lazy), params
 
     def __call__(self, sample: Sample, generator: torch.Generator | None = None) -> Sample:
-        """Draw, apply, and append ``ParamRecord(name, config, params)`` to the output's history."""
+        """Draw, apply, and append ``ParamRecord(name, config, params)`` to the output's history.
+
+        Raises:
+            ParameterError: ``sample`` is not a ``Sample`` (a bare tensor or array, a dict); the
+                message says how to wrap it.
+        """
+        if not isinstance(sample, Sample):
+            raise ParameterError("sample", type(sample).__name__, not_a_sample(sample))
         if generator is None:
             generator = torch.Generator().manual_seed(int(np.random.SeedSequence().generate_state(1)[0]))
         out, params = self.step(sample, generator, lazy=False)

@@ -3,7 +3,9 @@ centres in (i, j, k) order and RAS+ mm; ITK's LPS; GeoTIFF pixel corners in (col
 converted here and only here: a loaded ``Space`` always maps array indices of centres to world.
 
 - ``.nii``, ``.nii.gz``: nibabel. ``.mha``, ``.mhd``, ``.nrrd``, ``.nhdr`` and DICOM folders:
-  SimpleITK. ``.tif``, ``.tiff``: rasterio.
+  SimpleITK. ``.tif``, ``.tiff``: rasterio. URLs and GDAL virtual paths (``/vsicurl/``,
+  ``/vsis3/``, ``/vsimem/``) go to rasterio unchanged; nibabel images, SimpleITK images and open
+  rasterio datasets are read as their files are (``domainaug.io.sources``).
 - ``load(path, label=None)`` gives layers ``"image"``, ``"label"`` (when given) and ``"valid"``
   (when the file has nodata or a mask). An image and a label on different grids is an error,
   never a silent resample.
@@ -37,11 +39,18 @@ from ..core.space import crs_equal
 from ..errors import DomainaugError, NoDataError, ParameterError, SpaceMismatchError
 from ..extras import require
 from .common import file_fill, file_validity, grid_error, intensity_tensor, label_layer
+from .sources import as_source, is_remote, mangled_url, name_of, object_kind
 
 __all__ = ["load", "save", "format_of", "atomic_path", "assemble"]
 
 
 def format_of(path: str | os.PathLike) -> str:
+    if is_remote(path):                                  # GDAL reads it; a query string is not the name
+        name = str(path).split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1].lower()
+        if name.endswith((".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")):
+            raise ParameterError("path", str(path), "a local path for NIfTI and ITK files (remote and GDAL virtual "
+                                 "paths are read by GDAL: GeoTIFF, Cloud-Optimised GeoTIFF, JPEG 2000)")
+        return "geotiff"
     p = Path(path)
     name = p.name.lower()
     if name.endswith(".nii") or name.endswith(".nii.gz"):
@@ -76,35 +85,68 @@ def _writer(fmt: str) -> Callable[..., None]:
     return geotiff.write
 
 
-def _read(path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise ParameterError("path", str(path), "an existing file or folder")
-    if path.is_file() and path.stat().st_size == 0:
-        raise DomainaugError(f"{path}: the file is empty")
-    fmt = format_of(path)
+def _object_reader(kind: str) -> Callable[..., dict[str, Any]]:
+    if kind == "nifti":
+        from . import nifti
+        return nifti.read_image
+    if kind == "itk":
+        from . import itk
+        return itk.read_image
+    from . import geotiff
+    return geotiff.read_dataset
+
+
+def _read(path: Any) -> dict[str, Any]:
+    kind = object_kind(path)
+    if kind is not None:                   # an image object: read as its file would be
+        name = name_of(path)
+        reader = _object_reader(kind)
+        try:
+            return reader(path, name)
+        except DomainaugError:
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise DomainaugError(f"{name}: cannot read it as {kind}: {reason}") from exc
+    if not isinstance(path, (str, os.PathLike)):
+        raise ParameterError("path", type(path).__name__, "a path, a URL or GDAL virtual path (/vsicurl/, /vsis3/, "
+                             "/vsimem/), a nibabel image, a SimpleITK image or an open rasterio dataset")
+    if mangled_url(path):
+        raise ParameterError("path", os.fspath(path), "a URL as a string: pathlib.Path collapsed '//' after the "
+                             "scheme; pass the URL (or /vsicurl/ path) itself")
+    source = as_source(path)
+    if isinstance(source, Path):
+        if not source.exists():
+            raise ParameterError("path", str(source), "an existing file or folder")
+        if source.is_file() and source.stat().st_size == 0:
+            raise DomainaugError(f"{source}: the file is empty")
+    fmt = format_of(source)
     reader = _reader(fmt)                  # outside the try: a missing extra is named as it is
     try:
-        return reader(path)
+        return reader(source)
     except DomainaugError:
         raise
     except Exception as exc:  # corrupt or truncated files: name the file and the reader's reason
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        raise DomainaugError(f"{path}: cannot read it as {fmt}: {reason}") from exc
+        raise DomainaugError(f"{source}: cannot read it as {fmt}: {reason}") from exc
 
 
-def load(path: Any, label: str | os.PathLike | None = None, *, device: str | torch.device = "cpu",
+def load(path: Any, label: Any = None, *, device: str | torch.device = "cpu",
          equivalent_crs: bool = False, dtype: str | torch.dtype | None = None,
          fill: Any = None, labels: Sequence[str] = ("label",), sensor: str | None = None) -> Sample:
     """Load an image (and optionally a label map on the same grid), or many files, into a ``Sample``.
 
     Args:
-        path: The image file (or DICOM folder); or many files on one grid (``domainaug.io.many``):
+        path: The image file (or DICOM folder), a URL or GDAL virtual path of a raster
+            (``https://``, ``/vsicurl/``, ``/vsis3/``, ``/vsimem/``: given to rasterio unchanged), or an
+            image object read as its file is (a nibabel image, a ``SimpleITK.Image``, an open rasterio
+            dataset, left open; ``domainaug.io.sources``); or many files on one grid (``domainaug.io.many``):
             a mapping of layer name to file (``{"t1": p1, "flair": p2, "label": p3}``; a value may
             be a list of files stacked as channels), a list of ``(name, path)`` pairs, or a list of
             per-band files (single-band GeoTIFFs, as Landsat and Sentinel-2 ship them) stacked as
             the channels of ``"image"``, named from band descriptions or file names.
-        label: An optional label map on the same grid (not with a mapping: put it in the mapping).
+        label: An optional label map on the same grid (a path or object as ``path``; not with a
+            mapping: put it in the mapping).
         labels: With a mapping: the names of LABEL layers (default ``("label",)``); every other
             entry is an INTENSITY layer.
         sensor: With a list of band files: resolve channel names to this sensor's band names
@@ -147,8 +189,8 @@ def load(path: Any, label: str | os.PathLike | None = None, *, device: str | tor
                              "use domainaug.remote_sensing.set_bands for one file)")
     if isinstance(fill, dict):
         raise ParameterError("fill", fill, "a number, 'minimum' or 'mean' for one file")
-    sample = assemble(_read(path), None if label is None else _read(label), path, label, equivalent_crs,
-                      dtype=dtype, fill=fill)
+    sample = assemble(_read(path), None if label is None else _read(label), name_of(path),
+                      None if label is None else name_of(label), equivalent_crs, dtype=dtype, fill=fill)
     return sample.to(device) if str(device) != "cpu" else sample
 
 
@@ -204,6 +246,9 @@ def save(sample: Sample, path: str | os.PathLike, layer: str = "image", *, dtype
     internal mask. The rest of the source's metadata is written back (see ``nifti`` and
     ``geotiff``), so load -> save -> load gives the same data, grid, CRS, nodata, dtype and bands.
     """
+    if is_remote(path) or object_kind(path) is not None:
+        raise ParameterError("path", name_of(path), "a local file path (save writes local files; upload the file "
+                             "afterwards)")
     path = Path(path)
     fmt = format_of(path)
     if path.name.lower().endswith(".jp2"):

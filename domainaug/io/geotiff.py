@@ -36,7 +36,8 @@ from ..core.space import Space, as_crs
 from ..errors import NoDataError, ParameterError
 from .common import check_load_size, fits, smallest_integer_dtype, to_disk
 
-__all__ = ["read", "write", "fit_to", "to_space_affine", "to_geotransform", "source_meta", "band_validity",
+__all__ = ["read", "read_dataset", "write",
+           "fit_to", "to_space_affine", "to_geotransform", "source_meta", "band_validity",
            "disk_values", "nodata_in", "creation_profile", "finish_bands", "write_env", "LABEL_DTYPES"]
 
 #: Integer types tried, in order, for a label raster whose values its source type cannot hold.
@@ -124,19 +125,25 @@ def band_validity(src: Any, data: np.ndarray, window: Window | None = None) -> n
     return valid[None]
 
 
-def read(path: Path, window: Window | None = None) -> dict[str, Any]:
-    """The raster, or one window of it (read lazily: only that window's pixels)."""
+def read(path: Path | str, window: Window | None = None) -> dict[str, Any]:
+    """The raster, or one window of it (read lazily: only that window's pixels). ``path`` is a
+    local ``Path`` or a remote/GDAL virtual path string (``io.sources``), given to rasterio as it is."""
     with rasterio.open(path) as src:
-        if src.crs is None:
-            raise ParameterError("crs", f"none in {path}", "a GeoTIFF with a coordinate reference system")
-        height = src.height if window is None else int(window.height)
-        width = src.width if window is None else int(window.width)
-        check_load_size(path, (src.count, height, width), np.dtype(src.dtypes[0]).itemsize)
-        data = src.read(window=window)
-        valid = band_validity(src, data, window)
-        meta = source_meta(src)
-        transform = src.window_transform(window) if window is not None else src.transform
-        affine = to_space_affine(transform)
+        return read_dataset(src, path, window)
+
+
+def read_dataset(src: Any, path: Any, window: Window | None = None) -> dict[str, Any]:
+    """What ``read`` returns, from an open rasterio dataset (left open; ``path`` names it)."""
+    if src.crs is None:
+        raise ParameterError("crs", f"none in {path}", "a GeoTIFF with a coordinate reference system")
+    height = src.height if window is None else int(window.height)
+    width = src.width if window is None else int(window.width)
+    check_load_size(path, (src.count, height, width), np.dtype(src.dtypes[0]).itemsize)
+    data = src.read(window=window)
+    valid = band_validity(src, data, window)
+    meta = source_meta(src)
+    transform = src.window_transform(window) if window is not None else src.transform
+    affine = to_space_affine(transform)
     if window is None and valid is not None and not valid.any():
         raise NoDataError(f"{path}: every pixel is nodata")
     nodata = meta["nodata"]

@@ -19,7 +19,7 @@ from .common import check_load_size, fits, smallest_integer_dtype, to_disk
 
 sitk = require("SimpleITK", "MHA/MHD/NRRD files and DICOM folders")
 
-__all__ = ["read", "write"]
+__all__ = ["read", "read_image", "write"]
 
 
 def _lps_to_ras(n: int) -> np.ndarray:
@@ -49,6 +49,11 @@ def read(path: Path) -> dict[str, Any]:
                                                                    info.GetNumberOfComponents())).dtype).itemsize
         check_load_size(path, (info.GetNumberOfComponents(),) + tuple(info.GetSize()), itemsize)
         image = sitk.ReadImage(str(path))
+    return read_image(image, path, modality)
+
+
+def read_image(image: Any, path: Any, modality: str | None = None) -> dict[str, Any]:
+    """What ``read`` returns, from a ``SimpleITK.Image`` (``path`` names it in messages)."""
     n = image.GetDimension()
     if n not in (2, 3):
         raise ValueError(f"{n}D ITK images are not supported")

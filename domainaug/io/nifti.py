@@ -28,7 +28,7 @@ from ..core.space import Space
 from ..errors import DomainaugError
 from .common import check_load_size, fits, smallest_integer_dtype, to_disk
 
-__all__ = ["read", "write", "check_payload", "NIFTI_INTEGER_DTYPES", "DEFLATE_MAX_RATIO"]
+__all__ = ["read", "read_image", "write", "check_payload", "NIFTI_INTEGER_DTYPES", "DEFLATE_MAX_RATIO"]
 
 #: Integer types tried, in order, for labels their source type cannot hold (NIfTI readers reject int64).
 NIFTI_INTEGER_DTYPES = ("uint8", "int16", "int32")
@@ -68,11 +68,21 @@ def read(path: Path) -> dict[str, Any]:
     img = nib.load(str(path))                                   # reads the header only
     if not isinstance(img, nib.Nifti1Image):                    # (Nifti2Image is one too)
         raise DomainaugError(f"{path}: nibabel read a {type(img).__name__}, not a NIfTI image")
+    return read_image(img, path)
+
+
+def read_image(img: Any, path: Any) -> dict[str, Any]:
+    """What ``read`` returns, from a nibabel NIfTI image (loaded from ``path``, or built in memory:
+    then ``path`` only names it). A file-backed image's payload is checked against its file."""
+    if not isinstance(img, nib.Nifti1Image):
+        raise DomainaugError(f"{path}: a {type(img).__name__}, not a NIfTI image (nibabel.Nifti1Image/Nifti2Image)")
     header = img.header
     shape = tuple(int(s) for s in img.shape)
     dtype = header.get_data_dtype()
     check_load_size(path, shape, dtype.itemsize)
-    check_payload(path, header)
+    filename = img.get_filename()
+    if nib.is_proxy(img.dataobj) and filename and Path(filename).is_file():
+        check_payload(Path(filename), header)
     proxy = img.dataobj
     raw = np.asanyarray(proxy.get_unscaled()) if hasattr(proxy, "get_unscaled") else np.asanyarray(proxy)
     slope, inter = float(getattr(proxy, "slope", 1.0)), float(getattr(proxy, "inter", 0.0))

@@ -17,6 +17,7 @@ from ..core.sample import Role, Sample
 from ..core.space import Space, as_crs, crs_equal, crs_name
 from ..errors import DomainaugError, NoDataError, ParameterError, SpaceMismatchError
 from ..io import assemble, atomic_path
+from ..io.sources import as_source
 from .spectral import set_bands
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def tile_windows(height: int, width: int, size: int | Sequence[int], overlap: in
 def _read_window(path: str | os.PathLike, window: Window) -> dict:
     from ..io import geotiff
     try:
-        return geotiff.read(Path(path), window)
+        return geotiff.read(as_source(path), window)
     except DomainaugError:
         raise
     except Exception as exc:                               # a truncated or corrupt file: name it and the window
@@ -92,6 +93,10 @@ def tiles(path: str | os.PathLike, size: int | Sequence[int], overlap: int = 0, 
           dtype: str | torch.dtype | None = None, fill: float | str | None = None,
           scene_stats: bool = False) -> Iterator[Sample]:
     """Yield tiles of a GeoTIFF (and its label raster) as Samples, reading one window at a time.
+
+    ``path`` (and ``label``) may be remote: a URL or GDAL virtual path of a Cloud-Optimised GeoTIFF
+    (``/vsicurl/https://...``, ``/vsis3/bucket/key.tif``, ``https://...``) is read window by window
+    with HTTP range requests, never downloaded whole (``domainaug.io.sources``).
 
     Each tile's ``Space`` places it in the raster's CRS (kept pixels keep their world
     coordinates); ``meta["window"]`` is ``[row_off, col_off, height, width]``. ``bands`` names the
@@ -260,7 +265,7 @@ def _read_scene_stats(path: str | os.PathLike, bands: Sequence[str] | None = Non
     names: list[str] = []
     for window in tile_windows(height, width, check_positive_int("block", block)):
         with rasterio.Env(GDAL_CACHEMAX=CACHE_BYTES):
-            image = geotiff.read(Path(path), window)
+            image = geotiff.read(as_source(path), window)
         if image.get("valid") is not None and not image["valid"].any():
             continue
         try:
