@@ -265,12 +265,8 @@ def test_bad_boxes_name_the_problem():
         da.Sample(da.Space.from_spacing((4, 4)), {"image": da.Layer(torch.zeros(1, 4, 4))}, boxes={"b": [[0, 0, 1, 1]]})
 
 
-def test_the_readme_detection_examples_run():
-    import re
-    from pathlib import Path
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = text.split("### Detection", 1)[1].split("\n### ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+def test_the_readme_detection_examples_run(readme_blocks):
+    blocks = readme_blocks("### Detection")
     assert len(blocks) == 2
     oriented, lesion = ({} for _ in blocks)
     exec(blocks[0], oriented)                                 # noqa: S102 - the README's own code

@@ -294,13 +294,5 @@ def test_with_the_real_raster_dataset_and_random_geo_sampler(tmp_path):
     assert sample["image"].shape == (4, 32, 32) and "domainaug_records" in sample
 
 
-def readme_block(heading: str) -> str:
-    """The first ```python block of README.md under ``heading``."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = text[text.index(heading + "\n"):]
-    start = section.index("```python\n") + len("```python\n")
-    return section[start:section.index("```\n", start)]
-
-
-def test_the_readme_snippet_runs():
-    exec(compile(readme_block("### TorchGeo"), "README.md (TorchGeo)", "exec"), {})
+def test_the_readme_snippet_runs(readme_blocks):
+    exec(compile(readme_blocks("### TorchGeo")[0], "README.md (TorchGeo)", "exec"), {})

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import rasterio
@@ -127,13 +125,5 @@ def test_what_cannot_be_a_raster_sample_is_named():
         da.Sample.from_xarray(array).to_xarray("nope")
 
 
-def readme_block(heading: str) -> str:
-    """The first ```python block of README.md under ``heading``."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = text[text.index(heading + "\n"):]
-    start = section.index("```python\n") + len("```python\n")
-    return section[start:section.index("```\n", start)]
-
-
-def test_the_readme_snippet_runs():
-    exec(compile(readme_block("### xarray, objects and remote files"), "README.md (xarray)", "exec"), {})
+def test_the_readme_snippet_runs(readme_blocks):
+    exec(compile(readme_blocks("### xarray, objects and remote files")[0], "README.md (xarray)", "exec"), {})
