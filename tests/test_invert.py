@@ -208,3 +208,17 @@ def test_layers_on_grids_of_their_own_go_back_onto_their_own_grid():
     assert (flair_label[kept] == 2).all()            # exact where the crop kept it
     with pytest.raises(ParameterError, match="grids of their own"):
         da.Invert(out.history, t1_space)(out)
+
+
+def test_boxes_come_back_with_the_sample(t1):
+    """Inverting a Sample moves its boxes back too: exactly for affine maps and permutations (the
+    corners of the box around the content are where they were)."""
+    centre = t1.space.center_world()
+    corners = np.concatenate([centre - 15.0, centre + 10.0])[None]
+    sample = t1.replace(boxes={"lesion": da.Boxes(corners, labels=[3])})
+    for pipeline in (da.Compose([da.Flip(axes=0), da.Rot90(axes=(0, 1), k=1)]),
+                     da.Affine(degrees=(0.0, 0.0), translation=(-5, 5), scales=(0.9, 1.1))):
+        out, invert = run(pipeline, sample)
+        back = invert(out).boxes["lesion"]
+        assert back.labels.tolist() == [3]
+        np.testing.assert_allclose(back.data.numpy(), corners, atol=1e-6)
