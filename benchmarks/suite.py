@@ -899,12 +899,17 @@ WORKLOADS: dict[str, Callable[[], list[Row]]] = {
 }
 
 
-#: Workloads whose issue set another target than the suite's (>= 3x the fastest peer): the least
-#: fastest-peer / domainaug ratio that meets it (or within 1.5x of the floor), and its wording.
-TARGETS: dict[str, tuple[float, str]] = {
-    "2D RGB 1024^2 JPEG compression": (1 / 1.2, "at most 1.2x the fastest peer's time"),
-    "2D RGB 1024^2 colour jitter": (2.0, ">= 2x faster than the fastest peer (Albumentations HueSaturationValue)"),
-    "2D 12-band random resized crop 1024^2 -> 512^2": (1 / 1.5, "at most 1.5x the fastest peer's time"),
+#: Workloads whose issue set another target than the suite's (>= 3x the fastest peer, or within
+#: 1.5x of the floor): the least fastest-peer / domainaug ratio that meets it, its wording, and the
+#: factor over the floor that also meets it.
+TARGETS: dict[str, tuple[float, str, float]] = {
+    "2D RGB 1024^2 JPEG compression": (1 / 1.2, "at most 1.2x the fastest peer's time", 1.5),
+    "2D RGB 1024^2 colour jitter": (2.0, ">= 2x faster than the fastest peer (Albumentations HueSaturationValue)",
+                                    1.5),
+    "2D 12-band random resized crop 1024^2 -> 512^2": (1 / 1.5, "at most 1.5x the fastest peer's time", 1.5),
+    "sliding-window inference (identity model)": (1 / 1.2, "at most 1.2x MONAI's time", 0.0),  # peer only
+    # the floor is the same pipeline without boxes: the boxes may add 5%
+    "2D 12-band affine + elastic, 1000 boxes": (float("inf"), "the boxes add at most 5% (x floor <= 1.05)", 1.05),
 }
 
 
@@ -986,12 +991,12 @@ def summarise(rows: list[dict], date: str | None = None) -> tuple[list[str], dic
         ours = next((r for r in group if r["tool"] == "domainaug"), None)
         if ours is not None and "median_ms" in ours:
             speedup = fastest / ours["median_ms"] if fastest else None
-            near_floor = floor is not None and ours["median_ms"] <= 1.5 * floor
-            if speedup is None and not near_floor:
+            need, wording, floor_factor = TARGETS.get(name, (3.0, ">= 3x faster than the fastest peer", 1.5))
+            near_floor = floor is not None and ours["median_ms"] <= floor_factor * floor
+            if speedup is None and not near_floor and name not in TARGETS:
                 lines += ["", "Target: n/a (no peer does this work; the floor is a single copy)."]
                 lines.append("")
                 continue
-            need, wording = TARGETS.get(name, (3.0, ">= 3x faster than the fastest peer"))
             verdicts[name] = {"speedup_vs_fastest_peer": speedup,
                               "x_floor": ours["median_ms"] / floor if floor else None,
                               "met": bool((speedup is not None and speedup >= need) or near_floor)}
@@ -999,7 +1004,8 @@ def summarise(rows: list[dict], date: str | None = None) -> tuple[list[str], dic
                            + (f"{best['tool']}, {fastest:.1f} | {speedup:.1f}x" if best else "none | ") + " | "
                            + (f"{ours['median_ms'] / floor:.2f}" if floor else "") + " | "
                            + ("met" if verdicts[name]["met"] else "**not met**") + " |")
-            lines += ["", f"Target ({wording}, or within 1.5x of the floor): " +
+            lines += ["", f"Target ({wording}" + (f", or within {floor_factor}x of the floor" if floor_factor else "")
+                      + "): " +
                       ("MET" if verdicts[name]["met"] else "NOT MET") +
                       (f" (fastest peer / domainaug = {speedup:.1f}x" if speedup else " (no peer timed") +
                       (f", {ours['median_ms'] / floor:.2f}x floor)." if floor else ").")]
