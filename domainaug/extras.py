@@ -8,6 +8,11 @@ the package: ``pip install 'domainaug[NAME]'`` installs it, and ``domainaug[all]
   the local default runs on threads without Dask.
 - ``plot``: matplotlib, for ``preview``, the demo's PNG previews and ``evaluate`` report plots.
 - ``itk``: SimpleITK, for MHA/MHD/NRRD files and DICOM folders (NIfTI and GeoTIFF need none).
+- ``nnunet``: nnU-Net v2 (``nnunetv2``, with batchgeneratorsv2), for ``training.nnunet``.
+- ``lightning``: Lightning 2 (``lightning``), for ``training.lightning.DomainaugEpochs``.
+- ``hydra``: hydra-core and OmegaConf. The library imports neither: every transform argument takes
+  OmegaConf's ``ListConfig``/``DictConfig`` (``core.params.as_builtin``); the extra is for users'
+  configs and the tests.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from .errors import MissingDependencyError, ParameterError
 
 __all__ = ["EXTRAS", "require", "available"]
 
-EXTRAS = {"monai": "monai", "torchio": "torchio", "distributed": "dask", "matplotlib": "plot", "SimpleITK": "itk"}
+EXTRAS = {"monai": "monai", "torchio": "torchio", "distributed": "dask", "matplotlib": "plot", "SimpleITK": "itk",
+          "nnunetv2": "nnunet", "lightning": "lightning", "hydra": "hydra"}
 
 
 def require(module: str, feature: str) -> ModuleType:
