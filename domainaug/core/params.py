@@ -15,8 +15,8 @@ from .schedule import Schedule
 if TYPE_CHECKING:
     from .space import Space
 
-__all__ = ["as_builtin", "Uniform", "PerAxis", "as_uniform", "as_per_axis", "draw_per_axis", "check_choice", "check_positive_int",
-           "as_size", "as_axes", "as_lengths", "to_json",
+__all__ = ["as_builtin", "Uniform", "PerAxis", "as_uniform", "as_per_axis", "draw_per_axis", "check_choice",
+           "check_positive_int", "as_size", "as_axes", "as_lengths", "to_json",
            "WORLD_AXIS_NAMES", "as_world_axes", "resolve_world_axes"]
 
 

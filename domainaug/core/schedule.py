@@ -214,7 +214,7 @@ class ScheduledConstruction(ABCMeta):
     ``Transform.at_epoch``. A call without schedules is an ordinary construction."""
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        from .params import as_builtin          # (params imports this module)
+        from .params import as_builtin  # (params imports this module)
         args = tuple(parse_schedules(as_builtin(v)) for v in args)
         kwargs = {k: parse_schedules(as_builtin(v)) for k, v in kwargs.items()}
         named = _named(cls, args, kwargs)
