@@ -196,3 +196,21 @@ def test_the_missing_extra_is_named(monkeypatch):
     with pytest.raises(MissingDependencyError, match=r"pip install 'domainaug\[nnunet\]'"):
         importlib.import_module("domainaug.training.nnunet")
     assert nnunet.TRAINER_PATH.endswith("nnunet_ext")
+
+
+def _worker(aug, go, out):
+    go.wait()
+    out.put(aug.get_parameters()["draw"][1])
+
+
+def test_the_epoch_reaches_a_background_worker_started_before_it():
+    """nnU-Net's augmenter processes start once; set_epoch in the main process must reach them."""
+    ctx = multiprocessing.get_context("fork")
+    aug = DomainaugTransform(pipeline(), (3.0, 2.0, 2.0), PATCH)
+    go, out = ctx.Event(), ctx.Queue()
+    worker = ctx.Process(target=_worker, args=(aug, go, out))
+    worker.start()
+    aug.set_epoch(4)
+    go.set()
+    assert out.get(timeout=60) == 4
+    worker.join(60)
