@@ -91,7 +91,7 @@ def test_a_pipeline_yaml_in_the_library_format_loads_from_a_config_node():
 def test_as_builtin_converts_any_sequence_and_mapping_and_keeps_the_rest():
     inner = OmegaConf.create({"a": [1, {"b": [2, 3]}]})
     assert as_builtin(inner) == {"a": [1, {"b": [2, 3]}]} and type(as_builtin(inner)["a"][1]) is dict
-    assert as_builtin(collections.UserList([1, 2])) == [1, 2]
+    assert as_builtin(collections.UserList([1, 2])) == [1, 2] and as_builtin(range(2)) == [0, 1]
     assert as_builtin((1, collections.UserList([2]))) == (1, [2])
     plain = [1, (2, 3), {"x": "abc"}]
     assert as_builtin(plain) is plain                      # nothing to convert: the same object

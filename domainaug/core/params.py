@@ -40,7 +40,7 @@ def as_builtin(value: Any) -> Any:
         return converted if isinstance(value, list) else tuple(converted)
     if isinstance(value, Mapping):
         return {k: as_builtin(v) for k, v in value.items()}
-    if isinstance(value, Sequence) and not isinstance(value, (memoryview, range)):
+    if isinstance(value, Sequence) and not isinstance(value, memoryview):
         return [as_builtin(v) for v in value]
     return value
 
