@@ -1,7 +1,8 @@
 """Training integration: a PyTorch ``Dataset`` whose augmentation does not depend on DataLoader
 workers and a ``collate`` that keeps everything a sample holds (``dataset``), batch stacking
 (``stack``), batched augmentation (``batch``), batch-level mixes (``mix``), test-time augmentation
-(``tta``) and MONAI/TorchIO adapters (``adapters``, imported on use)."""
+(``tta``), MONAI/TorchIO adapters (``adapters``), and, imported on use with their extras, the
+Lightning epoch callback (``lightning``) and the nnU-Net v2 trainer and transform (``nnunet``)."""
 
 from ..core.random import generator_for
 from .batch import BatchAugment
