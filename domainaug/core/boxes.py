@@ -55,7 +55,9 @@ BOX_KINDS = ("axis", "oriented")
 MONAI_MODES = {2: ("xyxy", "xxyy", "xywh", "ccwh"), 3: ("xyzxyz", "xxyyzz", "xyzwhd", "cccwhd")}
 
 
-@dataclass(frozen=True, eq=False)
+# Not frozen: Lightning (lightning_utilities.apply_to_collection) moves a batch to the device by
+# setting each dataclass field of a copy, which a frozen dataclass refuses; ops never mutate a Boxes.
+@dataclass(eq=False)
 class Boxes:
     """Boxes in world units with per-box labels (see the module docstring for the layouts).
 
