@@ -9,12 +9,24 @@ PIP := $(PY) -m pip
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch is pinned first: the project's own range (<3) would otherwise let pip pick a CUDA build.
+# nnU-Net v2 for tests/test_nnunet.py, without timm: dynamic-network-architectures requires timm,
+# whose only reachable torchvision wheels need a CUDA torch (and then break `import lightning`).
+# nnU-Net's default U-Net imports neither, so nnunetv2 and dynamic-network-architectures go in with
+# --no-deps after their other requirements, listed here (users get the plain `domainaug[nnunet]`).
+NNUNET := "nnunetv2==2.8.1" "dynamic-network-architectures==0.4.4"
+NNUNET_DEPS := "acvl-utils>=0.2.6,<0.3" "batchgenerators>=0.25.1" "batchgeneratorsv2>=0.3.2" "blosc2>=3.3.2" \
+	"scikit-image>=0.19.3" einops pandas graphviz tifffile requests seaborn imagecodecs yacs tqdm
+
+# torch is pinned first, and held by a constraint file in every later step: the project's own
+# range (<3) would otherwise let pip pick a CUDA build or swap it for a dependency.
 # The test extra is every optional extra (domainaug[all]) plus pytest, hypothesis and scikit-learn;
 # the lint extra pins ruff and mypy.
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[test,lint]"
+	printf 'torch==2.13.0\n' > $(VENV)/torch-pin.txt
+	$(PIP) install -q -c $(VENV)/torch-pin.txt -e ".[test,lint]"
+	$(PIP) install -q -c $(VENV)/torch-pin.txt $(NNUNET_DEPS)
+	$(PIP) install -q --no-deps $(NNUNET)
 	touch $@
 
 install: $(VENV)/.installed

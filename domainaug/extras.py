@@ -12,6 +12,11 @@ the package: ``pip install 'domainaug[NAME]'`` installs it, and ``domainaug[all]
 - ``torchgeo``: TorchGeo, whose datasets ``training.torchgeo.TorchGeoTransform`` augments. The
   adapter itself reads TorchGeo's sample dicts without importing TorchGeo; the extra is kept out
   of ``all`` (TorchGeo pulls torchvision, whose wheels must match the installed torch build).
+- ``nnunet``: nnU-Net v2 (``nnunetv2``, with batchgeneratorsv2), for ``training.nnunet``.
+- ``lightning``: Lightning 2 (``lightning``), for ``training.lightning.DomainaugEpochs``.
+- ``hydra``: hydra-core and OmegaConf. The library imports neither: every transform argument takes
+  OmegaConf's ``ListConfig``/``DictConfig`` (``core.params.as_builtin``); the extra is for users'
+  configs and the tests.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from .errors import MissingDependencyError, ParameterError
 __all__ = ["EXTRAS", "require", "available"]
 
 EXTRAS = {"monai": "monai", "torchio": "torchio", "distributed": "dask", "matplotlib": "plot", "SimpleITK": "itk",
-          "xarray": "xarray", "rioxarray": "xarray", "torchgeo": "torchgeo"}
+          "xarray": "xarray", "rioxarray": "xarray", "torchgeo": "torchgeo", "nnunetv2": "nnunet",
+          "lightning": "lightning", "hydra": "hydra"}
 
 
 def require(module: str, feature: str) -> ModuleType:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +15,34 @@ from .schedule import Schedule
 if TYPE_CHECKING:
     from .space import Space
 
-__all__ = ["Uniform", "PerAxis", "as_uniform", "as_per_axis", "draw_per_axis", "check_choice", "check_positive_int",
-           "as_size", "as_axes", "as_lengths", "to_json",
+__all__ = ["as_builtin", "Uniform", "PerAxis", "as_uniform", "as_per_axis", "draw_per_axis", "check_choice",
+           "check_positive_int", "as_size", "as_axes", "as_lengths", "to_json",
            "WORLD_AXIS_NAMES", "as_world_axes", "resolve_world_axes"]
+
+
+def as_builtin(value: Any) -> Any:
+    """``value`` with the containers of config libraries made built-in, at any depth: a ``Mapping``
+    that is not a ``dict`` becomes a ``dict`` and a ``Sequence`` that is not a ``list``, ``tuple``,
+    ``str`` or ``bytes`` becomes a ``list`` (OmegaConf's ``DictConfig``/``ListConfig``, as Hydra's
+    ``instantiate`` passes them without ``_convert_``). The metaclass of transforms applies it to
+    every constructor argument, so each validation helper sees lists, tuples and dicts only.
+    Anything else (tensors, arrays, transforms) is returned as it is, and so is a container with
+    nothing to convert (the same object)."""
+    if isinstance(value, (str, bytes)):
+        return value
+    if isinstance(value, dict):
+        items = {k: as_builtin(v) for k, v in value.items()}
+        return value if all(items[k] is v for k, v in value.items()) else items
+    if isinstance(value, (list, tuple)):
+        converted = [as_builtin(v) for v in value]
+        if all(a is b for a, b in zip(converted, value)):
+            return value
+        return converted if isinstance(value, list) else tuple(converted)
+    if isinstance(value, Mapping):
+        return {k: as_builtin(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, memoryview):
+        return [as_builtin(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)

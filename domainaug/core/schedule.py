@@ -206,14 +206,17 @@ def build_at(cls: type, arguments: tuple[tuple, dict[str, Any]], epoch: int,
 
 
 class ScheduledConstruction(ABCMeta):
-    """The metaclass of transforms: a call with ``Schedule`` arguments (or their JSON mappings)
+    """The metaclass of transforms: every argument is first made of built-in containers
+    (``params.as_builtin``: an OmegaConf ``ListConfig``/``DictConfig`` from Hydra is a list/dict);
+    a call with ``Schedule`` arguments (or their JSON mappings)
     validates them at every epoch where they may be extreme, then returns the transform built at
     epoch 0 with ``_schedules`` (argument name -> schedule) and ``_arguments`` (the call) kept, for
     ``Transform.at_epoch``. A call without schedules is an ordinary construction."""
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        args = tuple(parse_schedules(v) for v in args)
-        kwargs = {k: parse_schedules(v) for k, v in kwargs.items()}
+        from .params import as_builtin  # (params imports this module)
+        args = tuple(parse_schedules(as_builtin(v)) for v in args)
+        kwargs = {k: parse_schedules(as_builtin(v)) for k, v in kwargs.items()}
         named = _named(cls, args, kwargs)
         scheduled = {k: v for k, v in (named or {}).items() if has_schedule(v)}
         if not scheduled and any(has_schedule(v) for v in args):

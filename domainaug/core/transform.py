@@ -17,7 +17,7 @@ import yaml
 from ..errors import ParameterError, SampleError
 from .kernels.exact import exact_full
 from .maps import PendingMap, Stage, forward_affine
-from .params import to_json
+from .params import as_builtin, to_json
 from .record import ParamRecord
 from .sample import Role, Sample
 from .schedule import ScheduledConstruction, build_at
@@ -513,7 +513,9 @@ def _build(name: str, config: dict[str, Any]) -> Transform:
 
 
 def transform_from_dict(d: dict[str, Any]) -> Transform:
-    """Inverse of ``Transform.to_dict``; nested composites included."""
+    """Inverse of ``Transform.to_dict``; nested composites included. ``d`` may be any mapping
+    (an OmegaConf ``DictConfig`` from a Hydra config tree)."""
+    d = as_builtin(d)
     if not isinstance(d, dict) or "transform" not in d:
         raise ParameterError("pipeline", d, "a mapping with 'transform' and 'config'")
     return _build(d["transform"], dict(d.get("config", {})))

@@ -3,8 +3,11 @@ workers, and a ``collate`` that keeps every layer, point set, grid and param rec
 
 Every sample of every epoch gets its own generator from ``(seed, epoch, index)``, so the output
 depends neither on ``num_workers`` nor on worker order, and workers never repeat each other's draws.
-With ``persistent_workers=True`` the workers keep the epoch they started with; call ``set_epoch``
-before each epoch with non-persistent workers (the default), as with a ``DistributedSampler``.
+Call ``set_epoch`` before each epoch, as with a ``DistributedSampler`` (under Lightning, the
+``DomainaugEpochs`` callback of ``domainaug.training.lightning`` does it). The epoch lives in a
+shared-memory tensor, so it reaches ``persistent_workers=True`` workers too, which hold their own
+copy of the dataset: set it before the loader's ``iter()`` of that epoch (items prefetched before
+the call keep the epoch they were drawn at).
 """
 
 from __future__ import annotations
@@ -59,13 +62,19 @@ class AugmentedDataset(Dataset):
         self.items, self.pipeline, self.seed, self.loader = list(items), pipeline, seed, loader
         self.equivalent_crs = bool(equivalent_crs)
         self.labels = (labels,) if isinstance(labels, str) else tuple(labels)
-        self.epoch = 0
+        # shared memory: DataLoader workers (persistent ones included) read the epoch set here
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        """The epoch of the next draws (``set_epoch``), as every worker process sees it."""
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch of the next draws; it also drives the pipeline's schedules (curriculum)."""
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ParameterError("epoch", epoch, "a non-negative integer")
-        self.epoch = epoch
+        self._epoch.fill_(epoch)
         self.pipeline.set_epoch(epoch)
 
     def __len__(self) -> int:
@@ -87,21 +96,22 @@ class AugmentedDataset(Dataset):
         raise ParameterError(f"items[{index}]", type(item).__name__, "a Sample, a path, an (image, label) pair or a "
                              "{layer: path} mapping")
 
-    def _stamp(self, sample: Sample, draw: int) -> Sample:
+    def _stamp(self, sample: Sample, draw: int, epoch: int) -> Sample:
         """Where the sample's draw came from: ``meta["draw"] = [seed, epoch, index]`` (batch-level
         steps such as ``mixing_collate`` derive their own generator from it)."""
-        sample.meta["draw"] = [self.seed, self.epoch, draw]
+        sample.meta["draw"] = [self.seed, epoch, draw]
         return sample
 
     def __getitem__(self, index: int) -> Sample | list[Sample]:
-        if self.pipeline.epoch != self.epoch:       # a worker process holding an older pipeline copy
-            self.pipeline.set_epoch(self.epoch)
+        epoch = self.epoch                          # read once: the main process may set the next one meanwhile
+        if self.pipeline.epoch != epoch:            # a worker process holding an older pipeline copy
+            self.pipeline.set_epoch(epoch)
         try:
             sample = self.load(index)
             if self.patches is None:
-                return self._stamp(self.pipeline(sample, generator_for(self.seed, self.epoch, index)), index)
-            return [self._stamp(self.pipeline(sample, generator_for(self.seed, self.epoch, index * self.patches + j)),
-                                index * self.patches + j) for j in range(self.patches)]
+                return self._stamp(self.pipeline(sample, generator_for(self.seed, epoch, index)), index, epoch)
+            return [self._stamp(self.pipeline(sample, generator_for(self.seed, epoch, index * self.patches + j)),
+                                index * self.patches + j, epoch) for j in range(self.patches)]
         except Exception as e:                     # name the item: a worker's traceback alone does not
             item = self.items[index]
             what = repr(item) if isinstance(item, (str, os.PathLike, tuple, list)) else type(item).__name__
