@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo test bench install clean
+.PHONY: demo test docs bench install clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,8 @@ NNUNET_DEPS := "acvl-utils>=0.2.6,<0.3" "batchgenerators>=0.25.1" "batchgenerato
 
 # torch is pinned first, and held by a constraint file in every later step: the project's own
 # range (<3) would otherwise let pip pick a CUDA build or swap it for a dependency.
-# The test extra is every optional extra (domainaug[all]) plus pytest, hypothesis and scikit-learn;
-# the lint extra pins ruff and mypy.
+# The test extra is every optional extra (domainaug[all]) plus pytest, hypothesis, scikit-learn and
+# the docs extra (tests/test_docs.py builds the site with --strict); the lint extra pins ruff and mypy.
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q torch==2.13.0
 	printf 'torch==2.13.0\n' > $(VENV)/torch-pin.txt
@@ -34,11 +34,19 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) -m domainaug demo --out demo_out
 
-# The checks first (pinned in the lint extra; configured in pyproject.toml), then the tests.
+# The checks first (pinned in the lint extra; configured in pyproject.toml), then the tests
+# (with the docstring examples of domainaug/ as doctests and a strict build of the site).
 test: $(VENV)/.installed
-	$(PY) -m ruff check domainaug tests benchmarks examples experiments
+	$(PY) -m ruff check domainaug tests benchmarks examples experiments docs conftest.py
 	$(PY) -m mypy
 	$(PY) -m pytest
+	$(PY) -m pytest --doctest-modules domainaug
+
+# The site: the transform gallery generated from the registry (docs/gallery/, gitignored), then a
+# strict MkDocs build into site/ (open site/index.html).
+docs: $(VENV)/.installed
+	$(PY) docs/gen_gallery.py
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 bench: $(VENV)/.installed
 	$(PIP) install -q -e ".[test,bench]"
@@ -51,4 +59,4 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/suite.py
 
 clean:
-	rm -rf demo_out .pytest_cache build *.egg-info
+	rm -rf demo_out .pytest_cache build *.egg-info site docs/gallery

@@ -37,6 +37,9 @@ class Gamma(IntensityTransform):
         per_layer: One draw per target layer, recorded by layer name (default: one draw shared
             by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
+
+    Example:
+        >>> out = Gamma((0.7, 1.5))(sample, generator_for(0))
     """
 
     fresh_output = True
@@ -74,6 +77,9 @@ class BrightnessContrast(IntensityTransform):
         per_layer: One draw per target layer, recorded by layer name (default: one draw shared
             by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
+
+    Example:
+        >>> out = BrightnessContrast(brightness=(-0.1, 0.1), contrast=(0.8, 1.2))(sample, generator_for(0))
     """
 
     fresh_output = True
@@ -115,6 +121,9 @@ class GaussianNoise(IntensityTransform):
         per_layer: One draw per target layer, recorded by layer name (default: one draw shared
             by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
+
+    Example:
+        >>> out = GaussianNoise(std=(0.0, 0.05))(sample, generator_for(0))
     """
 
     def __init__(self, std: float | tuple[float, float] = (0.0, 0.1), relative: bool = True,
@@ -150,6 +159,9 @@ class SaltPepper(IntensityTransform):
         per_layer: One draw per target layer, recorded by layer name (default: one draw shared
             by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
+
+    Example:
+        >>> out = SaltPepper(amount=(0.0, 0.01))(sample, generator_for(0))
     """
 
     def __init__(self, amount: float | tuple[float, float] = (0.0, 0.01), salt: float = 0.5,
@@ -201,6 +213,9 @@ class GaussianBlur(IntensityTransform):
         per_layer: One draw per target layer, recorded by layer name (default: one draw shared
             by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
+
+    Example:
+        >>> out = GaussianBlur(sigma=(0.5, 2.0))(sample, generator_for(0))            # mm
     """
 
     def __init__(self, sigma: float | tuple[float, float] = (0.0, 1.0),

@@ -145,6 +145,8 @@ class Invert:
             fill: For a tensor: the value of voxels the view did not cover.
 
         Example:
+            >>> out = Compose([Flip(axes=0), Elastic()])(sample, generator_for(0))
+            >>> invert = Invert(out.history[len(sample.history):], sample)
             >>> labels = invert(model(out["image"][None])[0].argmax(0, keepdim=True))   # nearest
         """
         if isinstance(x, Sample):
@@ -235,6 +237,8 @@ class Invert:
                 result is of the same kind.
 
         Example:
+            >>> out = Compose([Flip(axes=0), Elastic()])(sample, generator_for(0))
+            >>> invert = Invert(out.history[len(sample.history):], sample)
             >>> where = invert.points(out.points["landmarks"])
         """
         array = points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else np.asarray(points)

@@ -139,6 +139,18 @@ class RandAugment(Composite):
     """Apply ``n`` ops drawn uniformly (with replacement) from ``ops``, all at ``magnitude``.
 
     Params: ``{"ops": [names], "children": [params of each op]}``.
+
+    Args:
+        n: Number of ops per call, an integer >= 0 (drawn with replacement).
+        magnitude: Strength of every op, in [0, 10] (0 changes nothing).
+        ops: An op set (``"generic"``, ``"medical"``, ``"remote_sensing"``, ``"rgb"``) or a list of
+            op names from ``domainaug.policy.OPS``.
+        p: Probability of applying.
+
+    Example:
+        >>> out = RandAugment(n=2, magnitude=5, ops="medical")(sample, generator_for(0))
+        >>> len(out.history[-1].params["ops"])
+        2
     """
 
     def __init__(self, n: int = 2, magnitude: float = 9.0, ops: str | Sequence[str] = "generic",
@@ -183,6 +195,15 @@ class TrivialAugment(Composite):
     """Apply one op drawn uniformly from ``ops`` at a magnitude drawn uniformly in ``[0, max_magnitude]``.
 
     Params: ``{"op": name, "magnitude": m, "params": params of the op}``.
+
+    Args:
+        ops: An op set (``"generic"``, ``"medical"``, ``"remote_sensing"``, ``"rgb"``) or a list of
+            op names from ``domainaug.policy.OPS``.
+        max_magnitude: The magnitude is drawn uniformly in ``[0, max_magnitude]``, at most 10.
+        p: Probability of applying.
+
+    Example:
+        >>> out = TrivialAugment(ops="remote_sensing")(raster, generator_for(0))
     """
 
     def __init__(self, ops: str | Sequence[str] = "generic", max_magnitude: float = MAX_MAGNITUDE,

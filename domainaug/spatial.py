@@ -176,6 +176,9 @@ class Elastic(SpatialTransform):
     Raises:
         ParameterError: ``spacing`` needs more than ``MAX_CONTROL_POINTS`` control points on the
             sample's grid (named with the count and the grid).
+
+    Example:
+        >>> out = Elastic(spacing=40.0, max_displacement=(2.0, 5.0))(sample, generator_for(0))   # mm
     """
 
     #: Most control points (product over axes, border points included) one call may draw: 10^5
@@ -236,6 +239,11 @@ class Flip(SpatialTransform):
     Args:
         axes: Axes to flip (negative counts from the end); ``None`` flips every axis.
         p: Probability of applying.
+
+    Example:
+        >>> out = Flip(axes=(0,))(sample, generator_for(0))
+        >>> torch.equal(out["label"], sample["label"].flip(1))
+        True
     """
 
     permutes = True
@@ -276,6 +284,10 @@ class Rot90(SpatialTransform):
         axes: The two axes of the rotation plane.
         k: Quarter turns; ``None`` draws one of 0, 1, 2, 3; a list draws from its entries.
         p: Probability of applying.
+
+    Example:
+        >>> Rot90(axes=(0, 1), k=1)(sample, generator_for(0)).space.shape
+        (128, 128, 62)
     """
 
     permutes = True
@@ -536,7 +548,7 @@ class RandomResizedCrop(SpatialTransform):
         SampleError: Layers on grids of their own (put ``ResampleToMatch`` first).
 
     Example:
-        >>> out = RandomResizedCrop(512, scale=(0.08, 1.0))(sample, torch.Generator().manual_seed(0))
+        >>> out = RandomResizedCrop(128, scale=(0.08, 1.0))(raster, torch.Generator().manual_seed(0))
     """
 
     many_grids = False           # one window, resized on one grid (another grid would need its own)
@@ -616,6 +628,10 @@ class Pad(SpatialTransform):
     Args:
         size: Minimum output size in voxels, one number or one per axis.
         p: Probability of applying.
+
+    Example:
+        >>> Pad((136, 136, 64))(sample, generator_for(0)).space.shape
+        (136, 136, 64)
     """
 
     deterministic = True
@@ -884,6 +900,10 @@ class Resample(SpatialTransform):
         spacing: Output voxel size in world units, one number or one per axis.
         target: The name of the layer whose grid every layer goes to (instead of ``spacing``).
         p: Probability of applying.
+
+    Example:
+        >>> Resample(spacing=4.0)(sample, generator_for(0)).space.shape                    # from 2 x 2 x 3 mm
+        (64, 64, 46)
     """
 
     deterministic = True
@@ -941,6 +961,11 @@ class ResampleToMatch(Resample):
     Args:
         target: The name of the layer whose grid every layer goes to.
         p: Probability of applying.
+
+    Example:
+        >>> out = ResampleToMatch("image")(sample, generator_for(0))    # every layer onto the grid of "image"
+        >>> out.space.same_grid(sample.space)
+        True
     """
 
     def __init__(self, target: str, p: float = 1.0) -> None:

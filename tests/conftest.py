@@ -22,16 +22,18 @@ def shared_data() -> Path:
     return SHARED
 
 
-def _readme_blocks(heading: str) -> list[str]:
-    """The ```python blocks of README.md's section ``heading`` (up to the next heading of its level)."""
+def _doc_blocks(page: str, heading: str) -> list[str]:
+    """The ```python blocks of section ``heading`` (up to the next heading of its level) of ``page``:
+    ``README.md`` or a markdown file under ``docs/`` (``"training.md"``), read as UTF-8."""
     import re
     level = heading.split(" ", 1)[0]
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    path = ROOT / page if page == "README.md" else ROOT / "docs" / page
+    text = path.read_text(encoding="utf-8")
     section = text.split(heading + "\n", 1)[1].split(f"\n{level} ", 1)[0]
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
 @pytest.fixture
-def readme_blocks():
-    """``readme_blocks("### TorchGeo")``: the README's code of one section, for a test to execute."""
-    return _readme_blocks
+def doc_blocks():
+    """``doc_blocks("training.md", "## TorchGeo")``: one section's code of a page, for a test to execute."""
+    return _doc_blocks

@@ -265,11 +265,11 @@ def test_bad_boxes_name_the_problem():
         da.Sample(da.Space.from_spacing((4, 4)), {"image": da.Layer(torch.zeros(1, 4, 4))}, boxes={"b": [[0, 0, 1, 1]]})
 
 
-def test_the_readme_detection_examples_run(readme_blocks):
-    blocks = readme_blocks("### Detection")
+def test_the_docs_detection_examples_run(doc_blocks):
+    blocks = doc_blocks("detection.md", "# Detection targets")
     assert len(blocks) == 2
     oriented, lesion = ({} for _ in blocks)
-    exec(blocks[0], oriented)                                 # noqa: S102 - the README's own code
+    exec(blocks[0], oriented)                                 # noqa: S102 - the page's own code
     exec(blocks[1], lesion)                                   # noqa: S102
     assert oriented["target"]["boxes"].shape[1] == 8 and len(oriented["target"]["labels"]) >= 1
     assert lesion["boxes"].shape == (1, 6) and lesion["labels"].tolist() == [1]

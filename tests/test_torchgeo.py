@@ -294,5 +294,5 @@ def test_with_the_real_raster_dataset_and_random_geo_sampler(tmp_path):
     assert sample["image"].shape == (4, 32, 32) and "domainaug_records" in sample
 
 
-def test_the_readme_snippet_runs(readme_blocks):
-    exec(compile(readme_blocks("### TorchGeo")[0], "README.md (TorchGeo)", "exec"), {})
+def test_the_docs_snippet_runs(doc_blocks):
+    exec(compile(doc_blocks("training.md", "## TorchGeo")[0], "docs/training.md (TorchGeo)", "exec"), {})

@@ -125,5 +125,6 @@ def test_what_cannot_be_a_raster_sample_is_named():
         da.Sample.from_xarray(array).to_xarray("nope")
 
 
-def test_the_readme_snippet_runs(readme_blocks):
-    exec(compile(readme_blocks("### xarray, objects and remote files")[0], "README.md (xarray)", "exec"), {})
+def test_the_docs_snippet_runs(doc_blocks):
+    code = doc_blocks("remote-sensing.md", "## xarray, objects and remote files")[0]
+    exec(compile(code, "docs/remote-sensing.md (xarray)", "exec"), {})

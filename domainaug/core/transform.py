@@ -617,6 +617,16 @@ class Compose(Composite):
     and the layers are resampled once, when a non-spatial transform or the end needs the data.
 
     Params: ``{"children": [params of each child]}``.
+
+    Args:
+        transforms: The transforms, applied in order (any registered transform, composites too).
+        p: Probability of applying the whole sequence.
+
+    Example:
+        >>> pipeline = Compose([Affine(degrees=(-10, 10)), Elastic(), Gamma((0.8, 1.25))])
+        >>> out = pipeline(sample, generator_for(0))          # one resampling pass for Affine + Elastic
+        >>> len(out.history) - len(sample.history)
+        1
     """
 
     def __init__(self, transforms: Sequence[Transform], p: float = 1.0) -> None:
@@ -671,6 +681,16 @@ class OneOf(Composite):
     """Apply one transform, chosen with the given weights (uniform by default).
 
     Params: ``{"index": i, "params": params of that child}``.
+
+    Args:
+        transforms: The candidates (at least one).
+        weights: One non-negative weight per transform, not all 0 (uniform when ``None``).
+        p: Probability of applying the chosen transform.
+
+    Example:
+        >>> out = OneOf([Flip(axes=(0,)), Rot90(axes=(0, 1))], weights=[1, 3])(sample, generator_for(0))
+        >>> out.history[-1].params["index"] in (0, 1)
+        True
     """
 
     def __init__(self, transforms: Sequence[Transform], weights: Sequence[float] | None = None,
@@ -714,6 +734,18 @@ class SomeOf(Composite):
     order unless ``keep_order``.
 
     Params: ``{"order": [indices], "children": [params of each applied child]}``.
+
+    Args:
+        transforms: The candidates.
+        n: How many distinct transforms to apply: a count, or a ``(min, max)`` pair of counts drawn
+            uniformly, ``0 <= min <= max <= len(transforms)``.
+        keep_order: Apply the chosen ones in list order instead of a random order.
+        p: Probability of applying.
+
+    Example:
+        >>> out = SomeOf([Flip(axes=(0,)), Gamma(), GaussianNoise()], n=(1, 2))(sample, generator_for(0))
+        >>> 1 <= len(out.history[-1].params["order"]) <= 2
+        True
     """
 
     def __init__(self, transforms: Sequence[Transform], n: int | tuple[int, int] = 1, keep_order: bool = False,
@@ -761,7 +793,15 @@ class SomeOf(Composite):
 
 
 class RandomApply(Compose):
-    """Apply a list of transforms, in order, with probability ``p`` (all or none)."""
+    """Apply a list of transforms, in order, with probability ``p`` (all or none).
+
+    Args:
+        transforms: The transforms, applied in order when applied.
+        p: Probability of applying all of them (else none).
+
+    Example:
+        >>> out = RandomApply([Affine(degrees=(-10, 10)), Gamma()], p=0.5)(sample, generator_for(0))
+    """
 
     def __init__(self, transforms: Sequence[Transform], p: float = 0.5) -> None:
         super().__init__(transforms, p)

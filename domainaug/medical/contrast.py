@@ -43,6 +43,9 @@ class IntensityScale(IntensityTransform):
         per_layer: One draw per target layer, recorded by layer name (default: one draw shared
             by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
+
+    Example:
+        >>> out = IntensityScale(gain=(0.9, 1.1), offset=(-0.05, 0.05))(sample, generator_for(0))
     """
 
     fresh_output = True
@@ -92,6 +95,9 @@ class TissueContrast(IntensityTransform):
         per_layer: One draw per target layer, recorded by layer name (default: one draw shared
             by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
+
+    Example:
+        >>> out = TissueContrast(gain=(0.85, 1.15), label="label", smoothing=2.0)(sample, generator_for(0))   # mm
     """
 
     def __init__(self, gain: float | tuple[float, float] = (0.85, 1.15), label: str = "label", smoothing: float = 2.0,
@@ -251,6 +257,9 @@ class FieldStrength(Compose):
         bias: Bias-field coefficient range per tesla of difference.
         contrast: Gamma range per octave of field.
         p: Probability of applying.
+
+    Example:
+        >>> out = FieldStrength(source=3.0, target=1.5)(sample, generator_for(0))
     """
 
     def __init__(self, source: float = 3.0, target: float = 1.5, noise: float = 0.05, bias: float = 0.1,

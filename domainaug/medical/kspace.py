@@ -61,6 +61,9 @@ class Spike(IntensityTransform):
         per_layer: One draw per target layer, recorded by layer name (default: one draw shared
             by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
+
+    Example:
+        >>> out = Spike(intensity=(0.05, 0.2), num_spikes=1)(sample, generator_for(0))
     """
 
     grid_params = True          # k-space positions are drawn for the grid's shape
@@ -112,6 +115,9 @@ class Ghosting(IntensityTransform):
         per_layer: One draw per target layer, recorded by layer name (default: one draw shared
             by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
+
+    Example:
+        >>> out = Ghosting(num_ghosts=(2, 6), intensity=(0.3, 0.8))(sample, generator_for(0))
     """
 
     def __init__(self, num_ghosts: int | tuple[int, int] = (2, 8), axis: int | None = None,
@@ -177,6 +183,9 @@ class Motion(IntensityTransform):
         per_layer: One draw per target layer, recorded by layer name (default: one draw shared
             by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
+
+    Example:
+        >>> out = Motion(degrees=(-3, 3), translation=(-3, 3), num_movements=2)(sample, generator_for(0))
     """
 
     def __init__(self, degrees: float | tuple[float, float] = (-3.0, 3.0),

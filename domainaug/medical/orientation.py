@@ -28,6 +28,9 @@ class Reorient(SpatialTransform):
     Args:
         orientation: Three distinct axis codes, one of R/L, A/P, S/I each.
         p: Probability of applying.
+
+    Example:
+        >>> out = Reorient("LPS")(sample, generator_for(0))        # an exact regrid: voxels move, world stays
     """
 
     deterministic = True

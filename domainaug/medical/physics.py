@@ -77,6 +77,9 @@ class BiasField(IntensityTransform):
         per_layer: One draw per target layer, recorded by layer name (default: one draw shared
             by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
+
+    Example:
+        >>> out = BiasField(coefficients=(-0.2, 0.2), order=3)(sample, generator_for(0))
     """
 
     def __init__(self, coefficients: float | tuple[float, float] = (-0.15, 0.15), order: int = 3,
@@ -149,6 +152,9 @@ class RicianNoise(GaussianNoise):
         per_layer: One draw per target layer, recorded by layer name (default: one draw shared
             by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
+
+    Example:
+        >>> out = RicianNoise(std=(0.0, 0.05))(sample, generator_for(0))
     """
 
     def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
@@ -190,6 +196,12 @@ class CTWindow(IntensityTransform):
         per_layer: One draw per target layer, recorded by layer name (default: one draw shared
             by every target layer, e.g. the same gamma for all contrasts).
         p: Probability of applying.
+
+    Example:
+        >>> ct = da.Sample.from_numpy(torch.linspace(-1024, 2000, 8 ** 3).reshape(8, 8, 8), spacing=1.0)
+        >>> out = CTWindow("abdomen")(ct, generator_for(0))      # level 40 HU, width 400, to [0, 1]
+        >>> float(out["image"].min()), float(out["image"].max())
+        (0.0, 1.0)
     """
 
     def __init__(self, window: str | Sequence[float] = "abdomen", level_shift: float | tuple[float, float] = 0.0,

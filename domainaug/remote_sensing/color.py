@@ -183,7 +183,7 @@ class ColorJitter(_ColorOp):
         ShapeError: A 3D layer.
 
     Example:
-        >>> out = ColorJitter(brightness=(0.8, 1.2), hue=(-10, 10))(sample, torch.Generator().manual_seed(0))
+        >>> out = ColorJitter(brightness=(0.8, 1.2), hue=(-10, 10))(raster, torch.Generator().manual_seed(0))
     """
 
     fresh_output = True
@@ -310,7 +310,7 @@ class HueSaturation(_ColorOp):
         ShapeError: A 3D layer.
 
     Example:
-        >>> out = HueSaturation(hue=(-20, 20), saturation=(-0.1, 0.1))(sample, torch.Generator().manual_seed(0))
+        >>> out = HueSaturation(hue=(-20, 20), saturation=(-0.1, 0.1))(raster, torch.Generator().manual_seed(0))
     """
 
     fresh_output = True
@@ -390,7 +390,7 @@ class Compression(RasterTransform):
         ParameterError: ``bands`` names a band the layer does not have.
 
     Example:
-        >>> out = Compression(quality=(30, 90))(sample, torch.Generator().manual_seed(0))
+        >>> out = Compression(quality=(30, 90))(raster, torch.Generator().manual_seed(0))
     """
 
     fresh_output = True

@@ -61,6 +61,9 @@ class RotationPolicy(SpatialTransform):
         max_degrees: Largest angle for ``small``.
         axes: The two axes of the rotation plane.
         p: Probability of applying.
+
+    Example:
+        >>> out = RotationPolicy("dihedral")(raster, generator_for(0))      # exact: one of the 8 symmetries
     """
 
     def __init__(self, policy: str = "dihedral", max_degrees: float = 15.0, axes: Sequence[int] = (-2, -1),

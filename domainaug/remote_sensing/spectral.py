@@ -374,6 +374,9 @@ class SpectralJitter(RasterTransform):
         ShapeError: the layer has fewer than ``min_bands`` bands.
         ParameterError: unnamed bands (``band1``...), names that do not resolve, or a band name
             repeated in one layer (stacked dates: ``dates`` splits them).
+
+    Example:
+        >>> out = SpectralJitter(gain=(0.9, 1.1), bias=(-0.02, 0.02))(raster, generator_for(0))
     """
 
     fresh_output = True
@@ -472,6 +475,9 @@ class Haze(RasterTransform):
         layers: Several INTENSITY layers instead of ``layer``.
         per_layer: ``None`` (default): one draw per layer (per date: the atmosphere differs between
             acquisitions) when there are several; ``True``/``False`` force it.
+
+    Example:
+        >>> out = Haze(strength=(0.0, 0.1))(raster, generator_for(0))
     """
 
     def __init__(self, strength: float | tuple[float, float] = (0.0, 0.1),
@@ -524,6 +530,11 @@ class BandDropout(RasterTransform):
         layers: Several INTENSITY layers instead of ``layer``.
         per_layer: ``None`` (default): one draw per layer (per date) when there are several;
             ``True``/``False`` force it. Shared, the same band names are dropped in every layer.
+
+    Example:
+        >>> out = BandDropout(max_bands=2)(raster, generator_for(0))
+        >>> out["image"].shape == raster["image"].shape
+        True
     """
 
     def __init__(self, max_bands: int = 1, bands: Sequence[str] | None = None, value: str = "zero",
@@ -626,6 +637,11 @@ class CloudShadow(Transform):
             own mask (``occlusion_t0``, ...); params ``{"layers": {date: params of that date}}``.
         mask: Name of the LABEL layer that marks occlusions (created or overwritten).
         p: Probability of applying (once for every date).
+
+    Example:
+        >>> out = CloudShadow(coverage=(0.1, 0.3))(raster, generator_for(0))
+        >>> "occlusion" in out.layer_names()
+        True
     """
 
     def __init__(self, coverage: float | tuple[float, float] = (0.05, 0.3), scale: float | None = None,
@@ -800,6 +816,11 @@ class AppendIndex(Transform):
         layer: The layer holding the bands.
         output: Name of the new layer.
         p: Probability of applying.
+
+    Example:
+        >>> out = AppendIndex("NDVI")(raster, generator_for(0))
+        >>> out["NDVI"].shape[0]
+        1
     """
 
     deterministic = True
