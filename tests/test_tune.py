@@ -55,7 +55,7 @@ class ToyTask:
         return toy_data(), None
 
     def train(self, samples, pipeline, seed, options, callback=None):
-        offset = 0.0 if pipeline is None else float(pipeline.config()["brightness"][1])
+        offset = 0.0 if pipeline is None else float(pipeline.config().get("brightness", [0, 0])[1])
         self.calls.append(offset)
         model = Model(offset)
         for epoch in range(options["epochs"]):
@@ -133,6 +133,17 @@ def test_tune_finds_the_harmless_setting_prunes_bad_ones_and_resumes(tmp_path):
     assert study.trials[stale.number].state.name == "FAIL" and len(more.trials) == 14
     retry = [t for t in study.trials if t.user_attrs.get("retry_of") == stale.number]
     assert len(retry) == 1 and retry[0].params == stale.params and retry[0].state.name in ("COMPLETE", "PRUNED")
+
+
+def test_a_repeated_setting_is_not_trained_again(tmp_path):
+    task = ToyTask()
+    result = tune(task, {"none": None, "ta": {"TrivialAugment": {"ops": ["rotate"]}}}, trials=4, folds=2,
+                  storage=tmp_path / "s.sqlite3", log=None)
+    assert len(result.trials) == 4 and len(task.calls) == 2 * 2          # two distinct settings, two folds each
+    study = optuna.load_study(study_name="domainaug-tune", storage=f"sqlite:///{tmp_path / 's.sqlite3'}")
+    duplicates = [t for t in study.trials if "duplicate_of" in t.user_attrs]
+    assert len(duplicates) == 2 and all(t.value == study.trials[t.user_attrs["duplicate_of"]].value
+                                        for t in duplicates)
 
 
 def test_tune_refuses_bad_arguments(tmp_path):

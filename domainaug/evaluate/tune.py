@@ -103,7 +103,7 @@ def _policy(kind: str, values: dict[str, Any]) -> Transform:
     from ..policy import RandAugment, TrivialAugment
     args = dict(values)
     if isinstance(args.get("ops"), str) and _OPS_JOIN in args["ops"]:
-        args["ops"] = args["ops"].split(_OPS_JOIN)
+        args["ops"] = [o for o in args["ops"].split(_OPS_JOIN) if o]
     return (RandAugment if kind == "RandAugment" else TrivialAugment)(**args)
 
 
@@ -112,7 +112,7 @@ def _ops_label(name: str, value: Any) -> str:
     if isinstance(value, str) and value in OP_SETS:
         return value
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and v in OPS for v in value):
-        return _OPS_JOIN.join(value)
+        return _OPS_JOIN.join(value) + (_OPS_JOIN if len(value) == 1 else "")   # "rotate+": a list, not a set
     raise ParameterError(name, value, f"an op set ({', '.join(sorted(OP_SETS))}) or a list of op names "
                          f"({', '.join(sorted(OPS))})")
 
@@ -343,11 +343,12 @@ def tune(task: Any, search_space: SearchSpace | Mapping[str, Any], trials: int =
         prune_after, warmup_steps: The median pruner prunes no trial before ``prune_after``
             trials have finished, nor at the first ``warmup_steps`` validations of a trial.
 
-    The objective is the task's main score (accuracy, Dice) on each inner validation fold at the
-    end of training, averaged over folds and seeds. Each validation during training (every epoch;
-    every ``log_every`` iterations for ``t1-segmentation``) is reported to the pruner at step =
-    its rank within the trial (fold by fold, so the same step means the same fold and epoch for
-    every trial).
+    A trial that draws the params of a completed one takes its score without training again
+    (``user_attrs["duplicate_of"]``). The objective is the task's main score (accuracy, Dice) on
+    each inner validation fold at the end of training, averaged over folds and seeds. Each
+    validation during training (every epoch; every ``log_every`` iterations for
+    ``t1-segmentation``) is reported to the pruner at step = its rank within the trial (fold by
+    fold, so the same step means the same fold and epoch for every trial).
     """
     optuna = require("optuna", "evaluate.tune")
     from optuna.trial import TrialState
@@ -368,6 +369,12 @@ def tune(task: Any, search_space: SearchSpace | Mapping[str, Any], trials: int =
         name, pipeline = space.suggest(trial)
         trial.set_user_attr("candidate", name)
         trial.set_user_attr("pipeline", None if pipeline is None else pipeline.to_dict())
+        for earlier in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if earlier.params == trial.params:          # a small categorical space repeats itself: no retraining
+                trial.set_user_attr("duplicate_of", earlier.number)
+                if log:
+                    log(f"{study_name} trial {trial.number} ({name}): as trial {earlier.number}, not retrained")
+                return float(earlier.value)
         step, finals = 0, []
         for seed in seeds:
             for k, val_index in enumerate(splits if seed == seeds[0] else group_kfold(len(data), folds, seed, groups)):
