@@ -582,6 +582,8 @@ def _plot_history(results: list[TuneResult], path: Path) -> Path:
         ordered = sorted(done, key=lambda t: t["number"])
         ax.step([t["number"] for t in ordered], np.maximum.accumulate([t["value"] for t in ordered]), where="post",
                 color=colour, label=r.study_name)
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel(f"inner {results[0].metric}" if results else "score")
     ax.set_title("search history (x: pruned, at its last reported score)")
