@@ -291,7 +291,8 @@ class _Fixed:
 @dataclass
 class TuneResult:
     """What a search found: the best trial's candidate, params, pipeline and inner score, and every
-    trial (``number``, ``state``, ``value``, ``candidate``, ``params``, ``steps``: its reported scores)."""
+    trial (``number``, ``state``, ``value``, ``candidate``, ``params``, ``steps``: its reported
+    scores, ``seconds``: its duration)."""
 
     study_name: str
     metric: str
@@ -425,7 +426,8 @@ def tune(task: Any, search_space: SearchSpace | Mapping[str, Any], trials: int =
     best = study.best_trial
     name, pipeline = space.pipeline(best.params)
     history = [{"number": t.number, "state": t.state.name, "value": t.value, "candidate": t.user_attrs.get("candidate"),
-                "params": t.params, "steps": [t.intermediate_values[s] for s in sorted(t.intermediate_values)]}
+                "params": t.params, "steps": [t.intermediate_values[s] for s in sorted(t.intermediate_values)],
+                "seconds": t.duration.total_seconds() if t.duration is not None else None}
                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))]
     return TuneResult(study_name, metric, name, dict(best.params), float(best.value), pipeline, history)
 
@@ -513,6 +515,7 @@ def run_tune_config(config: dict[str, Any] | str | Path, out: str | Path | None 
                 log(f"seed {seed} fold {k}: chose {result.best_candidate} {json_line(result.best_params)} "
                     f"(inner {result.metric}={result.best_value:.3f})")
     search_minutes = (time.perf_counter() - start) / 60
+    trial_minutes = sum(t["seconds"] or 0.0 for _, _, r in searches.values() for t in r.trials) / 60
 
     def train_fn(train: list[Sample], pipeline: Transform | None, seed: int) -> Any:
         if pipeline is _TUNED:
@@ -533,7 +536,8 @@ def run_tune_config(config: dict[str, Any] | str | Path, out: str | Path | None 
     budget = (f"Budget: {trials} trials per outer fold x {inner} inner folds x {len(inner_seeds)} inner seed(s), "
               f"{outer} outer folds x {len(seeds)} outer seed(s): {len(results) * trials} trials, "
               f"{len(results) * trials * inner * len(inner_seeds)} inner trainings at most (pruned trials stop "
-              f"early), then {len(pipelines) * outer * len(seeds)} outer trainings. Search {search_minutes:.1f} min, "
+              f"early), then {len(pipelines) * outer * len(seeds)} outer trainings. Search {search_minutes:.1f} min in "
+              f"this run ({trial_minutes:.1f} min of trials in the study, resumed runs included), "
               f"outer comparison {compare_minutes:.1f} min{' (quick mode)' if quick else ''}, torch "
               f"{torch.__version__}, {torch.get_num_threads()} thread(s).")
     title = section.get("title") or f"{config['task']}: a searched augmentation, graded on held-out outer folds"
