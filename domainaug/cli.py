@@ -222,6 +222,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .evaluate.tune import run_tune_config
+    torch.set_num_threads(args.threads)
+    _, _, report = run_tune_config(args.config, out=args.out, quick=args.quick)
+    print(report)
+    return 0
+
+
 def _verbosity_options(parser: argparse.ArgumentParser, default: Any) -> None:
     """``-q``/``-v``, before the subcommand or after it (a subcommand's copy keeps the value given first)."""
     loud = parser.add_mutually_exclusive_group()
@@ -291,6 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="report folder (default: the config's 'out')")
     ev.add_argument("--quick", action="store_true", help="2 folds, tiny training: check the set-up end to end")
     ev.add_argument("--threads", type=int, default=2, help="torch threads for training (default: 2)")
+    tun = sub.add_parser("tune", help="search an augmentation for a task (Optuna, resumable) and grade it on held-out "
+                         "outer folds against none and the preset; write the pipeline YAML and a report")
+    tun.add_argument("config", help="an evaluate config with a 'tune' section (see experiments/)")
+    tun.add_argument("--out", default=None, help="report folder, also holding the resumable study.sqlite3 "
+                     "(default: the tune section's 'out')")
+    tun.add_argument("--quick", action="store_true", help="2 trials, 2 inner and 2 outer folds, tiny training: "
+                     "check the set-up end to end")
+    tun.add_argument("--threads", type=int, default=1, help="torch threads for training (default: 1)")
     for sp in _subparsers(parser).values():
         _verbosity_options(sp, default=argparse.SUPPRESS)
     return parser
@@ -315,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                       "pip install 'domainaug[plot]' for them)")
             return 0
         return {"augment": cmd_augment, "presets": cmd_presets, "replay": cmd_replay, "preview": cmd_preview,
-                "evaluate": cmd_evaluate}[
+                "evaluate": cmd_evaluate, "tune": cmd_tune}[
             args.command](args)
     except (DomainaugError, MissingDependencyError, OSError) as exc:
         log.error("error: %s", exc)

@@ -9,6 +9,7 @@ the package: ``pip install 'domainaug[NAME]'`` installs it, and ``domainaug[all]
 - ``plot``: matplotlib, for ``preview``, the demo's PNG previews and ``evaluate`` report plots.
 - ``itk``: SimpleITK, for MHA/MHD/NRRD files and DICOM folders (NIfTI and GeoTIFF need none).
 - ``xarray``: xarray and rioxarray, for ``Sample.from_xarray``/``Sample.to_xarray``.
+- ``tune``: Optuna, for ``evaluate.tune`` and ``domainaug tune`` (the policy search).
 - ``torchgeo``: TorchGeo, whose datasets ``training.torchgeo.TorchGeoTransform`` augments. The
   adapter itself reads TorchGeo's sample dicts without importing TorchGeo; the extra is kept out
   of ``all`` (TorchGeo pulls torchvision, whose wheels must match the installed torch build).
@@ -30,7 +31,7 @@ from .errors import MissingDependencyError, ParameterError
 __all__ = ["EXTRAS", "require", "available"]
 
 EXTRAS = {"monai": "monai", "torchio": "torchio", "distributed": "dask", "matplotlib": "plot", "SimpleITK": "itk",
-          "xarray": "xarray", "rioxarray": "xarray", "torchgeo": "torchgeo", "nnunetv2": "nnunet",
+          "xarray": "xarray", "rioxarray": "xarray", "torchgeo": "torchgeo", "optuna": "tune", "nnunetv2": "nnunet",
           "lightning": "lightning", "hydra": "hydra"}
 
 

@@ -48,6 +48,8 @@ def test_every_lazy_import_site_names_its_extra(monkeypatch, tmp_path, fixtures,
     cases.append(("itk", lambda: da.io.load(tmp_path / "x.mha")))
     jobs = offline.plan([str(fixtures / "KmeansTest_T1UCharRaw.nii.gz")], tmp_path / "out", 1, None)
     cases.append(("dask", lambda: offline.run(jobs, da.Compose([]), scheduler="tcp://127.0.0.1:1")))
+    from domainaug.evaluate import tune
+    cases.append(("tune", lambda: tune("t1-segmentation", {"none": None}, storage=tmp_path / "s.sqlite3")))
     for extra, call in cases:
         with pytest.raises(MissingDependencyError, match=INSTALL_HINT.format(extra)):
             call()

@@ -1,8 +1,8 @@
 """The two experiments' tasks and the YAML-driven runner behind ``domainaug evaluate``.
 
-A task gives the data (samples and split groups) and a ``train(samples, pipeline, seed)`` that
-returns a model: ``model(samples) -> probabilities``, with a per-epoch ``history``. Both train small
-networks on CPU, through ``AugmentedDataset`` (``pipeline=None``: no augmentation).
+A task gives the data (samples and split groups) and a ``train(samples, pipeline, seed, options,
+callback=None)`` that returns a model: ``model(samples) -> probabilities``, with a per-epoch
+``history``. Both train small networks on CPU, through ``AugmentedDataset`` (``pipeline=None``: no augmentation).
 
 - ``landsat-patches``: land-cover classification of 16x16 patches of the NC Landsat-7 scene, 7
   classes (majority of the dense map), spatial-block groups. The scene is not shipped (CC BY-SA
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from ..training import AugmentedDataset
 
-__all__ = ["TASKS", "run_config", "pipeline_from_config", "small_cnn"]
+__all__ = ["TASKS", "run_config", "load_config", "pipeline_from_config", "small_cnn", "EpochCallback"]
 
 def small_cnn(bands: int, classes: int) -> torch.nn.Module:
     """Two conv blocks and global pooling: enough for 16x16 multispectral patches."""
@@ -45,6 +45,12 @@ def small_cnn(bands: int, classes: int) -> torch.nn.Module:
         torch.nn.Conv2d(bands, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
         torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
         torch.nn.Flatten(), torch.nn.Linear(64, classes))
+
+
+#: ``callback(step, model)`` after each epoch (``landsat-patches``) or each ``log_every`` iterations
+#: (``t1-segmentation``), with the network in eval mode: ``model(samples)`` predicts as it stands
+#: (``evaluate.tune`` scores the inner validation fold there, to prune). It may raise to stop training.
+EpochCallback = Callable[[int, "Model"], None]
 
 
 class Model:
@@ -90,7 +96,8 @@ class LandsatPatches:
         size = float(samples[0].space.spacing.max()) * o["patch"] * o["block_patches"]
         return samples, spatial_blocks(samples, size)
 
-    def train(self, samples: list[Sample], pipeline: Transform | None, seed: int, o: dict[str, Any]) -> Model:
+    def train(self, samples: list[Sample], pipeline: Transform | None, seed: int, o: dict[str, Any],
+              callback: EpochCallback | None = None) -> Model:
         torch.manual_seed(seed)
         pixels = torch.cat([s["image"].float()[:, s["valid"][0]] for s in samples], 1)
         mean, std = pixels.mean(1).view(1, -1, 1, 1), pixels.std(1).clamp(min=1e-6).view(1, -1, 1, 1)
@@ -98,7 +105,14 @@ class LandsatPatches:
         net = small_cnn(len(o["bands"]), o["classes"])
         optimiser = torch.optim.Adam(net.parameters(), lr=o["lr"])
         dataset, loader = _loader(samples, pipeline, seed, o["batch"])
-        history = []
+        history: list[dict] = []
+
+        def predict(items: list[Sample]) -> np.ndarray:
+            image = torch.stack([s["image"] for s in items])
+            valid = torch.stack([s["valid"] for s in items])
+            return torch.softmax(net(scale(image, valid)).double(), 1).numpy()
+
+        model = Model(predict, history)
         for epoch in range(o["epochs"]):
             dataset.set_epoch(epoch)
             net.train()
@@ -110,14 +124,11 @@ class LandsatPatches:
                 optimiser.step()
                 total, n = total + loss.item() * len(batch["target"]), n + len(batch["target"])
             history.append({"epoch": epoch + 1, "train_loss": total / n})
+            if callback is not None:
+                net.eval()
+                callback(epoch + 1, model)
         net.eval()
-
-        def predict(items: list[Sample]) -> np.ndarray:
-            image = torch.stack([s["image"] for s in items])
-            valid = torch.stack([s["valid"] for s in items])
-            return torch.softmax(net(scale(image, valid)).double(), 1).numpy()
-
-        return Model(predict, history)
+        return model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,7 +162,8 @@ class T1Segmentation:
         dims = tuple(range(1, x.dim()))
         return (x - x.mean(dims, keepdim=True)) / x.std(dims, keepdim=True).clamp(min=1e-6)
 
-    def train(self, samples: list[Sample], pipeline: Transform | None, seed: int, o: dict[str, Any]) -> Model:
+    def train(self, samples: list[Sample], pipeline: Transform | None, seed: int, o: dict[str, Any],
+              callback: EpochCallback | None = None) -> Model:
         require("monai", "the t1-segmentation task")
         from monai.losses import DiceCELoss
         from monai.networks.nets import UNet
@@ -165,7 +177,21 @@ class T1Segmentation:
                    num_res_units=1)
         loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
         optimiser = torch.optim.Adam(net.parameters(), lr=o["lr"])
-        history, it, epoch, window = [], 0, 0, []
+        history: list[dict] = []
+        it, epoch, window = 0, 0, []
+
+        def predict(items: list[Sample]) -> list[np.ndarray]:
+            out = []
+            for s in items:
+                x = self._normalise(s["image"])[None]
+                shape = x.shape[2:]
+                pad = [p for n in reversed(shape) for p in (0, (-n) % 4)]
+                logits = net(torch.nn.functional.pad(x, pad, mode="replicate"))
+                logits = logits[(0, slice(None)) + tuple(slice(0, n) for n in shape)]
+                out.append(torch.softmax(logits.double(), 0).numpy())
+            return out
+
+        model = Model(predict, history)
         while it < o["iterations"]:
             dataset.set_epoch(epoch)
             net.train()
@@ -180,23 +206,15 @@ class T1Segmentation:
                 if it % o["log_every"] == 0:
                     history.append({"epoch": it, "train_loss": float(np.mean(window))})
                     window = []
+                    if callback is not None:
+                        net.eval()
+                        callback(it, model)
+                        net.train()
                 if it >= o["iterations"]:
                     break
             epoch += 1
         net.eval()
-
-        def predict(items: list[Sample]) -> list[np.ndarray]:
-            out = []
-            for s in items:
-                x = self._normalise(s["image"])[None]
-                shape = x.shape[2:]
-                pad = [p for n in reversed(shape) for p in (0, (-n) % 4)]
-                logits = net(torch.nn.functional.pad(x, pad, mode="replicate"))
-                logits = logits[(0, slice(None)) + tuple(slice(0, n) for n in shape)]
-                out.append(torch.softmax(logits.double(), 0).numpy())
-            return out
-
-        return Model(predict, history)
+        return model
 
 
 TASKS: dict[str, Any] = {"landsat-patches": LandsatPatches, "t1-segmentation": T1Segmentation}
@@ -222,16 +240,11 @@ def pipeline_from_config(name: str, value: Any) -> Transform | None:
     raise ParameterError(f"pipelines[{name!r}]", value, "null, {preset: NAME} or {transform: ..., config: ...}")
 
 
-def run_config(config: dict[str, Any] | str | Path, out: str | Path | None = None, quick: bool = False,
-               log: Callable[[str], None] | None = print) -> tuple[Comparison, Path]:
-    """Run the comparison a YAML config (or its dict) describes; write ``report.md``, ``results.json``
-    and plots. ``quick``: two folds and the task's tiny training settings (for tests and CI).
-
-    Keys: ``task`` (``landsat-patches`` | ``t1-segmentation``), ``title``, ``options`` (task
-    settings; relative file paths in a YAML file are relative to its folder), ``pipelines`` (name ->
-    pipeline, see ``pipeline_from_config``), ``baseline``, ``folds``, ``seeds``, ``shift`` (a
-    transform dict or ``{preset: NAME}``), ``out``, ``notes``.
-    """
+def load_config(config: dict[str, Any] | str | Path, quick: bool = False, feature: str = "domainaug evaluate",
+                extra_options: dict[str, Any] | None = None) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """A YAML config (or its dict), its task and the task's options: defaults, then ``options``
+    (relative file paths in a YAML file are relative to its folder), then ``extra_options``, then
+    the task's tiny settings when ``quick``. Checks the task's optional dependencies first."""
     base = Path.cwd()
     if not isinstance(config, dict):
         path = Path(config)
@@ -243,15 +256,30 @@ def run_config(config: dict[str, Any] | str | Path, out: str | Path | None = Non
             raise ParameterError("config", str(path), "a YAML mapping")
     task = TASKS[check_choice("task", config.get("task"), sorted(TASKS))]()
     for module in ("matplotlib", *task.requires):          # before any training, not after it
-        require(module, f"domainaug evaluate ({config['task']})")
+        require(module, f"{feature} ({config['task']})")
     given = dict(config.get("options") or {})
-    unknown = set(given) - set(task.defaults)
-    if unknown:
-        raise ParameterError("options", sorted(unknown), f"settings of {config['task']} ({', '.join(task.defaults)})")
+    for name, values in (("options", given), ("tune.options", extra_options or {})):
+        unknown = set(values) - set(task.defaults)
+        if unknown:
+            raise ParameterError(name, sorted(unknown), f"settings of {config['task']} ({', '.join(task.defaults)})")
     for key in task.paths:
         if isinstance(given.get(key), str):
             given[key] = str(base / given[key])
-    options = {**task.defaults, **given, **(task.quick if quick else {})}
+    options = {**task.defaults, **given, **(extra_options or {}), **(task.quick if quick else {})}
+    return config, task, options
+
+
+def run_config(config: dict[str, Any] | str | Path, out: str | Path | None = None, quick: bool = False,
+               log: Callable[[str], None] | None = print) -> tuple[Comparison, Path]:
+    """Run the comparison a YAML config (or its dict) describes; write ``report.md``, ``results.json``
+    and plots. ``quick``: two folds and the task's tiny training settings (for tests and CI).
+
+    Keys: ``task`` (``landsat-patches`` | ``t1-segmentation``), ``title``, ``options`` (task
+    settings; relative file paths in a YAML file are relative to its folder), ``pipelines`` (name ->
+    pipeline, see ``pipeline_from_config``), ``baseline``, ``folds``, ``seeds``, ``shift`` (a
+    transform dict or ``{preset: NAME}``), ``out``, ``notes``.
+    """
+    config, task, options = load_config(config, quick, "domainaug evaluate")
     raw = config.get("pipelines")
     if not isinstance(raw, dict) or not raw:
         raise ParameterError("pipelines", raw, "a mapping of names to pipelines (null = no augmentation)")
