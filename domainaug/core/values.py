@@ -20,9 +20,30 @@ from .random import generator_for
 if TYPE_CHECKING:
     from .sample import Sample
 
-__all__ = ["channel_stats", "channel_quantiles", "affine_values", "seeded_noise", "normalized_smooth", "cast",
-           "foreground",
+__all__ = ["label_values", "channel_stats", "channel_quantiles", "affine_values", "seeded_noise", "normalized_smooth",
+           "cast", "foreground",
            "SUM_CHUNK", "NOISE_CHUNK"]
+
+
+def label_values(label: torch.Tensor) -> torch.Tensor:
+    """The sorted distinct values of a label tensor, on the CPU (int64 for integer and bool labels).
+
+    Small non-negative integer labels (uint8, or any integer type whose values lie in 0..65535)
+    are counted with ``bincount``: ``torch.unique`` sorts every voxel (~80 ms on a 160x192x160
+    uint8 map, against ~4 ms)."""
+    if label.numel() == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    if label.dtype == torch.bool:
+        label = label.to(torch.uint8)
+    if not label.dtype.is_floating_point and not label.dtype.is_complex:
+        if label.dtype == torch.uint8:
+            counts = torch.bincount(label.reshape(-1), minlength=1)
+            return torch.nonzero(counts).reshape(-1).cpu()
+        low, high = torch.aminmax(label)
+        if int(low) >= 0 and int(high) <= 65535:
+            counts = torch.bincount(label.reshape(-1).to(torch.int64 if label.dtype != torch.int32 else torch.int32))
+            return torch.nonzero(counts).reshape(-1).cpu()
+    return torch.unique(label).cpu() if label.dtype.is_floating_point else torch.unique(label).cpu().long()
 
 
 def channel_stats(data: torch.Tensor, valid: torch.Tensor | None,

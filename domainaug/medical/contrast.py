@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ..core.params import as_uniform, as_world_axes, check_choice, resolve_world_axes
 from ..core.sample import Role, Sample
 from ..core.transform import Compose, IntensityTransform
-from ..core.values import affine_values, channel_quantiles, normalized_smooth
+from ..core.values import affine_values, channel_quantiles, label_values, normalized_smooth
 from ..errors import ParameterError, SampleError
 from ..intensity import Gamma
 from .physics import BiasField, RicianNoise
@@ -137,7 +137,7 @@ class TissueContrast(IntensityTransform):
         return data[0]
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
-        values = torch.unique(self._regions(sample)).tolist()
+        values = label_values(self._regions(sample)).tolist()
         return {"gain": {str(v): self.gain.draw(generator) for v in values}}
 
     def gain_map(self, sample: Sample, params: dict[str, Any], like: torch.Tensor) -> torch.Tensor:
