@@ -66,10 +66,23 @@ def _moment_chunks(x, mask, shift, chunk):  # pragma: no cover - compiled
         s1 = 0.0
         s2 = 0.0
         if rows == 0:
-            for i in range(lo, hi):
-                d = x[ch, i] - s
-                s1 += d
-                s2 += d * d
+            # eight interleaved partial sums (a fixed order, so still thread-count independent):
+            # one running sum is a chain of dependent adds the CPU cannot overlap
+            a1 = np.zeros(8)
+            a2 = np.zeros(8)
+            i = lo
+            while i + 8 <= hi:
+                for j in range(8):
+                    d = x[ch, i + j] - s
+                    a1[j] += d
+                    a2[j] += d * d
+                i += 8
+            for t in range(i, hi):
+                d = x[ch, t] - s
+                a1[0] += d
+                a2[0] += d * d
+            s1 = ((a1[0] + a1[1]) + (a1[2] + a1[3])) + ((a1[4] + a1[5]) + (a1[6] + a1[7]))
+            s2 = ((a2[0] + a2[1]) + (a2[2] + a2[3])) + ((a2[4] + a2[5]) + (a2[6] + a2[7]))
             count = float(hi - lo)
         else:
             r = 0 if rows == 1 else ch
