@@ -43,13 +43,14 @@ SITK = "SimpleITK Resample affine, image linear + label nearest"
 
 
 def rss_kb() -> tuple[int, int]:
-    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    status = Path("/proc/self/status").read_text(encoding="utf-8")
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
 
 def reset_peak() -> None:
     try:
-        Path("/proc/self/clear_refs").write_text("5")
+        Path("/proc/self/clear_refs").write_text("5", encoding="utf-8")
     except OSError:
         pass
 
@@ -211,10 +212,10 @@ def write_results(stem: str, lines: list[str], results: dict[str, dict], **extra
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{stem}.md").write_text(text)
+    (RESULTS / f"{stem}.md").write_text(text, encoding="utf-8")
     (RESULTS / f"{stem}.json").write_text(json.dumps({**extra,
                                                       "rows": [{"workload": n, **r} for n, r in results.items()]},
-                                                     indent=1))
+                                                     indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":

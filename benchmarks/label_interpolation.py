@@ -73,7 +73,7 @@ def main() -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "label_interpolation.md").write_text(text)
+    (RESULTS / "label_interpolation.md").write_text(text, encoding="utf-8")
     return 0
 
 

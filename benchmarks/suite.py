@@ -1030,7 +1030,7 @@ def main() -> int:
         print(json.dumps(run_workload(args.workload, args.runs)))
         return 0
     if args.render:
-        saved = json.loads((RESULTS / "latest.json").read_text())
+        saved = json.loads((RESULTS / "latest.json").read_text(encoding="utf-8"))
         args.runs = saved["runs"]
         date = saved.get("date") or time.strftime("%Y-%m-%d %H:%M",
                                                   time.localtime((RESULTS / "latest.json").stat().st_mtime))
@@ -1058,9 +1058,9 @@ def _write(rows: list[dict], args, date: str) -> int:
     print(text)
     RESULTS.mkdir(exist_ok=True)
     stem = "latest" if not args.only else "partial"       # a partial run never replaces the full table
-    (RESULTS / f"{stem}.md").write_text(text)
+    (RESULTS / f"{stem}.md").write_text(text, encoding="utf-8")
     (RESULTS / f"{stem}.json").write_text(json.dumps({"date": date, "threads": THREADS, "runs": args.runs,
-                                                      "rows": rows, "verdicts": verdicts}, indent=1))
+                                                      "rows": rows, "verdicts": verdicts}, indent=1), encoding="utf-8")
     return 0
 
 

@@ -32,7 +32,7 @@ def _sidecar(path: Path, records: list[ParamRecord], source: list[str], seed: in
     doc = {"domainaug": __version__, "inputs": source, "seed": seed, "index": index,
            "records": [r.to_dict() for r in records]}
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(doc, indent=1))
+        tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
 
 
 def run_demo(out: Path, seed: int = 0, variants: int = 3) -> list[Path]:
@@ -174,7 +174,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     from . import offline
     try:
-        doc = json.loads(Path(args.sidecar).read_text())
+        doc = json.loads(Path(args.sidecar).read_text(encoding="utf-8"))
         job = offline.Job(**doc["job"])
         doc["records"], doc["outputs"]  # noqa: B018 - the keys replay needs, checked before any work
     except (ValueError, KeyError, TypeError) as exc:
@@ -182,7 +182,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise DomainaugError(f"{args.sidecar}: not a domainaug sidecar ({what}); replay takes the .json written "
                              "beside an augmented output") from None
     manifest_path = Path(job.sidecar).parent / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
     sample = offline.load_job(job, doc["bands"] if "bands" in doc else manifest.get("bands"),
                               doc["sensor"] if "sensor" in doc else manifest.get("sensor"),
                               equivalent_crs=bool(manifest.get("equivalent_crs", False)))

@@ -316,7 +316,7 @@ def resolve_pipeline(preset: str | None = None, pipeline: str | None = None) -> 
     import yaml
     path = Path(pipeline)
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ParameterError("pipeline", str(path), "an existing YAML file") from exc
     except yaml.YAMLError as exc:
@@ -336,7 +336,7 @@ def _complete(job: Job, pipeline: dict[str, Any], seed: int, bands: list[str] | 
     seed, pipeline and domainaug version, the inputs still have the checksums it records, and every
     output it names still has its own. Anything else is made again."""
     try:
-        doc = json.loads(Path(job.sidecar).read_text())
+        doc = json.loads(Path(job.sidecar).read_text(encoding="utf-8"))
         if (doc.get("seed"), doc.get("pipeline"), doc.get("domainaug")) != (seed, pipeline, __version__):
             return False
         if doc.get("bands") != bands:
@@ -356,7 +356,7 @@ def _foreign(jobs: Sequence[Job], pipeline: dict[str, Any], seed: int) -> str | 
     docs = [(out_dir / "manifest.json", "the manifest")] + [(Path(j.sidecar), Path(j.sidecar).name) for j in jobs]
     for path, what in docs:
         try:
-            doc = json.loads(path.read_text())
+            doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if not isinstance(doc, dict):
@@ -371,7 +371,7 @@ def _foreign(jobs: Sequence[Job], pipeline: dict[str, Any], seed: int) -> str | 
 def _sidecar_layers(job: Job) -> dict[str, str]:
     """The layer files a finished job's sidecar lists (image and label for sidecars from before
     every layer was written)."""
-    doc = json.loads(Path(job.sidecar).read_text())
+    doc = json.loads(Path(job.sidecar).read_text(encoding="utf-8"))
     if "layers" in doc:
         return dict(doc["layers"])
     return {"image": job.out_image, **({"label": job.out_label} if job.out_label is not None else {})}
@@ -403,7 +403,7 @@ def run_job(job: Job, pipeline: dict[str, Any], seed: int, bands: Bands = None,
                "outputs": {str(p): sha256(p) for p in outputs},
                "layers": layers, "records": [r.to_dict() for r in out.history]}
         with atomic_path(Path(job.sidecar)) as tmp:                     # the completion marker, written last
-            tmp.write_text(json.dumps(doc, indent=1))
+            tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
         log.debug("%s: wrote %s", job.image, ", ".join(map(str, outputs)))
         return {"index": job.index, "status": "done", "image": job.image, "layers": layers}
     except Exception as exc:  # noqa: BLE001 - a bad input is reported and skipped, the others go on
@@ -431,7 +431,7 @@ def run(jobs: Sequence[Job], pipeline: Transform, seed: int = 0, scheduler: str 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".domainaug-write-test"
-        probe.write_text("")
+        probe.write_text("", encoding="utf-8")
         probe.unlink()
     except OSError as exc:
         raise ParameterError("out", str(out_dir), f"a writable folder ({exc.strerror})") from exc
@@ -455,13 +455,14 @@ def folder_lock(out_dir: Path) -> Iterator[None]:
         lock.acquire(timeout=0)
     except Timeout:
         try:
-            who = holder.read_text().strip()
+            who = holder.read_text(encoding="utf-8").strip()
         except OSError:
             who = "another run"
         raise DomainaugError(f"{out_dir}: another domainaug run writes into this folder ({who}); wait for it to "
                              "finish, or choose another --out") from None
     try:
-        holder.write_text(f"pid {os.getpid()} on {platform.node()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        since = time.strftime("%Y-%m-%d %H:%M:%S")
+        holder.write_text(f"pid {os.getpid()} on {platform.node()}, since {since}", encoding="utf-8")
         yield
     finally:
         holder.unlink(missing_ok=True)
@@ -518,7 +519,7 @@ def _run_locked(jobs: Sequence[Job], pipeline: Transform, out_dir: Path, seed: i
                             for j, r in zip(jobs, results)]}
     try:
         with atomic_path(out_dir / "manifest.json") as tmp:
-            tmp.write_text(json.dumps(manifest, indent=1))
+            tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     except OSError as exc:               # (a full disk, a folder made read-only): the jobs' results still count
         raise ManifestError(f"{out_dir / 'manifest.json'}: could not be written ({exc.strerror or exc})",
                             results) from exc
@@ -534,14 +535,14 @@ def _dataset_json(jobs: Sequence[Job], results: list[dict[str, Any]], out_dir: P
         return
     source = Path(jobs[0].image).parent.parent / "dataset.json"
     try:
-        doc = json.loads(source.read_text())
+        doc = json.loads(source.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         log.info("no readable %s: write a dataset.json into %s for nnU-Net", source, out_dir)
         return
     doc["numTraining"] = sum(r["status"] in ("done", "skipped") for r in results)
     try:
         with atomic_path(out_dir / "dataset.json") as tmp:
-            tmp.write_text(json.dumps(doc, indent=1))
+            tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
     except OSError as exc:
         raise ManifestError(f"{out_dir / 'dataset.json'}: could not be written ({exc.strerror or exc})",
                             results) from exc

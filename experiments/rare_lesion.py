@@ -212,8 +212,8 @@ def main() -> int:
              f"Ran in {minutes:.1f} min{' (quick mode)' if args.quick else ''} with torch {torch.__version__}, "
              f"{torch.get_num_threads()} threads, on a machine shared with other jobs (budget: 10 min).")
     report = result.write(args.out, "A rare lesion class in the T1: LesionPaste and LabelsToImage", notes)
-    report.write_text(report.read_text() + "\n" + per_class(result))
-    print(report.read_text())
+    report.write_text(report.read_text(encoding="utf-8") + "\n" + per_class(result))
+    print(report.read_text(encoding="utf-8"))
     return 0
 
 

@@ -220,7 +220,7 @@ class Comparison:
         for name, content in (("report.md", text),
                               ("results.json", json.dumps(self.to_json(), indent=1, default=float))):
             with atomic_path(out / name) as tmp:
-                Path(tmp).write_text(content)
+                Path(tmp).write_text(content, encoding="utf-8")
         return out / "report.md"
 
 

@@ -251,7 +251,7 @@ def load_config(config: dict[str, Any] | str | Path, quick: bool = False, featur
         if not path.is_file():
             raise ParameterError("config", str(config), "an existing YAML file")
         base = path.absolute().parent
-        config = yaml.safe_load(path.read_text())
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
         if not isinstance(config, dict):
             raise ParameterError("config", str(path), "a YAML mapping")
     task = TASKS[check_choice("task", config.get("task"), sorted(TASKS))]()

@@ -463,7 +463,7 @@ def run_tune_config(config: dict[str, Any] | str | Path, out: str | Path | None 
         import yaml
         if not Path(raw).is_file():
             raise ParameterError("config", str(raw), "an existing YAML file")
-        raw = yaml.safe_load(Path(raw).read_text())
+        raw = yaml.safe_load(Path(raw).read_text(encoding="utf-8"))
     section = raw.get("tune") if isinstance(raw, dict) else None
     if not isinstance(section, dict) or "space" not in section:
         raise ParameterError("tune", section, "a 'tune' section with a search 'space'")
@@ -528,9 +528,9 @@ def run_tune_config(config: dict[str, Any] | str | Path, out: str | Path | None 
     compare_minutes = (time.perf_counter() - start) / 60
     results = sorted(searches.values(), key=lambda r: (r[0], r[1]))
     for seed, k, result in results:
-        (out / f"pipeline_seed{seed}_fold{k}.yaml").write_text(result.pipeline_yaml())
+        (out / f"pipeline_seed{seed}_fold{k}.yaml").write_text(result.pipeline_yaml(), encoding="utf-8")
     best = max(results, key=lambda r: r[2].best_value)[2]
-    (out / "best_pipeline.yaml").write_text(best.pipeline_yaml())
+    (out / "best_pipeline.yaml").write_text(best.pipeline_yaml(), encoding="utf-8")
     plot = _plot_history([r for _, _, r in results], out / "search_history.png")
     import torch
     budget = (f"Budget: {trials} trials per outer fold x {inner} inner folds x {len(inner_seeds)} inner seed(s), "
@@ -561,11 +561,11 @@ def run_tune_config(config: dict[str, Any] | str | Path, out: str | Path | None 
               "folds' choices differ when the search is unsure, which is itself a finding.", "",
               f"![search history]({plot.name})", "", "## Outer comparison", ""]
     report = comparison.write(out, title, "\n".join(lines))
-    doc = json.loads((out / "results.json").read_text())
+    doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
     doc["searches"] = [{"seed": seed, "fold": k, "study": r.study_name, "metric": r.metric,
                         "best_candidate": r.best_candidate, "best_params": r.best_params, "best_value": r.best_value,
                         "trials": r.trials} for seed, k, r in results]
-    (out / "results.json").write_text(json.dumps(doc, indent=1, default=float))
+    (out / "results.json").write_text(json.dumps(doc, indent=1, default=float), encoding="utf-8")
     return comparison, [r for _, _, r in results], report
 
 
