@@ -67,9 +67,9 @@ def test_nan_scores_and_few_folds_are_refused():
 def test_quick_t1_segmentation_from_the_cli_writes_a_report(tmp_path):
     pytest.importorskip("monai")
     assert cli_main(["evaluate", "experiments/t1_segmentation.yaml", "--quick", "--out", str(tmp_path)]) == 0
-    text = (tmp_path / "report.md").read_text()
+    text = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "| brain-mri preset | dice |" in text and "Wilcoxon" in text
-    results = json.loads((tmp_path / "results.json").read_text())
+    results = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     assert {r["pipeline"] for r in results["rows"]} == {"none", "brain-mri preset"}
     assert all(0.0 <= r["dice"] <= 1.0 and 0.0 <= r["shift_ece"] <= 1.0 for r in results["rows"])
     for png in ("curves.png", "reliability.png", "scores.png"):
@@ -80,13 +80,13 @@ def test_quick_landsat_patches_from_the_cli(tmp_path):
     if not (SHARED / "derived" / "nc_landsat7_6band.tif").is_file():
         pytest.skip("needs ../shared/data_real (the NC Landsat scene)")
     assert cli_main(["evaluate", "experiments/landsat_patches.yaml", "--quick", "--out", str(tmp_path)]) == 0
-    results = json.loads((tmp_path / "results.json").read_text())
+    results = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     assert len(results["rows"]) == 3 * 2 and all(0 <= r["shift_accuracy"] <= 1 for r in results["rows"])
 
 
 def test_bad_configs_are_named(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("task: nope\npipelines: {none: null}\n")
+    bad.write_text("task: nope\npipelines: {none: null}\n", encoding="utf-8")
     assert cli_main(["evaluate", str(bad)]) == 2
     from domainaug.evaluate.tasks import run_config
     with pytest.raises(da.ParameterError, match="^pipelines"):
@@ -110,6 +110,6 @@ def test_relative_paths_in_a_config_file_are_relative_to_its_folder(tmp_path):
     (tmp_path / "sub").mkdir()
     config = tmp_path / "sub" / "c.yaml"
     config.write_text("task: landsat-patches\noptions: {scene: ../scene.tif, labels: ../labels.tif}\n"
-                      "pipelines: {none: null}\n")
+                      "pipelines: {none: null}\n", encoding="utf-8")
     with pytest.raises(da.ParameterError, match=f"^options.scene='{tmp_path}/sub/../scene.tif'"):
         run_config(config, log=None)

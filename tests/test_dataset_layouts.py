@@ -28,7 +28,7 @@ def _nnunet(root: Path, fixtures: Path, cases: tuple[str, ...] = ("brain", "head
         shutil.copy(fixtures / "KmeansTest_T1KmeansPrelimSegmentation.nii.gz", labels / f"{case}.nii.gz")
     (root / "dataset.json").write_text(json.dumps({
         "channel_names": {"0": "T1"}, "labels": {"background": 0, **{f"class{i}": i for i in range(1, 7)}},
-        "numTraining": len(cases), "file_ending": ".nii.gz"}))
+        "numTraining": len(cases), "file_ending": ".nii.gz"}), encoding="utf-8")
     return root
 
 
@@ -44,7 +44,7 @@ def _second_channel(image: Path, out: Path, zoom: float = 1.0) -> np.ndarray:
 
 def _flip_yaml(tmp_path: Path) -> Path:
     path = tmp_path / "flip.yaml"
-    path.write_text(da.Flip(axes=(0,)).to_yaml())
+    path.write_text(da.Flip(axes=(0,)).to_yaml(), encoding="utf-8")
     return path
 
 
@@ -69,7 +69,7 @@ def test_nnunet_layout_in_and_out(fixtures, tmp_path, capsys):
                                                         for k in (0, 1)]
     assert _cases(images, channel=True) == _cases(labels, channel=False) == {"brain_aug000", "brain_aug001",
                                                                                "head_aug000", "head_aug001"}
-    dataset = json.loads((out / "dataset.json").read_text())
+    dataset = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
     assert dataset["numTraining"] == 4 and dataset["file_ending"] == ".nii.gz"
     assert dataset["channel_names"] == {"0": "T1"}
     assert (out / "brain_aug000.json").exists() and (out / "manifest.json").exists()   # not in imagesTr
@@ -122,7 +122,7 @@ def test_nnunet_channels_on_two_grids_or_with_a_gap_fail_their_case_only(fixture
     assert "brain_0001.nii.gz is on another grid" in failed[str(src / "imagesTr" / "brain_0000.nii.gz")]
     assert "share one grid" in failed[str(src / "imagesTr" / "brain_0000.nii.gz")]
     assert "_0000, _0002" in failed[str(src / "imagesTr" / "head_0000.nii.gz")]
-    assert json.loads((tmp_path / "out" / "dataset.json").read_text())["numTraining"] == 1
+    assert json.loads((tmp_path / "out" / "dataset.json").read_text(encoding="utf-8"))["numTraining"] == 1
 
 
 def test_a_missing_label_is_a_failed_job_naming_both_files(fixtures, tmp_path, capsys):
@@ -176,7 +176,8 @@ def test_bands_per_file_pattern_and_a_count_mismatch_fails_that_file(fixtures, t
     assert "L8_b.tif: --bands L8_*.tif=blue,green,red names 3 bands, but the file has 4" in captured.err
     with rasterio.open(out / "S2_a_aug000.tif") as f:
         assert f.descriptions == ("blue", "green", "red", "nir")
-    assert json.loads((out / "S2_a_aug000.json").read_text())["bands"] == ["blue", "green", "red", "nir"]
+    sidecar = json.loads((out / "S2_a_aug000.json").read_text(encoding="utf-8"))
+    assert sidecar["bands"] == ["blue", "green", "red", "nir"]
     assert cli.main(["replay", str(out / "other_aug000.json")]) == 0       # the fallback list, replayed
 
 
@@ -232,7 +233,7 @@ def _panel_means(png: Path, columns: int, rows: int = 1) -> list[float]:
 def test_preview_of_a_brightened_input_shows_it_brighter(fixtures, tmp_path, capsys, image):
     pytest.importorskip("matplotlib")
     bright = tmp_path / "bright.yaml"
-    bright.write_text(da.BrightnessContrast(brightness=0.25, contrast=1.0).to_yaml())
+    bright.write_text(da.BrightnessContrast(brightness=0.25, contrast=1.0).to_yaml(), encoding="utf-8")
     png = tmp_path / "preview.png"
     extra = ["--bands", "band3,band2,band1"] if image.endswith(".tif") else []
     assert cli.main(["preview", str(fixtures / image), "--pipeline", str(bright), "-n", "1", "--out", str(png),

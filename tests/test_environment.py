@@ -22,7 +22,7 @@ def test_kernels_cache_in_the_user_cache_keyed_on_simd(tmp_path):
     from domainaug.core.kernels import kernel_cache_dir
     if sys.platform in ("win32", "darwin"):
         pytest.skip("the XDG layout is the Linux one")
-    (tmp_path / "simd.py").write_text("A = 1\n")
+    (tmp_path / "simd.py").write_text("A = 1\n", encoding="utf-8")
     home = {"HOME": "/home/u"}
     first = kernel_cache_dir(tmp_path, home)
     assert first.parent == Path("/home/u/.cache/domainaug") and first.name.startswith("numba-")
@@ -30,7 +30,7 @@ def test_kernels_cache_in_the_user_cache_keyed_on_simd(tmp_path):
     assert kernel_cache_dir(tmp_path, {**home, "XDG_CACHE_HOME": "rel"}) == first       # XDG: relative is ignored
     chosen = kernel_cache_dir(tmp_path, {**home, "NUMBA_CACHE_DIR": "/nb"})
     assert chosen.parent == Path("/nb") and chosen.name.startswith("domainaug-")
-    (tmp_path / "simd.py").write_text("A = 2\n")                # edited: the kernels that use it recompile
+    (tmp_path / "simd.py").write_text("A = 2\n", encoding="utf-8")    # edited: the kernels that use it recompile
     assert kernel_cache_dir(tmp_path, home) != first
 
 

@@ -200,7 +200,7 @@ def test_equivalent_crs_is_decided_by_proj_and_reachable_everywhere(equivalent_p
 
 def _flip_yaml(tmp_path):
     path = tmp_path / "flip.yaml"
-    path.write_text("transform: Flip\nconfig: {axes: [0]}\n")
+    path.write_text("transform: Flip\nconfig: {axes: [0]}\n", encoding="utf-8")
     return path
 
 

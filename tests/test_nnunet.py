@@ -68,19 +68,19 @@ def nnunet_env(tmp_path_factory):
             nib.save(seg.slicer[box], raw / "labelsTr" / f"case{i}.nii.gz")
         (raw / "dataset.json").write_text(json.dumps({
             "channel_names": {"0": "T1"}, "labels": {"background": 0, **{f"class{k}": k for k in range(1, 7)}},
-            "numTraining": 4, "file_ending": ".nii.gz"}))
+            "numTraining": 4, "file_ending": ".nii.gz"}), encoding="utf-8")
         extract_fingerprints([DATASET], num_processes=1, check_dataset_integrity=True, verbose=False,
                              show_progress_bar=False)
         plan_experiments([DATASET])
         plans_file = tmp_path / "nnUNet_preprocessed" / NAME / "nnUNetPlans.json"
-        plans = json.loads(plans_file.read_text())
+        plans = json.loads(plans_file.read_text(encoding="utf-8"))
         full = plans["configurations"]["3d_fullres"]
         # a tiny network: 3 stages of 4, 8, 16 features, one conv per stage, batch of 2
         full.update(patch_size=PATCH, batch_size=2)
         full["architecture"]["arch_kwargs"].update(
             n_stages=3, features_per_stage=[4, 8, 16], kernel_sizes=[[3, 3, 3]] * 3,
             strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2]], n_conv_per_stage=[1, 1, 1], n_conv_per_stage_decoder=[1, 1])
-        plans_file.write_text(json.dumps(plans))
+        plans_file.write_text(json.dumps(plans), encoding="utf-8")
         preprocess([DATASET], configurations=("3d_fullres",), num_processes=(1,), show_progress_bar=False)
         mp.setattr(multiprocessing, "get_context", _ORIGINAL_GET_CONTEXT)
         mp.setenv("nnUNet_n_proc_DA", "0")           # augment in this process: the test sees every call
@@ -117,10 +117,10 @@ class Recording(nnUNetTrainerDomainaug):
 
 def test_two_iterations_train_on_the_augmented_batches_the_pipeline_gives(nnunet_env):
     torch.set_num_threads(1)
-    plans = json.loads((nnunet_env / "nnUNet_preprocessed" / NAME / "nnUNetPlans.json").read_text())
+    plans = json.loads((nnunet_env / "nnUNet_preprocessed" / NAME / "nnUNetPlans.json").read_text(encoding="utf-8"))
     spacing = plans["configurations"]["3d_fullres"]["spacing"]
     assert spacing == [3.0, 2.0, 2.0]                      # transposed: the thick axis first
-    dataset_json = json.loads((nnunet_env / "nnUNet_preprocessed" / NAME / "dataset.json").read_text())
+    dataset_json = json.loads((nnunet_env / "nnUNet_preprocessed" / NAME / "dataset.json").read_text(encoding="utf-8"))
     trainer = make(Recording, plans, dataset_json)
     trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch, trainer.num_epochs = 2, 1, 1
     trainer.batches = []
@@ -174,8 +174,8 @@ def test_nnunet_train_finds_the_trainer_by_name(monkeypatch):
 
 
 def test_the_pipeline_comes_from_the_environment(nnunet_env, monkeypatch, tmp_path):
-    plans = json.loads((nnunet_env / "nnUNet_preprocessed" / NAME / "nnUNetPlans.json").read_text())
-    dataset_json = json.loads((nnunet_env / "nnUNet_preprocessed" / NAME / "dataset.json").read_text())
+    plans = json.loads((nnunet_env / "nnUNet_preprocessed" / NAME / "nnUNetPlans.json").read_text(encoding="utf-8"))
+    dataset_json = json.loads((nnunet_env / "nnUNet_preprocessed" / NAME / "dataset.json").read_text(encoding="utf-8"))
     monkeypatch.delenv("DOMAINAUG_PIPELINE", raising=False)
     with pytest.raises(da.ParameterError, match="DOMAINAUG_PIPELINE"):
         make(nnUNetTrainerDomainaug, plans, dataset_json)
@@ -183,7 +183,7 @@ def test_the_pipeline_comes_from_the_environment(nnunet_env, monkeypatch, tmp_pa
     trainer = make(nnUNetTrainerDomainaug, plans, dataset_json)
     assert trainer.pipeline.to_dict() == da.medical.preset("brain-mri").to_dict()
     path = tmp_path / "aug.yaml"
-    path.write_text(pipeline().to_yaml())
+    path.write_text(pipeline().to_yaml(), encoding="utf-8")
     monkeypatch.setenv("DOMAINAUG_PIPELINE", str(path))
     monkeypatch.setenv("DOMAINAUG_SEED", "5")
     trainer = make(nnUNetTrainerDomainaug, plans, dataset_json)

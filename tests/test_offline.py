@@ -30,7 +30,7 @@ def test_augment_pairs_labels_writes_sidecars_and_replays(dataset, tmp_path):
     names = sorted(p.name for p in out.iterdir() if p.name != ".domainaug.lock")   # (the folder's lock file stays)
     assert names == ["manifest.json", "t1_aug000.json", "t1_aug000.nii.gz", "t1_aug001.json", "t1_aug001.nii.gz",
                      "t1_seg_aug000.nii.gz", "t1_seg_aug001.nii.gz"]
-    doc = json.loads((out / "t1_aug001.json").read_text())
+    doc = json.loads((out / "t1_aug001.json").read_text(encoding="utf-8"))
     assert doc["records"][0]["transform"] == "Compose" and set(doc["inputs"]) == {str(dataset / "t1.nii.gz"),
                                                                                  str(dataset / "t1_seg.nii.gz")}
     assert cli.main(["replay", str(out / "t1_aug001.json")]) == 0
@@ -69,11 +69,12 @@ def test_user_mistakes_are_one_line_errors(dataset, tmp_path, capsys):
     assert cli.main(["augment", str(dataset), "--out", str(tmp_path / "o"), "--preset", "no-such"]) == 2
     assert "preset='no-such'" in capsys.readouterr().err
     bad = tmp_path / "p.yaml"
-    bad.write_text("transform: Compose\nconfig:\n  transforms: [\n")
+    bad.write_text("transform: Compose\nconfig:\n  transforms: [\n", encoding="utf-8")
     assert cli.main(["augment", str(dataset), "--out", str(tmp_path / "o"), "--pipeline", str(bad)]) == 2
     assert "line" in capsys.readouterr().err
     unknown = tmp_path / "q.yaml"
-    unknown.write_text("transform: Compose\nconfig:\n  transforms:\n  - transform: Affine\n    config: {degree: 5}\n")
+    unknown.write_text("transform: Compose\nconfig:\n  transforms:\n  - transform: Affine\n    config: {degree: 5}\n",
+                       encoding="utf-8")
     assert cli.main(["augment", str(dataset), "--out", str(tmp_path / "o"), "--pipeline", str(unknown)]) == 2
     assert "degree" in capsys.readouterr().err
     assert cli.main(["presets"]) == 0 and "brain-mri" in capsys.readouterr().out
@@ -118,7 +119,7 @@ def test_preview_writes_pngs_for_a_volume_and_a_raster(dataset, fixtures, tmp_pa
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     yaml_file = tmp_path / "rs.yaml"
     yaml_file.write_text("transform: Compose\nconfig:\n  transforms:\n  - transform: RotationPolicy\n"
-                         "    config: {policy: any}\n")
+                         "    config: {policy: any}\n", encoding="utf-8")
     png2 = tmp_path / "r.png"
     assert cli.main(["preview", str(fixtures / "rgbn_suba.tif"), "--pipeline", str(yaml_file), "--bands",
                      "band3,band2,band1", "--out", str(png2)]) == 0
@@ -135,16 +136,16 @@ def test_augment_writes_every_layer_with_its_own_name_and_metadata(dataset, tmp_
     yaml_file.write_text("transform: Compose\nconfig:\n  transforms:\n"
                          "  - transform: RotationPolicy\n    config: {policy: any}\n"
                          "  - transform: CloudShadow\n    config: {coverage: 0.2}\n"
-                         "  - transform: AppendIndex\n    config: {index: NDVI}\n")
+                         "  - transform: AppendIndex\n    config: {index: NDVI}\n", encoding="utf-8")
     out = tmp_path / "out"
     assert cli.main(["augment", str(dataset / "scene.tif"), "--out", str(out), "--pipeline", str(yaml_file),
                      "--bands", "B1,B2,B3,B4,B5,B7", "--sensor", "landsat7", "--workers", "1"]) == 0
-    doc = json.loads((out / "scene_aug000.json").read_text())
+    doc = json.loads((out / "scene_aug000.json").read_text(encoding="utf-8"))
     assert set(doc["layers"]) == {"image", "valid", "occlusion", "NDVI"}
     assert doc["layers"]["image"] == str(out / "scene_aug000.tif")              # today's name, unchanged
     assert doc["layers"]["occlusion"] == str(out / "scene_aug000_occlusion.tif")
     assert set(doc["outputs"]) == set(doc["layers"].values())
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["outputs"][0]["layers"] == doc["layers"]
     with rasterio.open(out / "scene_aug000_valid.tif") as f:
         assert f.dtypes[0] == "uint8" and f.crs is not None and f.count == 1
@@ -157,4 +158,5 @@ def test_augment_writes_every_layer_with_its_own_name_and_metadata(dataset, tmp_
     assert cli.main(["replay", str(out / "scene_aug000.json")]) == 0
     assert cli.main(["augment", str(dataset / "scene.tif"), "--out", str(out), "--pipeline", str(yaml_file),
                      "--bands", "B1,B2,B3,B4,B5,B7", "--sensor", "landsat7", "--workers", "1"]) == 0
-    assert json.loads((out / "manifest.json").read_text())["outputs"][0]["layers"] == doc["layers"]   # resumed
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["outputs"][0]["layers"] == doc["layers"]   # resumed

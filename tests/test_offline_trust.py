@@ -107,14 +107,14 @@ def test_a_rerun_with_another_seed_or_pipeline_refuses_the_folder_unless_overwri
     err = capsys.readouterr().err
     assert "seed 0, not 1" in err and "--overwrite" in err and _outputs(out) == first   # nothing touched
     flip = tmp_path / "flip.yaml"
-    flip.write_text(da.Flip(axes=(0,)).to_yaml())
+    flip.write_text(da.Flip(axes=(0,)).to_yaml(), encoding="utf-8")
     assert _augment(scenes, out, "--pipeline", str(flip), "--seed", "0") == 2
     assert "another pipeline" in capsys.readouterr().err
     assert _augment(scenes, out, "--preset", "aerial-rgbn", "--seed", "1", "--overwrite") == 0
     assert "2 written, 0 already complete" in capsys.readouterr().out
     assert _outputs(out) != first
-    manifest = json.loads((out / "manifest.json").read_text())
-    sidecars = [json.loads(p.read_text()) for p in out.glob("*.json") if p.name != "manifest.json"]
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    sidecars = [json.loads(p.read_text(encoding="utf-8")) for p in out.glob("*.json") if p.name != "manifest.json"]
     assert manifest["seed"] == 1 and {s["seed"] for s in sidecars} == {1}     # the manifest describes the files
 
 
@@ -137,11 +137,11 @@ def test_a_sidecar_of_another_version_is_made_again(scenes, tmp_path):
     jobs = offline.plan([str(scenes / "a.tif")], out)
     assert offline.run(jobs, da.Flip(axes=(0,)), seed=0, workers=1)[0]["status"] == "done"
     sidecar = Path(jobs[0].sidecar)
-    doc = json.loads(sidecar.read_text())
+    doc = json.loads(sidecar.read_text(encoding="utf-8"))
     doc["domainaug"] = "0.0.0-" + uuid.uuid4().hex[:6]
-    sidecar.write_text(json.dumps(doc))
+    sidecar.write_text(json.dumps(doc), encoding="utf-8")
     assert offline.run(jobs, da.Flip(axes=(0,)), seed=0, workers=1)[0]["status"] == "done"
-    assert json.loads(sidecar.read_text())["domainaug"] == da.__version__
+    assert json.loads(sidecar.read_text(encoding="utf-8"))["domainaug"] == da.__version__
     assert os.path.exists(jobs[0].out_image)
 
 
@@ -231,7 +231,7 @@ def test_version_and_exit_codes_in_help(capsys):
 def test_replay_of_a_malformed_sidecar_is_one_line_not_a_traceback(tmp_path, capsys):
     for text in ('{"records": []}', "not json", '{"job": {"index": 0}, "records": [], "outputs": {}}'):
         bad = tmp_path / "bad.json"
-        bad.write_text(text)
+        bad.write_text(text, encoding="utf-8")
         assert cli.main(["replay", str(bad)]) == 2
         err = capsys.readouterr().err
         assert "bad.json: not a domainaug sidecar" in err and "Traceback" not in err and len(err.splitlines()) == 1

@@ -12,8 +12,8 @@ from domainaug import remote_sensing as rs
 
 
 def _peak_rss_growth(fn) -> float:
-    status = lambda: dict(l.split(":", 1) for l in Path("/proc/self/status").read_text().splitlines() if ":" in l)  # noqa
-    Path("/proc/self/clear_refs").write_text("5")
+    status = lambda: dict(l.split(":", 1) for l in Path("/proc/self/status").read_text(encoding="utf-8").splitlines() if ":" in l)  # noqa
+    Path("/proc/self/clear_refs").write_text("5", encoding="utf-8")
     before = int(status()["VmRSS"].split()[0])
     fn()
     return (int(status()["VmHWM"].split()[0]) - before) / 1024

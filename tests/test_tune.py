@@ -155,7 +155,7 @@ def test_tune_refuses_bad_arguments(tmp_path):
 
 def test_experiment_configs_declare_search_spaces_that_build():
     for name in ("t1_segmentation", "landsat_patches"):
-        config = yaml.safe_load((REPO / "experiments" / f"{name}.yaml").read_text())
+        config = yaml.safe_load((REPO / "experiments" / f"{name}.yaml").read_text(encoding="utf-8"))
         assert len(SearchSpace(config["tune"]["space"]).candidates) >= 2
 
 
@@ -171,11 +171,11 @@ def _finished(db):
 
 def test_quick_tune_from_the_cli_resumes_after_a_kill_and_writes_a_loadable_pipeline(tmp_path, fixtures):
     pytest.importorskip("monai")
-    config = yaml.safe_load((REPO / "experiments" / "t1_segmentation.yaml").read_text())
+    config = yaml.safe_load((REPO / "experiments" / "t1_segmentation.yaml").read_text(encoding="utf-8"))
     config["tune"]["space"] = {"none": None, "RandAugment": {"RandAugment": {"n": [1, 2], "magnitude": [0, 10],
                                                                              "ops": [["rotate", "gamma"]]}}}
     path = tmp_path / "t1.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
     out, db = tmp_path / "out", tmp_path / "out" / "study.sqlite3"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "domainaug", "-q", "tune", str(path), "--quick", "--out", str(out)],
@@ -195,7 +195,7 @@ def test_quick_tune_from_the_cli_resumes_after_a_kill_and_writes_a_loadable_pipe
         assert len([t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]) == 2
     again = optuna.load_study(study_name="seed0-fold0", storage=f"sqlite:///{db}").trials[0]
     assert (again.value, again.params, again.datetime_complete) == (first.value, first.params, first.datetime_complete)
-    report = (out / "report.md").read_text()
+    report = (out / "report.md").read_text(encoding="utf-8")
     assert "| tuned |" in report and "| none |" in report and "brain-mri preset" in report
     assert "Paired tests against `none`" in report and (out / "search_history.png").stat().st_size > 1000
     for yml in ["best_pipeline.yaml", "pipeline_seed0_fold0.yaml", "pipeline_seed0_fold1.yaml"]:
