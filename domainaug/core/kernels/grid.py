@@ -46,24 +46,31 @@ def _apply(matrix, points):
 def lattice_at(lattice, g):
     """Trilinear lookup of every channel of ``lattice`` (C, lz, ly, lx) at lattice-index points
     ``g`` (N, 3), clamped to the lattice."""
-    C, lz, ly, lx = lattice.shape
+    C = lattice.shape[0]
     out = np.empty((g.shape[0], C))
     for p in nb.prange(g.shape[0]):
-        cz = min(max(g[p, 0], 0.0), lz - 1.0)
-        cy = min(max(g[p, 1], 0.0), ly - 1.0)
-        cx = min(max(g[p, 2], 0.0), lx - 1.0)
-        z0, y0, x0 = min(int(cz), lz - 1), min(int(cy), ly - 1), min(int(cx), lx - 1)
-        z1, y1, x1 = min(z0 + 1, lz - 1), min(y0 + 1, ly - 1), min(x0 + 1, lx - 1)
-        a, b, c = cx - x0, cy - y0, cz - z0
         for k in range(C):
-            v00 = lattice[k, z0, y0, x0] + a * (lattice[k, z0, y0, x1] - lattice[k, z0, y0, x0])
-            v01 = lattice[k, z0, y1, x0] + a * (lattice[k, z0, y1, x1] - lattice[k, z0, y1, x0])
-            v10 = lattice[k, z1, y0, x0] + a * (lattice[k, z1, y0, x1] - lattice[k, z1, y0, x0])
-            v11 = lattice[k, z1, y1, x0] + a * (lattice[k, z1, y1, x1] - lattice[k, z1, y1, x0])
-            u0 = v00 + b * (v01 - v00)
-            u1 = v10 + b * (v11 - v10)
-            out[p, k] = u0 + c * (u1 - u0)
+            out[p, k] = _trilinear(lattice, k, g[p, 0], g[p, 1], g[p, 2])
     return out
+
+
+@nb.njit(inline="always")
+def _trilinear(lattice, k, gz, gy, gx):  # pragma: no cover - compiled
+    """Channel ``k`` of ``lattice`` (C, lz, ly, lx) at the lattice index ``(gz, gy, gx)``, clamped."""
+    _, lz, ly, lx = lattice.shape
+    cz = min(max(gz, 0.0), lz - 1.0)
+    cy = min(max(gy, 0.0), ly - 1.0)
+    cx = min(max(gx, 0.0), lx - 1.0)
+    z0, y0, x0 = min(int(cz), lz - 1), min(int(cy), ly - 1), min(int(cx), lx - 1)
+    z1, y1, x1 = min(z0 + 1, lz - 1), min(y0 + 1, ly - 1), min(x0 + 1, lx - 1)
+    a, b, c = cx - x0, cy - y0, cz - z0
+    v00 = lattice[k, z0, y0, x0] + a * (lattice[k, z0, y0, x1] - lattice[k, z0, y0, x0])
+    v01 = lattice[k, z0, y1, x0] + a * (lattice[k, z0, y1, x1] - lattice[k, z0, y1, x0])
+    v10 = lattice[k, z1, y0, x0] + a * (lattice[k, z1, y0, x1] - lattice[k, z1, y0, x0])
+    v11 = lattice[k, z1, y1, x0] + a * (lattice[k, z1, y1, x1] - lattice[k, z1, y1, x0])
+    u0 = v00 + b * (v01 - v00)
+    u1 = v10 + b * (v11 - v10)
+    return u0 + c * (u1 - u0)
 
 
 @nb.njit(parallel=True, cache=True, error_model="numpy")
@@ -73,7 +80,7 @@ def invert_field_points(lattice, to_lattice, y, iterations):
     by the fixed point ``x <- y - d(x)`` (at most ``iterations`` steps, as ``maps.push_forward_points``;
     a point stops once its step is below 1e-12 of its coordinates' size, float64 round-off), one
     compiled loop per point instead of one lookup call per step."""
-    C, lz, ly, lx = lattice.shape
+    C = lattice.shape[0]
     n = y.shape[1]
     out = np.empty_like(y)
     for p in nb.prange(y.shape[0]):
@@ -89,20 +96,8 @@ def invert_field_points(lattice, to_lattice, y, iterations):
                 for j in range(n):
                     acc += to_lattice[i, j] * x[j]
                 g[3 - n + i] = acc
-            cz = min(max(g[0], 0.0), lz - 1.0)
-            cy = min(max(g[1], 0.0), ly - 1.0)
-            cx = min(max(g[2], 0.0), lx - 1.0)
-            z0, y0, x0 = min(int(cz), lz - 1), min(int(cy), ly - 1), min(int(cx), lx - 1)
-            z1, y1, x1 = min(z0 + 1, lz - 1), min(y0 + 1, ly - 1), min(x0 + 1, lx - 1)
-            a, b, c = cx - x0, cy - y0, cz - z0
             for k in range(C):
-                v00 = lattice[k, z0, y0, x0] + a * (lattice[k, z0, y0, x1] - lattice[k, z0, y0, x0])
-                v01 = lattice[k, z0, y1, x0] + a * (lattice[k, z0, y1, x1] - lattice[k, z0, y1, x0])
-                v10 = lattice[k, z1, y0, x0] + a * (lattice[k, z1, y0, x1] - lattice[k, z1, y0, x0])
-                v11 = lattice[k, z1, y1, x0] + a * (lattice[k, z1, y1, x1] - lattice[k, z1, y1, x0])
-                u0 = v00 + b * (v01 - v00)
-                u1 = v10 + b * (v11 - v10)
-                new = y[p, k] - (u0 + c * (u1 - u0))
+                new = y[p, k] - _trilinear(lattice, k, g[0], g[1], g[2])
                 step = max(step, abs(new - x[k]))
                 x[k] = new
             if step <= 1e-12 * size:
