@@ -27,12 +27,35 @@ from ..core.transform import Compose, SpatialTransform, Transform
 from ..errors import ParameterError, SampleError
 from .stack import stack_samples
 
-__all__ = ["AugmentedDataset", "collate", "with_patch"]
+__all__ = ["AugmentedDataset", "SharedEpoch", "collate", "with_patch"]
 
 Item = Any   # a Sample, an image path, an (image path, label path) pair, or a {layer name: path} mapping
 
 
-class AugmentedDataset(Dataset):
+class SharedEpoch:
+    """The epoch of the next draws, kept in shared memory: worker processes that hold a copy of the
+    object (DataLoader workers, persistent ones included; nnU-Net's background augmenters) read the
+    epoch set in the main process. ``set_epoch`` also drives the ``pipeline``'s schedules."""
+
+    pipeline: Transform
+
+    def _share_epoch(self) -> None:
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        """The epoch of the next draws (``set_epoch``), as every worker process sees it."""
+        return int(self._epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch of the next draws; it also drives the pipeline's schedules (curriculum)."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ParameterError("epoch", epoch, "a non-negative integer")
+        self._epoch.fill_(epoch)
+        self.pipeline.set_epoch(epoch)
+
+
+class AugmentedDataset(SharedEpoch, Dataset):
     """``items`` augmented by ``pipeline``; item ``i`` of epoch ``e`` uses ``generator_for(seed, e, i)``.
 
     Args:
@@ -62,20 +85,7 @@ class AugmentedDataset(Dataset):
         self.items, self.pipeline, self.seed, self.loader = list(items), pipeline, seed, loader
         self.equivalent_crs = bool(equivalent_crs)
         self.labels = (labels,) if isinstance(labels, str) else tuple(labels)
-        # shared memory: DataLoader workers (persistent ones included) read the epoch set here
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-
-    @property
-    def epoch(self) -> int:
-        """The epoch of the next draws (``set_epoch``), as every worker process sees it."""
-        return int(self._epoch)
-
-    def set_epoch(self, epoch: int) -> None:
-        """The epoch of the next draws; it also drives the pipeline's schedules (curriculum)."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ParameterError("epoch", epoch, "a non-negative integer")
-        self._epoch.fill_(epoch)
-        self.pipeline.set_epoch(epoch)
+        self._share_epoch()
 
     def __len__(self) -> int:
         return len(self.items)

@@ -62,7 +62,7 @@ from ..core.space import Space  # noqa: E402
 from ..core.transform import Transform  # noqa: E402
 from ..errors import ParameterError, ShapeError  # noqa: E402
 from ..spatial import Crop  # noqa: E402
-from .dataset import with_patch  # noqa: E402
+from .dataset import SharedEpoch, with_patch  # noqa: E402
 
 __all__ = ["DomainaugTransform", "nnUNetTrainerDomainaug", "TRAINER_PATH", "resolve_pipeline"]
 
@@ -89,7 +89,7 @@ def resolve_pipeline(value: str | os.PathLike[str] | Transform) -> Transform:
         sorted(medical.presets() + remote_sensing.presets())) + ") or an existing pipeline YAML file")
 
 
-class DomainaugTransform(BasicTransform):
+class DomainaugTransform(SharedEpoch, BasicTransform):
     """A domainaug pipeline as a batchgeneratorsv2 transform, for nnU-Net's data loaders.
 
     It takes nnU-Net's per-case ``data_dict`` (``image``: ``(C, *spatial)`` float tensor,
@@ -122,19 +122,7 @@ class DomainaugTransform(BasicTransform):
         self.seed = check_positive_int("seed", seed, minimum=0)
         self.pipeline = pipeline if self.patch_size is None else with_patch(pipeline, Crop(self.patch_size,
                                                                                            mode="center"))
-        # shared memory: nnU-Net's background workers read the epoch set in the main process
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-
-    @property
-    def epoch(self) -> int:
-        return int(self._epoch)
-
-    def set_epoch(self, epoch: int) -> None:
-        """The epoch of the next draws and of the pipeline's schedules."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ParameterError("epoch", epoch, "a non-negative integer")
-        self._epoch.fill_(epoch)
-        self.pipeline.set_epoch(epoch)
+        self._share_epoch()                          # nnU-Net's background workers read it
 
     def get_parameters(self, **data_dict: Any) -> dict[str, Any]:
         return {"draw": [self.seed, self.epoch, int(np.random.randint(0, 2 ** 31 - 1))]}
