@@ -43,6 +43,7 @@ import domainaug.io as dio
 from domainaug import data as shipped
 from domainaug.core.transform import Transform
 from domainaug.evaluate import kfold_compare, paired_ttest, wilcoxon
+from domainaug.evaluate.tasks import T1Segmentation
 from domainaug.medical import LabelsToImage, LesionPaste, Reorient
 from domainaug.spatial import Crop
 
@@ -100,76 +101,13 @@ class PasteFromPool(Transform):
         return self.paste.paste(sample, self.donors[params["donor"]], params)
 
 
-class Trained:
-    """A trained network as ``model(samples) -> probability maps``, with its loss ``history``."""
-
-    def __init__(self, predict: Any, history: list[dict]) -> None:
-        self.predict, self.history = predict, history
-
-    def __call__(self, samples: list[da.Sample]) -> Any:
-        with torch.no_grad():
-            return self.predict(samples)
-
-
-def normalise(image: torch.Tensor) -> torch.Tensor:
-    """Z-score per image, as the t1-segmentation task does."""
-    x = image.float()
-    dims = tuple(range(1, x.dim()))
-    return (x - x.mean(dims, keepdim=True)) / x.std(dims, keepdim=True).clamp(min=1e-6)
-
-
 def train(samples: list[da.Sample], pipeline: Transform | None, seed: int, iterations: int) -> Any:
-    """The t1-segmentation task's loop, smaller (a 4/8/16-channel MONAI UNet, 16x24x24 patches) to fit
-    the 10-minute budget: label-weighted crops (every class, the lesion included, centres as many
-    patches), Dice+CE, Adam."""
-    from monai.losses import DiceCELoss
-    from monai.networks.nets import UNet
-    from torch.utils.data import DataLoader
-
-    from domainaug.training import AugmentedDataset, collate
-    torch.manual_seed(seed)
-    crop = Crop(PATCH, mode="label", ratios=[1.0] * CLASSES)
-    augment = da.Compose([crop] if pipeline is None else [pipeline, crop])
-    dataset = AugmentedDataset(samples, augment, seed=seed, patches=2)
-    loader = DataLoader(dataset, batch_size=2, shuffle=True, num_workers=0, collate_fn=collate,
-                        generator=torch.Generator().manual_seed(seed))
-    net = UNet(spatial_dims=3, in_channels=1, out_channels=CLASSES, channels=(4, 8, 16), strides=(2, 2),
-               num_res_units=1)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    optimiser = torch.optim.Adam(net.parameters(), lr=LR)
-    history: list[dict] = []
-    it, epoch, window = 0, 0, []
-    while it < iterations:
-        dataset.set_epoch(epoch)
-        net.train()
-        for batch in loader:
-            image = torch.stack([normalise(x) for x in batch["image"]])
-            loss = loss_fn(net(image), batch["label"].long())
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            window.append(loss.item())
-            it += 1
-            if it % 10 == 0 or it == iterations:
-                history.append({"epoch": it, "train_loss": float(np.mean(window))})
-                window = []
-            if it >= iterations:
-                break
-        epoch += 1
-    net.eval()
-
-    def predict(items: list[da.Sample]) -> list[np.ndarray]:
-        out = []
-        for s in items:
-            x = normalise(s["image"])[None]
-            shape = x.shape[2:]
-            pad = [p for n in reversed(shape) for p in (0, (-n) % 4)]
-            logits = net(torch.nn.functional.pad(x, pad, mode="replicate"))
-            logits = logits[(0, slice(None)) + tuple(slice(0, n) for n in shape)]
-            out.append(torch.softmax(logits.double(), 0).numpy())
-        return out
-
-    return Trained(predict, history)
+    """The t1-segmentation task's training, smaller (a 4/8/16-channel MONAI UNet, 16x24x24 patches)
+    to fit the 10-minute budget: label-weighted crops (every class, the lesion included, centres as
+    many patches), Dice+CE, Adam."""
+    options = {**T1Segmentation.defaults, "classes": CLASSES, "patch": PATCH, "batch": 2, "lr": LR,
+               "iterations": iterations, "log_every": min(10, iterations), "channels": [4, 8, 16]}
+    return T1Segmentation().train(samples, pipeline, seed, options)
 
 
 def main() -> int:

@@ -138,7 +138,7 @@ class T1Segmentation:
     kind = "segmentation"
     defaults = {"image": str(shipped.path(shipped.T1)), "labels": str(shipped.path(shipped.T1_LABELS)),
                 "classes": 7, "slabs": 5, "patch": [24, 32, 32], "iterations": 150, "batch": 2, "lr": 3e-3,
-                "log_every": 25}
+                "log_every": 25, "channels": [8, 16, 32]}
     quick = {"iterations": 2, "log_every": 1}
     paths = ("image", "labels")
     requires = ("monai",)
@@ -173,8 +173,8 @@ class T1Segmentation:
         crop = Crop(list(o["patch"]), mode="label", ratios=[1.0] * o["classes"])
         augment = Compose([crop] if pipeline is None else [pipeline, crop])
         dataset, loader = _loader(samples, augment, seed, o["batch"], patches=2)
-        net = UNet(spatial_dims=3, in_channels=1, out_channels=o["classes"], channels=(8, 16, 32), strides=(2, 2),
-                   num_res_units=1)
+        net = UNet(spatial_dims=3, in_channels=1, out_channels=o["classes"], channels=tuple(o["channels"]),
+                   strides=(2, 2), num_res_units=1)
         loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
         optimiser = torch.optim.Adam(net.parameters(), lr=o["lr"])
         history: list[dict] = []
