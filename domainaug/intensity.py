@@ -13,7 +13,7 @@ import torch
 
 from .core.kernels.pointwise import power
 from .core.kernels.reduce import channel_moments
-from .core.params import as_uniform, as_world_axes, resolve_world_axes
+from .core.params import as_layer_name, as_uniform, as_world_axes, resolve_world_axes
 from .core.random import child_seed
 from .core.sample import Sample
 from .core.transform import IntensityTransform
@@ -372,9 +372,7 @@ class NormalizeIntensity(IntensityTransform):
         self.divisor = _fixed("divisor", divisor, nonzero=True)
         self.nonzero = bool(nonzero)
         self.channel_wise = bool(channel_wise)
-        if mask is not None and not isinstance(mask, str):
-            raise ParameterError("mask", mask, "None or the name of a layer")
-        self.mask = mask
+        self.mask = as_layer_name("mask", mask, optional=True)
         self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 
@@ -481,9 +479,7 @@ class RescaleIntensity(IntensityTransform):
             raise ParameterError("in_range", in_range, "None when percentiles are given (one of the two)")
         self.clip = bool(clip)
         self.channel_wise = bool(channel_wise)
-        if mask is not None and not isinstance(mask, str):
-            raise ParameterError("mask", mask, "None or the name of a layer")
-        self.mask = mask
+        self.mask = as_layer_name("mask", mask, optional=True)
         self._set_layers(layers, per_layer=per_layer)
         self._set_p(p)
 

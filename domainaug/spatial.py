@@ -28,6 +28,7 @@ from .core.params import (
     PerAxis,
     Uniform,
     as_axes,
+    as_layer_name,
     as_lengths,
     as_per_axis,
     as_size,
@@ -767,9 +768,7 @@ class CropForeground(_Box):
 
     def __init__(self, layer: str = "label", threshold: float = 0.0, margin: float | Sequence[float] = 0.0,
                  k_divisible: int | Sequence[int] = 1, *, allow_smaller: bool = False, p: float = 1.0) -> None:
-        if not isinstance(layer, str):
-            raise ParameterError("layer", layer, "the name of a layer")
-        self.layer = layer
+        self.layer = as_layer_name("layer", layer)
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
             raise ParameterError("threshold", threshold, "a finite number")
         self.threshold = float(threshold)
@@ -846,9 +845,7 @@ class CropOrPad(_Box):
     def __init__(self, size: int | Sequence[int], mask: str | None = None, center: str = "bbox",
                  p: float = 1.0) -> None:
         self.size = as_size("size", size)
-        if mask is not None and not isinstance(mask, str):
-            raise ParameterError("mask", mask, "None or the name of a layer")
-        self.mask = mask
+        self.mask = as_layer_name("mask", mask, optional=True)
         self.center = check_choice("center", center, ("bbox", "mass"))
         self.fusable = mask is None
         self._set_p(p)
@@ -912,10 +909,8 @@ class Resample(SpatialTransform):
                  p: float = 1.0) -> None:
         if (spacing is None) == (target is None):
             raise ParameterError("spacing", spacing, "a voxel size, or None with a target layer (one of the two)")
-        if target is not None and not isinstance(target, str):
-            raise ParameterError("target", target, "the name of a layer")
         self.spacing = None if spacing is None else as_lengths("spacing", spacing)
-        self.target = target
+        self.target = None if target is None else as_layer_name("target", target)
         self._set_p(p)
 
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:

@@ -153,6 +153,15 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
+def as_layer_name(name: str, value: Any, optional: bool = False) -> Any:
+    """``value`` checked as the name of a layer (a non-empty string), or ``None`` when ``optional``."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ParameterError(name, value, "None or the name of a layer" if optional else "the name of a layer")
+    return value
+
+
 def as_size(name: str, value: Any) -> tuple[int, ...]:
     """A spatial size: one positive integer (same on every axis) or one per axis."""
     if isinstance(value, int) and not isinstance(value, bool):

@@ -32,7 +32,7 @@ from ..core.kernels.affine import about_center, n_rotations, rotation_matrix
 from ..core.kernels.resample import resample_layers
 from ..core.kernels.spec import LayerSpec
 from ..core.maps import PendingMap
-from ..core.params import Uniform, as_uniform, check_choice, check_positive_int, to_json
+from ..core.params import Uniform, as_layer_name, as_uniform, check_choice, check_positive_int, to_json
 from ..core.random import child_seed
 from ..core.record import ParamRecord
 from ..core.sample import Layer, Role, Sample, resolve_fill
@@ -196,10 +196,7 @@ class LabelsToImage(Transform):
                  labels: int | Sequence[int] | None = None, paste: bool = False, units: str = "percentile",
                  blur: float | tuple[float, float] = (0.0, 1.0), resolution: float | tuple[float, float] | None = None,
                  bias: float | tuple[float, float] = (-0.15, 0.15), p: float = 1.0) -> None:
-        for name, value in (("label", label), ("image", image)):
-            if not isinstance(value, str) or not value:
-                raise ParameterError(name, value, "a layer name")
-        self.label, self.image = label, image
+        self.label, self.image = as_layer_name("label", label), as_layer_name("image", image)
         self.mean = _per_label("mean", mean)
         self.std = _per_label("std", std, low=0.0)
         self.labels = _label_values("labels", labels)
@@ -407,12 +404,8 @@ class LesionPaste:
         if not values or any(v <= 0 for v in values):
             raise ParameterError("lesion", lesion, "one or more label values > 0 (0 is background)")
         self.lesion = values
-        if not isinstance(label, str) or not label:
-            raise ParameterError("label", label, "a LABEL layer name")
-        self.label = label
-        if region is not None and (not isinstance(region, str) or not region):
-            raise ParameterError("region", region, "None or a layer name")
-        self.region = region
+        self.label = as_layer_name("label", label)
+        self.region = as_layer_name("region", region, optional=True)
         self.region_values = _label_values("region_values", region_values)
         if region is None and self.region_values is not None:
             raise ParameterError("region_values", region_values, "None without a region layer (name it in region=)")
@@ -743,12 +736,8 @@ class GenerativeSynthesis(Transform):
             self.model = str(Path(path).absolute())
         else:
             raise ParameterError("model", type(model).__name__, "a TorchScript file path or a torch.nn.Module")
-        for name, value in (("condition", condition), ("layer", layer)):
-            if not isinstance(value, str) or not value:
-                raise ParameterError(name, value, "a layer name")
-        if region is not None and (not isinstance(region, str) or not region):
-            raise ParameterError("region", region, "None or a layer name")
-        self.condition, self.region, self.layer = condition, region, layer
+        self.condition, self.layer = as_layer_name("condition", condition), as_layer_name("layer", layer)
+        self.region = as_layer_name("region", region, optional=True)
         self.region_values = _label_values("region_values", region_values)
         self.noise_channels = check_positive_int("noise_channels", noise_channels)
         self.context = _length("context", context)
