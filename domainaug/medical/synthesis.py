@@ -268,8 +268,8 @@ class LabelsToImage(Transform):
         std_map = torch.index_select(table_std, 1, flat).reshape(mean_map.shape)
         noise = seeded_noise(params["seed"], mean_map.shape, device, work_dtype, "normal")
         synth = (mean_map + std_map * noise) * span + lo
-        # every voxel is synthesised when every label value present is (the default): no mask
-        everywhere = self.labels is None and len(values) == len(label_values(label))
+        # no voxel left out (index len(values)): no mask needed (the default, every label present)
+        everywhere = not bool((flat == len(values)).any())
         synthesised = torch.ones_like(mean_map[:1], dtype=torch.bool) if everywhere else ~torch.isnan(mean_map[:1])
         if not everywhere:
             other = base.to(work_dtype) if base is not None and self.paste else torch.zeros_like(synth)
