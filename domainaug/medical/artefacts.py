@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..core.kernels.grid import lengths_in_voxels
 from ..core.params import (
     PerAxis,
     Uniform,
@@ -32,8 +33,8 @@ __all__ = ["Swap", "HistogramShift", "CoarseDropout"]
 
 def _voxels(space: Space, lengths: Sequence[float]) -> list[int]:
     """Per array axis, the voxels (at least 1, at most the axis) that a length per *world* axis spans."""
-    worlds = space.world_axes()
-    return [min(n, max(1, int(round(lengths[w] / float(d))))) for n, w, d in zip(space.shape, worlds, space.spacing)]
+    along = lengths_in_voxels([float(lengths[w]) for w in space.world_axes()], space.spacing)
+    return [min(n, v) for n, v in zip(space.shape, along)]
 
 
 def _randint(low: int, high: int, generator: torch.Generator) -> int:
