@@ -24,7 +24,7 @@ from .kernels.grid import apply_affine, invert_field_points, lattice_at
 from .space import Space
 
 __all__ = ["Field", "Stage", "PendingMap", "fuse_stages", "forward_affine", "pull_back_points", "push_forward_points",
-           "invert_map", "invert_field", "coordinate_lattice", "LATTICE_MAX_STEP"]
+           "invert_field", "coordinate_lattice", "LATTICE_MAX_STEP"]
 
 LATTICE_MAX_STEP = 4  # voxels between lattice points, at most
 
@@ -146,18 +146,6 @@ def _invert_field(field: Field, y: np.ndarray, iterations: int) -> np.ndarray:
         out = invert_field_points(np.ascontiguousarray(lattice), np.ascontiguousarray(field.to_lattice, np.float64),
                                   flat, iterations)
     return out.reshape(y.shape)
-
-
-def invert_map(pending: PendingMap, iterations: int = 30) -> PendingMap:
-    """The map back: data on ``pending.space`` (an augmented output) resampled onto ``pending.source``.
-
-    Affine stages are inverted exactly. A field stage ``x -> x + d(x)`` becomes the field ``e`` on
-    the same lattice with ``y + e(y)`` its inverse (``invert_field``).
-    """
-    stages: list = []
-    for stage in reversed(pending.stages):
-        stages.append(invert_field(stage, iterations)[0] if isinstance(stage, Field) else np.linalg.inv(stage))
-    return PendingMap(pending.space, pending.source, fuse_stages(stages))
 
 
 def invert_field(stage: Field, iterations: int = 30) -> tuple[Field, float]:
