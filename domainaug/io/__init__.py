@@ -24,11 +24,12 @@ converted here and only here: a loaded ``Space`` always maps array indices of ce
 
 from __future__ import annotations
 
+import importlib
 import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any
 
 import numpy as np
@@ -63,44 +64,18 @@ def format_of(path: str | os.PathLike) -> str:
                          "a .nii/.nii.gz, .mha/.mhd/.nrrd/.nhdr, .tif/.tiff, .jp2 file or a DICOM folder")
 
 
-def _reader(fmt: str) -> Callable[..., dict[str, Any]]:
-    if fmt == "nifti":
-        from . import nifti
-        return nifti.read
-    if fmt == "itk":
-        from . import itk
-        return itk.read
-    from . import geotiff
-    return geotiff.read
-
-
-def _writer(fmt: str) -> Callable[..., None]:
-    if fmt == "nifti":
-        from . import nifti
-        return nifti.write
-    if fmt == "itk":
-        from . import itk
-        return itk.write
-    from . import geotiff
-    return geotiff.write
-
-
-def _object_reader(kind: str) -> Callable[..., dict[str, Any]]:
-    if kind == "nifti":
-        from . import nifti
-        return nifti.read_image
-    if kind == "itk":
-        from . import itk
-        return itk.read_image
-    from . import geotiff
-    return geotiff.read_dataset
+def _module(fmt: str) -> ModuleType:
+    """The reader/writer module of a format (``"nifti"``, ``"itk"``, ``"geotiff"``), imported on use
+    (SimpleITK and rasterio load only when a file needs them)."""
+    return importlib.import_module(f"{__name__}.{fmt}")
 
 
 def _read(path: Any) -> dict[str, Any]:
     kind = object_kind(path)
     if kind is not None:                   # an image object: read as its file would be
         name = name_of(path)
-        reader = _object_reader(kind)
+        module = _module(kind)
+        reader = module.read_dataset if kind == "geotiff" else module.read_image
         try:
             return reader(path, name)
         except DomainaugError:
@@ -121,7 +96,7 @@ def _read(path: Any) -> dict[str, Any]:
         if source.is_file() and source.stat().st_size == 0:
             raise DomainaugError(f"{source}: the file is empty")
     fmt = format_of(source)
-    reader = _reader(fmt)                  # outside the try: a missing extra is named as it is
+    reader = _module(fmt).read             # outside the try: a missing extra is named as it is
     try:
         return reader(source)
     except DomainaugError:
@@ -279,7 +254,7 @@ def save(sample: Sample, path: str | os.PathLike, layer: str = "image", *, dtype
     if tensor.dtype in (torch.float16, torch.bfloat16):
         tensor = tensor.float()
     data = tensor.numpy()
-    writer = _writer(fmt)
+    writer = _module(fmt).write
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, verify=lambda tmp: verify_written(tmp, path, fmt, data.size)) as tmp:
         writer(tmp, data, sample.space_of(layer), meta=meta, role=data_layer.role.value, fill=data_layer.fill,
