@@ -15,9 +15,17 @@ from .core.kernels.pointwise import power
 from .core.kernels.reduce import channel_moments
 from .core.params import as_layer_name, as_uniform, as_world_axes, resolve_world_axes
 from .core.random import child_seed
-from .core.sample import Sample
+from .core.sample import Sample, batch_buffer
 from .core.transform import IntensityTransform
-from .core.values import affine_values, channel_quantiles, channel_stats, foreground, normalized_smooth, seeded_noise
+from .core.values import (
+    affine_values,
+    channel_quantiles,
+    channel_stats,
+    foreground,
+    normalized_smooth,
+    seeded_noise,
+    seeded_noise_batch,
+)
 from .errors import NoDataError, ParameterError
 
 if TYPE_CHECKING:
@@ -58,6 +66,15 @@ class Gamma(IntensityTransform):
         s = channel_stats(data, valid, ("min", "max"))
         span = (s["max"] - s["min"]).clamp(min=torch.finfo(data.dtype).tiny)
         return power(data, s["min"], span, params["gamma"])
+
+    def transform_batch(self, data: torch.Tensor, valid: torch.Tensor | None, params: list[dict[str, Any]],
+                        samples: list[Sample], name: str) -> torch.Tensor:
+        out = batch_buffer(tuple(data.shape), data.dtype, data.device)
+        for b in range(data.shape[0]):            # (one compiled pass per element, each its own gamma)
+            s = channel_stats(data[b], None if valid is None else valid[b], ("min", "max"))
+            span = (s["max"] - s["min"]).clamp(min=torch.finfo(data.dtype).tiny)
+            power(data[b], s["min"], span, params[b]["gamma"], out=out[b])
+        return out
 
     @classmethod
     def contract_case(cls) -> Case:
@@ -138,8 +155,20 @@ class GaussianNoise(IntensityTransform):
 
     def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
                         sample: Sample, name: str) -> torch.Tensor:
-        scale = params["std"] * (channel_stats(data, valid, ("std",))["std"] if self.relative else 1.0)
-        return data + scale * seeded_noise(params["seed"], data.shape, data.device, data.dtype, "normal")
+        return data + self._scale(data, valid, params) * seeded_noise(params["seed"], data.shape, data.device,
+                                                                       data.dtype, "normal")
+
+    def _scale(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any]) -> Any:
+        return params["std"] * (channel_stats(data, valid, ("std",))["std"] if self.relative else 1.0)
+
+    def transform_batch(self, data: torch.Tensor, valid: torch.Tensor | None, params: list[dict[str, Any]],
+                        samples: list[Sample], name: str) -> torch.Tensor:
+        shape = (data.shape[1],) + (1,) * (data.dim() - 2)
+        scale = torch.stack([torch.as_tensor(self._scale(data[b], None if valid is None else valid[b], p),
+                                             dtype=data.dtype, device=data.device).expand(shape)
+                             for b, p in enumerate(params)])
+        noise = seeded_noise_batch([p["seed"] for p in params], data.shape[1:], data.device, data.dtype, "normal")
+        return data + scale * noise
 
     @classmethod
     def contract_case(cls) -> Case:

@@ -13,13 +13,15 @@ import torch
 
 from ..errors import ParameterError, ShapeError, SpaceMismatchError
 from .boxes import Boxes, inside_view, move_boxes
+from .kernels.memory import empty
 from .kernels.resample import count_pass, resample_layers
 from .kernels.spec import INTENSITY_MODES, LABEL_MODES, LayerSpec
 from .maps import PendingMap, Stage, push_forward_points
 from .record import ParamRecord
 from .space import Space, check_same_world
 
-__all__ = ["Role", "Layer", "Sample", "DEFAULT_LABEL_INTERPOLATION", "FILL_STATISTICS", "as_tensor", "as_label",
+__all__ = ["Role", "Layer", "Sample", "materialize_batch", "stacked", "batch_buffer",
+           "DEFAULT_LABEL_INTERPOLATION", "FILL_STATISTICS", "as_tensor", "as_label",
            "intensity_dtype", "resolve_fill", "check_fill"]
 
 #: Fills computed from the layer itself, over valid voxels and every channel.
@@ -467,6 +469,60 @@ class Sample:
                            for n, layer in self._layers.items())
         lazy = " (resampling pending)" if self._pending is not None else ""
         return f"Sample({self.space.describe()}; {layers}; {len(self.history)} records{lazy})"
+
+
+def stacked(tensors: Sequence[torch.Tensor]) -> torch.Tensor | None:
+    """The ``(B, *shape)`` batch of tensors of one shape, dtype and device: a view when they are the
+    consecutive slices of one buffer (what a batched resampling writes, or a batch's elements), else a
+    stacked copy; ``None`` when they differ."""
+    first = tensors[0]
+    if any(t.shape != first.shape or t.dtype != first.dtype or t.device != first.device for t in tensors):
+        return None
+    n, ptr = first.numel(), first.untyped_storage().data_ptr()
+    if n and all(t.is_contiguous() and not t.requires_grad and t.untyped_storage().data_ptr() == ptr and
+                 t.storage_offset() == first.storage_offset() + b * n for b, t in enumerate(tensors)):
+        return first.as_strided((len(tensors),) + tuple(first.shape), (n,) + first.stride(), first.storage_offset())
+    return torch.stack(list(tensors))
+
+
+def batch_buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """An uninitialised buffer for a batch's layer (a recycled one for large CPU data, as every output)."""
+    return empty(shape, dtype) if device.type == "cpu" else torch.empty(shape, dtype=dtype, device=device)
+
+
+def materialize_batch(samples: Sequence[Sample]) -> list[Sample]:
+    """``materialize`` every sample (in place; returned as a list). Elements on one grid whose
+    layers match in name, role, shape, dtype, interpolation and fill, with maps between grids of
+    one shape, are resampled into one ``(B, C, *spatial)`` buffer per layer (each element's layer a
+    view of it, so a batched op or ``stack_samples`` reads it without a copy); each element's map
+    and arithmetic are its own, so the result equals each alone bit for bit."""
+    groups: dict[tuple[Any, ...], list[Sample]] = {}
+    for s in samples:
+        pending = s._pending
+        if pending is None:
+            continue
+        if s._grids or s._sources:               # many grids: each alone (``_resolved``)
+            s.materialize()
+            continue
+        key = (pending.source.shape, s.space.shape, tuple(sorted(pending.values)), s.device,
+               tuple((n, layer.role, layer.data.dtype, tuple(layer.data.shape), layer.mode, float(layer.fill))
+                     for n, layer in s._layers.items()))
+        groups.setdefault(key, []).append(s)
+    for group in groups.values():
+        first = group[0]
+        names = list(first._layers)
+        outs = [batch_buffer((len(group), first._layers[n].data.shape[0]) + tuple(first.space.shape),
+                             first._layers[n].data.dtype, first.device) for n in names]
+        for b, s in enumerate(group):
+            pending = s._pending
+            assert pending is not None
+            specs = [s._layers[n].spec() for n in names]
+            specs = [replace(sp, gain=pending.values[n][0], bias=pending.values[n][1]) if n in pending.values else sp
+                     for n, sp in zip(names, specs)]
+            resample_layers(specs, pending, out=[o[b] for o in outs])
+            s._layers = {n: replace(s._layers[n], data=o[b]) for n, o in zip(names, outs)}
+            s._pending, s._sources = None, {}
+    return list(samples)
 
 
 def intensity_dtype(source: torch.dtype | np.dtype | str, requested: str | torch.dtype | None = None) -> torch.dtype:

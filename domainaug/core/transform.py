@@ -19,7 +19,7 @@ from .kernels.exact import exact_full
 from .maps import PendingMap, Stage, forward_affine
 from .params import as_builtin, to_json
 from .record import ParamRecord
-from .sample import Role, Sample
+from .sample import Layer, Role, Sample, materialize_batch, stacked
 from .schedule import ScheduledConstruction, build_at
 from .space import Space, covering_grid
 from .values import affine_values, cast
@@ -215,6 +215,58 @@ class Transform(metaclass=ScheduledConstruction):
         params = self.sample_params(sample, generator)
         return self.run(sample, params, lazy=lazy), params
 
+    # --- batches (``training.BatchAugment``) ------------------------------------------------------
+    def step_batch(self, samples: list[Sample], generators: list[torch.Generator], *,
+                   lazy: bool) -> tuple[list[Sample], list[dict[str, Any]]]:
+        """``step`` of every element with its own generator, the work done for the batch at once
+        where the op can (``run_batch``). Each generator sees exactly the draws of its element alone,
+        in the same order, so element ``b`` equals ``step(samples[b], generators[b])``."""
+        for s in samples:
+            self.check_grids(s)
+        skipped = [self._skipped(g) for g in generators]
+        outs = [self.run(s, dict(SKIPPED), lazy=lazy) if k else s for s, k in zip(samples, skipped)]
+        params: list[dict[str, Any]] = [dict(SKIPPED) for _ in samples]
+        todo = [i for i, k in enumerate(skipped) if not k]
+        if todo:
+            done, drawn = self._draw_and_run_batch([samples[i] for i in todo], [generators[i] for i in todo], lazy)
+            for i, out, p in zip(todo, done, drawn):
+                outs[i], params[i] = out, self._stamp(p)
+        return outs, params
+
+    def _draw_and_run_batch(self, samples: list[Sample], generators: list[torch.Generator],
+                            lazy: bool) -> tuple[list[Sample], list[dict[str, Any]]]:
+        """Every element's draw, then ``run_batch``; an op that draws while it runs (its own
+        ``_draw_and_run``) does each element alone."""
+        if type(self)._draw_and_run is not Transform._draw_and_run:
+            pairs = [self._draw_and_run(s, g, lazy) for s, g in zip(samples, generators)]
+            return [o for o, _ in pairs], [p for _, p in pairs]
+        params = [self.sample_params(s, g) for s, g in zip(samples, generators)]
+        return self.run_batch(samples, params, lazy=lazy), params
+
+    def run_batch(self, samples: list[Sample], params: list[dict[str, Any]], *, lazy: bool = False) -> list[Sample]:
+        """``run`` of every element with its own params; equal to running each alone. The applied
+        elements of one epoch go through ``_run_batch`` together."""
+        if len(params) != len(samples):
+            raise ParameterError("params", f"{len(params)} dicts", f"{len(samples)} (one per element)")
+        outs = list(samples)
+        together: list[int] = []
+        for i, (s, p) in enumerate(zip(samples, params)):
+            if p.get("applied", True) is False or self.for_record(p) is not self:
+                outs[i] = self.run(s, p, lazy=lazy)
+            else:
+                self.check_grids(s)
+                together.append(i)
+        if together:
+            for i, out in zip(together, self._run_batch([samples[i] for i in together],
+                                                        [params[i] for i in together], lazy)):
+                outs[i] = out
+        return outs
+
+    def _run_batch(self, samples: list[Sample], params: list[dict[str, Any]], lazy: bool) -> list[Sample]:
+        """Applied params of this epoch on every element (ops that can override it to work on the
+        batch at once; by default each element alone)."""
+        return [self.lazy(s, p) if lazy else self.apply(s, p) for s, p in zip(samples, params)]
+
     def __call__(self, sample: Sample, generator: torch.Generator | None = None) -> Sample:
         """Draw, apply, and append ``ParamRecord(name, config, params)`` to the output's history.
 
@@ -285,6 +337,10 @@ class SpatialTransform(Transform):
         if params.get("applied", True) is False:
             return pending
         return pending.then(*self.for_record(params).spatial_map(pending.space, params))
+
+    def _run_batch(self, samples: list[Sample], params: list[dict[str, Any]], lazy: bool) -> list[Sample]:
+        outs = [self.lazy(s, p) for s, p in zip(samples, params)]
+        return outs if lazy else materialize_batch(outs)
 
 
 class IntensityTransform(Transform):
@@ -409,6 +465,84 @@ as one.
         params = self._stamp(self._draw_layers(sample, generator))
         return self.run(sample, params, lazy=lazy), params
 
+    def step_batch(self, samples: list[Sample], generators: list[torch.Generator], *,
+                   lazy: bool) -> tuple[list[Sample], list[dict[str, Any]]]:
+        if any(self.draws_per_layer(s) for s in samples):       # draws per layer: each element alone
+            pairs = [self.step(s, g, lazy=lazy) for s, g in zip(samples, generators)]
+            return [o for o, _ in pairs], [p for _, p in pairs]
+        return super().step_batch(samples, generators, lazy=lazy)
+
+    def _draw_and_run_batch(self, samples: list[Sample], generators: list[torch.Generator],
+                            lazy: bool) -> tuple[list[Sample], list[dict[str, Any]]]:
+        params = [self.sample_params_on(s, g) for s, g in zip(samples, generators)]
+        return self.run_batch(samples, params, lazy=lazy), params
+
+    def _run_batch(self, samples: list[Sample], params: list[dict[str, Any]], lazy: bool) -> list[Sample]:
+        """Fused into a pending permutation where each element can be (``lazy``), else the elements
+        resampled together and changed together (``apply_batch``)."""
+        outs: list[Sample | None] = [self._fused(s, p) if lazy else None for s, p in zip(samples, params)]
+        rest = [i for i, o in enumerate(outs) if o is None]
+        if rest:
+            done = self.apply_batch(materialize_batch([samples[i] for i in rest]), [params[i] for i in rest])
+            for i, out in zip(rest, done):
+                outs[i] = out
+        return outs  # type: ignore[return-value]  # (every element set)
+
+    def apply_batch(self, samples: list[Sample], params: list[dict[str, Any]]) -> list[Sample]:
+        """``apply`` of every element (materialised, of this epoch), equal to each alone bit for bit on
+        the CPU: one ``transform_batch`` per target layer over a ``(B, C, *spatial)`` view of the
+        elements where they share the layer's shape and dtype and lie on one grid, else each alone."""
+        names = self.target_layers(samples[0])
+        owner = {a: next(k for k in type(self).__mro__ if a in vars(k)) for a in ("transform_layer", "transform_batch")}
+        plain = issubclass(owner["transform_batch"], owner["transform_layer"]) and len(samples) > 1 and \
+            all(not s.grids and "layers" not in p for s, p in zip(samples, params)) and \
+            all(self.target_layers(s) == names for s in samples[1:])
+        if not plain:
+            return [self.apply(s, p) for s, p in zip(samples, params)]
+        changed: list[dict[str, Layer]] = [{} for _ in samples]
+        for name in names:
+            layers = [s.layers[name] for s in samples]
+            valids = [s.layers[s.valid_name].data if s.valid_name else None for s in samples]
+            data = stacked([layer.data for layer in layers])
+            valid = None if valids[0] is None else stacked(valids)    # type: ignore[arg-type]
+            if data is None or (valid is None) != all(v is None for v in valids) or \
+                    (valid is not None and valid.shape[0] != data.shape[0]) or \
+                    (valid is not None and not bool(valid.flatten(1).any(1).all())):
+                return [self.apply(s, p) for s, p in zip(samples, params)]
+            work = data.to(torch.float64 if data.dtype == torch.float64 else torch.float32)
+            new = self.transform_batch(work, valid, params, samples, name)
+            if new is None:
+                return [self.apply(s, p) for s, p in zip(samples, params)]
+            if valid is not None:
+                in_place = self.fresh_output and new.shape == work.shape and new.dtype == work.dtype and \
+                    new.is_contiguous() and \
+                    not (torch.is_grad_enabled() and (new.requires_grad or work.requires_grad)) \
+                    and new.untyped_storage().data_ptr() not in (work.untyped_storage().data_ptr(),
+                                                                 data.untyped_storage().data_ptr())
+                new = torch.where(valid, new, work, out=new if in_place else None)
+            new = cast(new, data.dtype)
+            for b, layer in enumerate(layers):
+                changed[b][name] = replace(layer, data=new[b])
+        return [s.with_layers(**c) for s, c in zip(samples, changed)]
+
+    def transform_batch(self, data: torch.Tensor, valid: torch.Tensor | None, params: list[dict[str, Any]],
+                        samples: list[Sample], name: str) -> torch.Tensor | None:
+        """New values of layer ``name`` for every element at once: ``data`` ``(B, C, *spatial)`` float,
+        ``valid`` ``(B, 1, *spatial)`` bool or ``None``, one params dict per element; equal to
+        ``transform_layer`` of each element bit for bit on the CPU. ``None``: not vectorised (each
+        element runs alone). Used only where the class that defines it also defines (or inherits
+        from the definer of) ``transform_layer``. By default a per-channel affine op
+        (``channel_affine``) is one pass with ``(B, C, 1, ..., 1)`` gains and biases."""
+        affines = [self.channel_affine(data[b], None if valid is None else valid[b], params[b], samples[b], name)
+                   for b in range(data.shape[0])]
+        if any(a is None for a in affines):
+            return None
+        gain = torch.stack([torch.as_tensor(a[0], dtype=data.dtype, device=data.device).expand(  # type: ignore[index]
+            (data.shape[1],) + (1,) * (data.dim() - 2)) for a in affines])
+        bias = torch.stack([torch.as_tensor(a[1], dtype=data.dtype, device=data.device).expand(  # type: ignore[index]
+            (data.shape[1],) + (1,) * (data.dim() - 2)) for a in affines])
+        return affine_values(data, gain, bias)
+
     def layer_params(self, sample: Sample, params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """``(layer, params)`` for every target layer that ``params`` changes: the shared params for
         each, or each layer's own (``{"layers": ...}``), skipped layers left out."""
@@ -440,15 +574,19 @@ as one.
     def lazy(self, sample: Sample, params: dict[str, Any]) -> Sample:
         if (at := self.for_record(params)) is not self:       # a record of another epoch
             return at.lazy(sample, params)
+        fused = self._fused(sample, params)
+        return fused if fused is not None else self.apply(sample.materialize(), params)
+
+    def _fused(self, sample: Sample, params: dict[str, Any]) -> Sample | None:
+        """``sample`` with this op as value stages on its pending exact permutation, or ``None`` when
+        it has none that can take them (the op then needs the data)."""
         pending = sample.pending
         # (only when every layer's data is on the map's source grid: a layer that another grid's data
         # reaches through the map, e.g. after ResampleToMatch, is interpolated, not permuted)
         if pending is not None and not pending.n_fields and not sample.grids and exact_full(pending) and \
                 all(sample.source_of(n) == pending.source for n in sample.layer_names()):
-            fused = self._fuse(sample, pending, params)
-            if fused is not None:
-                return fused
-        return self.apply(sample.materialize(), params)
+            return self._fuse(sample, pending, params)
+        return None
 
     def _fuse(self, sample: Sample, pending: PendingMap, params: dict[str, Any]) -> Sample | None:
         """``sample`` with this transform as value stages on its pending permutation, computed from the
@@ -585,6 +723,14 @@ class Composite(Transform):
             return out
         return out.materialize() if out is not sample else sample.replace()
 
+    @classmethod
+    def finish_batch(cls, outs: list[Sample], samples: list[Sample], lazy: bool = False) -> list[Sample]:
+        """``finish`` of every element, the pending maps resolved together (``materialize_batch``)."""
+        if lazy:
+            return outs
+        materialize_batch(outs)
+        return [cls.finish(o, s) for o, s in zip(outs, samples)]
+
     def sample_params(self, sample: Sample, generator: torch.Generator) -> dict[str, Any]:
         return self._draw_and_run(sample, generator, lazy=True)[1]
 
@@ -665,6 +811,24 @@ class Compose(Composite):
         for t, p in zip(self.transforms, children):
             state = step(t, p, state)
         return state
+
+    def _draw_and_run_batch(self, samples: list[Sample], generators: list[torch.Generator],
+                            lazy: bool) -> tuple[list[Sample], list[dict[str, Any]]]:
+        outs, children = list(samples), [[] for _ in samples]     # type: tuple[list[Sample], list[list[Any]]]
+        for t in self.transforms:
+            outs, params = t.step_batch(outs, generators, lazy=True)
+            for kept, p in zip(children, params):
+                kept.append(p)
+        return self.finish_batch(outs, samples, lazy), [{"children": c} for c in children]
+
+    def _run_batch(self, samples: list[Sample], params: list[dict[str, Any]], lazy: bool) -> list[Sample]:
+        children = [p["children"] for p in params]
+        if any(len(c) != len(self.transforms) for c in children):
+            return super()._run_batch(samples, params, lazy)            # (raises the per-element error)
+        outs = list(samples)
+        for k, t in enumerate(self.transforms):
+            outs = t.run_batch(outs, [c[k] for c in children], lazy=True)
+        return self.finish_batch(outs, samples, lazy)
 
     @classmethod
     def contract_case(cls) -> Case:

@@ -150,22 +150,31 @@ def seeded_noise(seed: int, shape: Sequence[int], device: torch.device, dtype: t
     ``(seed, chunk)``: the chunks are drawn in parallel (torch releases the GIL), and the result
     does not depend on the number of threads.
     """
-    out = empty(tuple(shape), torch.float32)
-    flat = out.view(-1)
-    n_chunks = (flat.numel() + NOISE_CHUNK - 1) // NOISE_CHUNK
+    return seeded_noise_batch([seed], shape, device, dtype, kind)[0]
 
-    def fill(i: int) -> None:
-        g = generator_for(seed % (2**63), 0, i)
-        view = flat[i * NOISE_CHUNK:(i + 1) * NOISE_CHUNK]
+
+def seeded_noise_batch(seeds: Sequence[int], shape: Sequence[int], device: torch.device, dtype: torch.dtype,
+                       kind: str) -> torch.Tensor:
+    """``seeded_noise`` of every seed, ``(len(seeds), *shape)``: element ``b`` equals ``seeded_noise(seeds[b],
+    ...)``, the chunks of every element drawn in parallel together."""
+    out = empty((len(seeds),) + tuple(shape), torch.float32)
+    flats = out.view(len(seeds), -1)
+    n_chunks = (flats.shape[1] + NOISE_CHUNK - 1) // NOISE_CHUNK
+    tasks = [(b, i) for b in range(len(seeds)) for i in range(n_chunks)]
+
+    def fill(task: tuple[int, int]) -> None:
+        b, i = task
+        g = generator_for(seeds[b] % (2**63), 0, i)
+        view = flats[b, i * NOISE_CHUNK:(i + 1) * NOISE_CHUNK]
         (torch.randn if kind == "normal" else torch.rand)(view.shape, generator=g, dtype=torch.float32, out=view)
 
-    workers = min(n_chunks, torch.get_num_threads())
+    workers = min(len(tasks), torch.get_num_threads())
     if workers > 1:
         with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(fill, range(n_chunks)))
+            list(pool.map(fill, tasks))
     else:
-        for i in range(n_chunks):
-            fill(i)
+        for task in tasks:
+            fill(task)
     return out.to(device=device, dtype=dtype)
 
 

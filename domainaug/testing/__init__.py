@@ -29,7 +29,7 @@ __all__ = ["Case", "library_transforms", "declared_cases", "missing_case", "make
            "check_identity", "check_no_new_labels", "check_points_follow", "check_boxes_follow", "check_dtypes",
            "check_bad_arguments",
            "check_valid_values", "with_image_dtype",
-           "assert_samples_equal", "assert_boxes_equal"]
+           "assert_samples_equal", "assert_boxes_equal", "check_batched", "check_batched_samples", "batch_variants"]
 
 
 @dataclass
@@ -361,6 +361,56 @@ def check_batched(t: Transform, sample: Sample) -> None:
         assert out["records"][b] == [r.to_dict() for r in one.history]
     again = augment(images, stack("label"), stack("valid"), records=out["records"], **kw)
     assert torch.equal(again["image"], out["image"])
+    for variant in batch_variants(sample):
+        check_batched_samples(t, variant)
+
+
+def batch_variants(sample: Sample) -> list[Sample]:
+    """``sample`` as a multi-layer sample (a second INTENSITY layer, ``image * 0.5 + 1``, beside it) and
+    with its validity turned the other way (its VALID layer dropped, or one added that hides a corner
+    block, where the image then holds the fill): what ``check_batched_samples`` also runs on."""
+    info = sample.layer_info("image")
+    image = sample["image"]
+    second = Layer((image.double() * 0.5 + 1).to(image.dtype), Role.INTENSITY, info.fill, info.channels)
+    many = sample.with_layers(t2=second)
+    if sample.valid_name:
+        toggled = sample.replace(layers={n: v for n, v in sample.layers.items() if n != sample.valid_name})
+    else:
+        valid = torch.ones((1,) + tuple(sample.space.shape), dtype=torch.bool)
+        valid[(slice(None),) + tuple(slice(0, max(1, n // 3)) for n in sample.space.shape)] = False
+        data = torch.where(valid, image, torch.full_like(image, info.fill))
+        toggled = sample.with_layers(image=replace(info, data=data), valid=Layer(valid, Role.VALID))
+    return [many, toggled]
+
+
+def check_batched_samples(t: Transform, sample: Sample) -> None:
+    """``BatchAugment.augment`` of two elements (``sample`` and a changed copy of it, any layers) equals
+    each element augmented alone with the same generator (every layer, the space, targets and the
+    record), or raises what the element alone raises."""
+    import pytest
+
+    from ..core.random import generator_for
+    from ..training.batch import BatchAugment
+    changed = {n: replace(sample.layer_info(n), data=(sample[n].double() * 0.5 + 1).to(sample[n].dtype))
+               for n in sample.layer_names(Role.INTENSITY)}
+    if sample.valid_name:
+        valid = sample[sample.valid_name]
+        changed = {n: replace(x, data=torch.where(valid, x.data, sample[n])) for n, x in changed.items()}
+    elements, indices = [sample, sample.with_layers(**changed)], [3, 8]
+    try:
+        alone = [t(e, generator_for(9, 0, i)) for e, i in zip(elements, indices)]
+    except Exception as error:           # noqa: BLE001 - the batch must refuse it the same way
+        with pytest.raises(type(error)):
+            BatchAugment(t, seed=9).augment(elements, indices=indices)
+        return
+    outs = BatchAugment(t, seed=9).augment(elements, indices=indices)
+    for one, out in zip(alone, outs):
+        assert out.space == one.space, (type(t).__name__, out.space.describe(), one.space.describe())
+        assert_samples_equal(out, one)
+        for name in one.layer_names():
+            assert out.layer_info(name).role is one.layer_info(name).role, (type(t).__name__, name)
+            assert out.space_of(name) == one.space_of(name), (type(t).__name__, name)
+        assert [r.to_dict() for r in out.history] == [r.to_dict() for r in one.history], type(t).__name__
 
 
 def check_bad_arguments(case: Case) -> None:

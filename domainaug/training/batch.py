@@ -86,6 +86,35 @@ class BatchAugment:
                               boxes=None if boxes is None else boxes[b]))
         return out
 
+    def augment(self, samples: Sequence[Sample], *, epoch: int = 0, indices: Sequence[int] | None = None,
+                records: Sequence[Sequence[ParamRecord | dict[str, Any]]] | None = None) -> list[Sample]:
+        """The pipeline on every sample of a batch at once (any layers, grids and targets), each element
+        drawing from ``generator_for(seed, epoch, indices[b])``: equal to ``pipeline(samples[b], that
+        generator)``, record included. With ``records`` (one list per element) they are replayed."""
+        samples = list(samples)
+        if not all(isinstance(s, Sample) for s in samples):
+            raise ParameterError("samples", [type(s).__name__ for s in samples], "a list of domainaug Samples")
+        if records is not None:
+            if len(records) != len(samples):
+                raise ParameterError("records", f"{len(records)} lists", f"{len(samples)} (one per element)")
+            return [replay(s, r) for s, r in zip(samples, records)]
+        indices = list(range(len(samples))) if indices is None else list(indices)
+        if len(indices) != len(samples):
+            raise ParameterError("indices", f"{len(indices)} indices", f"{len(samples)} (one per element)")
+        if not samples:
+            return []
+        if self.pipeline.epoch != epoch:
+            self.pipeline.set_epoch(epoch)
+        generators = [generator_for(self.seed, epoch, int(i)) for i in indices]
+        outs, params = self.pipeline.step_batch(samples, generators, lazy=False)
+        name, config = type(self.pipeline).__name__, self.pipeline.config()     # (one config for the batch)
+        done = []
+        for s, out, p in zip(samples, outs, params):
+            out = out if out is not s else s.replace()
+            out.history = list(s.history) + [ParamRecord(name, config, p)]
+            done.append(out)
+        return done
+
     def __call__(self, image: torch.Tensor, label: torch.Tensor | None = None, valid: torch.Tensor | None = None,
                  space: Space | Sequence[Space] | None = None, *, fill: float = 0.0,
                  channels: Sequence[str] | None = None, label_interpolation: str | None = None,
@@ -100,22 +129,16 @@ class BatchAugment:
         shape, e.g. after a ``Crop``).
         With ``records`` (one list per element) the batch is replayed instead of drawn."""
         samples = self.samples(image, label, valid, space, fill, channels, label_interpolation, meta, points, boxes)
-        if records is not None:
-            if len(records) != len(samples):
-                raise ParameterError("records", f"{len(records)} lists", f"{len(samples)} (one per element)")
-            outs = [replay(s, r) for s, r in zip(samples, records)]
-        else:
-            indices = list(range(len(samples))) if indices is None else list(indices)
-            if len(indices) != len(samples):
-                raise ParameterError("indices", f"{len(indices)} indices", f"{len(samples)} (one per element)")
-            if self.pipeline.epoch != epoch:
-                self.pipeline.set_epoch(epoch)
-            outs = [self.pipeline(s, generator_for(self.seed, epoch, int(i))) for s, i in zip(samples, indices)]
+        outs = self.augment(samples, epoch=epoch, indices=indices, records=records)
         for name in dict.fromkeys(n for o in outs for n in o.layer_names()):
             shapes = {tuple(o[name].shape) for o in outs if name in o.layer_names()}
             if len(shapes) != 1:
                 raise ShapeError(f"the pipeline gives {name!r} shapes {sorted(shapes)} across the batch; end it "
                                  "on one grid size (e.g. with a Crop) to stack them")
         result = stack_samples(outs)                # the same stacking as collate: nothing dropped
+        given = {t.untyped_storage().data_ptr() for t in (image, label, valid) if t is not None}
+        for name in dict.fromkeys(n for o in outs for n in o.layer_names()):   # never the caller's memory
+            if result[name].untyped_storage().data_ptr() in given:
+                result[name] = result[name].clone()
         result["spaces"] = [o.space for o in outs]
         return result

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.sample import Role, Sample
+from ..core.sample import Role, Sample, stacked
 
 __all__ = ["RESERVED_KEYS", "stack_samples", "with_common_valid", "detection_targets"]
 
@@ -82,17 +82,17 @@ def stack_samples(samples: Sequence[Sample]) -> dict[str, Any]:
         for t in tensors[1:]:
             dtype = torch.promote_types(dtype, t.dtype)
         ref, fill = tensors[0], infos[0].fill
-        stacked, mask = [], []
+        parts, mask = [], []
         for s in samples:
             if name in s.layer_names():
-                stacked.append(s[name].to(dtype))
+                parts.append(s[name].to(dtype))
                 mask.append(True)
             else:
                 # a sample without this VALID layer is valid everywhere on that grid
-                stacked.append(torch.full(ref.shape, True if roles == {Role.VALID} else fill, dtype=dtype,
+                parts.append(torch.full(ref.shape, True if roles == {Role.VALID} else fill, dtype=dtype,
                                           device=ref.device))
                 mask.append(False)
-        out[name] = torch.stack(stacked)
+        out[name] = stacked(parts)           # a view when the layers are a batch's slices already
         present[name] = torch.tensor(mask, dtype=torch.bool)
         if roles == {Role.VALID}:
             present[name][:] = True

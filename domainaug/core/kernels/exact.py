@@ -67,7 +67,9 @@ def _exact_region(pending: PendingMap, plan):
     return lo, hi, src_lo, flips
 
 
-def copy_exact(specs: list[LayerSpec], pending: PendingMap, plan) -> list[torch.Tensor]:
+def copy_exact(specs: list[LayerSpec], pending: PendingMap, plan,
+               out: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """Every layer through the exact ``plan`` (see ``resample_layers``; ``out``: tensors to write into)."""
     perm, sign, offset = plan
     out_shape = pending.space.shape
     lo, hi, src_lo, flips = _exact_region(pending, plan)
@@ -76,12 +78,13 @@ def copy_exact(specs: list[LayerSpec], pending: PendingMap, plan) -> list[torch.
     cpu = specs[0].data.device.type == "cpu"
     valid_src = next((s.data for s in specs if s.kind == "valid"), None)
     results = []
-    for spec in specs:
+    dsts: list[torch.Tensor | None] = list(out) if out is not None else [None] * len(specs)
+    for spec, dst in zip(specs, dsts):
         # torch for plain copies and crops; the blocked numba copy (faster than torch.flip) for
         # transposes, mirrors and value stages, which ride along with the copy; torch for float16/bfloat16
         numba_ok = spec.data.dtype not in (torch.float16, torch.bfloat16)
         if cpu and numba_ok and (not rows_kept or flips or spec.gain is not None):
-            results.append(_exact_cpu(spec, plan, lo, hi, out_shape, valid_src))
+            results.append(_exact_cpu(spec, plan, lo, hi, out_shape, valid_src, dst))
         else:
             results.append(_exact_torch(spec, perm, lo, hi, src_lo, flips, out_shape))
     valid = next((r for r, s in zip(results, specs) if s.kind == "valid"), None)
@@ -90,10 +93,11 @@ def copy_exact(specs: list[LayerSpec], pending: PendingMap, plan) -> list[torch.
     if valid is not None and not full:  # new voxels hold the fill (a permutation keeps canonical nodata)
         results = [torch.where(valid, r, torch.full_like(r, s.fill)) if s.kind == "intensity" else r
                    for r, s in zip(results, specs)]
-    return results
+    return results if out is None else [d if r is d else d.copy_(r) for d, r in zip(out, results)]
 
 
-def _exact_cpu(spec: LayerSpec, plan, lo, hi, out_shape, valid_src: torch.Tensor | None = None) -> torch.Tensor:
+def _exact_cpu(spec: LayerSpec, plan, lo, hi, out_shape, valid_src: torch.Tensor | None = None,
+               dst: torch.Tensor | None = None) -> torch.Tensor:
     """One contiguous output from signed source strides, for transposes and mirrored rows (a blocked
     copy; torch would write them in the source's layout and need a second copy). A value stage
     (``spec.gain``) is applied in the same pass, on voxels ``valid_src`` marks valid."""
@@ -103,8 +107,11 @@ def _exact_cpu(spec: LayerSpec, plan, lo, hi, out_shape, valid_src: torch.Tensor
     n = len(perm)
     fill = False if spec.kind == "valid" else spec.fill
     full = all(lo[i] == 0 and hi[i] == out_shape[i] for i in range(n))
-    out = empty((src.shape[0],) + tuple(out_shape), src.dtype) if full else \
-        torch.full((src.shape[0],) + tuple(out_shape), fill, dtype=src.dtype)
+    if dst is not None and dst.is_contiguous():     # (written whole below, or filled first)
+        out = dst if full else dst.fill_(fill)
+    else:
+        out = empty((src.shape[0],) + tuple(out_shape), src.dtype) if full else \
+            torch.full((src.shape[0],) + tuple(out_shape), fill, dtype=src.dtype)
     step = [sign[i] * strides[perm[i]] for i in range(n)]                     # source step per output axis
     start = sum(strides[perm[i]] * (sign[i] * lo[i] + offset[i]) for i in range(n))
     lo3, hi3, step3 = ([0] + lo, [1] + hi, [0] + step) if n == 2 else (lo, hi, step)

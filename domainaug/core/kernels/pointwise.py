@@ -29,19 +29,21 @@ __all__ = ["power"]
 _TASK = 1 << 16                  # elements per parallel task
 
 
-def power(data: torch.Tensor, lo: torch.Tensor, span: torch.Tensor, gamma: float) -> torch.Tensor:
+def power(data: torch.Tensor, lo: torch.Tensor, span: torch.Tensor, gamma: float,
+          out: torch.Tensor | None = None) -> torch.Tensor:
     """``lo + span * clamp((data - lo) / span, 0, 1) ** gamma`` per channel, as a new tensor.
 
     ``data`` is ``(C, *spatial)``; ``lo`` and ``span`` are numbers or tensors that broadcast per
     channel (``(C, 1, ..., 1)``), ``span > 0``; ``gamma > 0``. In the float32 CPU kernel, NaN inputs
     come out as ``lo`` (it is compiled assuming no NaN; nodata is merged back by the caller), and
     values below ``2 ** -190 * span`` above ``lo`` are computed as float32 subnormals (coarsely).
+    ``out``: a tensor of ``data``'s shape and dtype to write into (a batch's slice), returned.
     """
     lo = torch.as_tensor(lo, dtype=data.dtype, device=data.device)
     span = torch.as_tensor(span, dtype=data.dtype, device=data.device)
     if data.device.type == "cpu" and data.dtype == torch.float32 and data.is_contiguous() and data.numel():
         c = data.shape[0]
-        out = empty(tuple(data.shape), torch.float32)
+        out = empty(tuple(data.shape), torch.float32) if out is None or not out.is_contiguous() else out
         lo64 = lo.detach().reshape(-1).double().expand(c).numpy()
         span64 = span.detach().reshape(-1).double().expand(c).numpy()
         mant, exp = math.frexp(float(gamma))
@@ -57,10 +59,10 @@ def power(data: torch.Tensor, lo: torch.Tensor, span: torch.Tensor, gamma: float
                           np.exp2(shift).astype(np.float32), shift.astype(np.float32), np.float32(gamma),
                           np.float32(g_hi), np.float32(gamma - g_hi))
         return out
-    out = data - lo                                      # one buffer, then in place (1 allocation)
-    out.div_(span).clamp_(0, 1)
-    out.log_().mul_(gamma).exp_()                      # x ** gamma as exp(gamma log x): faster than pow_
-    return out.mul_(span).add_(lo)
+    new = torch.sub(data, lo, out=out) if out is not None else data - lo     # one buffer, then in place
+    new.div_(span).clamp_(0, 1)
+    new.log_().mul_(gamma).exp_()                      # x ** gamma as exp(gamma log x): faster than pow_
+    return new.mul_(span).add_(lo)
 
 
 # Coefficients: minimax (Lawson) fits in float64, rounded to float32. log2 m = z * L(z ** 2) with

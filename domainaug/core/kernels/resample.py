@@ -53,12 +53,13 @@ def count_pass() -> None:
 
 
 def resample_layers(specs: list[LayerSpec], pending: PendingMap, *, backend: str | None = None,
-                    count: bool = True) -> list[torch.Tensor]:
+                    count: bool = True, out: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
     """Resample every layer through ``pending`` in one pass; returns one tensor per spec.
 
     ``backend`` is for tests: ``"exact"``, ``"numba"`` or ``"torch"``; by default the exact path
     when the map allows it, else numba for CPU data and torch for any other device. ``count``
-    False: part of a pass already counted (``count_pass``).
+    False: part of a pass already counted (``count_pass``). ``out``: contiguous tensors of the
+    results' shapes and dtypes to write into (a batch's slices), returned.
     """
     if count:
         count_pass()
@@ -66,7 +67,7 @@ def resample_layers(specs: list[LayerSpec], pending: PendingMap, *, backend: str
         return []
     plan = exact_plan(pending) if backend in (None, "exact") else None
     if plan is not None:
-        return copy_exact(specs, pending, plan)
+        return copy_exact(specs, pending, plan, out)
     if backend == "exact":
         raise ValueError("the map is not an exact voxel permutation")
     device = specs[0].data.device
@@ -79,4 +80,4 @@ def resample_layers(specs: list[LayerSpec], pending: PendingMap, *, backend: str
     if any(s.gain is not None for s in specs):
         valid = next((o for o, s in zip(outs, specs) if s.kind == "valid"), None)
         outs = [apply_values(o, s, valid) for o, s in zip(outs, specs)]
-    return outs
+    return outs if out is None else [dst.copy_(o) for dst, o in zip(out, outs)]
