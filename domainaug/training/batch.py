@@ -2,13 +2,17 @@
 one call, on the batch's device (CPU or CUDA), for augmenting on the GPU inside a training loop.
 
 Each element is wrapped as a Sample *without copying* (its tensors are views of the batch; with
-``valid``, the image is copied once so that invalid voxels hold the fill, as everywhere else) and
-runs the pipeline with its own generator ``(seed, epoch, index)``, or replays given records, so
-element ``b`` equals the pipeline applied to that sample alone with the same record, bit for bit
-(tested). Spatial maps are still fused per element (one resampling pass each); on CUDA the
-resampler's torch path runs on the device. Elements are processed one after the other: the
-kernels are the parallel part, which pays off for volumes; for many small 2D patches, prefer
-DataLoader workers.
+``valid``, the image is copied once so that invalid voxels hold the fill, as everywhere else), and
+the pipeline runs over all elements at once (``Transform.step_batch``): every op draws for each
+element from that element's own generator ``(seed, epoch, index)``, so the draws are exactly those
+of the element alone; spatial maps stay per element and are fused as usual; the pending maps of
+elements whose layers match are resampled into one ``(B, ...)`` buffer per layer
+(``core.sample.materialize_batch``: on the CPU each element's own compiled pass into its slice, on
+other devices one batched call for the whole batch); intensity ops change the ``(B, C, ...)`` view
+in one go where they can (``IntensityTransform.apply_batch``; per-channel affine ops, Gamma,
+GaussianNoise, ...), else each element alone. Element ``b`` equals the pipeline applied to that
+sample alone with the same record, bit for bit on the CPU (the contract suite's ``check_batched``
+for every registered transform). ``augment`` takes Samples (any layers, grids, targets).
 """
 
 from __future__ import annotations
