@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import re
 from abc import abstractmethod
@@ -35,9 +36,10 @@ SKIPPED = {"applied": False}
 _T = TypeVar("_T", bound="Transform")
 
 
-def _argument_names(cls: type) -> list[str]:
+@functools.lru_cache(maxsize=None)
+def _argument_names(cls: type) -> tuple[str, ...]:
     """The named constructor arguments; a subclass whose ``__init__`` only forwards ``*args`` and
-    ``**kwargs`` has its parent's."""
+    ``**kwargs`` has its parent's (remembered per class: every record asks)."""
     for klass in cls.__mro__:
         if "__init__" not in klass.__dict__:
             continue
@@ -45,8 +47,8 @@ def _argument_names(cls: type) -> list[str]:
         named = [p.name for p in params
                  if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
         if named or not params:
-            return named
-    return []
+            return tuple(named)
+    return ()
 
 
 def not_a_sample(value: Any) -> str:

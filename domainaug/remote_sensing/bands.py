@@ -30,6 +30,8 @@ bands by these rules (``match_band``):
 
 from __future__ import annotations
 
+import functools
+
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -201,12 +203,18 @@ def naming_hint(count: int, sensor_name: str | None) -> str:
 
 
 def resolve_bands(channels: Sequence[str | None] | None, sensor_name: str | None, layer: str = "image") -> list[Band]:
-    """The ``Band`` of every channel of a layer, by the rules in this module's docstring.
+    """The ``Band`` of every channel of a layer, by the rules in this module's docstring (remembered
+    per channel names and sensor: every draw of a spectral op on every sample asks again).
 
     Raises:
         ParameterError: naming the channels that are unnamed (with how to name them), that match
             no band, or that contradict the sensor.
     """
+    return list(_resolve_bands(None if channels is None else tuple(channels), sensor_name, layer))
+
+
+@functools.lru_cache(maxsize=256)
+def _resolve_bands(channels: tuple[str | None, ...] | None, sensor_name: str | None, layer: str) -> tuple[Band, ...]:
     if not channels:
         raise ParameterError("bands", channels, f"band names on layer {layer!r}: " + naming_hint(4, sensor_name))
     unnamed = [c for c in channels if is_unnamed(c)]
@@ -230,4 +238,4 @@ def resolve_bands(channels: Sequence[str | None] | None, sensor_name: str | None
                              f"{', '.join(map(repr, missing))} of layer {layer!r}: "
                              f"sensor= one of {', '.join(sensors())} "
                              f"(or sample.meta['sensor'], set by set_bands)")
-    return out
+    return tuple(out)
