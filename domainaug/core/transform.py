@@ -36,7 +36,7 @@ SKIPPED = {"applied": False}
 _T = TypeVar("_T", bound="Transform")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _argument_names(cls: type) -> tuple[str, ...]:
     """The named constructor arguments; a subclass whose ``__init__`` only forwards ``*args`` and
     ``**kwargs`` has its parent's (remembered per class: every record asks)."""
@@ -515,17 +515,23 @@ as one.
             new = self.transform_batch(work, valid, params, samples, name)
             if new is None:
                 return [self.apply(s, p) for s, p in zip(samples, params)]
-            if valid is not None:
-                in_place = self.fresh_output and new.shape == work.shape and new.dtype == work.dtype and \
-                    new.is_contiguous() and \
-                    not (torch.is_grad_enabled() and (new.requires_grad or work.requires_grad)) \
-                    and new.untyped_storage().data_ptr() not in (work.untyped_storage().data_ptr(),
-                                                                 data.untyped_storage().data_ptr())
-                new = torch.where(valid, new, work, out=new if in_place else None)
-            new = cast(new, data.dtype)
+            new = self._merged(new, work, data, valid)
             for b, layer in enumerate(layers):
                 changed[b][name] = replace(layer, data=new[b])
         return [s.with_layers(**c) for s, c in zip(samples, changed)]
+
+    def _merged(self, new: torch.Tensor, work: torch.Tensor, data: torch.Tensor,
+                valid: torch.Tensor | None) -> torch.Tensor:
+        """``new`` values on valid voxels, ``work`` (the input as float) elsewhere, cast to ``data``'s
+        dtype; in place when ``new`` is a buffer of its own (``fresh_output``)."""
+        if valid is not None:
+            in_place = self.fresh_output and new.shape == work.shape and new.dtype == work.dtype and \
+                new.is_contiguous() and \
+                not (torch.is_grad_enabled() and (new.requires_grad or work.requires_grad)) \
+                and new.untyped_storage().data_ptr() not in (work.untyped_storage().data_ptr(),
+                                                             data.untyped_storage().data_ptr())
+            new = torch.where(valid, new, work, out=new if in_place else None)
+        return cast(new, data.dtype)
 
     def transform_batch(self, data: torch.Tensor, valid: torch.Tensor | None, params: list[dict[str, Any]],
                         samples: list[Sample], name: str) -> torch.Tensor | None:
@@ -622,14 +628,7 @@ as one.
             layer = layers[name]
             work = layer.data.to(torch.float64 if layer.data.dtype == torch.float64 else torch.float32)
             new = self.transform_layer(work, valid, own, view, name)
-            if valid is not None:       # in place when ``new`` is a buffer of its own (``fresh_output``)
-                in_place = self.fresh_output and new.shape == work.shape and new.dtype == work.dtype and \
-                    new.is_contiguous() and \
-                    not (torch.is_grad_enabled() and (new.requires_grad or work.requires_grad)) \
-                    and new.untyped_storage().data_ptr() not in (work.untyped_storage().data_ptr(),
-                                                                 layer.data.untyped_storage().data_ptr())
-                new = torch.where(valid, new, work, out=new if in_place else None)
-            changed[name] = replace(layer, data=cast(new, layer.data.dtype))
+            changed[name] = replace(layer, data=self._merged(new, work, layer.data, valid))
         return sample.with_layers(**changed)
 
 

@@ -31,7 +31,6 @@ bands by these rules (``match_band``):
 from __future__ import annotations
 
 import functools
-
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
