@@ -773,13 +773,6 @@ def _on(device: torch.device, fn: Callable[[], object], batch: int) -> Callable[
     return call
 
 
-#: Peers of a GPU workload that only run on the CPU (listed, not timed).
-CPU_ONLY: dict[str, list[Row]] = {
-    "3d": [("TorchIO", _version("torchio"), None, "CPU only")],
-    "2d": [("Albumentations", _version("albumentations"), None, "numpy on the CPU only")],
-}
-
-
 def g_workload(key: str, device: torch.device) -> list[Row]:
     """benchmarks/gpu.py's workload ``key`` at full size as suite rows: its ratio's floor first,
     every call timed to its end on ``device``. A peer that is not installed is left out (as in the
@@ -794,7 +787,9 @@ def g_workload(key: str, device: torch.device) -> list[Row]:
         timed = r.call is not None and r.kind != "partial"
         out.append(("floor" if r.kind == "floor" else r.tool, r.version,
                     _on(device, r.call, batch) if timed else None, r.error or r.note))
-    return out + CPU_ONLY[key[:2]]
+    if key.startswith("3d"):                            # peers that only run on the CPU: listed, not timed
+        return out + [("TorchIO", _version("torchio"), None, "CPU only")]
+    return out + [("Albumentations", _version("albumentations"), None, "numpy on the CPU only")]
 
 
 GPU_DEVICE = bench_device()
