@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gpu as device_bench  # noqa: E402  (the GPU section's workloads: benchmarks/gpu.py)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -806,101 +807,31 @@ def _on(device: torch.device, fn: Callable[[], object], batch: int) -> Callable[
     return call
 
 
-def _batched(transform: da.Transform, images: torch.Tensor, labels: torch.Tensor) -> Callable[[], object]:
-    from domainaug.training import BatchAugment
-    batch, counter = BatchAugment(transform, seed=0), {"call": 0}
-
-    def call():
-        counter["call"] += 1
-        b = images.shape[0]
-        return batch(images, labels, indices=[counter["call"] * b + k for k in range(b)])
-    return call
-
-
-def g_volume(kind: str, device: torch.device, b: int = 4) -> list[Row]:
-    image, label = make_data()
-    images, labels = image[None].repeat(b, 1, 1, 1, 1).to(device), label[None].repeat(b, 1, 1, 1, 1).to(device)
-    if kind == "gamma":
-        ours = da.Gamma((0.7, 1.5))
-        floor: Row = ("floor", torch.__version__, _on(device, images.clone, b), "one copy of the batch")
-    else:
-        ours = da.Compose([da.Affine(degrees=(-10, 10), scales=(0.9, 1.1)),
-                           da.Elastic(spacing=32.0, max_displacement=(3.0, 6.0))])
-        grid = F.affine_grid(torch.eye(3, 4, device=device)[None].expand(b, -1, -1), tuple(images.shape),
-                             align_corners=True)
-        floor = ("floor", torch.__version__, _on(device, lambda: F.grid_sample(images, grid, align_corners=True), b),
-                 "grid_sample trilinear, identity grid (image only)")
-    rows = [floor, ("domainaug", da.__version__, _on(device, _batched(ours, images, labels), b),
-                    "BatchAugment (elements one after another), image + label")]
-    try:
-        from monai.transforms import Rand3DElasticd, RandAdjustContrastd
-        from monai.utils import set_determinism
-        set_determinism(seed=0)
-        t = RandAdjustContrastd(["image"], gamma=(0.7, 1.5), prob=1.0) if kind == "gamma" else Rand3DElasticd(
-            ["image", "label"], sigma_range=(5, 8), magnitude_range=(100, 200), prob=1.0, mode=("bilinear", "nearest"),
-            padding_mode="zeros", rotate_range=[np.radians(10)] * 3, scale_range=[0.1] * 3, device=device)
-        rows.append(("MONAI", _version("monai"), _on(device, lambda: [t({"image": images[k], "label": labels[k]})
-                                                                      for k in range(b)], b),
-                     "per element, tensors on the device"))
-    except ImportError:
-        pass
-    rows.append(("TorchIO", _version("torchio"), None, "CPU only"))
-    rows.append(("Kornia", _version("kornia"), None, "gamma on 2D images only" if kind == "gamma" else "no 3D elastic"))
-    return rows
-
-
-def g_raster(kind: str, device: torch.device, b: int = 8) -> list[Row]:
-    from domainaug import remote_sensing as rs
-    sample = _raster()
-    image, label = sample["image"], sample["label"]
-    images, labels = image[None].repeat(b, 1, 1, 1).to(device), label[None].repeat(b, 1, 1, 1).to(device)
-    if kind == "dihedral":
-        floor: Row = ("floor", torch.__version__, _on(device, images.clone, b), "one copy of the batch")
-    else:
-        grid = F.affine_grid(torch.eye(2, 3, device=device)[None].expand(b, -1, -1), tuple(images.shape),
-                             align_corners=True)
-        floor = ("floor", torch.__version__, _on(device, lambda: F.grid_sample(images, grid, align_corners=True), b),
-                 "grid_sample bilinear, identity grid (image only)")
-    ours = rs.RotationPolicy("dihedral" if kind == "dihedral" else "any")
-    rows = [floor, ("domainaug", da.__version__, _on(device, _batched(ours, images, labels), b),
-                    "BatchAugment (elements one after another), image + label (+ validity for any-angle)")]
-    try:
-        import kornia.augmentation as K
-        aug = [K.RandomHorizontalFlip(p=0.5), K.RandomRotation90(times=(0, 3), p=1.0)] if kind == "dihedral" else \
-            [K.RandomRotation(degrees=180.0, p=1.0)]
-        seq = K.AugmentationSequential(*aug, data_keys=["input", "mask"])
-        masks = labels.float()
-        rows.append(("Kornia", _version("kornia"), _on(device, lambda: seq(images, masks), b),
-                     "batched; rot90 is a bilinear warp" if kind == "dihedral" else "batched"))
-    except ImportError:
-        pass
-    try:
-        from monai.transforms import RandFlipd, RandRotate90d, RandRotated
-        t = [RandFlipd(["image", "label"], prob=0.5, spatial_axis=1), RandRotate90d(["image", "label"], prob=1.0)] \
-            if kind == "dihedral" else [RandRotated(["image", "label"], range_x=np.pi, prob=1.0,
-                                                    mode=("bilinear", "nearest"), padding_mode="zeros")]
-
-        def monai_call():
-            out = []
-            for k in range(b):
-                d = {"image": images[k], "label": labels[k]}
-                for op in t:
-                    d = op(d)
-                out.append(d)
-            return out
-        rows.append(("MONAI", _version("monai"), _on(device, monai_call, b), "per element, tensors on the device"))
-    except ImportError:
-        pass
-    rows.append(("Albumentations", _version("albumentations"), None, "numpy on the CPU only"))
-    return rows
+def g_workload(key: str, device: torch.device) -> list[Row]:
+    """benchmarks/gpu.py's workload ``key`` at full size as suite rows: its ratio's floor first,
+    every call timed to its end on ``device``. A peer that is not installed is left out (as in the
+    CPU workloads); one doing less work (Kornia's 3D affine without elastic) is listed, not timed."""
+    workload = device_bench.WORKLOADS[key]
+    batch = workload.batch(device_bench.FULL)
+    rows = sorted(workload.build(device, device_bench.FULL), key=lambda r: r.tool != workload.floor)
+    out: list[Row] = []
+    for r in rows:
+        if r.kind == "skipped" and r.note.startswith("skipped"):
+            continue
+        timed = r.call is not None and r.kind != "partial"
+        out.append(("floor" if r.kind == "floor" else r.tool, r.version,
+                    _on(device, r.call, batch) if timed else None, r.error or r.note))
+    if key.startswith("3d"):                            # peers that only run on the CPU: listed, not timed
+        return out + [("TorchIO", _version("torchio"), None, "CPU only")]
+    return out + [("Albumentations", _version("albumentations"), None, "numpy on the CPU only")]
 
 
 GPU_DEVICE = bench_device()
 GPU_WORKLOADS: dict[str, Callable[[], list[Row]]] = {} if GPU_DEVICE is None else {
-    "GPU 3D affine + elastic, batch of 4": lambda: g_volume("affine + elastic", GPU_DEVICE),
-    "GPU gamma, batch of 4": lambda: g_volume("gamma", GPU_DEVICE),
-    "GPU 2D 12-band dihedral, batch of 8": lambda: g_raster("dihedral", GPU_DEVICE),
-    "GPU 2D 12-band any-angle rotation, batch of 8": lambda: g_raster("any-angle rotation", GPU_DEVICE),
+    "GPU 3D affine + elastic, batch of 4": lambda: g_workload("3d-spatial", GPU_DEVICE),
+    "GPU 3D gamma + noise + bias field, batch of 4": lambda: g_workload("3d-intensity", GPU_DEVICE),
+    "GPU 2D 12-band dihedral, batch of 8": lambda: g_workload("2d-dihedral", GPU_DEVICE),
+    "GPU 2D 12-band any-angle rotation, batch of 8": lambda: g_workload("2d-any", GPU_DEVICE),
 }
 
 
