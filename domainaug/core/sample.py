@@ -471,10 +471,10 @@ class Sample:
         return f"Sample({self.space.describe()}; {layers}; {len(self.history)} records{lazy})"
 
 
-def stacked(tensors: Sequence[torch.Tensor]) -> torch.Tensor | None:
+def stacked(tensors: Sequence[torch.Tensor], copy: bool = True) -> torch.Tensor | None:
     """The ``(B, *shape)`` batch of tensors of one shape, dtype and device: a view when they are the
     consecutive slices of one buffer (what a batched resampling writes, or a batch's elements), else a
-    stacked copy; ``None`` when they differ."""
+    stacked copy (``None`` instead when not ``copy``); ``None`` when they differ."""
     first = tensors[0]
     if any(t.shape != first.shape or t.dtype != first.dtype or t.device != first.device for t in tensors):
         return None
@@ -482,7 +482,7 @@ def stacked(tensors: Sequence[torch.Tensor]) -> torch.Tensor | None:
     if n and all(t.is_contiguous() and not t.requires_grad and t.untyped_storage().data_ptr() == ptr and
                  t.storage_offset() == first.storage_offset() + b * n for b, t in enumerate(tensors)):
         return first.as_strided((len(tensors),) + tuple(first.shape), (n,) + first.stride(), first.storage_offset())
-    return torch.stack(list(tensors))
+    return torch.stack(list(tensors)) if copy else None
 
 
 def batch_buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:

@@ -505,8 +505,10 @@ as one.
         for name in names:
             layers = [s.layers[name] for s in samples]
             valids = [s.layers[s.valid_name].data if s.valid_name else None for s in samples]
-            data = stacked([layer.data for layer in layers])
-            valid = None if valids[0] is None else stacked(valids)    # type: ignore[arg-type]
+            # on the CPU a copy into one buffer would cost a pass: elements in buffers of their own run alone
+            copy = samples[0].device.type != "cpu"
+            data = stacked([layer.data for layer in layers], copy)
+            valid = None if valids[0] is None or data is None else stacked(valids, copy)  # type: ignore[arg-type]
             if data is None or (valid is None) != all(v is None for v in valids) or \
                     (valid is not None and valid.shape[0] != data.shape[0]) or \
                     (valid is not None and not bool(valid.flatten(1).any(1).all())):
