@@ -143,19 +143,21 @@ class BatchMap:
                 shape[a + 1] = -1
                 idx.append(r.to(device=m.device, dtype=m.dtype).view(shape))
             return _apply_rows(m, idx)
-        assert self.nodes is not None
-        c = self.nodes
+        if self.nodes is None:
+            raise ValueError("a BatchMap holds a matrix or nodes")
+        c = torch.stack(self.nodes)                                   # (n, B, *K): one op per axis for all n
         for a, (size, step) in enumerate(zip(self.out_shape, self.steps)):
-            k_count = c[0].shape[a + 1]
+            k_count = c.shape[a + 2]
             v = torch.arange(lo, hi) if a == 0 else torch.arange(size)
             k = torch.clamp(v // step, max=k_count - 2)
-            f = ((v - k * step).to(torch.float64) / step).to(device=c[0].device, dtype=c[0].dtype)
-            k = k.to(c[0].device)
-            shape = [1] * c[0].dim()
-            shape[a + 1] = -1
-            f = f.view(shape)
-            c = [t.index_select(a + 1, k) + f * (t.index_select(a + 1, k + 1) - t.index_select(a + 1, k)) for t in c]
-        return c
+            f = ((v - k * step).to(torch.float64) / step).to(device=c.device, dtype=c.dtype)
+            k = k.to(c.device)
+            shape = [1] * c.dim()
+            shape[a + 2] = -1
+            # the node differences at node resolution, then two selections per output voxel
+            diff = c.narrow(a + 2, 1, k_count - 1) - c.narrow(a + 2, 0, k_count - 1)
+            c = c.index_select(a + 2, k) + f.view(shape) * diff.index_select(a + 2, k)
+        return list(c.unbind(0))
 
 
 def group_key(pending: PendingMap) -> tuple:
@@ -246,6 +248,7 @@ def _sample_slab(specs: list[LayerSpec], src: _Sources, s: list[torch.Tensor],
     nearest = _flat([i0[a] + (f[a] > 0.5).long() * step[a] for a in range(n)], src_shape).reshape(b, -1)
 
     if src.valid is not None:
+        assert grid is not None
         vsum = F.grid_sample(src.valid, grid, mode="bilinear", padding_mode="border", align_corners=True)
         valid_out = inside_c & (vsum >= 0.5 - _EPS)
         flat_valid = src.valid.reshape(b, 1, -1)
@@ -256,12 +259,10 @@ def _sample_slab(specs: list[LayerSpec], src: _Sources, s: list[torch.Tensor],
 
     def linear(k: int) -> torch.Tensor:
         if k not in linear_cache:
-            if vsum is None:
-                linear_cache[k] = F.grid_sample(src.work[k], grid, mode="bilinear", padding_mode="border",
-                                                align_corners=True)
-            else:
-                num = F.grid_sample(src.weighted[k], grid, mode="bilinear", padding_mode="border", align_corners=True)
-                linear_cache[k] = num / vsum
+            data = src.work[k] if vsum is None else src.weighted[k]
+            assert data is not None and grid is not None
+            value = F.grid_sample(data, grid, mode="bilinear", padding_mode="border", align_corners=True)
+            linear_cache[k] = value if vsum is None else value / vsum
         return linear_cache[k]
 
     for k, spec in enumerate(specs):
@@ -278,7 +279,7 @@ def _sample_slab(specs: list[LayerSpec], src: _Sources, s: list[torch.Tensor],
         flat_x = x.reshape(b, channels, -1)
         if spec.mode == "nearest" and flat_valid is None:
             value = _take(flat_x, nearest)
-        elif spec.mode == "nearest":           # the largest weight among valid taps; ties: the lower tap
+        elif spec.mode == "nearest" and flat_valid is not None:   # the largest weight among valid taps (ties: lower)
             best = torch.full((b, 1, nearest.shape[1]), -1.0, dtype=dtype, device=x.device)
             pick = nearest[:, None]
             for bits in taps:
