@@ -98,3 +98,23 @@ def test_records_replay_the_batch_and_a_json_round_trip_changes_nothing():
     for a, b in zip(outs, again):
         assert_samples_equal(a, b)
     assert np.all([len(o.history) == 1 for o in outs])
+
+
+def test_the_device_path_resamples_a_group_in_one_batched_call_equal_to_each_element_through_it():
+    """What a CUDA batch runs (``resample_layers_batch``, the batched torch path), here on CPU tensors:
+    element b equals that element alone through the torch path bit for bit, and the CPU kernel
+    within float32 rounding."""
+    from domainaug.core.kernels.resample import resample_layers
+    elements = _pending(_elements(3, with_valid=True))
+    alone = []
+    for s in elements:
+        specs = [s.layer_info(n).spec() for n in s.layer_names()]
+        alone.append(resample_layers(specs, s.pending, backend="torch", count=False))
+    cpu = [s.materialize() for s in _pending(_elements(3, with_valid=True))]
+    out = materialize_batch(elements, backend="torch")
+    for one, through_torch, kernel in zip(out, alone, cpu):
+        for name, expected in zip(one.layer_names(), through_torch):
+            assert torch.equal(one[name], expected), name
+        torch.testing.assert_close(one["image"], kernel["image"], atol=1e-4 * float(kernel["image"].abs().max()),
+                                   rtol=0)
+        assert (one["label"] != kernel["label"]).float().mean() <= 1e-3

@@ -24,7 +24,7 @@ from .kernels.grid import apply_affine, invert_field_points, lattice_at
 from .space import Space
 
 __all__ = ["Field", "Stage", "PendingMap", "fuse_stages", "forward_affine", "pull_back_points", "push_forward_points",
-           "invert_field", "coordinate_lattice", "LATTICE_MAX_STEP"]
+           "invert_field", "coordinate_lattice", "lattice_steps", "lattice_axes", "LATTICE_MAX_STEP"]
 
 LATTICE_MAX_STEP = 4  # voxels between lattice points, at most
 
@@ -179,7 +179,7 @@ def _field_at_points(field: Field, x: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # The map as source-index coordinates on a coarse output-aligned lattice (what the resampler reads).
 # ---------------------------------------------------------------------------------------------
-def _lattice_steps(pending: PendingMap) -> list[int]:
+def lattice_steps(pending: PendingMap) -> list[int]:
     """Output voxels between coordinate-lattice nodes, per axis. An affine-only map is linear, so
     the grid's corners suffice (step = n - 1); with fields, the finest field lattice step along each
     output axis (at most ``LATTICE_MAX_STEP``). When the output-side field lies on the output grid
@@ -199,13 +199,19 @@ def _lattice_steps(pending: PendingMap) -> list[int]:
     return steps
 
 
+def lattice_axes(shape: tuple[int, ...], steps: list[int]) -> list[np.ndarray]:
+    """The coordinate lattice's node positions (output voxel indices) along each axis: ``k * step``
+    for k = 0 .. K-1, at least two nodes, the last at or beyond ``n - 1``."""
+    return [np.arange(max(2, math.ceil((n - 1) / st) + 1)) * st for n, st in zip(shape, steps)]
+
+
 def coordinate_lattice(pending: PendingMap) -> tuple[np.ndarray, np.ndarray]:
     """Source-index coordinates (float64, ``(3, nz, ny, nx)``, lifted to 3D) at lattice nodes
     ``k * step`` of the output grid, and the steps (3,). Between nodes the resampler interpolates
     the coordinates linearly; this is the definition of the map that every path shares."""
     shape = pending.space.shape
-    steps = _lattice_steps(pending)
-    axes = [np.arange(max(2, math.ceil((n - 1) / st) + 1)) * st for n, st in zip(shape, steps)]
+    steps = lattice_steps(pending)
+    axes = lattice_axes(shape, steps)
     nodes = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(shape)).astype(np.float64)
     world = pending.space.index_to_world(nodes)
     source = pending.source.world_to_index(pull_back_points(pending.stages, world))

@@ -14,7 +14,7 @@ import torch
 from ..errors import ParameterError, ShapeError, SpaceMismatchError
 from .boxes import Boxes, inside_view, move_boxes
 from .kernels.memory import empty
-from .kernels.resample import count_pass, resample_layers
+from .kernels.resample import count_pass, resample_layers, resample_layers_batch
 from .kernels.spec import INTENSITY_MODES, LABEL_MODES, LayerSpec
 from .maps import PendingMap, Stage, push_forward_points
 from .record import ParamRecord
@@ -490,12 +490,15 @@ def batch_buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.devic
     return empty(shape, dtype) if device.type == "cpu" else torch.empty(shape, dtype=dtype, device=device)
 
 
-def materialize_batch(samples: Sequence[Sample]) -> list[Sample]:
+def materialize_batch(samples: Sequence[Sample], backend: str | None = None) -> list[Sample]:
     """``materialize`` every sample (in place; returned as a list). Elements on one grid whose
     layers match in name, role, shape, dtype, interpolation and fill, with maps between grids of
     one shape, are resampled into one ``(B, C, *spatial)`` buffer per layer (each element's layer a
-    view of it, so a batched op or ``stack_samples`` reads it without a copy); each element's map
-    and arithmetic are its own, so the result equals each alone bit for bit."""
+    view of it, so a batched op or ``stack_samples`` reads it without a copy): on the CPU each
+    element's own pass into its slice, on other devices one batched call for the group
+    (``resample_layers_batch``: one gather per layer). Each element's map and arithmetic are its own,
+    so the result equals each alone (bit for bit on the CPU). ``backend="torch"`` (for tests) takes
+    the batched device path on CPU data too."""
     groups: dict[tuple[Any, ...], list[Sample]] = {}
     for s in samples:
         pending = s._pending
@@ -511,6 +514,23 @@ def materialize_batch(samples: Sequence[Sample]) -> list[Sample]:
     for group in groups.values():
         first = group[0]
         names = list(first._layers)
+        if backend == "torch" or (first.device.type != "cpu" and len(group) > 1):     # one batched call
+            pendings = [s._pending for s in group]
+            specs = []
+            for n in names:
+                layer = first._layers[n]
+                data = stacked([s._layers[n].data for s in group])
+                assert data is not None           # (the group key holds shapes, dtypes and the device)
+                spec = replace(layer.spec(), data=data)
+                if n in first._pending.values:       # type: ignore[union-attr]
+                    spec = replace(spec, gain=np.stack([p.values[n][0] for p in pendings]),  # type: ignore[union-attr]
+                                   bias=np.stack([p.values[n][1] for p in pendings]))        # type: ignore[union-attr]
+                specs.append(spec)
+            results = resample_layers_batch(specs, pendings, backend)       # type: ignore[arg-type]
+            for b, s in enumerate(group):
+                s._layers = {n: replace(s._layers[n], data=o[b]) for n, o in zip(names, results)}
+                s._pending, s._sources = None, {}
+            continue
         outs = [batch_buffer((len(group), first._layers[n].data.shape[0]) + tuple(first.space.shape),
                              first._layers[n].data.dtype, first.device) for n in names]
         for b, s in enumerate(group):

@@ -22,11 +22,17 @@ data's device (never by a flag): on the CPU a parallel numba kernel; on other de
 arithmetic in torch over slabs. A map that is an exact signed permutation of voxels with integer
 offsets (flip, rot90, crop, pad and their compositions) is done by copying, with no interpolation.
 
+A batch of samples (one map each, shared shapes: ``resample_layers_batch``) goes through the torch
+path in one go on other devices; on the CPU each element takes its own path, as alone.
+
 This module chooses the path; the paths are ``exact`` (copies), ``warp_cpu`` (numba) and
 ``warp_torch``, and share ``spec``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 
@@ -35,9 +41,9 @@ from ..values import cast
 from .exact import copy_exact, exact_plan
 from .spec import LayerSpec, apply_values
 from .warp_cpu import resample_cpu
-from .warp_torch import resample_torch
+from .warp_torch import resample_torch, resample_torch_batch
 
-__all__ = ["resample_layers", "passes", "count_pass"]
+__all__ = ["resample_layers", "resample_layers_batch", "passes", "count_pass"]
 
 _counter = {"passes": 0}
 
@@ -81,3 +87,64 @@ def resample_layers(specs: list[LayerSpec], pending: PendingMap, *, backend: str
         valid = next((o for o, s in zip(outs, specs) if s.kind == "valid"), None)
         outs = [apply_values(o, s, valid) for o, s in zip(outs, specs)]
     return outs if out is None else [dst.copy_(o) for dst, o in zip(out, outs)]
+
+
+def _element(spec: LayerSpec, b: int) -> LayerSpec:
+    """Element ``b`` of a batch layer (its value stage's row too)."""
+    return replace(spec, data=spec.data[b], gain=None if spec.gain is None else spec.gain[b],
+                   bias=None if spec.bias is None else spec.bias[b])
+
+
+def _torch_with_values(specs: list[LayerSpec], pendings: Sequence[PendingMap]) -> list[torch.Tensor]:
+    outs = resample_torch_batch(specs, pendings)
+    if any(s.gain is not None for s in specs):
+        valid = next((o for o, s in zip(outs, specs) if s.kind == "valid"), None)
+        outs = [apply_values(o, s, valid) for o, s in zip(outs, specs)]
+    return outs
+
+
+def resample_layers_batch(specs: list[LayerSpec], pendings: Sequence[PendingMap],
+                          backend: str | None = None) -> list[torch.Tensor]:
+    """Resample a batch: element b of every layer through ``pendings[b]``; one tensor per spec.
+
+    Each ``spec.data`` is ``(B, C, *source)`` and each value stage (``spec.gain``, ``spec.bias``)
+    ``(B, C)``; the elements share the source and the output shapes. Non-CPU data (or
+    ``backend="torch"``) goes through the batched torch path (elements whose map is an exact
+    permutation are copied, as ``resample_layers`` does); CPU data takes each element's own path
+    (exact or numba), so that the result equals the per-element calls bit for bit. Counts one
+    pass per element.
+
+    Shape:
+        ``(B, C, *source)`` -> ``(B, C, *space.shape)`` per spec.
+    """
+    for _ in pendings:
+        count_pass()
+    if not specs:
+        return []
+    size = len(pendings)
+    device = specs[0].data.device
+    if backend == "torch" or (backend is None and device.type != "cpu"):
+        exact = [b for b in range(size) if backend is None and exact_plan(pendings[b]) is not None]
+        rest = [b for b in range(size) if b not in exact]
+        if not exact:
+            return _torch_with_values(specs, pendings)
+        if rest:
+            rows = torch.tensor(rest, device=device)
+            sub = [replace(s, data=s.data[rows], gain=None if s.gain is None else s.gain[rest],
+                           bias=None if s.bias is None else s.bias[rest]) for s in specs]
+            batched = _torch_with_values(sub, [pendings[b] for b in rest])
+        parts = {b: resample_layers([_element(s, b) for s in specs], pendings[b], count=False) for b in exact}
+        outs = [torch.empty((size,) + tuple(p.shape), dtype=p.dtype, device=device) for p in parts[exact[0]]]
+        for b, part in parts.items():
+            for out, p in zip(outs, part):
+                out[b] = p
+        if rest:
+            for out, p in zip(outs, batched):
+                out[rows] = p
+        return outs
+    outs = [torch.empty((size, s.data.shape[1]) + tuple(pendings[0].space.shape), dtype=s.data.dtype, device=device)
+            for s in specs]
+    for b in range(size):            # each element's own path, written into its slice
+        resample_layers([_element(s, b) for s in specs], pendings[b], backend=backend, count=False,
+                        out=[o[b] for o in outs])
+    return outs

@@ -23,7 +23,7 @@ class LayerSpec:
     mode: str                   # an INTENSITY_MODES or LABEL_MODES key ("valid" for VALID)
     fill: float
     gain: np.ndarray | None = None   # a value stage (C,): x -> gain * x + bias on valid voxels
-    bias: np.ndarray | None = None
+    bias: np.ndarray | None = None   # (a batch's spec: data (B, C, *spatial), gain and bias (B, C))
 
 
 def shape3(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -31,10 +31,13 @@ def shape3(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 def apply_values(out: torch.Tensor, spec: LayerSpec, valid: torch.Tensor | None) -> torch.Tensor:
-    """The layer's value stage applied after resampling (paths other than the CPU exact copy)."""
-    if spec.gain is None:
+    """The layer's value stage applied after resampling (paths other than the CPU exact copy).
+
+    ``spec.gain``/``spec.bias`` are ``(C,)`` for one sample's ``out`` (C, *spatial), or ``(B, C)``
+    for a batch's ``out`` (B, C, *spatial); ``valid`` broadcasts against ``out``."""
+    if spec.gain is None or spec.bias is None:        # (a value stage sets both)
         return out
-    shape = (-1,) + (1,) * (out.dim() - 1)
+    shape = tuple(np.shape(spec.gain)) + (1,) * (out.dim() - np.ndim(spec.gain))
     gain = torch.as_tensor(spec.gain, dtype=out.dtype, device=out.device).view(shape)
     bias = torch.as_tensor(spec.bias, dtype=out.dtype, device=out.device).view(shape)
     new = out * gain + bias
