@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import nibabel.orientations as nio
 import numpy as np
 import torch
 
@@ -54,6 +53,7 @@ class Reorient(SpatialTransform):
     def spatial_map(self, space: Space, params: dict[str, Any]) -> tuple[Space, list[Stage]]:
         if space.ndim != 3:
             raise ShapeError(f"Reorient needs a 3D sample (scan axes in RAS mm); got {space.ndim}D {space.shape}")
+        import nibabel.orientations as nio  # (imported when used: `import domainaug` needs no nibabel)
         start = nio.io_orientation(space.affine)
         transform = nio.ornt_transform(start, nio.axcodes2ornt(tuple(self.orientation)))
         new_affine = space.affine @ nio.inv_ornt_aff(transform, space.shape)
@@ -62,6 +62,8 @@ class Reorient(SpatialTransform):
 
     @classmethod
     def contract_case(cls) -> Case:
+        import nibabel.orientations as nio
+
         from ..testing import Case
         return Case(
             random=lambda s: Reorient("PIR"), identity=lambda s: Reorient("".join(nio.aff2axcodes(s.space.affine))),
