@@ -169,7 +169,7 @@ def seeded_noise_batch(seeds: Sequence[int], shape: Sequence[int], device: torch
         (torch.randn if kind == "normal" else torch.rand)(view.shape, generator=g, dtype=torch.float32, out=view)
 
     workers = min(len(tasks), torch.get_num_threads())
-    if workers > 1:
+    if workers > 1 and out.numel() >= NOISE_CHUNK:          # (threads cost more than small draws)
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(fill, tasks))
     else:
