@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .sample import Sample
 
 __all__ = ["label_values", "channel_stats", "channel_quantiles", "affine_values", "seeded_noise", "normalized_smooth",
-           "cast", "foreground",
+           "cast", "foreground", "seeded_noise_batch", "per_element",
            "SUM_CHUNK", "NOISE_CHUNK"]
 
 
@@ -103,6 +103,17 @@ def affine_values(data: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor) ->
     if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in (data, gain, bias)):
         return torch.addcmul(bias, data, gain)                  # (``out=`` has no autograd)
     return torch.addcmul(bias, data, gain, out=empty_like(data))
+
+
+def per_element(values: Sequence[torch.Tensor | float], data: torch.Tensor,
+                dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Per-element per-channel values (each ``(C, 1, ..., 1)``, ``(1, ..., 1)`` or a number) as one
+    ``(B, C, 1, ..., 1)`` tensor for a batch's ``(B, C, *spatial)`` ``data`` (``dtype``: default
+    ``data``'s), to broadcast in one pass over the batch: the same values, so the same bits, as each
+    element's own arithmetic."""
+    shape = (data.shape[1],) + (1,) * (data.dim() - 2)
+    kind = data.dtype if dtype is None else dtype
+    return torch.stack([torch.as_tensor(v, dtype=kind, device=data.device).expand(shape) for v in values])
 
 
 NOISE_CHUNK = 1 << 20

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from ..core.params import as_uniform, check_positive_int
-from ..core.sample import Sample
+from ..core.sample import Sample, batch_buffer
 from ..core.transform import IntensityTransform
-from ..core.values import channel_stats, seeded_noise
+from ..core.values import channel_stats, seeded_noise, seeded_noise_batch
 from ..errors import ParameterError, SampleError
 from ..intensity import GaussianNoise
 
@@ -125,6 +125,18 @@ class BiasField(IntensityTransform):
         field = self.log_field(sample, params, data.device, data.dtype).exp_()
         return field[None].mul_(data) if data.shape[0] == 1 else data * field     # one buffer for one channel
 
+    def transform_batch(self, data: torch.Tensor, valid: torch.Tensor | None, params: list[dict[str, Any]],
+                        samples: list[Sample], name: str) -> torch.Tensor:
+        """Every element's field (grid-sized, each from its own space), then one product over the batch
+        (an element of zero coefficients gets a field of ones: ``x * 1`` is ``x``)."""
+        fields = batch_buffer((data.shape[0], 1) + tuple(data.shape[2:]), data.dtype, data.device)
+        for b, (p, s) in enumerate(zip(params, samples)):
+            if any(p["coefficients"]):
+                torch.exp(self.log_field(s, p, data.device, data.dtype), out=fields[b, 0])
+            else:
+                fields[b].fill_(1.0)
+        return fields.mul_(data) if data.shape[1] == 1 else data * fields
+
     @classmethod
     def contract_case(cls) -> Case:
         from ..testing import Case
@@ -162,9 +174,27 @@ class RicianNoise(GaussianNoise):
         if params["std"] == 0:
             return data
         require_mr("RicianNoise", sample, name, data, valid)
-        sigma = params["std"] * (channel_stats(data, valid, ("std",))["std"] if self.relative else 1.0)
         noise = seeded_noise(params["seed"], (2,) + tuple(data.shape), data.device, data.dtype, "normal")
-        return torch.hypot(noise[0].mul_(sigma).add_(data), noise[1].mul_(sigma))
+        return _rician(data, noise, self._scale(data, valid, params))
+
+    def transform_batch(self, data: torch.Tensor, valid: torch.Tensor | None, params: list[dict[str, Any]],
+                        samples: list[Sample], name: str) -> torch.Tensor:
+        live = [b for b, p in enumerate(params) if p["std"] != 0]      # sigma 0 keeps the values (no modulus)
+        for b in live:
+            require_mr("RicianNoise", samples[b], name, data[b], None if valid is None else valid[b])
+        if not live:
+            return data
+        pick = (lambda x: x) if len(live) == len(params) else (lambda x: x[live])
+        own = pick(data)
+        noise = seeded_noise_batch([params[b]["seed"] for b in live], (2,) + tuple(data.shape[1:]), data.device,
+                                   data.dtype, "normal")
+        sigma = self._scales(own, None if valid is None else pick(valid), [params[b] for b in live])
+        new = _rician(own, noise.transpose(0, 1), sigma)
+        if len(live) == len(params):
+            return new
+        out = data.clone()
+        out[live] = new
+        return out
 
     @classmethod
     def contract_case(cls) -> Case:
@@ -172,6 +202,11 @@ class RicianNoise(GaussianNoise):
         return Case(
             random=lambda s: RicianNoise((0.05, 0.2)), identity=lambda s: RicianNoise(0.0),
             bad=[("std", lambda: RicianNoise(-1.0))])
+
+
+def _rician(data: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+    """``|data + sigma n1 + i sigma n2|`` from ``noise`` ``(2, *data.shape)`` (changed in place)."""
+    return torch.hypot(noise[0].mul_(sigma).add_(data), noise[1].mul_(sigma))
 
 
 #: Named CT windows as (level, width) in HU.
