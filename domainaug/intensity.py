@@ -23,6 +23,8 @@ from .core.values import (
     channel_stats,
     foreground,
     normalized_smooth,
+    normalized_smooth_batch,
+    per_element,
     seeded_noise,
     seeded_noise_batch,
 )
@@ -163,12 +165,13 @@ class GaussianNoise(IntensityTransform):
 
     def transform_batch(self, data: torch.Tensor, valid: torch.Tensor | None, params: list[dict[str, Any]],
                         samples: list[Sample], name: str) -> torch.Tensor:
-        shape = (data.shape[1],) + (1,) * (data.dim() - 2)
-        scale = torch.stack([torch.as_tensor(self._scale(data[b], None if valid is None else valid[b], p),
-                                             dtype=data.dtype, device=data.device).expand(shape)
-                             for b, p in enumerate(params)])
         noise = seeded_noise_batch([p["seed"] for p in params], data.shape[1:], data.device, data.dtype, "normal")
-        return data + scale * noise
+        return data + self._scales(data, valid, params) * noise
+
+    def _scales(self, data: torch.Tensor, valid: torch.Tensor | None, params: list[dict[str, Any]]) -> torch.Tensor:
+        """``_scale`` of every element of a batch, ``(B, C, 1, ..., 1)``."""
+        return per_element([self._scale(data[b], None if valid is None else valid[b], p)
+                            for b, p in enumerate(params)], data)
 
     @classmethod
     def contract_case(cls) -> Case:
@@ -207,9 +210,25 @@ class SaltPepper(IntensityTransform):
                         sample: Sample, name: str) -> torch.Tensor:
         s = channel_stats(data, valid, ("min", "max"))
         u = seeded_noise(params["seed"], data.shape, data.device, torch.float64, "uniform")
-        salt = u < params["amount"] * params["salt"]
-        pepper = (u >= params["amount"] * params["salt"]) & (u < params["amount"])
-        return torch.where(salt, s["max"].expand_as(data), torch.where(pepper, s["min"].expand_as(data), data))
+        return self._salted(data, u, params["amount"] * params["salt"], params["amount"], s["min"], s["max"])
+
+    @staticmethod
+    def _salted(data: torch.Tensor, u: torch.Tensor, salt_below: Any, pepper_below: Any, low: torch.Tensor,
+                high: torch.Tensor) -> torch.Tensor:
+        """``high`` where the uniform ``u`` < ``salt_below``, ``low`` where it is then < ``pepper_below``."""
+        salt = u < salt_below
+        pepper = (u >= salt_below) & (u < pepper_below)
+        return torch.where(salt, high.expand_as(data), torch.where(pepper, low.expand_as(data), data))
+
+    def transform_batch(self, data: torch.Tensor, valid: torch.Tensor | None, params: list[dict[str, Any]],
+                        samples: list[Sample], name: str) -> torch.Tensor:
+        stats = [channel_stats(data[b], None if valid is None else valid[b], ("min", "max"))
+                 for b in range(data.shape[0])]
+        u = seeded_noise_batch([p["seed"] for p in params], data.shape[1:], data.device, torch.float64, "uniform")
+        salt = per_element([p["amount"] * p["salt"] for p in params], data, torch.float64)
+        pepper = per_element([p["amount"] for p in params], data, torch.float64)
+        return self._salted(data, u, salt, pepper, per_element([s["min"] for s in stats], data),
+                            per_element([s["max"] for s in stats], data))
 
     @classmethod
     def contract_case(cls) -> Case:
@@ -273,6 +292,26 @@ class GaussianBlur(IntensityTransform):
 
     def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
                         sample: Sample, name: str) -> torch.Tensor:
+        weight = torch.ones_like(data[:1]) if valid is None else valid.to(data.dtype)
+        return normalized_smooth(data, weight, self._sigmas(sample, params))
+
+    def transform_batch(self, data: torch.Tensor, valid: torch.Tensor | None, params: list[dict[str, Any]],
+                        samples: list[Sample], name: str) -> torch.Tensor:
+        """Elements of the same sigmas in voxels (a fixed ``sigma`` on one grid: all of them) are
+        smoothed together, each group in one pass per axis."""
+        weight = torch.ones_like(data[:, :1]) if valid is None else valid.to(data.dtype)
+        groups: dict[tuple[float, ...], list[int]] = {}
+        for b, (s, p) in enumerate(zip(samples, params)):
+            groups.setdefault(tuple(self._sigmas(s, p)), []).append(b)
+        if len(groups) == 1:
+            return normalized_smooth_batch(data, weight, next(iter(groups)))
+        out = batch_buffer(tuple(data.shape), data.dtype, data.device)
+        for sigmas, members in groups.items():
+            out[members] = normalized_smooth_batch(data[members], weight[members], sigmas)
+        return out
+
+    def _sigmas(self, sample: Sample, params: dict[str, Any]) -> list[float]:
+        """The sigma along every array axis, in voxels of ``sample``'s grid."""
         factors = self.axis_scale or [1.0] * sample.space.ndim
         if isinstance(factors, dict):           # world axes -> the array axes that run along them
             worlds = resolve_world_axes("axis_scale", list(factors), sample.space)
@@ -281,9 +320,7 @@ class GaussianBlur(IntensityTransform):
         if len(factors) != sample.space.ndim:
             raise ParameterError("axis_scale", self.axis_scale, f"{sample.space.ndim} factors for a "
                                  f"{sample.space.ndim}D sample")
-        sigmas = [params["sigma"] * f / float(s) for f, s in zip(factors, sample.space.spacing)]
-        weight = torch.ones_like(data[:1]) if valid is None else valid.to(data.dtype)
-        return normalized_smooth(data, weight, sigmas)
+        return [params["sigma"] * f / float(s) for f, s in zip(factors, sample.space.spacing)]
 
     @classmethod
     def contract_case(cls) -> Case:
@@ -344,6 +381,11 @@ def _pooled(data: torch.Tensor, region: torch.Tensor | None) -> tuple[torch.Tens
     """``data`` and ``region`` as one channel holding every channel's voxels (statistics over all channels)."""
     flat = data.reshape(1, -1)
     return flat, None if region is None else region.expand_as(data).reshape(1, -1)
+
+
+def _stacked_affine(affines: list[tuple[torch.Tensor, torch.Tensor]], data: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per-element ``(gain, bias)`` pairs as the batch's ``(B, C, 1, ..., 1)`` gain and bias."""
+    return tuple(per_element([a[k] for a in affines], data) for k in (0, 1))
 
 
 def _broadcast(stat: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
@@ -440,12 +482,33 @@ class NormalizeIntensity(IntensityTransform):
                         sample: Sample, name: str) -> torch.Tensor:
         if not self.nonzero:
             return super().transform_layer(data, valid, params, sample, name)
-        region = _region(valid, sample, self.mask, name, "NormalizeIntensity")
-        region = data != 0 if region is None else (data != 0) & region
+        region = self._nonzero_region(data, _region(valid, sample, self.mask, name, "NormalizeIntensity"))
         if not bool(region.any()):
             return data.clone()                # no non-zero voxel: nothing to normalise (as MONAI)
+        return torch.where(region, affine_values(data, *self._nonzero_affine(data, region, name)), data)
+
+    @staticmethod
+    def _nonzero_region(data: torch.Tensor, region: torch.Tensor | None) -> torch.Tensor:
+        """The voxels ``nonzero`` normalises: non-zero ones of ``region``."""
+        return data != 0 if region is None else (data != 0) & region
+
+    def _nonzero_affine(self, data: torch.Tensor, region: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(gain, bias)`` of the ``nonzero`` normalisation; identity where ``region`` is empty (it then
+        changes no voxel)."""
+        if not bool(region.any()):
+            return torch.ones(()), torch.zeros(())
         sub, div = self._moments(data, region, name)
-        return torch.where(region, affine_values(data, 1.0 / div, -sub / div), data)
+        return 1.0 / div, -sub / div
+
+    def transform_batch(self, data: torch.Tensor, valid: torch.Tensor | None, params: list[dict[str, Any]],
+                        samples: list[Sample], name: str) -> torch.Tensor | None:
+        if not self.nonzero:
+            return super().transform_batch(data, valid, params, samples, name)
+        regions = [_region(None if valid is None else valid[b], s, self.mask, name, "NormalizeIntensity")
+                   for b, s in enumerate(samples)]
+        region = self._nonzero_region(data, None if regions[0] is None else torch.stack(regions))  # type: ignore[arg-type]
+        affines = [self._nonzero_affine(data[b], region[b], name) for b in range(data.shape[0])]
+        return torch.where(region, affine_values(data, *_stacked_affine(affines, data)), data)
 
     @classmethod
     def contract_case(cls) -> Case:
@@ -547,8 +610,16 @@ class RescaleIntensity(IntensityTransform):
 
     def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
                         sample: Sample, name: str) -> torch.Tensor:
-        out = affine_values(data, *self._affine(data, valid, sample, name))
+        return self._rescaled(data, *self._affine(data, valid, sample, name))
+
+    def _rescaled(self, data: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        out = affine_values(data, gain, bias)
         return out.clamp_(*self.out) if self.clip else out
+
+    def transform_batch(self, data: torch.Tensor, valid: torch.Tensor | None, params: list[dict[str, Any]],
+                        samples: list[Sample], name: str) -> torch.Tensor:
+        affines = [self._affine(data[b], None if valid is None else valid[b], s, name) for b, s in enumerate(samples)]
+        return self._rescaled(data, *_stacked_affine(affines, data))
 
     @classmethod
     def contract_case(cls) -> Case:

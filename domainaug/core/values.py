@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from .sample import Sample
 
 __all__ = ["label_values", "channel_stats", "channel_quantiles", "affine_values", "seeded_noise", "normalized_smooth",
-           "cast", "foreground",
+           "cast", "foreground", "seeded_noise_batch", "per_element",
+           "normalized_smooth_batch",
            "SUM_CHUNK", "NOISE_CHUNK"]
 
 
@@ -105,6 +106,17 @@ def affine_values(data: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor) ->
     return torch.addcmul(bias, data, gain, out=empty_like(data))
 
 
+def per_element(values: Sequence[torch.Tensor | float], data: torch.Tensor,
+                dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Per-element per-channel values (each ``(C, 1, ..., 1)``, ``(1, ..., 1)`` or a number) as one
+    ``(B, C, 1, ..., 1)`` tensor for a batch's ``(B, C, *spatial)`` ``data`` (``dtype``: default
+    ``data``'s), to broadcast in one pass over the batch: the same values, so the same bits, as each
+    element's own arithmetic."""
+    shape = (data.shape[1],) + (1,) * (data.dim() - 2)
+    kind = data.dtype if dtype is None else dtype
+    return torch.stack([torch.as_tensor(v, dtype=kind, device=data.device).expand(shape) for v in values])
+
+
 NOISE_CHUNK = 1 << 20
 
 
@@ -181,12 +193,20 @@ def seeded_noise_batch(seeds: Sequence[int], shape: Sequence[int], device: torch
 def normalized_smooth(data: torch.Tensor, weight: torch.Tensor, sigmas: Sequence[float]) -> torch.Tensor:
     """Gaussian smoothing of ``(C, *spatial)`` data with per-axis ``sigmas`` in voxels, where only
     voxels with ``weight`` contribute (normalised convolution: no nodata and no border artefacts)."""
+    return normalized_smooth_batch(data[None], weight[None], sigmas)[0]
+
+
+def normalized_smooth_batch(data: torch.Tensor, weight: torch.Tensor, sigmas: Sequence[float]) -> torch.Tensor:
+    """``normalized_smooth`` of every element of ``(B, C, *spatial)`` data with ``(B, 1 or C, *spatial)``
+    weights and the same ``sigmas``, in one pass per axis (the rows of a convolution are independent:
+    element ``b`` equals ``normalized_smooth(data[b], weight[b], sigmas)``)."""
     num, den = data * weight, weight
+    num, den = num.reshape((-1,) + tuple(num.shape[2:])), den.reshape((-1,) + tuple(den.shape[2:]))
     for axis, sigma in enumerate(sigmas):
         if sigma < 1e-3:
             continue
         num, den = _smooth(num, axis, sigma), _smooth(den, axis, sigma)
-    return num / den.clamp(min=1e-12)
+    return num.view(data.shape[:2] + num.shape[1:]) / den.view(weight.shape[:2] + den.shape[1:]).clamp(min=1e-12)
 
 
 def _smooth(x: torch.Tensor, axis: int, sigma: float) -> torch.Tensor:

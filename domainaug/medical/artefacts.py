@@ -22,7 +22,7 @@ from ..core.params import (
 from ..core.sample import Sample
 from ..core.space import Space
 from ..core.transform import IntensityTransform
-from ..core.values import channel_stats
+from ..core.values import channel_stats, per_element
 from ..errors import ParameterError, SampleError
 
 if TYPE_CHECKING:
@@ -182,19 +182,29 @@ class HistogramShift(IntensityTransform):
 
     def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
                         sample: Sample, name: str) -> torch.Tensor:
-        ys = torch.tensor(params["points"], dtype=torch.float64)
-        n = len(ys)
-        if n < 2 or bool((ys[1:] < ys[:-1]).any()) or float(ys[0]) != 0.0 or float(ys[-1]) != 1.0:
-            raise ParameterError("params['points']", params["points"], "a non-decreasing list from 0 to 1")
+        ys = self._points(params)
         s = channel_stats(data, valid, ("min", "max"))
-        lo, span = s["min"], s["max"] - s["min"]
-        u = ((data - lo) / span.clamp(min=torch.finfo(data.dtype).tiny)).clamp_(0.0, 1.0) * (n - 1)
-        seg = u.floor().clamp_(max=n - 2)
-        t = u - seg
-        ys = ys.to(device=data.device, dtype=data.dtype)
-        index = seg.long()
-        mapped = ys[index] + t * (ys[index + 1] - ys[index])
-        return torch.where(span > 0, lo + mapped * span, data)
+        return _remap(data, s["min"], s["max"] - s["min"], ys.to(device=data.device, dtype=data.dtype), len(ys) - 1, 0)
+
+    def transform_batch(self, data: torch.Tensor, valid: torch.Tensor | None, params: list[dict[str, Any]],
+                        samples: list[Sample], name: str) -> torch.Tensor:
+        """Every element's map in one table, each element indexing its own part of it (``offset``)."""
+        tables = [self._points(p) for p in params]
+        stats = [channel_stats(data[b], None if valid is None else valid[b], ("min", "max"))
+                 for b in range(data.shape[0])]
+        lo = per_element([s["min"] for s in stats], data)
+        span = per_element([s["max"] - s["min"] for s in stats], data)
+        offsets = [sum(len(t) for t in tables[:b]) for b in range(len(tables))]
+        return _remap(data, lo, span, torch.cat(tables).to(device=data.device, dtype=data.dtype),
+                      per_element([len(t) - 1 for t in tables], data),
+                      per_element(offsets, data, torch.int64))
+
+    @staticmethod
+    def _points(params: dict[str, Any]) -> torch.Tensor:
+        ys = torch.tensor(params["points"], dtype=torch.float64)
+        if len(ys) < 2 or bool((ys[1:] < ys[:-1]).any()) or float(ys[0]) != 0.0 or float(ys[-1]) != 1.0:
+            raise ParameterError("params['points']", params["points"], "a non-decreasing list from 0 to 1")
+        return ys
 
     @classmethod
     def contract_case(cls) -> Case:
@@ -203,6 +213,20 @@ class HistogramShift(IntensityTransform):
             random=lambda s: HistogramShift((4, 12)), identity=lambda s: HistogramShift(p=0.0),
             bad=[("num_control_points", lambda: HistogramShift(2)),
                  ("num_control_points", lambda: HistogramShift((8, 4)))])
+
+
+def _remap(data: torch.Tensor, lo: torch.Tensor, span: torch.Tensor, ys: torch.Tensor, segments: Any,
+           offset: Any) -> torch.Tensor:
+    """The piecewise linear map through ``ys[offset:offset + segments + 1]`` (outputs at evenly spaced
+    inputs over ``[lo, lo + span]``), where the span is > 0; ``segments`` and ``offset`` per element
+    in a batch."""
+    u = ((data - lo) / span.clamp(min=torch.finfo(data.dtype).tiny)).clamp_(0.0, 1.0) * segments
+    seg = torch.minimum(u.floor(), segments - 1) if isinstance(segments, torch.Tensor) else \
+        u.floor().clamp_(max=segments - 1)
+    t = u - seg
+    index = seg.long() + offset
+    mapped = ys[index] + t * (ys[index + 1] - ys[index])
+    return torch.where(span > 0, lo + mapped * span, data)
 
 
 #: The fills of ``CoarseDropout`` other than a number.

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ..core.params import as_uniform, as_world_axes, check_choice, resolve_world_axes
 from ..core.sample import Role, Sample
 from ..core.transform import Compose, IntensityTransform
-from ..core.values import affine_values, channel_quantiles, label_values, normalized_smooth
+from ..core.values import affine_values, channel_quantiles, label_values, normalized_smooth, per_element
 from ..errors import ParameterError, SampleError
 from ..intensity import Gamma
 from .physics import BiasField, RicianNoise
@@ -67,13 +67,23 @@ class IntensityScale(IntensityTransform):
 
     def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
                         sample: Sample, name: str) -> torch.Tensor:
+        return affine_values(data, *self._gain_offset(data, valid, params, name))
+
+    def transform_batch(self, data: torch.Tensor, valid: torch.Tensor | None, params: list[dict[str, Any]],
+                        samples: list[Sample], name: str) -> torch.Tensor:
+        pairs = [self._gain_offset(data[b], None if valid is None else valid[b], p, name) for b, p in enumerate(params)]
+        return affine_values(data, per_element([g for g, _ in pairs], data), per_element([o for _, o in pairs], data))
+
+    def _gain_offset(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+                     name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(gain, offset * unit)`` of layer ``name``, ``(C, 1, ..., 1)``."""
         shape = (-1,) + (1,) * (data.dim() - 1)
         gain = torch.tensor(params["gain"][name], dtype=data.dtype, device=data.device).view(shape)
         offset = torch.tensor(params["offset"][name], dtype=data.dtype, device=data.device).view(shape)
         if self.units == "percentile":
             lo, hi = robust_range(data, valid)
             offset = offset * (hi - lo)
-        return affine_values(data, gain, offset)
+        return gain, offset
 
     @classmethod
     def contract_case(cls) -> Case:

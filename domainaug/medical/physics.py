@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from ..core.params import as_uniform, check_positive_int
-from ..core.sample import Sample
+from ..core.sample import Sample, batch_buffer
 from ..core.transform import IntensityTransform
-from ..core.values import channel_stats, seeded_noise
+from ..core.values import channel_stats, per_element, seeded_noise, seeded_noise_batch
 from ..errors import ParameterError, SampleError
 from ..intensity import GaussianNoise
 
@@ -125,6 +125,18 @@ class BiasField(IntensityTransform):
         field = self.log_field(sample, params, data.device, data.dtype).exp_()
         return field[None].mul_(data) if data.shape[0] == 1 else data * field     # one buffer for one channel
 
+    def transform_batch(self, data: torch.Tensor, valid: torch.Tensor | None, params: list[dict[str, Any]],
+                        samples: list[Sample], name: str) -> torch.Tensor:
+        """Every element's field (grid-sized, each from its own space), then one product over the batch
+        (an element of zero coefficients gets a field of ones: ``x * 1`` is ``x``)."""
+        fields = batch_buffer((data.shape[0], 1) + tuple(data.shape[2:]), data.dtype, data.device)
+        for b, (p, s) in enumerate(zip(params, samples)):
+            if any(p["coefficients"]):
+                torch.exp(self.log_field(s, p, data.device, data.dtype), out=fields[b, 0])
+            else:
+                fields[b].fill_(1.0)
+        return fields.mul_(data) if data.shape[1] == 1 else data * fields
+
     @classmethod
     def contract_case(cls) -> Case:
         from ..testing import Case
@@ -162,9 +174,27 @@ class RicianNoise(GaussianNoise):
         if params["std"] == 0:
             return data
         require_mr("RicianNoise", sample, name, data, valid)
-        sigma = params["std"] * (channel_stats(data, valid, ("std",))["std"] if self.relative else 1.0)
         noise = seeded_noise(params["seed"], (2,) + tuple(data.shape), data.device, data.dtype, "normal")
-        return torch.hypot(noise[0].mul_(sigma).add_(data), noise[1].mul_(sigma))
+        return _rician(data, noise, self._scale(data, valid, params))
+
+    def transform_batch(self, data: torch.Tensor, valid: torch.Tensor | None, params: list[dict[str, Any]],
+                        samples: list[Sample], name: str) -> torch.Tensor:
+        live = [b for b, p in enumerate(params) if p["std"] != 0]      # sigma 0 keeps the values (no modulus)
+        for b in live:
+            require_mr("RicianNoise", samples[b], name, data[b], None if valid is None else valid[b])
+        if not live:
+            return data
+        pick = (lambda x: x) if len(live) == len(params) else (lambda x: x[live])
+        own = pick(data)
+        noise = seeded_noise_batch([params[b]["seed"] for b in live], (2,) + tuple(data.shape[1:]), data.device,
+                                   data.dtype, "normal")
+        sigma = self._scales(own, None if valid is None else pick(valid), [params[b] for b in live])
+        new = _rician(own, noise.transpose(0, 1), sigma)
+        if len(live) == len(params):
+            return new
+        out = data.clone()
+        out[live] = new
+        return out
 
     @classmethod
     def contract_case(cls) -> Case:
@@ -172,6 +202,11 @@ class RicianNoise(GaussianNoise):
         return Case(
             random=lambda s: RicianNoise((0.05, 0.2)), identity=lambda s: RicianNoise(0.0),
             bad=[("std", lambda: RicianNoise(-1.0))])
+
+
+def _rician(data: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+    """``|data + sigma n1 + i sigma n2|`` from ``noise`` ``(2, *data.shape)`` (changed in place)."""
+    return torch.hypot(noise[0].mul_(sigma).add_(data), noise[1].mul_(sigma))
 
 
 #: Named CT windows as (level, width) in HU.
@@ -230,26 +265,48 @@ class CTWindow(IntensityTransform):
 
     def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
                         sample: Sample, name: str) -> torch.Tensor:
+        return self._window(data, *self._bounds(sample, params, name))
+
+    def transform_batch(self, data: torch.Tensor, valid: torch.Tensor | None, params: list[dict[str, Any]],
+                        samples: list[Sample], name: str) -> torch.Tensor:
+        bounds = [self._bounds(s, p, name) for s, p in zip(samples, params)]
+        lows, highs = per_element([b[0] for b in bounds], data), per_element([b[1] for b in bounds], data)
+        return self._window(data, lows, highs, per_element([hi - lo for lo, hi in bounds], data))
+
+    @staticmethod
+    def _bounds(sample: Sample, params: dict[str, Any], name: str) -> tuple[float, float]:
+        """The window ``(lo, hi)`` in HU; a sample declared as another modality than CT is refused."""
         if (declared := modality(sample)) is not None and declared != "CT":
             raise SampleError(f"CTWindow windows Hounsfield units, and sample.meta['modality'] is "
                               f"{sample.meta['modality']!r} (layer {name!r})")
-        lo, hi = params["level"] - params["width"] / 2, params["level"] + params["width"] / 2
+        return params["level"] - params["width"] / 2, params["level"] + params["width"] / 2
+
+    def _window(self, data: torch.Tensor, lo: Any, hi: Any, width: Any = None) -> torch.Tensor:
         clipped = data.clamp(lo, hi)
-        return (clipped - lo) / (hi - lo) if self.rescale else clipped
+        return (clipped - lo) / (hi - lo if width is None else width) if self.rescale else clipped
 
     def apply(self, sample: Sample, params: dict[str, Any]) -> Sample:
         if (at := self.for_record(params)) is not self:       # a record of another epoch
             return at.apply(sample, params)
+        return super().apply(self._as_float(sample, params), params)
+
+    def apply_batch(self, samples: list[Sample], params: list[dict[str, Any]]) -> list[Sample]:
+        if any(self.for_record(p) is not self for p in params):
+            return [self.apply(s, p) for s, p in zip(samples, params)]
+        return super().apply_batch([self._as_float(s, p) for s, p in zip(samples, params)], params)
+
+    def _as_float(self, sample: Sample, params: dict[str, Any]) -> Sample:
+        """With ``rescale``, the target layers as float32 (the output is in [0, 1] whatever the HU
+        dtype), invalid voxels 0; else ``sample``."""
         if not self.rescale:
-            return super().apply(sample, params)
-        # rescaled output is float32 in [0, 1], whatever the HU dtype: make the layers float first
+            return sample
         layers = sample.layers
         floats = {}
         for n, _ in self.layer_params(sample, params):      # (a layer skipped by per_layer keeps its values)
             valid = layers[v].data if (v := sample.valid_of(n)) else None
             data = layers[n].data.float()
             floats[n] = replace(layers[n], data=data if valid is None else data.masked_fill(~valid, 0.0), fill=0.0)
-        return super().apply(sample.with_layers(**floats), params)
+        return sample.with_layers(**floats)
 
     @classmethod
     def contract_case(cls) -> Case:

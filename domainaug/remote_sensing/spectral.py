@@ -40,7 +40,7 @@ from ..core.params import as_uniform, check_choice, check_positive_int
 from ..core.random import child_seed
 from ..core.sample import Layer, Role, Sample
 from ..core.transform import IntensityTransform, Transform, date_layers
-from ..core.values import cast, channel_quantiles, channel_stats, seeded_noise
+from ..core.values import cast, channel_quantiles, channel_stats, per_element, seeded_noise
 from ..errors import ParameterError, ShapeError
 from .bands import Band, is_unnamed, resolve_bands
 from .bands import sensor as sensor_table
@@ -508,6 +508,11 @@ class Haze(RasterTransform):
                         sample: Sample, name: str) -> torch.Tensor:
         return data + self.channel_affine(data, valid, params, sample, name)[1]
 
+    def transform_batch(self, data: torch.Tensor, valid: torch.Tensor | None, params: list[dict[str, Any]],
+                        samples: list[Sample], name: str) -> torch.Tensor:
+        return data + per_element([self.channel_affine(data[b], None if valid is None else valid[b], p, s, name)[1]
+                                   for b, (p, s) in enumerate(zip(params, samples))], data)
+
     @classmethod
     def contract_case(cls) -> Case:
         from ..testing import Case
@@ -572,13 +577,25 @@ class BandDropout(RasterTransform):
     def transform_layer(self, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
                         sample: Sample, name: str) -> torch.Tensor:
         out = data.clone()
+        self._drop(out, data, valid, params, sample, name)
+        return out
+
+    def transform_batch(self, data: torch.Tensor, valid: torch.Tensor | None, params: list[dict[str, Any]],
+                        samples: list[Sample], name: str) -> torch.Tensor:
+        out = data.clone()
+        for b, (p, s) in enumerate(zip(params, samples)):
+            self._drop(out[b], data[b], None if valid is None else valid[b], p, s, name)
+        return out
+
+    def _drop(self, out: torch.Tensor, data: torch.Tensor, valid: torch.Tensor | None, params: dict[str, Any],
+              sample: Sample, name: str) -> None:
+        """Fill the dropped bands of ``out`` (a copy of ``data``)."""
         info = sample.layer_info(name)
         index = _channel_index(info, [b for b in params["bands"] if b in (info.channels or ())], name)
         fill = band_stats(sample, name, data, valid, self.stats, ("mean",))["mean"] if self.value == "mean" \
             else torch.zeros_like(data[:, :1])
         for i in index:
             out[i] = fill[i].expand_as(out[i])
-        return out
 
     @classmethod
     def contract_case(cls) -> Case:
