@@ -65,7 +65,12 @@ def _elements(kind: str) -> list:
         one = elements[1]
         elements[1] = one.with_layers(image=replace(one.layer_info("image"), data=torch.where(
             one["label"] > 0, one["image"], torch.zeros(()))))
-    return elements
+    # the layers as slices of one buffer per layer, as in a batch (on the CPU, elements in buffers of
+    # their own run alone: copying them together would cost a pass)
+    names = elements[0].layer_names()
+    batch = {n: torch.stack([e[n] for e in elements]) for n in names}
+    return [e.with_layers(**{n: replace(e.layer_info(n), data=batch[n][b]) for n in names})
+            for b, e in enumerate(elements)]
 
 
 RASTER_ONLY = ("Haze", "BandDropout")           # band names: rasters

@@ -23,7 +23,7 @@ from .record import ParamRecord
 from .sample import Layer, Role, Sample, materialize_batch, stacked
 from .schedule import ScheduledConstruction, build_at
 from .space import Space, covering_grid
-from .values import affine_values, cast
+from .values import affine_values, cast, per_element
 
 if TYPE_CHECKING:
     from ..testing import Case
@@ -547,11 +547,8 @@ as one.
                    for b in range(data.shape[0])]
         if any(a is None for a in affines):
             return None
-        gain = torch.stack([torch.as_tensor(a[0], dtype=data.dtype, device=data.device).expand(  # type: ignore[index]
-            (data.shape[1],) + (1,) * (data.dim() - 2)) for a in affines])
-        bias = torch.stack([torch.as_tensor(a[1], dtype=data.dtype, device=data.device).expand(  # type: ignore[index]
-            (data.shape[1],) + (1,) * (data.dim() - 2)) for a in affines])
-        return affine_values(data, gain, bias)
+        pairs = [a for a in affines if a is not None]
+        return affine_values(data, per_element([g for g, _ in pairs], data), per_element([b for _, b in pairs], data))
 
     def layer_params(self, sample: Sample, params: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """``(layer, params)`` for every target layer that ``params`` changes: the shared params for

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..core.params import as_uniform, check_positive_int
-from ..core.sample import Sample, batch_buffer
+from ..core.sample import Layer, Sample, batch_buffer, stacked
 from ..core.transform import IntensityTransform
 from ..core.values import channel_stats, per_element, seeded_noise, seeded_noise_batch
 from ..errors import ParameterError, SampleError
@@ -293,7 +293,26 @@ class CTWindow(IntensityTransform):
     def apply_batch(self, samples: list[Sample], params: list[dict[str, Any]]) -> list[Sample]:
         if any(self.for_record(p) is not self for p in params):
             return [self.apply(s, p) for s, p in zip(samples, params)]
-        return super().apply_batch([self._as_float(s, p) for s, p in zip(samples, params)], params)
+        return super().apply_batch(self._as_float_batch(samples, params), params)
+
+    def _as_float_batch(self, samples: list[Sample], params: list[dict[str, Any]]) -> list[Sample]:
+        """``_as_float`` of every element, into one float32 buffer per layer (the new dtype is a new
+        buffer anyway), so that the batch path reads the elements as one view."""
+        names = [[n for n, _ in self.layer_params(s, p)] for s, p in zip(samples, params)]
+        if not self.rescale or any(n != names[0] for n in names) or any(s.grids for s in samples):
+            return [self._as_float(s, p) for s, p in zip(samples, params)]
+        out: list[dict[str, Layer]] = [{} for _ in samples]
+        for n in names[0]:
+            data = stacked([s.layers[n].data for s in samples])
+            valids = [s.layers[v].data if (v := s.valid_of(n)) else None for s in samples]
+            if data is None or (any(v is None for v in valids) and not all(v is None for v in valids)):
+                return [self._as_float(s, p) for s, p in zip(samples, params)]
+            floats = data.float()
+            if valids[0] is not None:
+                floats = floats.masked_fill(~stacked(valids), 0.0)      # type: ignore[arg-type,operator]
+            for b, s in enumerate(samples):
+                out[b][n] = replace(s.layers[n], data=floats[b], fill=0.0)
+        return [s.with_layers(**layers) for s, layers in zip(samples, out)]
 
     def _as_float(self, sample: Sample, params: dict[str, Any]) -> Sample:
         """With ``rescale``, the target layers as float32 (the output is in [0, 1] whatever the HU
