@@ -505,8 +505,9 @@ as one.
         for name in names:
             layers = [s.layers[name] for s in samples]
             valids = [s.layers[s.valid_name].data if s.valid_name else None for s in samples]
-            # on the CPU a copy into one buffer would cost a pass: elements in buffers of their own run alone
-            copy = samples[0].device.type != "cpu"
+            # on the CPU a copy into one buffer costs a pass: worth it for an op of its own batch kernel
+            # (noise, fields, blurs: several passes), not for the one-pass channel affine
+            copy = samples[0].device.type != "cpu" or owner["transform_batch"] is not IntensityTransform
             data = stacked([layer.data for layer in layers], copy)
             valid = None if valids[0] is None or data is None else stacked(valids, copy)  # type: ignore[arg-type]
             if data is None or (valid is None) != all(v is None for v in valids) or \
