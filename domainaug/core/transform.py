@@ -495,8 +495,11 @@ as one.
         the CPU: one ``transform_batch`` per target layer over a ``(B, C, *spatial)`` view of the
         elements where they share the layer's shape and dtype and lie on one grid, else each alone."""
         names = self.target_layers(samples[0])
-        owner = {a: next(k for k in type(self).__mro__ if a in vars(k)) for a in ("transform_layer", "transform_batch")}
+        owner = {a: next(k for k in type(self).__mro__ if a in vars(k))
+                 for a in ("transform_layer", "transform_batch", "apply", "apply_batch")}
+        # (an op with an ``apply`` of its own and no ``apply_batch`` beside it does each element alone)
         plain = issubclass(owner["transform_batch"], owner["transform_layer"]) and len(samples) > 1 and \
+            issubclass(owner["apply_batch"], owner["apply"]) and \
             all(not s.grids and "layers" not in p for s, p in zip(samples, params)) and \
             all(self.target_layers(s) == names for s in samples[1:])
         if not plain:
