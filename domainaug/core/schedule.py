@@ -175,10 +175,22 @@ def _resolved(arguments: tuple[tuple, dict[str, Any]], epoch: int) -> tuple[tupl
     return tuple(resolve_schedules(v, epoch) for v in args), {k: resolve_schedules(v, epoch) for k, v in kwargs.items()}
 
 
+_SIGNATURES: dict[type, inspect.Signature] = {}
+
+
+def _signature(cls: type[Any]) -> inspect.Signature:
+    """The constructor's signature, remembered per class (every construction asks, and ops build
+    helper transforms per call)."""
+    found = _SIGNATURES.get(cls)
+    if found is None:
+        found = _SIGNATURES[cls] = inspect.signature(cls.__init__)
+    return found
+
+
 def _named(cls: type[Any], args: tuple, kwargs: dict[str, Any]) -> dict[str, Any] | None:
     """Argument name -> value of a constructor call (``**kwargs`` entries included), or None when the
     call does not bind (the constructor then names the bad call itself)."""
-    signature = inspect.signature(cls.__init__)
+    signature = _signature(cls)
     try:
         bound = signature.bind(None, *args, **kwargs)
     except TypeError:

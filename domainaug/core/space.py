@@ -156,8 +156,13 @@ class Space:
 
     @property
     def inverse(self) -> np.ndarray:
-        """World -> index affine."""
-        return np.linalg.inv(self.affine)
+        """World -> index affine (read-only; computed once per Space)."""
+        inverse = self.__dict__.get("_inverse")
+        if inverse is None:
+            inverse = np.linalg.inv(self.affine)
+            inverse.setflags(write=False)
+            object.__setattr__(self, "_inverse", inverse)
+        return inverse
 
     def center_world(self) -> np.ndarray:
         """World position of the grid's centre (the middle between the first and last voxel centres)."""

@@ -67,7 +67,8 @@ class BatchAugment:
         spaces = [space] * batch if space is None or isinstance(space, Space) else list(space)
         if len(spaces) != batch:
             raise ParameterError("space", f"{len(spaces)} spaces", f"one Space, or {batch} (one per element)")
-        spaces = [Space.from_spacing(spatial) if s is None else s for s in spaces]
+        unit = Space.from_spacing(spatial)                 # (once, not per element)
+        spaces = [unit if s is None else s for s in spaces]
         for what, given in (("points", points), ("boxes", boxes)):
             if given is not None and len(given) != batch:
                 raise ParameterError(what, f"{len(given)} dicts", f"{batch} (one per element)")
