@@ -512,7 +512,8 @@ as one.
             # (noise, fields, blurs: several passes), not for the one-pass channel affine
             copy = samples[0].device.type != "cpu" or owner["transform_batch"] is not IntensityTransform
             data = stacked([layer.data for layer in layers], copy)
-            valid = None if valids[0] is None or data is None else stacked(valids, copy)  # type: ignore[arg-type]
+            # (elements with and without a VALID layer: each alone, below)
+            valid = None if data is None or any(v is None for v in valids) else stacked(valids, copy)  # type: ignore[arg-type]
             if data is None or (valid is None) != all(v is None for v in valids) or \
                     (valid is not None and valid.shape[0] != data.shape[0]) or \
                     (valid is not None and not bool(valid.flatten(1).any(1).all())):
