@@ -113,6 +113,21 @@ def test_an_element_without_gradients_stays_out_of_the_others_graph(pipeline):
                        torch.autograd.grad(alone[0]["image"].sum(), x)[0])
 
 
+def test_elements_that_raise_different_errors_raise_the_first_elements_error():
+    """The batch runs op by op, so element 1's error at the first op came before element 0's at the
+    second; the per-element loop (and ``check_batched_samples``' rule) raises element 0's."""
+    small = make_volume(seed=1, shape=(10, 12, 8))                    # a Crop(12) too large for it
+    big = make_volume(seed=0)
+    no_label = big.replace(layers={"image": big.layer_info("image")})  # no mask for NormalizeIntensity
+    pipeline = da.Compose([da.NormalizeIntensity(mask="label"), da.Crop(12)])
+    with pytest.raises(da.ShapeError, match="larger than the grid"):
+        pipeline(small, generator_for(9, 0, 0))
+    with pytest.raises(da.ShapeError, match="larger than the grid"):
+        BatchAugment(pipeline, seed=9).augment([small, no_label])
+    with pytest.raises(da.ParameterError, match="mask='label'"):
+        BatchAugment(pipeline, seed=9).augment([no_label, small])
+
+
 class Backwards(da.Compose):
     """A user's composite that draws its own way (its children in reverse order)."""
 
