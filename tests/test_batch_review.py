@@ -103,7 +103,7 @@ def test_an_element_without_gradients_stays_out_of_the_others_graph(pipeline):
     elements = [with_grad(make_volume(seed=0)), make_volume(seed=1), with_grad(make_volume(seed=2))]
     alone = [pipeline(e, generator_for(9, 0, i)) for i, e in enumerate(elements)]
     outs = BatchAugment(pipeline, seed=9).augment(elements)
-    for element, out, one in zip(elements, outs, alone):
+    for out, one in zip(outs, alone):
         assert torch.equal(out["image"], one["image"])
         assert out["image"].requires_grad == one["image"].requires_grad
     if isinstance(pipeline, da.GaussianNoise):
