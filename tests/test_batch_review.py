@@ -94,9 +94,9 @@ def test_one_pending_sample_twice_in_a_batch(pipeline):
 
 
 @pytest.mark.parametrize("pipeline", [da.GaussianNoise(), da.GaussianBlur((0.5, 1.0)), da.NormalizeIntensity(),
-                                      da.Crop(8), da.Compose([da.Crop(8), da.Pad(10)]),
+                                      md.CTWindow(), da.Crop(8), da.Compose([da.Crop(8), da.Pad(10)]),
                                       da.Compose([da.Crop(8), da.GaussianBlur((0.5, 1.0))])],
-                         ids=["noise", "blur", "normalize", "crop", "crop+pad", "crop+blur"])
+                         ids=["noise", "blur", "normalize", "ct-window", "crop", "crop+pad", "crop+blur"])
 def test_an_element_without_gradients_stays_out_of_the_others_graph(pipeline):
     """Elements that require grad beside ones that do not: the batch stacked them into one buffer, so the
     output of an element that does not require grad did (alone it does not), tied to the others' graph."""
@@ -111,6 +111,13 @@ def test_an_element_without_gradients_stays_out_of_the_others_graph(pipeline):
     x = elements[0]["image"]
     assert torch.equal(torch.autograd.grad(outs[0]["image"].sum(), x)[0],
                        torch.autograd.grad(alone[0]["image"].sum(), x)[0])
+
+
+def test_collate_still_stacks_elements_with_and_without_gradients():
+    from domainaug.training import collate
+    a, b = with_grad(make_volume(seed=0)), make_volume(seed=1)
+    batch = collate([a, b])
+    assert torch.equal(batch["image"], torch.stack([a["image"], b["image"]])) and batch["image"].requires_grad
 
 
 def test_elements_that_raise_different_errors_raise_the_first_elements_error():

@@ -474,11 +474,9 @@ class Sample:
 def stacked(tensors: Sequence[torch.Tensor], copy: bool = True) -> torch.Tensor | None:
     """The ``(B, *shape)`` batch of tensors of one shape, dtype and device: a view when they are the
     consecutive slices of one buffer (what a batched resampling writes, or a batch's elements), else a
-    stacked copy (``None`` instead when not ``copy``); ``None`` when they differ (in ``requires_grad``
-    too: a stack of both would tie the elements without gradients into the others' graph)."""
+    stacked copy (``None`` instead when not ``copy``); ``None`` when they differ."""
     first = tensors[0]
-    if any(t.shape != first.shape or t.dtype != first.dtype or t.device != first.device or
-           t.requires_grad != first.requires_grad for t in tensors):
+    if any(t.shape != first.shape or t.dtype != first.dtype or t.device != first.device for t in tensors):
         return None
     n, ptr = first.numel(), first.untyped_storage().data_ptr()
     if n and all(t.is_contiguous() and not t.requires_grad and t.untyped_storage().data_ptr() == ptr and
@@ -494,8 +492,8 @@ def batch_buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.devic
 
 def materialize_batch(samples: Sequence[Sample], backend: str | None = None) -> list[Sample]:
     """``materialize`` every sample (in place; returned as a list). Elements on one grid whose
-    layers match in name, role, shape, dtype, interpolation, fill and requires_grad, with maps between grids of
-    one shape, are resampled into one ``(B, C, *spatial)`` buffer per layer (each element's layer a
+    layers match in name, role, shape, dtype, interpolation, fill and ``requires_grad``, with maps
+    between grids of one shape, are resampled into one ``(B, C, *spatial)`` buffer per layer (each element's layer a
     view of it, so a batched op or ``stack_samples`` reads it without a copy): on the CPU each
     element's own pass into its slice, on other devices one batched call for the group
     (``resample_layers_batch``: one gather per layer). Each element's map and arithmetic are its own,

@@ -531,7 +531,10 @@ as one.
             # on the CPU a copy into one buffer costs a pass: worth it for an op of its own batch kernel
             # (noise, fields, blurs: several passes), not for the one-pass channel affine
             copy = samples[0].device.type != "cpu" or owner["transform_batch"] is not IntensityTransform
-            data = stacked([layer.data for layer in layers], copy)
+            # (elements with and without gradients: each alone, so that a stack does not tie the ones
+            # without into the others' graph)
+            grads = {layer.data.requires_grad for layer in layers}
+            data = stacked([layer.data for layer in layers], copy) if len(grads) == 1 else None
             # (elements with and without a VALID layer: each alone, below)
             valid = None if data is None or any(v is None for v in valids) else stacked(valids, copy)  # type: ignore[arg-type]
             if data is None or (valid is None) != all(v is None for v in valids) or \
