@@ -492,24 +492,26 @@ def batch_buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.devic
 
 def materialize_batch(samples: Sequence[Sample], backend: str | None = None) -> list[Sample]:
     """``materialize`` every sample (in place; returned as a list). Elements on one grid whose
-    layers match in name, role, shape, dtype, interpolation and fill, with maps between grids of
-    one shape, are resampled into one ``(B, C, *spatial)`` buffer per layer (each element's layer a
+    layers match in name, role, shape, dtype, interpolation, fill and ``requires_grad``, with maps
+    between grids of one shape, are resampled into one ``(B, C, *spatial)`` buffer per layer (each element's layer a
     view of it, so a batched op or ``stack_samples`` reads it without a copy): on the CPU each
     element's own pass into its slice, on other devices one batched call for the group
     (``resample_layers_batch``: one gather per layer). Each element's map and arithmetic are its own,
     so the result equals each alone (bit for bit on the CPU). ``backend="torch"`` (for tests) takes
     the batched device path on CPU data too."""
     groups: dict[tuple[Any, ...], list[Sample]] = {}
+    seen: set[int] = set()
     for s in samples:
         pending = s._pending
-        if pending is None:
+        if pending is None or id(s) in seen:        # (one object given twice is resolved once, as alone)
             continue
+        seen.add(id(s))
         if s._grids or s._sources:               # many grids: each alone (``_resolved``)
             s.materialize()
             continue
         key = (pending.source.shape, s.space.shape, tuple(sorted(pending.values)), s.device,
-               tuple((n, layer.role, layer.data.dtype, tuple(layer.data.shape), layer.mode, float(layer.fill))
-                     for n, layer in s._layers.items()))
+               tuple((n, layer.role, layer.data.dtype, tuple(layer.data.shape), layer.mode, float(layer.fill),
+                      layer.data.requires_grad) for n, layer in s._layers.items()))
         groups.setdefault(key, []).append(s)
     for group in groups.values():
         first = group[0]

@@ -51,6 +51,14 @@ def _argument_names(cls: type) -> tuple[str, ...]:
     return ()
 
 
+def _stands_for(obj: Any, method: str, batched: str) -> bool:
+    """Whether ``obj``'s ``batched`` method (``step_batch``, ``_run_batch``, ...) stands for its
+    per-element ``method``: the class that defines ``batched`` defines ``method`` too, or derives from
+    the class that does. A subclass that overrides ``method`` alone runs each element through it."""
+    owner = {a: next(k for k in type(obj).__mro__ if a in vars(k)) for a in (method, batched)}
+    return issubclass(owner[batched], owner[method])
+
+
 def not_a_sample(value: Any) -> str:
     """What a transform expected instead of ``value``, and how to get it (the ``ParameterError`` text)."""
     if isinstance(value, (torch.Tensor, np.ndarray)):
@@ -223,6 +231,9 @@ class Transform(metaclass=ScheduledConstruction):
         """``step`` of every element with its own generator, the work done for the batch at once
         where the op can (``run_batch``). Each generator sees exactly the draws of its element alone,
         in the same order, so element ``b`` equals ``step(samples[b], generators[b])``."""
+        if not _stands_for(self, "step", "step_batch"):          # (a subclass with a ``step`` of its own)
+            pairs = [self.step(s, g, lazy=lazy) for s, g in zip(samples, generators)]
+            return [o for o, _ in pairs], [p for _, p in pairs]
         for s in samples:
             self.check_grids(s)
         skipped = [self._skipped(g) for g in generators]
@@ -230,18 +241,20 @@ class Transform(metaclass=ScheduledConstruction):
         params: list[dict[str, Any]] = [dict(SKIPPED) for _ in samples]
         todo = [i for i, k in enumerate(skipped) if not k]
         if todo:
-            done, drawn = self._draw_and_run_batch([samples[i] for i in todo], [generators[i] for i in todo], lazy)
+            if _stands_for(self, "_draw_and_run", "_draw_and_run_batch"):
+                done, drawn = self._draw_and_run_batch([samples[i] for i in todo], [generators[i] for i in todo],
+                                                       lazy)
+            else:                    # an op that draws while it runs (its own ``_draw_and_run``): each alone
+                pairs = [self._draw_and_run(samples[i], generators[i], lazy) for i in todo]
+                done, drawn = [o for o, _ in pairs], [p for _, p in pairs]
             for i, out, p in zip(todo, done, drawn):
                 outs[i], params[i] = out, self._stamp(p)
         return outs, params
 
     def _draw_and_run_batch(self, samples: list[Sample], generators: list[torch.Generator],
                             lazy: bool) -> tuple[list[Sample], list[dict[str, Any]]]:
-        """Every element's draw, then ``run_batch``; an op that draws while it runs (its own
-        ``_draw_and_run``) does each element alone."""
-        if type(self)._draw_and_run is not Transform._draw_and_run:
-            pairs = [self._draw_and_run(s, g, lazy) for s, g in zip(samples, generators)]
-            return [o for o, _ in pairs], [p for _, p in pairs]
+        """Every element's draw, then ``run_batch`` (``step_batch`` runs an op that draws while it runs,
+        its own ``_draw_and_run``, on each element alone instead)."""
         params = [self.sample_params(s, g) for s, g in zip(samples, generators)]
         return self.run_batch(samples, params, lazy=lazy), params
 
@@ -250,6 +263,8 @@ class Transform(metaclass=ScheduledConstruction):
         elements of one epoch go through ``_run_batch`` together."""
         if len(params) != len(samples):
             raise ParameterError("params", f"{len(params)} dicts", f"{len(samples)} (one per element)")
+        if not _stands_for(self, "run", "run_batch"):            # (a subclass with a ``run`` of its own)
+            return [self.run(s, p, lazy=lazy) for s, p in zip(samples, params)]
         outs = list(samples)
         together: list[int] = []
         for i, (s, p) in enumerate(zip(samples, params)):
@@ -341,6 +356,8 @@ class SpatialTransform(Transform):
         return pending.then(*self.for_record(params).spatial_map(pending.space, params))
 
     def _run_batch(self, samples: list[Sample], params: list[dict[str, Any]], lazy: bool) -> list[Sample]:
+        if not lazy and not _stands_for(self, "apply", "_run_batch"):     # (an ``apply`` of its own)
+            return [self.apply(s, p) for s, p in zip(samples, params)]
         outs = [self.lazy(s, p) for s, p in zip(samples, params)]
         return outs if lazy else materialize_batch(outs)
 
@@ -481,7 +498,10 @@ as one.
 
     def _run_batch(self, samples: list[Sample], params: list[dict[str, Any]], lazy: bool) -> list[Sample]:
         """Fused into a pending permutation where each element can be (``lazy``), else the elements
-        resampled together and changed together (``apply_batch``)."""
+        resampled together and changed together (``apply_batch``). A subclass with a ``lazy`` of its
+        own runs it on each element."""
+        if lazy and not _stands_for(self, "lazy", "_run_batch"):
+            return super()._run_batch(samples, params, lazy)
         outs: list[Sample | None] = [self._fused(s, p) if lazy else None for s, p in zip(samples, params)]
         rest = [i for i, o in enumerate(outs) if o is None]
         if rest:
@@ -511,8 +531,12 @@ as one.
             # on the CPU a copy into one buffer costs a pass: worth it for an op of its own batch kernel
             # (noise, fields, blurs: several passes), not for the one-pass channel affine
             copy = samples[0].device.type != "cpu" or owner["transform_batch"] is not IntensityTransform
-            data = stacked([layer.data for layer in layers], copy)
-            valid = None if valids[0] is None or data is None else stacked(valids, copy)  # type: ignore[arg-type]
+            # (elements with and without gradients: each alone, so that a stack does not tie the ones
+            # without into the others' graph)
+            grads = {layer.data.requires_grad for layer in layers}
+            data = stacked([layer.data for layer in layers], copy) if len(grads) == 1 else None
+            # (elements with and without a VALID layer: each alone, below)
+            valid = None if data is None or any(v is None for v in valids) else stacked(valids, copy)  # type: ignore[arg-type]
             if data is None or (valid is None) != all(v is None for v in valids) or \
                     (valid is not None and valid.shape[0] != data.shape[0]) or \
                     (valid is not None and not bool(valid.flatten(1).any(1).all())):
@@ -827,8 +851,10 @@ class Compose(Composite):
 
     def _run_batch(self, samples: list[Sample], params: list[dict[str, Any]], lazy: bool) -> list[Sample]:
         children = [p["children"] for p in params]
-        if any(len(c) != len(self.transforms) for c in children):
-            return super()._run_batch(samples, params, lazy)            # (raises the per-element error)
+        # (wrong params raise the per-element error; a subclass's own walk, lazy or apply runs on each element)
+        if any(len(c) != len(self.transforms) for c in children) or not _stands_for(self, "walk", "_run_batch") or \
+                not _stands_for(self, "lazy" if lazy else "apply", "_run_batch"):
+            return super()._run_batch(samples, params, lazy)
         outs = list(samples)
         for k, t in enumerate(self.transforms):
             outs = t.run_batch(outs, [c[k] for c in children], lazy=True)

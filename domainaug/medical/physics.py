@@ -303,7 +303,8 @@ class CTWindow(IntensityTransform):
             return [self._as_float(s, p) for s, p in zip(samples, params)]
         out: list[dict[str, Layer]] = [{} for _ in samples]
         for n in names[0]:
-            data = stacked([s.layers[n].data for s in samples])
+            parts = [s.layers[n].data for s in samples]
+            data = stacked(parts) if len({t.requires_grad for t in parts}) == 1 else None    # (as apply_batch)
             valids = [s.layers[v].data if (v := s.valid_of(n)) else None for s in samples]
             if data is None or (any(v is None for v in valids) and not all(v is None for v in valids)):
                 return [self._as_float(s, p) for s, p in zip(samples, params)]

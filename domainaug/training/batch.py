@@ -111,7 +111,15 @@ class BatchAugment:
         if self.pipeline.epoch != epoch:
             self.pipeline.set_epoch(epoch)
         generators = [generator_for(self.seed, epoch, int(i)) for i in indices]
-        outs, params = self.pipeline.step_batch(samples, generators, lazy=False)
+        try:
+            outs, params = self.pipeline.step_batch(samples, generators, lazy=False)
+        except Exception:
+            # the batch runs op by op, so another element's error (at an earlier op) may come first:
+            # raise what the first failing element raises alone, as a loop over the elements would
+            first = self._first_error(samples, indices, epoch)
+            if first is None:
+                raise
+            raise first from None
         name, config = type(self.pipeline).__name__, self.pipeline.config()     # (one config for the batch)
         done = []
         for s, out, p in zip(samples, outs, params):
@@ -119,6 +127,15 @@ class BatchAugment:
             out.history = list(s.history) + [ParamRecord(name, config, p)]
             done.append(out)
         return done
+
+    def _first_error(self, samples: list[Sample], indices: list[int], epoch: int) -> Exception | None:
+        """The error of the first element that fails alone (``None`` when none does)."""
+        for s, i in zip(samples, indices):
+            try:
+                self.pipeline.step(s, generator_for(self.seed, epoch, int(i)), lazy=False)
+            except Exception as error:       # noqa: BLE001 - handed back to be raised
+                return error
+        return None
 
     def __call__(self, image: torch.Tensor, label: torch.Tensor | None = None, valid: torch.Tensor | None = None,
                  space: Space | Sequence[Space] | None = None, *, fill: float = 0.0,
