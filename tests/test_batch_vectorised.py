@@ -118,3 +118,20 @@ def test_the_device_path_resamples_a_group_in_one_batched_call_equal_to_each_ele
         torch.testing.assert_close(one["image"], kernel["image"], atol=1e-4 * float(kernel["image"].abs().max()),
                                    rtol=0)
         assert (one["label"] != kernel["label"]).float().mean() <= 1e-3
+
+
+def test_the_device_path_takes_value_stages_quietly():
+    """A dihedral flip with spectral jitter fused into it, through the batched device path: the value
+    stages (read-only numpy broadcasts) reach torch without a warning, and equal the CPU copy."""
+    import warnings
+    tiles = [rs.set_bands(make_raster(seed=k), ["B02", "B03", "B04", "B08"], sensor="sentinel2") for k in range(3)]
+    pipeline = da.Compose([rs.RotationPolicy("dihedral"), rs.SpectralJitter(gain=(0.9, 1.1), bias=(-0.01, 0.01))])
+    pending = [pipeline.lazy(t, pipeline.sample_params(t, generator_for(1, 0, k))) for k, t in enumerate(tiles)]
+    assert all(p.pending is not None and p.pending.values for p in pending)
+    cpu = [pipeline(t, generator_for(1, 0, k)) for k, t in enumerate(tiles)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = materialize_batch(pending, backend="torch")
+    for one, ref in zip(out, cpu):
+        torch.testing.assert_close(one["image"], ref["image"], atol=1e-5, rtol=1e-5)
+        assert torch.equal(one["label"], ref["label"])

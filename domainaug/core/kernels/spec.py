@@ -38,7 +38,8 @@ def apply_values(out: torch.Tensor, spec: LayerSpec, valid: torch.Tensor | None)
     if spec.gain is None or spec.bias is None:        # (a value stage sets both)
         return out
     shape = tuple(np.shape(spec.gain)) + (1,) * (out.dim() - np.ndim(spec.gain))
-    gain = torch.as_tensor(spec.gain, dtype=out.dtype, device=out.device).view(shape)
-    bias = torch.as_tensor(spec.bias, dtype=out.dtype, device=out.device).view(shape)
+    # (a copy: value stages are often read-only broadcasts, which torch warns about and will not share)
+    gain = torch.as_tensor(np.array(spec.gain, dtype=np.float64), dtype=out.dtype, device=out.device).view(shape)
+    bias = torch.as_tensor(np.array(spec.bias, dtype=np.float64), dtype=out.dtype, device=out.device).view(shape)
     new = out * gain + bias
     return new if valid is None else torch.where(valid, new, out)
