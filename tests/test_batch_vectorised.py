@@ -129,8 +129,15 @@ def test_the_device_path_takes_value_stages_quietly():
     pending = [pipeline.lazy(t, pipeline.sample_params(t, generator_for(1, 0, k))) for k, t in enumerate(tiles)]
     assert all(p.pending is not None and p.pending.values for p in pending)
     cpu = [pipeline(t, generator_for(1, 0, k)) for k, t in enumerate(tiles)]
+    from dataclasses import replace
+
+    from domainaug.core.kernels.resample import resample_layers
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        for p in pending:                 # alone through the torch path: the stages as the sample holds them
+            specs = [replace(p.layer_info(n).spec(), gain=p.pending.values[n][0], bias=p.pending.values[n][1])
+                     if n in p.pending.values else p.layer_info(n).spec() for n in p.layer_names()]
+            resample_layers(specs, p.pending, backend="torch", count=False)
         out = materialize_batch(pending, backend="torch")
     for one, ref in zip(out, cpu):
         torch.testing.assert_close(one["image"], ref["image"], atol=1e-5, rtol=1e-5)
