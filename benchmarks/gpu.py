@@ -153,9 +153,27 @@ def ours(pipeline: Any, images: torch.Tensor, labels: torch.Tensor) -> list[Row]
         counter["loop"] += 1
         return [pipeline(s, generator_for(SEED, 0, counter["loop"] * size + k)).layers for k, s in enumerate(samples)]
 
-    return [Row("domainaug", batched, "BatchAugment, image + label", "ours", da.__version__),
+    check = agreement(batch, images, labels) if images.device.type != "cpu" else ""
+    return [Row("domainaug", batched, "BatchAugment, image + label" + check, "ours", da.__version__),
             Row("domainaug per-element loop", loop, "pipeline(sample_b, generator_for(0, 0, index)), no stacking",
                 "loop", da.__version__)]
+
+
+def agreement(batch: Any, images: torch.Tensor, labels: torch.Tensor, reference: str = "cpu") -> str:
+    """How the batch on its device agrees with the same batch (same draws) on ``reference``: the
+    largest image difference as a fraction of the image's range, and the share of equal labels
+    (float32 coordinates on the device: a label may flip at a tie). A note for the first run on a GPU,
+    which is also the first check of the device path there."""
+    try:
+        indices = list(range(images.shape[0]))
+        got = batch(images, labels, indices=indices)
+        ref = batch(images.to(reference), labels.to(reference), indices=indices)
+        span = float(ref["image"].max() - ref["image"].min()) or 1.0
+        diff = float((got["image"].to(reference).double() - ref["image"].double()).abs().max()) / span
+        same = float((got["label"].to(reference) == ref["label"]).double().mean())
+        return f"; vs {reference}: image max |diff| {diff:.1e} of its range, labels {100 * same:.3f}% equal"
+    except Exception as e:  # noqa: BLE001 - the timing still runs; the note says what failed
+        return f"; vs {reference}: check failed ({type(e).__name__}: {e})"
 
 
 def failed(tool: str, kind: str, error: BaseException) -> Row:

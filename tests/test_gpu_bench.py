@@ -90,3 +90,17 @@ def test_failure_and_budget_are_reported(bench, tmp_path, monkeypatch):
     summary = _table(out.read_text(encoding="utf-8"), "Summary")
     assert rc == 0 and len(summary) == 2
     assert all(r[1] == "skipped: over the time budget of 0 s" for r in summary)
+
+
+def test_the_device_check_compares_a_batch_with_its_reference(bench):
+    """``agreement`` (the note a GPU run adds to domainaug's row): on the same device the batch agrees
+    with itself exactly; a pipeline that fails says so instead of stopping the run."""
+    import torch
+
+    import domainaug as da
+    from domainaug.training import BatchAugment
+    images, labels = bench.volume_batch(2, (12, 14, 10), torch.device("cpu"))
+    batch = BatchAugment(da.Compose([da.Affine(degrees=(-10, 10)), da.Elastic(spacing=8.0)]), seed=1)
+    note = bench.agreement(batch, images, labels)
+    assert note == "; vs cpu: image max |diff| 0.0e+00 of its range, labels 100.000% equal"
+    assert "check failed (ShapeError" in bench.agreement(batch, images[:, :, :5], labels)
