@@ -297,9 +297,7 @@ class Sample:
         covered = {k for k in groups if k[1] in merged or (k != (pending.source, pending.space) and k[0] != k[1])}
         count_pass()
         for (source, grid), names in groups.items():
-            specs = [self._layers[n].spec() for n in names]
-            specs = [replace(sp, gain=pending.values[n][0], bias=pending.values[n][1])
-                     if n in pending.values else sp for n, sp in zip(names, specs)]
+            specs = self._specs(names, pending)
             coverage = (source, grid) in covered and not any(self._layers[n].role is Role.VALID for n in names)
             if coverage:            # what this source grid covers of the shared output grid
                 specs.append(LayerSpec(torch.ones((1,) + source.shape, dtype=torch.bool, device=self.device),
@@ -336,6 +334,12 @@ class Sample:
                 self._grids[name] = grid
             self._fill_invalid(out, names, valid)
         return out
+
+    def _specs(self, names: list[str], pending: PendingMap) -> list[LayerSpec]:
+        """What the resampler needs of layers ``names``, each with its pending value stage, if any."""
+        specs = [self._layers[n].spec() for n in names]
+        return [replace(sp, gain=pending.values[n][0], bias=pending.values[n][1]) if n in pending.values else sp
+                for n, sp in zip(names, specs)]
 
     @staticmethod
     def _fill_invalid(layers: dict[str, Layer], names: list[str], valid: torch.Tensor) -> None:
@@ -538,10 +542,7 @@ def materialize_batch(samples: Sequence[Sample], backend: str | None = None) -> 
         for b, s in enumerate(group):
             pending = s._pending
             assert pending is not None
-            specs = [s._layers[n].spec() for n in names]
-            specs = [replace(sp, gain=pending.values[n][0], bias=pending.values[n][1]) if n in pending.values else sp
-                     for n, sp in zip(names, specs)]
-            resample_layers(specs, pending, out=[o[b] for o in outs])
+            resample_layers(s._specs(names, pending), pending, out=[o[b] for o in outs])
             s._layers = {n: replace(s._layers[n], data=o[b]) for n, o in zip(names, outs)}
             s._pending, s._sources = None, {}
     return list(samples)

@@ -59,6 +59,11 @@ def _stands_for(obj: Any, method: str, batched: str) -> bool:
     return issubclass(owner[batched], owner[method])
 
 
+def _unzip(pairs: list[tuple[Sample, dict[str, Any]]]) -> tuple[list[Sample], list[dict[str, Any]]]:
+    """``(outputs, params)`` of per-element ``(output, params)`` pairs (elements run alone)."""
+    return [o for o, _ in pairs], [p for _, p in pairs]
+
+
 def not_a_sample(value: Any) -> str:
     """What a transform expected instead of ``value``, and how to get it (the ``ParameterError`` text)."""
     if isinstance(value, (torch.Tensor, np.ndarray)):
@@ -232,8 +237,7 @@ class Transform(metaclass=ScheduledConstruction):
         where the op can (``run_batch``). Each generator sees exactly the draws of its element alone,
         in the same order, so element ``b`` equals ``step(samples[b], generators[b])``."""
         if not _stands_for(self, "step", "step_batch"):          # (a subclass with a ``step`` of its own)
-            pairs = [self.step(s, g, lazy=lazy) for s, g in zip(samples, generators)]
-            return [o for o, _ in pairs], [p for _, p in pairs]
+            return _unzip([self.step(s, g, lazy=lazy) for s, g in zip(samples, generators)])
         for s in samples:
             self.check_grids(s)
         skipped = [self._skipped(g) for g in generators]
@@ -245,8 +249,7 @@ class Transform(metaclass=ScheduledConstruction):
                 done, drawn = self._draw_and_run_batch([samples[i] for i in todo], [generators[i] for i in todo],
                                                        lazy)
             else:                    # an op that draws while it runs (its own ``_draw_and_run``): each alone
-                pairs = [self._draw_and_run(samples[i], generators[i], lazy) for i in todo]
-                done, drawn = [o for o, _ in pairs], [p for _, p in pairs]
+                done, drawn = _unzip([self._draw_and_run(samples[i], generators[i], lazy) for i in todo])
             for i, out, p in zip(todo, done, drawn):
                 outs[i], params[i] = out, self._stamp(p)
         return outs, params
@@ -487,8 +490,7 @@ as one.
     def step_batch(self, samples: list[Sample], generators: list[torch.Generator], *,
                    lazy: bool) -> tuple[list[Sample], list[dict[str, Any]]]:
         if any(self.draws_per_layer(s) for s in samples):       # draws per layer: each element alone
-            pairs = [self.step(s, g, lazy=lazy) for s, g in zip(samples, generators)]
-            return [o for o, _ in pairs], [p for _, p in pairs]
+            return _unzip([self.step(s, g, lazy=lazy) for s, g in zip(samples, generators)])
         return super().step_batch(samples, generators, lazy=lazy)
 
     def _draw_and_run_batch(self, samples: list[Sample], generators: list[torch.Generator],
@@ -515,11 +517,9 @@ as one.
         the CPU: one ``transform_batch`` per target layer over a ``(B, C, *spatial)`` view of the
         elements where they share the layer's shape and dtype and lie on one grid, else each alone."""
         names = self.target_layers(samples[0])
-        owner = {a: next(k for k in type(self).__mro__ if a in vars(k))
-                 for a in ("transform_layer", "transform_batch", "apply", "apply_batch")}
         # (an op with an ``apply`` of its own and no ``apply_batch`` beside it does each element alone)
-        plain = issubclass(owner["transform_batch"], owner["transform_layer"]) and len(samples) > 1 and \
-            issubclass(owner["apply_batch"], owner["apply"]) and \
+        plain = _stands_for(self, "transform_layer", "transform_batch") and len(samples) > 1 and \
+            _stands_for(self, "apply", "apply_batch") and \
             all(not s.grids and "layers" not in p for s, p in zip(samples, params)) and \
             all(self.target_layers(s) == names for s in samples[1:])
         if not plain:
@@ -530,7 +530,8 @@ as one.
             valids = [s.layers[s.valid_name].data if s.valid_name else None for s in samples]
             # on the CPU a copy into one buffer costs a pass: worth it for an op of its own batch kernel
             # (noise, fields, blurs: several passes), not for the one-pass channel affine
-            copy = samples[0].device.type != "cpu" or owner["transform_batch"] is not IntensityTransform
+            copy = samples[0].device.type != "cpu" or \
+                type(self).transform_batch is not IntensityTransform.transform_batch
             # (elements with and without gradients: each alone, so that a stack does not tie the ones
             # without into the others' graph)
             grads = {layer.data.requires_grad for layer in layers}
@@ -538,7 +539,6 @@ as one.
             # (elements with and without a VALID layer: each alone, below)
             valid = None if data is None or any(v is None for v in valids) else stacked(valids, copy)  # type: ignore[arg-type]
             if data is None or (valid is None) != all(v is None for v in valids) or \
-                    (valid is not None and valid.shape[0] != data.shape[0]) or \
                     (valid is not None and not bool(valid.flatten(1).any(1).all())):
                 return [self.apply(s, p) for s, p in zip(samples, params)]
             work = data.to(torch.float64 if data.dtype == torch.float64 else torch.float32)

@@ -152,14 +152,15 @@ class BatchAugment:
         With ``records`` (one list per element) the batch is replayed instead of drawn."""
         samples = self.samples(image, label, valid, space, fill, channels, label_interpolation, meta, points, boxes)
         outs = self.augment(samples, epoch=epoch, indices=indices, records=records)
-        for name in dict.fromkeys(n for o in outs for n in o.layer_names()):
+        names = list(dict.fromkeys(n for o in outs for n in o.layer_names()))
+        for name in names:
             shapes = {tuple(o[name].shape) for o in outs if name in o.layer_names()}
             if len(shapes) != 1:
                 raise ShapeError(f"the pipeline gives {name!r} shapes {sorted(shapes)} across the batch; end it "
                                  "on one grid size (e.g. with a Crop) to stack them")
         result = stack_samples(outs)                # the same stacking as collate: nothing dropped
         given = {t.untyped_storage().data_ptr() for t in (image, label, valid) if t is not None}
-        for name in dict.fromkeys(n for o in outs for n in o.layer_names()):   # never the caller's memory
+        for name in names:                                            # never the caller's memory
             if result[name].untyped_storage().data_ptr() in given:
                 result[name] = result[name].clone()
         result["spaces"] = [o.space for o in outs]
